@@ -1,0 +1,128 @@
+"""One Settings object, from environment variables and the flags of ``voltaro serve``.
+
+Every setting has an environment variable ``VOLTARO_<NAME>`` and a flag ``--<name>``; a flag
+wins over the environment, the environment over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+UNKNOWN_CHARGER_POLICIES = ("accept", "pending", "reject")
+
+
+class SettingsError(ValueError):
+    """A setting has a value Voltaro cannot use; the message names the variable."""
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a TCP port, 0-65535 (0 picks a free one)")
+    return value
+
+
+def _choice(options: tuple[str, ...], *, upper: bool = False) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.upper() if upper else text.lower()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _optional_text(text: str) -> str | None:
+    return text or None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a running Voltaro is configured with. Field name = lower-case variable name."""
+
+    ocpp_host: str = "0.0.0.0"
+    ocpp_port: int = 9000
+    heartbeat_interval: int = 300
+    call_timeout: float = 30.0
+    max_frame: int = 65536
+    ping_interval: float = 60.0
+    ping_timeout: float = 30.0
+    log_level: str = "INFO"
+    database_url: str | None = None
+    data_dir: Path = Path("voltaro-data")
+    unknown_chargers: str = "pending"
+    message_log_retention_days: int = 30
+    heartbeat_grace: float = 60.0
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """Settings from ``env`` (default: the process environment), then ``overrides``."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            variable = f"VOLTARO_{field.name.upper()}"
+            if variable in env:
+                values[field.name] = _parse(field.name, env[variable], variable)
+        for name, raw in (overrides or {}).items():
+            if raw is not None:
+                values[name] = _parse(name, str(raw), f"--{name.replace('_', '-')}")
+        return cls(**values)
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "ocpp_host": str,
+    "ocpp_port": _port,
+    "heartbeat_interval": _positive_int,
+    "call_timeout": _positive_float,
+    "max_frame": _positive_int,
+    "ping_interval": _positive_float,
+    "ping_timeout": _positive_float,
+    "log_level": _choice(LOG_LEVELS, upper=True),
+    "database_url": _optional_text,
+    "data_dir": Path,
+    "unknown_chargers": _choice(UNKNOWN_CHARGER_POLICIES),
+    "message_log_retention_days": _positive_int,
+    "heartbeat_grace": _positive_float,
+}
+
+
+def _parse(name: str, text: str, source: str) -> Any:
+    try:
+        return _PARSERS[name](text.strip())
+    except ValueError as exc:
+        raise SettingsError(f"{source}={text!r}: {exc}") from None
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per setting, defaulting to None so the environment is not overridden."""
+    for field in fields(Settings):
+        flag = "--" + field.name.replace("_", "-")
+        parser.add_argument(
+            flag,
+            dest=field.name,
+            default=None,
+            metavar=field.name.upper(),
+            help=f"(env VOLTARO_{field.name.upper()}, default {field.default})",
+        )
