@@ -38,3 +38,19 @@ def parse_error_code(text: str) -> ErrorCode | None:
         return ErrorCode(text)
     except ValueError:
         return _ALIASES.get(text)
+
+
+class OcppError(Exception):
+    """Raised by a handler to answer the CALL with this CALLERROR instead of a CALLRESULT.
+
+    ``description`` goes on the wire: say what was wrong in terms the charger's engineer
+    understands, and never include internals.
+    """
+
+    def __init__(
+        self, code: ErrorCode, description: str, details: dict[str, object] | None = None
+    ) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+        self.details: dict[str, object] = details or {}
