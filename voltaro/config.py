@@ -28,6 +28,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError("must be 0 (off) or more")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -97,7 +104,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "heartbeat_interval": _positive_int,
     "call_timeout": _positive_float,
     "max_frame": _positive_int,
-    "ping_interval": _positive_float,
+    "ping_interval": _non_negative_float,
     "ping_timeout": _positive_float,
     "log_level": _choice(LOG_LEVELS, upper=True),
     "database_url": _optional_text,

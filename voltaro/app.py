@@ -1,0 +1,164 @@
+"""The running Voltaro: the central system, the OCPP WebSocket server, and signal handling.
+
+One trio nursery at the top holds them all (inside one trio-asyncio loop for the database).
+SIGINT/SIGTERM close every charger connection with 1001 (going away), so that chargers
+reconnect elsewhere or later, then stop the central system, which records them offline.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import signal
+from dataclasses import dataclass, field
+
+import trio
+import trio_asyncio
+
+from voltaro.central import CentralSystem
+from voltaro.config import Settings
+from voltaro.ocppj.endpoint import FrameDirection, RpcEndpoint, RpcHooks
+from voltaro.ocppj.frames import Call, CallError, CallResult, Frame
+from voltaro.ocppj.validation import Deviation, SchemaRegistry
+from voltaro.store import StoreUnavailable
+from voltaro.transport.server import (
+    Admission,
+    ChargePointConnection,
+    OcppServer,
+    ServerOptions,
+    Verdict,
+)
+
+log = logging.getLogger("voltaro")
+
+SERVICE_UNAVAILABLE = Admission(http_status=503)
+
+
+@dataclass
+class Voltaro:
+    """The parts of a running server, for the admin surface and for tests."""
+
+    settings: Settings
+    central: CentralSystem
+    registry: SchemaRegistry
+    server: OcppServer | None = None
+    endpoints: dict[str, RpcEndpoint] = field(default_factory=dict)
+
+    async def admit(self, charge_point_id: str, password: str | None) -> Verdict:
+        try:
+            return await self.central.admit(charge_point_id, password)
+        except StoreUnavailable:
+            log.warning("refused %s: the database is unavailable", charge_point_id)
+            return SERVICE_UNAVAILABLE
+
+    async def session(self, connection: ChargePointConnection) -> None:
+        """One charger's connection: the RPC endpoint, bound to the central system."""
+        charge_point_id = connection.charge_point_id
+        endpoint = RpcEndpoint(
+            connection.channel,
+            self.registry,
+            self.central.handlers(charge_point_id),
+            name=charge_point_id,
+            call_timeout=self.settings.call_timeout,
+            lenient=connection.lenient,
+            hooks=self._hooks(charge_point_id),
+        )
+        self.endpoints[charge_point_id] = endpoint
+        await self.central.connected(charge_point_id)
+        try:
+            await endpoint.serve()
+        finally:
+            if self.endpoints.get(charge_point_id) is endpoint:
+                del self.endpoints[charge_point_id]
+            with trio.CancelScope(shield=True):
+                await self.central.disconnected(charge_point_id, "disconnected")
+
+    def _hooks(self, charge_point_id: str) -> RpcHooks:
+        central = self.central
+
+        def on_frame(direction: FrameDirection, frame: Frame, action: str | None) -> None:
+            if direction == "in":
+                central.seen(charge_point_id)
+            if isinstance(frame, CallError):
+                payload = {"errorDescription": frame.description, "errorDetails": frame.details}
+                central.log_frame(
+                    charge_point_id, direction, frame.message_id, action, payload, frame.error_code
+                )
+            elif isinstance(frame, Call | CallResult):
+                central.log_frame(
+                    charge_point_id, direction, frame.message_id, action, frame.payload
+                )
+
+        def on_deviation(action: str, deviation: Deviation) -> None:
+            central.count_deviation(charge_point_id, deviation)
+
+        return RpcHooks(on_frame=on_frame, on_deviation=on_deviation)
+
+
+def server_options(settings: Settings) -> ServerOptions:
+    return ServerOptions(
+        host=settings.ocpp_host,
+        port=settings.ocpp_port,
+        max_frame=settings.max_frame,
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+    )
+
+
+async def start_voltaro(
+    settings: Settings, *, task_status: trio.TaskStatus[Voltaro] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run the central system and the OCPP server until cancelled (inside a trio-asyncio loop).
+
+    ``await nursery.start(start_voltaro, settings)`` returns the :class:`Voltaro` once
+    chargers can connect.
+    """
+    registry = SchemaRegistry.load()
+    central = CentralSystem(settings)
+    voltaro = Voltaro(settings, central, registry)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(central.run)
+        voltaro.server = OcppServer(server_options(settings), voltaro.admit, voltaro.session)
+        try:
+            await nursery.start(voltaro.server.run)
+            task_status.started(voltaro)
+            await trio.sleep_forever()
+        finally:
+            # Chargers first, so their disconnections are recorded while the store is up.
+            with trio.CancelScope(shield=True):
+                await voltaro.server.close_all()
+
+
+async def run_server(settings: Settings) -> None:
+    """``voltaro serve``: run until SIGINT or SIGTERM, then shut down cleanly."""
+    raise_open_file_limit()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+            voltaro: Voltaro = await nursery.start(start_voltaro, settings)
+            assert voltaro.server is not None
+            log.info(
+                "Voltaro is ready: chargers connect to ws://%s:%d/ocpp/{chargePointId}",
+                settings.ocpp_host,
+                voltaro.server.port,
+            )
+            async for signum in signals:
+                log.info(
+                    "%s received: closing connections and stopping", signal.Signals(signum).name
+                )
+                nursery.cancel_scope.cancel()
+                break
+    log.info("Voltaro stopped")
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit: every charger holds a socket."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as error:
+            log.warning("could not raise the open-file limit from %d: %s", soft, error)
+    log.info("open-file limit: %d (about that many chargers per process)", soft)
+    return soft

@@ -1,0 +1,216 @@
+"""The Central System: the charging domain's one object, wired to the store.
+
+Lifecycle: construct from Settings, then ``await nursery.start(system.run)`` (inside
+``trio_asyncio.open_loop()``); or ``async with open_central_system(settings) as system``.
+``run`` starts the store (embedded PostgreSQL when no URL is set, migrations, writer, id tag
+cache), loads the open transactions, records chargers left online by a previous run as
+offline, and runs the housekeeping loop (last-seen flush, overdue heartbeats, deviation
+counts, message-log retention) until cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import trio
+
+from voltaro.central.admission import POLICY_STATUS, Admission, Admitter
+from voltaro.central.authorization import Authorizer, OpenTransactions
+from voltaro.central.core import ChargerState, CoreHandlers, Handler
+from voltaro.central.datatransfer import DataTransferRegistry
+from voltaro.central.presence import PresenceTracker
+from voltaro.central.timestamps import utc_now
+from voltaro.config import Settings
+from voltaro.store import Store, StoreError, open_store
+from voltaro.store.store import collapse_single_exception
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_PERIOD = 5.0  # seconds: last-seen flush and overdue check; shorter if needed
+PURGE_PERIOD = 3600.0  # seconds between message-log retention purges
+
+
+class CentralSystem:
+    """See the ``voltaro.central`` package docstring for the entry points."""
+
+    def __init__(
+        self, settings: Settings, *, data_transfer: DataTransferRegistry | None = None
+    ) -> None:
+        self.settings = settings
+        self.data_transfer = data_transfer or DataTransferRegistry()
+        self.open_transactions = OpenTransactions()
+        self.unexpected_transitions = 0
+        self.deviations: Counter[str] = Counter()  # lenient-mode deviations per charge point
+        self.deviation_kinds: Counter[str] = Counter()
+        self._unflushed_deviations: Counter[str] = Counter()
+        self._chargers: dict[str, ChargerState] = {}
+        self._store: Store | None = None
+        self._admitter: Admitter | None = None
+        self._authorizer: Authorizer | None = None
+        self._presence: PresenceTracker | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled; reports started once every entry point is usable."""
+        settings = self.settings
+        async with open_store(settings.database_url, settings.data_dir) as store:
+            try:
+                self._store = store
+                self.open_transactions.load(await store.transactions.open_transactions())
+                left = await store.charge_points.mark_all_offline("server restarted", utc_now())
+                if left:
+                    log.info("%d charge points left online by a previous run: offline", len(left))
+                self._admitter = Admitter(store.charge_points, settings.unknown_chargers)
+                self._authorizer = Authorizer(store.id_tag_cache, self.open_transactions)
+                self._presence = PresenceTracker(
+                    store.charge_points,
+                    2 * settings.heartbeat_interval + settings.heartbeat_grace,
+                )
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._housekeeping)
+                    task_status.started()
+                    await trio.sleep_forever()
+            finally:
+                self._store = None
+                await self._shutdown(store)
+
+    async def _shutdown(self, store: Store) -> None:
+        """Best effort on the way out: last-seen times, and nobody left recorded online."""
+        if self._presence is None:
+            return
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            try:
+                await store.charge_points.mark_all_offline("server stopped", utc_now())
+            except StoreError as exc:
+                log.warning("could not record charge points offline at shutdown: %s", exc)
+
+    async def _housekeeping(self) -> None:
+        presence = self.presence
+        period = min(HOUSEKEEPING_PERIOD, presence.overdue_after / 4)
+        next_purge = trio.current_time()
+        while True:
+            await trio.sleep(period)
+            presence.flush()
+            self._flush_deviations()
+            try:
+                await presence.check_overdue()
+                if trio.current_time() >= next_purge:
+                    next_purge = trio.current_time() + PURGE_PERIOD
+                    await self.purge_message_log()
+            except StoreError as exc:
+                log.warning("housekeeping postponed: %s", exc)
+
+    async def purge_message_log(self) -> int:
+        """Delete message-log entries older than the retention; returns how many."""
+        cutoff = utc_now() - timedelta(days=self.settings.message_log_retention_days)
+        purged = await self.store.message_log.purge_before(cutoff)
+        if purged:
+            log.info("message log: purged %d entries older than %s", purged, cutoff)
+        return purged
+
+    # ---- components (usable once run() has started) ------------------------------------
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the central system is not running")
+        return self._store
+
+    @property
+    def authorizer(self) -> Authorizer:
+        if self._authorizer is None:
+            raise RuntimeError("the central system is not running")
+        return self._authorizer
+
+    @property
+    def presence(self) -> PresenceTracker:
+        if self._presence is None:
+            raise RuntimeError("the central system is not running")
+        return self._presence
+
+    @property
+    def status_for_new_charge_points(self) -> str:
+        """Registration status an unknown charge point gets under the current policy."""
+        return POLICY_STATUS[self.settings.unknown_chargers]
+
+    def charger_state(self, charge_point_id: str) -> ChargerState:
+        state = self._chargers.get(charge_point_id)
+        if state is None:
+            state = self._chargers[charge_point_id] = ChargerState()
+        return state
+
+    # ---- entry points for the transport and the RPC endpoint ------------------------------
+
+    async def admit(self, charge_point_id: str, password: str | None) -> Admission:
+        """Decide a WebSocket handshake (see ``voltaro.central.admission``)."""
+        if self._admitter is None:
+            raise RuntimeError("the central system is not running")
+        return await self._admitter.admit(charge_point_id, password)
+
+    def handlers(self, charge_point_id: str) -> Mapping[str, Handler]:
+        """The charger-initiated Core Profile handlers bound to ``charge_point_id``."""
+        return CoreHandlers(self, charge_point_id).as_mapping()
+
+    async def connected(self, charge_point_id: str) -> None:
+        await self.presence.connected(charge_point_id)
+
+    async def disconnected(self, charge_point_id: str, reason: str) -> None:
+        await self.presence.disconnected(charge_point_id, reason)
+
+    def seen(self, charge_point_id: str) -> None:
+        """A frame (or a WebSocket pong) arrived from the charge point; cheap."""
+        if self._presence is not None:
+            self._presence.seen(charge_point_id)
+
+    def log_frame(
+        self,
+        charge_point_id: str,
+        direction: str,
+        message_id: str | None,
+        action: str | None,
+        payload: Any,
+        error_code: str | None = None,
+    ) -> None:
+        """Queue a frame for the message log; never blocks, never raises for the database
+        (frames logged while the system is not running are dropped)."""
+        if direction not in ("in", "out"):
+            raise ValueError(f"direction must be 'in' or 'out', not {direction!r}")
+        if self._store is None:
+            return
+        self._store.message_log.post(
+            utc_now(), charge_point_id, direction, message_id, action, payload, error_code
+        )
+
+    def count_deviation(self, charge_point_id: str, deviation: object) -> None:
+        """A schema deviation that lenient mode let through: counted and logged."""
+        kind = getattr(deviation, "kind", None) or type(deviation).__name__
+        self.deviations[charge_point_id] += 1
+        self.deviation_kinds[str(kind)] += 1
+        self._unflushed_deviations[charge_point_id] += 1
+        log.info("charge point %s: lenient mode accepted %s", charge_point_id, deviation)
+
+    def _flush_deviations(self) -> None:
+        counts, self._unflushed_deviations = self._unflushed_deviations, Counter()
+        if counts:
+            self.store.charge_points.post_deviations(dict(counts))
+
+
+@asynccontextmanager
+async def open_central_system(
+    settings: Settings, *, data_transfer: DataTransferRegistry | None = None
+) -> AsyncIterator[CentralSystem]:
+    """A running :class:`CentralSystem` for the block (inside ``trio_asyncio.open_loop()``)."""
+    system = CentralSystem(settings, data_transfer=data_transfer)
+    with collapse_single_exception():
+        async with trio.open_nursery() as nursery:
+            await nursery.start(system.run)
+            try:
+                yield system
+            finally:
+                nursery.cancel_scope.cancel()

@@ -1,0 +1,70 @@
+"""The ``voltaro`` command: ``serve``, and the operator commands of :mod:`voltaro.cli_admin`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from voltaro import __version__
+from voltaro.config import Settings, SettingsError, add_settings_flags
+
+log = logging.getLogger("voltaro")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voltaro", description="Voltaro, an OCPP 1.6-J Central System."
+    )
+    parser.add_argument("--version", action="version", version=f"voltaro {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="run the Central System",
+        description="Run the OCPP WebSocket server (charge points connect to "
+        "ws://HOST:PORT/ocpp/{chargePointId}). Every flag has a VOLTARO_* variable.",
+    )
+    add_settings_flags(serve)
+    serve.set_defaults(func=_serve)
+    _add_admin_commands(commands)
+    return parser
+
+
+def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from voltaro.cli_admin import add_commands
+
+    add_commands(commands)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from voltaro.app import run_server
+
+    trio.run(run_server, settings)
+    return 0
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    overrides = {name: getattr(args, name, None) for name in Settings.__dataclass_fields__}
+    try:
+        settings = Settings.from_env(overrides=overrides)
+    except SettingsError as error:
+        parser.error(str(error))
+    configure_logging(settings.log_level)
+    try:
+        exit_code: int = args.func(args, settings)
+    except KeyboardInterrupt:
+        return 130
+    return exit_code

@@ -1,0 +1,286 @@
+"""Operator commands: ``voltaro db migrate``, ``voltaro chargepoint add|accept|list|remove``
+and ``voltaro idtag add|block|list|remove``.
+
+They talk to the same database as ``voltaro serve`` (``VOLTARO_DATABASE_URL``, or the
+embedded server in ``VOLTARO_DATA_DIR``, which they share with a running server). A running
+server sees id tag changes at once (LISTEN/NOTIFY) and charge point changes at the next
+connection of that charger.
+
+Each command is ``func(args, settings) -> exit code``: 0 done, 1 refused (unknown id, bad
+value), 2 database unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import trio
+import trio_asyncio
+
+from voltaro.central.passwords import hash_password
+from voltaro.config import Settings
+from voltaro.store import Store, StoreUnavailable, migrate, open_store
+from voltaro.store.store import database_url
+
+REGISTRATION_STATUSES = ("Accepted", "Pending", "Rejected")
+
+Command = Callable[[argparse.Namespace, Settings], int]
+SubParsers = Any  # argparse._SubParsersAction, private in typeshed's eyes
+
+
+class CommandError(Exception):
+    """A refusal to print as ``error: ...`` with exit code 1."""
+
+
+def add_commands(subparsers: SubParsers) -> None:
+    """Add ``db``, ``chargepoint`` and ``idtag`` to the ``voltaro`` command's subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--database-url",
+        dest="database_url",
+        default=None,
+        metavar="URL",
+        help="PostgreSQL URL (env VOLTARO_DATABASE_URL; default: the embedded server)",
+    )
+    common.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        default=None,
+        metavar="DIR",
+        help="data directory of the embedded server (env VOLTARO_DATA_DIR)",
+    )
+
+    db = subparsers.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
+    db_commands.add_parser(
+        "migrate", parents=[common], help="apply pending schema migrations"
+    ).set_defaults(func=db_migrate)
+
+    cp = subparsers.add_parser("chargepoint", help="manage charge points")
+    cp_commands = cp.add_subparsers(dest="chargepoint_command", metavar="COMMAND", required=True)
+    add = cp_commands.add_parser(
+        "add",
+        parents=[common],
+        help="add a charge point, or change an existing one",
+        description="Add a charge point (registration status Accepted unless --status), or "
+        "change the given settings of an existing one.",
+    )
+    add.add_argument("id", help="charge point id (the last path segment of its URL)")
+    add.add_argument(
+        "--password",
+        help="Basic-auth password (AuthorizationKey); stored hashed. Use '-' to be prompted.",
+    )
+    add.add_argument(
+        "--lenient",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="accept the known schema breakers of real chargers (counted and logged)",
+    )
+    add.add_argument("--status", choices=REGISTRATION_STATUSES, help="registration status")
+    add.set_defaults(func=chargepoint_add)
+    accept = cp_commands.add_parser("accept", parents=[common], help="set status Accepted")
+    accept.add_argument("id")
+    accept.set_defaults(func=chargepoint_accept)
+    cp_commands.add_parser("list", parents=[common], help="list charge points").set_defaults(
+        func=chargepoint_list
+    )
+    remove = cp_commands.add_parser(
+        "remove", parents=[common], help="remove a charge point (its history is kept)"
+    )
+    remove.add_argument("id")
+    remove.set_defaults(func=chargepoint_remove)
+
+    tag = subparsers.add_parser("idtag", help="manage id tags (RFID cards, app tokens)")
+    tag_commands = tag.add_subparsers(dest="idtag_command", metavar="COMMAND", required=True)
+    tag_add = tag_commands.add_parser(
+        "add",
+        parents=[common],
+        help="add an id tag as Accepted (or replace an existing one)",
+    )
+    tag_add.add_argument("id_tag", metavar="ID_TAG")
+    tag_add.add_argument(
+        "--expiry", help="expiry date, ISO 8601 (e.g. 2026-12-31T23:59:59Z; no offset = UTC)"
+    )
+    tag_add.add_argument("--parent", help="parent id tag (group)")
+    tag_add.set_defaults(func=idtag_add)
+    block = tag_commands.add_parser("block", parents=[common], help="block an id tag")
+    block.add_argument("id_tag", metavar="ID_TAG")
+    block.set_defaults(func=idtag_block)
+    tag_commands.add_parser("list", parents=[common], help="list id tags").set_defaults(
+        func=idtag_list
+    )
+    tag_remove = tag_commands.add_parser("remove", parents=[common], help="remove an id tag")
+    tag_remove.add_argument("id_tag", metavar="ID_TAG")
+    tag_remove.set_defaults(func=idtag_remove)
+
+
+# ---- running an operation against the store ---------------------------------------------
+
+
+def _run(settings: Settings, operation: Callable[[Store], Awaitable[None]]) -> int:
+    async def main() -> int:
+        async with trio_asyncio.open_loop():
+            try:
+                async with open_store(
+                    settings.database_url, settings.data_dir, background=False
+                ) as store:
+                    await operation(store)
+            except CommandError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+            except StoreUnavailable as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        return 0
+
+    return trio.run(main)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _parse_expiry(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"--expiry {text!r} is not an ISO 8601 date-time") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# ---- commands ---------------------------------------------------------------------------
+
+
+def db_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async def main() -> int:
+        async with trio_asyncio.open_loop():
+            try:
+                async with database_url(settings.database_url, settings.data_dir) as url:
+                    applied = await migrate(url)
+            except StoreUnavailable as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        print("applied: " + ", ".join(applied) if applied else "database is up to date")
+        return 0
+
+    return trio.run(main)
+
+
+def chargepoint_add(args: argparse.Namespace, settings: Settings) -> int:
+    password: str | None = args.password
+    if password == "-":
+        password = getpass.getpass(f"password for {args.id}: ")
+    if password is not None and not password:
+        print("error: the password must not be empty", file=sys.stderr)
+        return 1
+    hashed = None if password is None else hash_password(password)
+
+    async def operation(store: Store) -> None:
+        added = await store.charge_points.upsert(
+            args.id, status=args.status, password_hash=hashed, lenient=args.lenient
+        )
+        print(f"{'added' if added else 'updated'} charge point {args.id}")
+
+    return _run(settings, operation)
+
+
+def chargepoint_accept(args: argparse.Namespace, settings: Settings) -> int:
+    async def operation(store: Store) -> None:
+        if not await store.charge_points.set_status(args.id, "Accepted"):
+            raise CommandError(f"no charge point {args.id!r}")
+        print(f"charge point {args.id} accepted")
+
+    return _run(settings, operation)
+
+
+def chargepoint_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def operation(store: Store) -> None:
+        records = await store.charge_points.list_all()
+        if not records:
+            print("no charge points")
+            return
+        rows = [
+            [
+                r.id,
+                r.registration_status,
+                "online" if r.online else "offline",
+                _when(r.last_seen),
+                "yes" if r.password_hash else "no",
+                "yes" if r.lenient else "no",
+                r.vendor or "-",
+                r.model or "-",
+                r.firmware_version or "-",
+            ]
+            for r in records
+        ]
+        headers = ["ID", "STATUS", "PRESENCE", "LAST SEEN", "PASSWORD", "LENIENT", "VENDOR"]
+        print(_table([*headers, "MODEL", "FIRMWARE"], rows))
+
+    return _run(settings, operation)
+
+
+def chargepoint_remove(args: argparse.Namespace, settings: Settings) -> int:
+    async def operation(store: Store) -> None:
+        if not await store.charge_points.remove(args.id):
+            raise CommandError(f"no charge point {args.id!r}")
+        print(f"charge point {args.id} removed")
+
+    return _run(settings, operation)
+
+
+def idtag_add(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        expiry = None if args.expiry is None else _parse_expiry(args.expiry)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+    async def operation(store: Store) -> None:
+        added = await store.id_tags.upsert(
+            args.id_tag, expiry_date=expiry, parent_id_tag=args.parent
+        )
+        print(f"{'added' if added else 'replaced'} id tag {args.id_tag}")
+
+    return _run(settings, operation)
+
+
+def idtag_block(args: argparse.Namespace, settings: Settings) -> int:
+    async def operation(store: Store) -> None:
+        if not await store.id_tags.set_status(args.id_tag, "Blocked"):
+            raise CommandError(f"no id tag {args.id_tag!r}")
+        print(f"id tag {args.id_tag} blocked")
+
+    return _run(settings, operation)
+
+
+def idtag_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def operation(store: Store) -> None:
+        records = await store.id_tags.list_all()
+        if not records:
+            print("no id tags")
+            return
+        rows = [[r.id_tag, r.status, _when(r.expiry_date), r.parent_id_tag or "-"] for r in records]
+        print(_table(["ID TAG", "STATUS", "EXPIRY", "PARENT"], rows))
+
+    return _run(settings, operation)
+
+
+def idtag_remove(args: argparse.Namespace, settings: Settings) -> int:
+    async def operation(store: Store) -> None:
+        if not await store.id_tags.remove(args.id_tag):
+            raise CommandError(f"no id tag {args.id_tag!r}")
+        print(f"id tag {args.id_tag} removed")
+
+    return _run(settings, operation)

@@ -1,0 +1,388 @@
+"""The OCPP-J RPC endpoint on trio: one per connection, both directions at once.
+
+Inbound CALLs are read by :meth:`RpcEndpoint.serve` and answered strictly in the order they
+arrived by one worker task, while the reader keeps reading, so that
+
+- a CALLRESULT for one of our own CALLs is picked up even while a handler of the charger's CALL
+  is busy (calls that cross do not deadlock), and
+- a second CALL reusing the id of one still in progress is seen and refused.
+
+Outbound calls go through :meth:`RpcEndpoint.call`: one outstanding CALL per connection, the
+rest wait their turn in FIFO order (``trio.Lock`` is fair).
+
+Error handling: nothing a peer sends can raise out of :meth:`serve`; every bad CALL gets the
+CALLERROR of the OCPP-J 1.6 table, a bad CALLRESULT/CALLERROR is logged and dropped, and
+a handler's exception becomes InternalError on the wire with the traceback in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import trio
+
+from voltaro.ocppj.actions import ALL_ACTIONS, Direction
+from voltaro.ocppj.errors import ErrorCode, OcppError
+from voltaro.ocppj.frames import (
+    CALL,
+    UNKNOWN_MESSAGE_ID,
+    Call,
+    CallError,
+    CallResult,
+    Frame,
+    FrameError,
+    Payload,
+    UnknownFrame,
+    decode,
+    encode,
+)
+from voltaro.ocppj.validation import Deviation, SchemaRegistry, Violation
+
+log = logging.getLogger("voltaro.ocppj")
+
+Handler = Callable[[Payload], Awaitable[Payload]]
+FrameDirection = Literal["in", "out"]
+
+# CALLs accepted before the first is answered. OCPP-J allows one outstanding CALL, so only a
+# misbehaving peer ever queues; the bound keeps such a peer from growing our memory.
+MAX_QUEUED_CALLS = 16
+
+
+class ChannelClosed(Exception):
+    """The connection under the endpoint is gone."""
+
+
+class MessageChannel(Protocol):
+    """What the endpoint needs of a transport: text in, text out."""
+
+    async def receive(self) -> str | bytes:
+        """The next message; raises :class:`ChannelClosed` when the connection is gone."""
+        ...
+
+    async def send(self, text: str) -> None:
+        """Send one text message; raises :class:`ChannelClosed` when the connection is gone."""
+        ...
+
+
+class CallFailed(Exception):
+    """An outbound call did not produce a valid CALLRESULT."""
+
+
+class CallTimeout(CallFailed):
+    def __init__(self, action: str, timeout: float) -> None:
+        super().__init__(f"{action}: no answer from the charge point within {timeout:g} s")
+        self.action = action
+        self.timeout = timeout
+
+
+class CallErrorReceived(CallFailed):
+    """The charge point answered with a CALLERROR."""
+
+    def __init__(self, action: str, code: str, description: str, details: Payload) -> None:
+        super().__init__(f"{action}: the charge point answered {code}: {description}")
+        self.action = action
+        self.code = code
+        self.description = description
+        self.details = details
+
+
+class InvalidResponse(CallFailed):
+    """The charge point's CALLRESULT broke the action's response schema."""
+
+    def __init__(self, action: str, violation: Violation) -> None:
+        super().__init__(f"{action}: invalid CALLRESULT from the charge point: {violation.message}")
+        self.action = action
+        self.violation = violation
+
+
+class InvalidRequest(CallFailed):
+    """We were asked to send a CALL whose payload breaks the action's request schema."""
+
+    def __init__(self, action: str, violation: Violation) -> None:
+        super().__init__(f"{action}: payload rejected before sending: {violation.message}")
+        self.action = action
+        self.violation = violation
+
+
+class ConnectionLost(CallFailed):
+    def __init__(self, action: str) -> None:
+        super().__init__(f"{action}: the connection closed before the charge point answered")
+        self.action = action
+
+
+@dataclass(slots=True)
+class RpcHooks:
+    """Observers of an endpoint; each is called synchronously and must not block."""
+
+    on_frame: Callable[[FrameDirection, Frame, str | None], None] | None = None
+    """Every frame that went in or out, with the action it belongs to when known."""
+    on_deviation: Callable[[str, Deviation], None] | None = None
+
+
+@dataclass(slots=True)
+class _PendingCall:
+    message_id: str
+    action: str
+    answered: trio.Event = field(default_factory=trio.Event)
+    answer: CallResult | CallError | None = None
+
+
+class RpcEndpoint:
+    """OCPP-J RPC over one connection. Run :meth:`serve` in the connection's nursery."""
+
+    def __init__(
+        self,
+        channel: MessageChannel,
+        registry: SchemaRegistry,
+        handlers: Mapping[str, Handler],
+        *,
+        name: str,
+        call_timeout: float = 30.0,
+        lenient: bool = False,
+        hooks: RpcHooks | None = None,
+    ) -> None:
+        self.name = name
+        self._channel = channel
+        self._registry = registry
+        self._handlers = handlers
+        self._call_timeout = call_timeout
+        self._lenient = lenient
+        self._hooks = hooks or RpcHooks()
+        self._call_lock = trio.Lock()
+        self._pending: _PendingCall | None = None
+        self._inbound_ids: set[str] = set()
+        self._closed = False
+        self._inbound_send, self._inbound_receive = trio.open_memory_channel[Call](MAX_QUEUED_CALLS)
+
+    # -- inbound --------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Read and answer until the connection closes; then fail any waiting outbound call."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._answer_calls)
+                await self._read_messages()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._closed = True
+            if self._pending is not None:
+                self._pending.answered.set()
+
+    async def _read_messages(self) -> None:
+        while True:
+            try:
+                message = await self._channel.receive()
+            except ChannelClosed:
+                return
+            await self._on_message(message)
+
+    async def _on_message(self, message: str | bytes) -> None:
+        try:
+            frame = decode(message)
+            if isinstance(message, bytes):
+                raise FrameError(
+                    ErrorCode.FORMATION_VIOLATION,
+                    "binary WebSocket frames are not OCPP-J; send JSON as a text frame",
+                    message_id=frame.message_id if isinstance(frame, Call) else None,
+                    message_type=CALL if isinstance(frame, Call) else None,
+                )
+        except FrameError as error:
+            await self._on_frame_error(error, message)
+            return
+        if isinstance(frame, UnknownFrame):
+            log.warning("%s: ignored a frame of unknown type %r", self.name, frame.message_type)
+            return
+        log.debug("%s <- %s", self.name, _text(message))
+        if isinstance(frame, Call):
+            self._notify_frame("in", frame, frame.action)
+            await self._accept_call(frame)
+        else:
+            self._on_answer(frame)
+
+    async def _on_frame_error(self, error: FrameError, message: str | bytes) -> None:
+        log.warning("%s: bad frame (%s): %.200s", self.name, error, _text(message))
+        if error.answerable:
+            await self._send(
+                CallError(
+                    error.message_id or UNKNOWN_MESSAGE_ID,
+                    error.code,
+                    error.description,
+                )
+            )
+
+    async def _accept_call(self, call: Call) -> None:
+        if call.message_id in self._inbound_ids:
+            await self._send_error(
+                call,
+                ErrorCode.PROTOCOL_ERROR,
+                f"message id {call.message_id!r} is already in use by a CALL still in progress",
+            )
+            return
+        try:
+            self._inbound_send.send_nowait(call)
+        except trio.WouldBlock:
+            await self._send_error(
+                call,
+                ErrorCode.PROTOCOL_ERROR,
+                f"more than {MAX_QUEUED_CALLS} CALLs unanswered; "
+                "OCPP-J allows one outstanding CALL",
+            )
+            return
+        self._inbound_ids.add(call.message_id)
+
+    async def _answer_calls(self) -> None:
+        async for call in self._inbound_receive:
+            try:
+                await self._send(await self._answer(call), call.action)
+            finally:
+                self._inbound_ids.discard(call.message_id)
+
+    async def _answer(self, call: Call) -> CallResult | CallError:
+        if call.action not in ALL_ACTIONS:
+            return _error(call, ErrorCode.NOT_IMPLEMENTED, f"unknown action {call.action!r}")
+        handler = self._handlers.get(call.action)
+        if handler is None:
+            return _error(
+                call, ErrorCode.NOT_SUPPORTED, f"{call.action} is not supported by this server"
+            )
+        checked = self._registry.check(
+            call.action, Direction.REQUEST, call.payload, lenient=self._lenient
+        )
+        for deviation in checked.deviations:
+            log.warning("%s: %s let through (lenient): %s", self.name, call.action, deviation)
+            if self._hooks.on_deviation is not None:
+                self._hooks.on_deviation(call.action, deviation)
+        if checked.violation is not None:
+            return _violation_error(call, checked.violation)
+        try:
+            response = await handler(checked.payload)
+        except OcppError as error:
+            return CallError(call.message_id, error.code, error.description, error.details)
+        except Exception:
+            log.exception("%s: handler for %s failed", self.name, call.action)
+            return _error(call, ErrorCode.INTERNAL_ERROR, f"{call.action} could not be processed")
+        violation = self._registry.validate(call.action, Direction.RESPONSE, response)
+        if violation is not None:
+            log.error(
+                "%s: our %s response broke its schema (%s): %r",
+                self.name,
+                call.action,
+                violation.message,
+                response,
+            )
+            return _error(call, ErrorCode.INTERNAL_ERROR, f"{call.action} could not be processed")
+        return CallResult(call.message_id, response)
+
+    # -- outbound -------------------------------------------------------------------------
+
+    async def call(self, action: str, payload: Payload, timeout: float | None = None) -> Payload:
+        """Send a CALL and return the charge point's CALLRESULT payload.
+
+        Raises a :class:`CallFailed` subclass: the payload is invalid (nothing is sent), the
+        charge point answered a CALLERROR or an invalid CALLRESULT, it did not answer in
+        ``timeout`` seconds (default: the endpoint's call timeout), or the connection closed.
+        """
+        violation = self._registry.validate(action, Direction.REQUEST, payload)
+        if violation is not None:
+            raise InvalidRequest(action, violation)
+        timeout = self._call_timeout if timeout is None else timeout
+        async with self._call_lock:
+            pending = _PendingCall(uuid.uuid4().hex[:32], action)
+            answer = await self._exchange(pending, payload, timeout)
+        if isinstance(answer, CallError):
+            raise CallErrorReceived(action, answer.error_code, answer.description, answer.details)
+        checked = self._registry.check(
+            action, Direction.RESPONSE, answer.payload, lenient=self._lenient
+        )
+        if checked.violation is not None:
+            raise InvalidResponse(action, checked.violation)
+        result: Payload = checked.payload
+        return result
+
+    async def _exchange(
+        self, pending: _PendingCall, payload: Payload, timeout: float
+    ) -> CallResult | CallError:
+        if self._closed:
+            raise ConnectionLost(pending.action)
+        self._pending = pending
+        try:
+            try:
+                await self._send(Call(pending.message_id, pending.action, payload))
+            except ChannelClosed:
+                raise ConnectionLost(pending.action) from None
+            with trio.move_on_after(timeout if math.isfinite(timeout) else math.inf):
+                await pending.answered.wait()
+        finally:
+            self._pending = None
+        if pending.answer is None:
+            if self._closed:
+                raise ConnectionLost(pending.action)
+            raise CallTimeout(pending.action, timeout)
+        return pending.answer
+
+    def _on_answer(self, answer: CallResult | CallError) -> None:
+        pending = self._pending
+        matched = pending is not None and pending.message_id == answer.message_id
+        self._notify_frame("in", answer, pending.action if pending and matched else None)
+        if pending is None or not matched:
+            log.warning(
+                "%s: dropped an answer to message %r: no CALL of ours is waiting for it",
+                self.name,
+                answer.message_id,
+            )
+            return
+        pending.answer = answer
+        pending.answered.set()
+
+    # -- sending --------------------------------------------------------------------------
+
+    async def _send_error(self, call: Call, code: ErrorCode, description: str) -> None:
+        await self._send(_error(call, code, description), call.action)
+
+    async def _send(self, frame: Frame, action: str | None = None) -> None:
+        text = encode(frame)
+        log.debug("%s -> %s", self.name, text)
+        try:
+            await self._channel.send(text)
+        except ChannelClosed:
+            if isinstance(frame, Call):
+                raise
+            log.info("%s: connection closed before an answer could be sent", self.name)
+            return
+        self._notify_frame("out", frame, frame.action if isinstance(frame, Call) else action)
+
+    def _notify_frame(self, direction: FrameDirection, frame: Frame, action: str | None) -> None:
+        if self._hooks.on_frame is not None:
+            self._hooks.on_frame(direction, frame, action)
+
+
+def _error(call: Call, code: ErrorCode, description: str) -> CallError:
+    return CallError(call.message_id, code, description)
+
+
+def _violation_error(call: Call, violation: Violation) -> CallError:
+    return CallError(call.message_id, violation.code, violation.message, {"path": violation.path})
+
+
+def _text(message: str | bytes) -> str:
+    return message if isinstance(message, str) else repr(message)
+
+
+__all__ = [
+    "CallErrorReceived",
+    "CallFailed",
+    "CallTimeout",
+    "ChannelClosed",
+    "ConnectionLost",
+    "Handler",
+    "InvalidRequest",
+    "InvalidResponse",
+    "MessageChannel",
+    "RpcEndpoint",
+    "RpcHooks",
+]

@@ -1,0 +1,269 @@
+"""Charge points: registration, boot details and history, presence, lenient-mode counts,
+and the operator's commands (add, accept, list, remove)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from voltaro.store.database import Connection, Database
+from voltaro.store.records import BootDetails, ChargePointRecord, pg_text
+from voltaro.store.writer import CopyTarget, GroupCommitWriter, MergedUpdate, Write
+
+PRESENCE_EVENTS = CopyTarget("presence_events", ("charge_point_id", "at", "online", "reason"))
+
+# Last-seen times of many chargers in one UPDATE; never moves a last_seen backwards.
+LAST_SEEN = MergedUpdate(
+    "last_seen",
+    """
+    UPDATE charge_points AS c SET last_seen = u.at
+    FROM (SELECT DISTINCT ON (id) id, at
+          FROM unnest($1::text[], $2::timestamptz[]) AS x(id, at)
+          ORDER BY id, at DESC) AS u
+    WHERE c.id = u.id AND (c.last_seen IS NULL OR c.last_seen < u.at)
+    """,
+)
+
+LENIENT_DEVIATIONS = MergedUpdate(
+    "lenient_deviations",
+    """
+    UPDATE charge_points AS c SET lenient_deviations = c.lenient_deviations + u.n
+    FROM (SELECT id, sum(n) AS n FROM unnest($1::text[], $2::bigint[]) AS x(id, n)
+          GROUP BY id) AS u
+    WHERE c.id = u.id
+    """,
+)
+
+_BOOT_SQL = """
+INSERT INTO charge_points AS c (
+    id, registration_status, vendor, model, serial_number, charge_box_serial_number,
+    firmware_version, iccid, imsi, meter_type, meter_serial_number, last_boot_at, last_seen)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+ON CONFLICT (id) DO UPDATE SET
+    vendor = EXCLUDED.vendor, model = EXCLUDED.model, serial_number = EXCLUDED.serial_number,
+    charge_box_serial_number = EXCLUDED.charge_box_serial_number,
+    firmware_version = EXCLUDED.firmware_version, iccid = EXCLUDED.iccid, imsi = EXCLUDED.imsi,
+    meter_type = EXCLUDED.meter_type, meter_serial_number = EXCLUDED.meter_serial_number,
+    last_boot_at = EXCLUDED.last_boot_at,
+    last_seen = greatest(c.last_seen, EXCLUDED.last_seen),
+    updated_at = now()
+RETURNING registration_status
+"""
+
+
+class ChargePointRepository:
+    def __init__(self, database: Database, writer: GroupCommitWriter) -> None:
+        self._database = database
+        self._writer = writer
+
+    # ---- reads ----------------------------------------------------------------------
+
+    async def get(self, charge_point_id: str) -> ChargePointRecord | None:
+        return await self._database.run(_get, charge_point_id)
+
+    async def list_all(self) -> list[ChargePointRecord]:
+        return await self._database.run(_list)
+
+    # ---- writes through the group-commit writer -------------------------------------
+
+    async def register(self, charge_point_id: str, status: str) -> ChargePointRecord:
+        """Record an unknown charge point with ``status``; returns the row (existing or new)."""
+
+        async def apply(connection: Connection) -> ChargePointRecord:
+            await connection.execute(
+                "INSERT INTO charge_points (id, registration_status) VALUES ($1, $2)"
+                " ON CONFLICT (id) DO NOTHING",
+                charge_point_id,
+                status,
+            )
+            record = await _get(connection, charge_point_id)
+            assert record is not None
+            return record
+
+        return await self._writer.submit(Write(apply, label="register charge point"))
+
+    async def boot(
+        self,
+        charge_point_id: str,
+        details: BootDetails,
+        payload: dict[str, Any],
+        received_at: datetime,
+        status_if_new: str,
+    ) -> str:
+        """Store a BootNotification (details and a history row); returns the charge point's
+        registration status (``status_if_new`` when it was not known)."""
+
+        async def apply(connection: Connection) -> str:
+            status: str = await connection.fetchval(
+                _BOOT_SQL,
+                charge_point_id,
+                status_if_new,
+                pg_text(details.vendor),
+                pg_text(details.model),
+                pg_text(details.serial_number),
+                pg_text(details.charge_box_serial_number),
+                pg_text(details.firmware_version),
+                pg_text(details.iccid),
+                pg_text(details.imsi),
+                pg_text(details.meter_type),
+                pg_text(details.meter_serial_number),
+                received_at,
+            )
+            await connection.execute(
+                "INSERT INTO boot_notifications"
+                " (charge_point_id, received_at, registration_status, payload)"
+                " VALUES ($1, $2, $3, $4)",
+                charge_point_id,
+                received_at,
+                status,
+                payload,
+            )
+            return status
+
+        return await self._writer.submit(Write(apply, label="BootNotification"))
+
+    async def presence(self, charge_point_id: str, online: bool, reason: str, at: datetime) -> None:
+        """Record that the charge point went online or offline, and why."""
+        await self._writer.submit(self._presence_write(charge_point_id, online, reason, at))
+
+    def post_presence(self, charge_point_id: str, online: bool, reason: str, at: datetime) -> None:
+        """Like :meth:`presence`, fire-and-forget."""
+        self._writer.post(self._presence_write(charge_point_id, online, reason, at))
+
+    @staticmethod
+    def _presence_write(
+        charge_point_id: str, online: bool, reason: str, at: datetime
+    ) -> Write[None]:
+
+        async def apply(connection: Connection) -> None:
+            if online:
+                await connection.execute(
+                    "UPDATE charge_points SET online = true,"
+                    " last_seen = greatest(last_seen, $2) WHERE id = $1",
+                    charge_point_id,
+                    at,
+                )
+            else:
+                await connection.execute(
+                    "UPDATE charge_points SET online = false WHERE id = $1", charge_point_id
+                )
+
+        return Write(
+            apply,
+            copies={PRESENCE_EVENTS: [(charge_point_id, at, online, pg_text(reason))]},
+            label="presence",
+        )
+
+    async def mark_all_offline(self, reason: str, at: datetime) -> list[str]:
+        """Whatever is recorded online is offline now, with an event each; returns the ids.
+
+        Used at start (a previous run left them online) and at shutdown; a direct
+        transaction rather than the writer, so it also works while the writer is stopping.
+        """
+
+        async def apply(connection: Connection) -> list[str]:
+            rows = await connection.fetch(
+                """
+                WITH changed AS (
+                    UPDATE charge_points SET online = false WHERE online RETURNING id)
+                INSERT INTO presence_events (charge_point_id, at, online, reason)
+                SELECT id, $1, false, $2 FROM changed RETURNING charge_point_id
+                """,
+                at,
+                reason,
+            )
+            return [row[0] for row in rows]
+
+        return await self._database.run_in_transaction(apply)
+
+    def post_last_seen(self, seen: dict[str, datetime]) -> None:
+        """Fire-and-forget: many chargers' last-seen times in the next batch."""
+        if seen:
+            self._writer.post(Write(merges={LAST_SEEN: list(seen.items())}, label="last seen"))
+
+    def post_deviations(self, counts: dict[str, int]) -> None:
+        """Fire-and-forget: add lenient-mode deviation counts per charge point."""
+        if counts:
+            self._writer.post(
+                Write(merges={LENIENT_DEVIATIONS: list(counts.items())}, label="deviations")
+            )
+
+    # ---- operator commands (direct transactions: rare, and a CLI wants the error) ----
+
+    async def upsert(
+        self,
+        charge_point_id: str,
+        *,
+        status: str | None = None,
+        password_hash: str | None = None,
+        lenient: bool | None = None,
+    ) -> bool:
+        """Add a charge point (status default Accepted) or change the given fields of an
+        existing one. Returns True when it was added."""
+        return await self._database.run_in_transaction(
+            _upsert, charge_point_id, status, password_hash, lenient
+        )
+
+    async def set_status(self, charge_point_id: str, status: str) -> bool:
+        """Set the registration status; False when the id is unknown."""
+        result: str = await self._database.run(
+            lambda c: c.execute(
+                "UPDATE charge_points SET registration_status = $2, updated_at = now()"
+                " WHERE id = $1",
+                charge_point_id,
+                status,
+            )
+        )
+        return result != "UPDATE 0"
+
+    async def remove(self, charge_point_id: str) -> bool:
+        """Remove a charge point and its connectors' current state (history stays)."""
+        return await self._database.run_in_transaction(_remove, charge_point_id)
+
+
+async def _get(connection: Connection, charge_point_id: str) -> ChargePointRecord | None:
+    row = await connection.fetchrow("SELECT * FROM charge_points WHERE id = $1", charge_point_id)
+    return None if row is None else ChargePointRecord.from_row(row)
+
+
+async def _list(connection: Connection) -> list[ChargePointRecord]:
+    rows = await connection.fetch("SELECT * FROM charge_points ORDER BY id")
+    return [ChargePointRecord.from_row(row) for row in rows]
+
+
+async def _upsert(
+    connection: Connection,
+    charge_point_id: str,
+    status: str | None,
+    password_hash: str | None,
+    lenient: bool | None,
+) -> bool:
+    inserted: bool = await connection.fetchval(
+        "INSERT INTO charge_points (id, registration_status) VALUES ($1, $2)"
+        " ON CONFLICT (id) DO NOTHING RETURNING true",
+        charge_point_id,
+        status or "Accepted",
+    )
+    await connection.execute(
+        """
+        UPDATE charge_points SET
+            registration_status = coalesce($2, registration_status),
+            password_hash = coalesce($3, password_hash),
+            lenient = coalesce($4, lenient),
+            updated_at = now()
+        WHERE id = $1
+        """,
+        charge_point_id,
+        status,
+        password_hash,
+        lenient,
+    )
+    return bool(inserted)
+
+
+async def _remove(connection: Connection, charge_point_id: str) -> bool:
+    await connection.execute("DELETE FROM connectors WHERE charge_point_id = $1", charge_point_id)
+    result: str = await connection.execute(
+        "DELETE FROM charge_points WHERE id = $1", charge_point_id
+    )
+    return result != "DELETE 0"

@@ -1,0 +1,176 @@
+"""The connection pool, and the one way trio code reaches it: :meth:`Database.run`.
+
+asyncpg is an asyncio library; Voltaro is a trio program. trio-asyncio runs an asyncio loop
+inside trio (the caller must be inside ``trio_asyncio.open_loop()``), and every call from
+trio into asyncio costs a crossing (~80 µs here). So the rule is one crossing per whole
+operation: :meth:`Database.run` takes an asyncio function that does all its queries on one
+connection, never one query at a time.
+
+The pool is created with a no-op ``reset``: asyncpg's default runs a reset query (``RESET
+ALL``, ``UNLISTEN *``, ...) on every release, a round trip per operation for state Voltaro
+never sets. asyncpg still rolls back a transaction left open, which is all we need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, ParamSpec, TypeVar
+
+import asyncpg
+import orjson
+import trio
+import trio_asyncio
+
+from voltaro.store.errors import StoreUnavailable, is_outage
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+# asyncpg has no type stubs; this alias names what a parameter is without pretending.
+Connection = Any
+
+CONNECT_TIMEOUT = 10.0  # seconds; a partitioned network must fail a batch, not hang it
+COMMAND_TIMEOUT = 60.0  # seconds; generous: a batch COPY of many rows is legitimate work
+
+
+def _encode_jsonb(value: object) -> bytes:
+    # Binary jsonb is a version byte (1) then the JSON text. PostgreSQL cannot store the
+    # character U+0000 in jsonb, which JSON allows: it becomes U+FFFD rather than failing the
+    # whole write (the only change Voltaro ever makes to what a charger sent).
+    data = orjson.dumps(value)
+    if b"\\u0000" in data:
+        data = _replace_nul_escapes(data)
+    return b"\x01" + data
+
+
+def _replace_nul_escapes(data: bytes) -> bytes:
+    out = bytearray()
+    i = 0
+    while i < len(data):
+        if data[i] == 0x5C:  # backslash: copy the escape pair, replacing \u0000
+            if data[i : i + 6] == b"\\u0000":
+                out += b"\\ufffd"
+                i += 6
+            else:
+                out += data[i : i + 2]
+                i += 2
+        else:
+            out.append(data[i])
+            i += 1
+    return bytes(out)
+
+
+def _decode_jsonb(data: bytes) -> object:
+    return orjson.loads(data[1:])
+
+
+async def _setup_connection(connection: Connection) -> None:
+    await connection.set_type_codec(
+        "jsonb",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+async def _no_reset(connection: Connection) -> None:
+    """Pool reset hook that sends nothing (see the module docstring)."""
+
+
+async def connect(url: str) -> Connection:
+    """One connection outside the pool (migrations, the LISTEN connection); asyncio side."""
+    connection = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
+    await _setup_connection(connection)
+    return connection
+
+
+class Database:
+    """An asyncpg pool used from trio. Create with :func:`open_database`."""
+
+    def __init__(self, url: str, pool: Any) -> None:
+        self.url = url
+        self._pool = pool
+
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``await fn(connection, *args)`` in asyncio on a pooled connection: one crossing.
+
+        Raises :class:`StoreUnavailable` when the database cannot be reached; other database
+        errors propagate as they are.
+        """
+        try:
+            result: T = await trio_asyncio.aio_as_trio(self._run_aio)(fn, *args)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            if is_outage(exc):
+                raise StoreUnavailable(f"database unavailable: {exc}") from exc
+            raise
+        return result
+
+    async def _run_aio(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        async with self.acquire() as connection:
+            return await fn(connection, *args)
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Connection]:
+        """A pooled connection (asyncio side). Failing to get one is always an outage,
+        whatever the error says (e.g. "database does not accept connections" is 55000)."""
+        try:
+            connection = await self._pool.acquire()
+        except Exception as exc:
+            raise StoreUnavailable(f"cannot connect to the database: {exc}") from exc
+        try:
+            yield connection
+        finally:
+            await self._pool.release(connection)
+
+    async def run_in_transaction(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Like :meth:`run`, inside one transaction."""
+
+        async def in_transaction(connection: Connection, *inner: Any) -> T:
+            async with connection.transaction():
+                return await fn(connection, *inner)
+
+        return await self.run(in_transaction, *args)
+
+    def pool_stats(self) -> dict[str, int]:
+        """Open and idle connections, for metrics."""
+        return {"size": self._pool.get_size(), "idle": self._pool.get_idle_size()}
+
+
+async def _create_pool(url: str, min_size: int, max_size: int) -> Any:
+    return await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        init=_setup_connection,
+        reset=_no_reset,
+        timeout=CONNECT_TIMEOUT,
+        command_timeout=COMMAND_TIMEOUT,
+    )
+
+
+@asynccontextmanager
+async def open_database(
+    url: str, *, min_size: int = 2, max_size: int = 10
+) -> AsyncIterator[Database]:
+    """A :class:`Database` for the block; the pool is closed (at most 5 s) on the way out.
+
+    Must run inside ``trio_asyncio.open_loop()``. Raises :class:`StoreUnavailable` when the
+    database cannot be reached at start.
+    """
+    try:
+        pool = await trio_asyncio.aio_as_trio(_create_pool)(url, min_size, max_size)
+    except Exception as exc:
+        if is_outage(exc):
+            raise StoreUnavailable(f"cannot connect to the database: {exc}") from exc
+        raise
+    try:
+        yield Database(url, pool)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(5) as scope:
+            await trio_asyncio.aio_as_trio(pool.close)()
+        if scope.cancelled_caught:
+            pool.terminate()

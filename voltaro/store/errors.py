@@ -1,0 +1,52 @@
+"""What can go wrong in the store, said in two kinds: the database is away, or one write is bad.
+
+The difference matters to the group-commit writer: an outage fails the whole batch (every
+waiting caller raises :class:`StoreUnavailable` and the handler answers InternalError), while a
+bad write fails only itself and its batch-mates are committed without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+
+# SQLSTATE classes that mean "the server or the link is in trouble", not "your data is wrong":
+# 08 connection exception, 53 insufficient resources, 57 operator intervention (shutdown,
+# terminated backend, database does not accept connections), 58 system error.
+_OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "58"})
+
+
+class StoreError(Exception):
+    """Base of the store's own exceptions."""
+
+
+class StoreUnavailable(StoreError):
+    """The database could not be reached or lost the connection; nothing was committed.
+
+    A caller (an OCPP handler) answers InternalError so that the charger keeps its data and
+    retries. The store recovers by itself when the database is back.
+    """
+
+
+class WriteFailed(StoreError):
+    """This one write was rejected by the database; its batch-mates were committed."""
+
+
+def is_outage(exc: BaseException, connection: Any = None) -> bool:
+    """True when ``exc`` says the database is unreachable rather than that a write is wrong.
+
+    ``connection``, when given, is the asyncpg connection the error came from: if it is closed
+    afterwards, the link is gone whatever the exception says.
+    """
+    if connection is not None and connection.is_closed():
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        sqlstate = getattr(exc, "sqlstate", None) or ""
+        return sqlstate[:2] in _OUTAGE_SQLSTATE_CLASSES
+    if isinstance(exc, asyncpg.InterfaceError):
+        # asyncpg also uses InterfaceError for bad query arguments; only a closed or
+        # never-opened connection is an outage.
+        return "closed" in str(exc) or "connect" in str(exc)
+    return isinstance(exc, OSError | TimeoutError | asyncio.TimeoutError)

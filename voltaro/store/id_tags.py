@@ -1,0 +1,267 @@
+"""Id tags: the operator's table, and the in-process cache every Authorize is answered from.
+
+Why a cache: Authorize and StartTransaction are on the hot path and the answer depends on
+one small row. Why it can be trusted: a trigger on ``id_tags`` announces every change (the
+new row itself) with NOTIFY, and a dedicated LISTEN connection applies it to the cache, so a
+tag blocked by ``voltaro idtag block`` in another process is answered Blocked the moment
+that command commits.
+
+Staleness, the one thing that must never happen (a blocked tag answered Accepted):
+
+- The cache is *valid* only while its LISTEN connection is up. Start-up order is LISTEN,
+  then load the table, then replay whatever was announced during the load; from then on no
+  change can slip between the snapshot and the notifications.
+- When the LISTEN connection drops (or fails the periodic health check), the cache is
+  emptied and marked invalid at once; until it has reconnected and reloaded, lookups go to
+  the database (and fail, as InternalError, if the database is away too).
+- A TRUNCATE of the table forces the same reconnect-and-reload.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import trio
+import trio_asyncio
+
+from voltaro.store.database import Connection, Database, connect
+from voltaro.store.records import IdTagRecord
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "voltaro_id_tags"
+HEALTH_CHECK_INTERVAL = 10.0  # seconds between pings of the LISTEN connection
+HEALTH_CHECK_TIMEOUT = 5.0  # a ping slower than this counts as a dead connection
+RECONNECT_BACKOFF = (0.1, 5.0)  # first and longest wait between reconnection attempts
+
+
+def tag_key(id_tag: str) -> str:
+    """idTag is a CiString20: compared case-insensitively, like ``lower(id_tag)`` in SQL."""
+    return id_tag.lower()
+
+
+async def _fetch_one(connection: Connection, id_tag: str) -> IdTagRecord | None:
+    row = await connection.fetchrow("SELECT * FROM id_tags WHERE lower(id_tag) = lower($1)", id_tag)
+    return None if row is None else IdTagRecord.from_row(row)
+
+
+async def _fetch_all(connection: Connection) -> list[IdTagRecord]:
+    rows = await connection.fetch("SELECT * FROM id_tags ORDER BY id_tag")
+    return [IdTagRecord.from_row(row) for row in rows]
+
+
+class IdTagCache:
+    """The id tag table in memory, kept current by LISTEN/NOTIFY; run :meth:`run` in a
+    nursery (``nursery.start``) and ask :meth:`lookup`.
+
+    Counters: ``reloads`` (full loads), ``notifications`` (changes applied), ``misses``
+    (lookups that went to the database because the cache was invalid).
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._tags: dict[str, IdTagRecord] = {}
+        self._valid = False
+        self._buffer: list[str] | None = None  # notifications arriving during a load
+        self._lost: trio.Event | None = None
+        self.listener_pid: int | None = None  # backend pid of the LISTEN connection
+        self.reloads = 0
+        self.notifications = 0
+        self.misses = 0
+
+    @property
+    def valid(self) -> bool:
+        return self._valid
+
+    async def lookup(self, id_tag: str) -> IdTagRecord | None:
+        """The tag's row, or None when unknown. From memory while the cache is valid, from the
+        database otherwise (raises StoreUnavailable when that is away too)."""
+        if self._valid:
+            return self._tags.get(tag_key(id_tag))
+        self.misses += 1
+        return await self._database.run(_fetch_one, id_tag)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the cache valid: connect, LISTEN, load, watch; on any loss invalidate and
+        start over. Reports started once the first load is done (or failed: then lookups
+        read the table until a later attempt succeeds)."""
+        started = False
+        backoff = RECONNECT_BACKOFF[0]
+        while True:
+            lost = trio.Event()
+            self._lost = lost
+            try:
+                connection = await trio_asyncio.aio_as_trio(self._listen_and_load)()
+            except Exception as exc:
+                log.warning("id tag cache: cannot listen (%s); retrying in %.1f s", exc, backoff)
+                if not started:  # serve anyway: lookups go to the table until it works
+                    task_status.started()
+                    started = True
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, RECONNECT_BACKOFF[1])
+                continue
+            backoff = RECONNECT_BACKOFF[0]
+            self._valid = not lost.is_set()
+            if not started:
+                task_status.started()
+                started = True
+            try:
+                await self._watch(connection, lost)
+            finally:
+                self._invalidate()
+                with trio.CancelScope(shield=True):
+                    await self._close(connection)
+            log.warning("id tag cache: LISTEN connection lost; reloading")
+
+    def _invalidate(self) -> None:
+        self._valid = False
+        self._tags = {}
+
+    async def _watch(self, connection: Connection, lost: trio.Event) -> None:
+        while not lost.is_set():
+            with trio.move_on_after(HEALTH_CHECK_INTERVAL):
+                await lost.wait()
+                return
+            with trio.move_on_after(HEALTH_CHECK_TIMEOUT) as scope:
+                try:
+                    await trio_asyncio.aio_as_trio(connection.fetchval)("SELECT 1")
+                except Exception as exc:
+                    log.warning("id tag cache: health check failed: %s", exc)
+                    return
+            if scope.cancelled_caught:
+                log.warning("id tag cache: health check timed out")
+                return
+
+    @staticmethod
+    async def _close(connection: Connection) -> None:
+        with trio.move_on_after(2):
+            try:
+                await trio_asyncio.aio_as_trio(connection.close)()
+                return
+            except Exception:
+                pass
+        connection.terminate()
+
+    # ---- asyncio side -------------------------------------------------------------
+
+    async def _listen_and_load(self) -> Connection:
+        connection = await connect(self._database.url)
+        try:
+            self.listener_pid = connection.get_server_pid()
+            self._buffer = []
+            connection.add_termination_listener(self._on_terminated)
+            await connection.add_listener(CHANNEL, self._on_notify)
+            records = await _fetch_all(connection)
+            self._tags = {tag_key(r.id_tag): r for r in records}
+            buffered, self._buffer = self._buffer, None
+            for payload in buffered:
+                self._apply(payload)
+            self.reloads += 1
+            return connection
+        except BaseException:
+            self._buffer = None
+            connection.terminate()
+            raise
+
+    def _on_terminated(self, connection: Connection) -> None:
+        self._valid = False
+        if self._lost is not None:
+            self._lost.set()
+
+    def _on_notify(self, connection: Connection, pid: int, channel: str, payload: str) -> None:
+        if self._buffer is not None:
+            self._buffer.append(payload)
+        else:
+            self._apply(payload)
+
+    def _apply(self, payload: str) -> None:
+        try:
+            change: dict[str, Any] = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            log.error("id tag cache: unreadable notification %r; reloading", payload)
+            change = {"op": "reload"}
+        self.notifications += 1
+        op = change.get("op")
+        if op == "upsert":
+            expiry = change.get("expiry")
+            record = IdTagRecord(
+                change["id_tag"],
+                change["status"],
+                None if expiry is None else datetime.fromtimestamp(float(expiry), UTC),
+                change.get("parent_id_tag"),
+            )
+            self._tags[tag_key(record.id_tag)] = record
+        elif op == "delete":
+            self._tags.pop(tag_key(change["id_tag"]), None)
+        else:  # reload (TRUNCATE) or unknown: trust nothing in memory
+            self._invalidate()
+            if self._lost is not None:
+                self._lost.set()
+
+
+class IdTagRepository:
+    """The operator's commands on the id tag table (the cache follows by itself)."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def get(self, id_tag: str) -> IdTagRecord | None:
+        return await self._database.run(_fetch_one, id_tag)
+
+    async def list_all(self) -> list[IdTagRecord]:
+        return await self._database.run(_fetch_all)
+
+    async def upsert(
+        self,
+        id_tag: str,
+        *,
+        status: str = "Accepted",
+        expiry_date: datetime | None = None,
+        parent_id_tag: str | None = None,
+    ) -> bool:
+        """Add the tag, or replace status/expiry/parent of the existing one (matched
+        case-insensitively). Returns True when it was added."""
+
+        async def write(connection: Connection) -> bool:
+            updated = await connection.execute(
+                "UPDATE id_tags SET status = $2, expiry_date = $3, parent_id_tag = $4,"
+                " updated_at = now() WHERE lower(id_tag) = lower($1)",
+                id_tag,
+                status,
+                expiry_date,
+                parent_id_tag,
+            )
+            if updated != "UPDATE 0":
+                return False
+            await connection.execute(
+                "INSERT INTO id_tags (id_tag, status, expiry_date, parent_id_tag)"
+                " VALUES ($1, $2, $3, $4)",
+                id_tag,
+                status,
+                expiry_date,
+                parent_id_tag,
+            )
+            return True
+
+        return await self._database.run_in_transaction(write)
+
+    async def set_status(self, id_tag: str, status: str) -> bool:
+        """False when the tag is unknown."""
+        result: str = await self._database.run(
+            lambda c: c.execute(
+                "UPDATE id_tags SET status = $2, updated_at = now()"
+                " WHERE lower(id_tag) = lower($1)",
+                id_tag,
+                status,
+            )
+        )
+        return result != "UPDATE 0"
+
+    async def remove(self, id_tag: str) -> bool:
+        result: str = await self._database.run(
+            lambda c: c.execute("DELETE FROM id_tags WHERE lower(id_tag) = lower($1)", id_tag)
+        )
+        return result != "DELETE 0"

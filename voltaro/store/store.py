@@ -1,0 +1,96 @@
+"""The store as one object: :func:`open_store` starts everything that talks to PostgreSQL
+(embedded server if no URL, migrations, pool, group-commit writer, id tag cache) and
+:class:`Store` gives the repositories to the domain code."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from pathlib import Path
+
+import trio
+
+from voltaro.store.charge_points import ChargePointRepository
+from voltaro.store.connectors import ConnectorRepository
+from voltaro.store.database import Database, open_database
+from voltaro.store.embedded import embedded_postgres
+from voltaro.store.id_tags import IdTagCache, IdTagRepository
+from voltaro.store.message_log import MessageLogRepository
+from voltaro.store.migrate import migrate
+from voltaro.store.transactions import TransactionRepository
+from voltaro.store.writer import GroupCommitWriter
+
+log = logging.getLogger(__name__)
+
+
+class Store:
+    """Repositories over one database, sharing one writer."""
+
+    def __init__(self, database: Database, writer: GroupCommitWriter, id_tag_cache: IdTagCache):
+        self.database = database
+        self.writer = writer
+        self.id_tag_cache = id_tag_cache
+        self.charge_points = ChargePointRepository(database, writer)
+        self.connectors = ConnectorRepository(database, writer)
+        self.transactions = TransactionRepository(database, writer)
+        self.message_log = MessageLogRepository(database, writer)
+        self.id_tags = IdTagRepository(database)
+
+
+@asynccontextmanager
+async def database_url(url: str | None, data_dir: Path) -> AsyncIterator[str]:
+    """``url``, or the embedded server's URL (started for the block) when ``url`` is None."""
+    if url is not None:
+        yield url
+        return
+    async with embedded_postgres(data_dir) as embedded:
+        yield embedded
+
+
+@asynccontextmanager
+async def open_store(
+    url: str | None, data_dir: Path, *, migrate_first: bool = True, background: bool = True
+) -> AsyncIterator[Store]:
+    """A running :class:`Store` for the block (inside ``trio_asyncio.open_loop()``).
+
+    Order on the way in: database (embedded when ``url`` is None), migrations, pool, writer,
+    id tag cache (loaded). On the way out, the reverse: the writer fails whoever still waits,
+    the pool closes, the embedded server stops.
+
+    ``background=False`` (operator commands) starts neither the writer nor the cache: only
+    the direct reads and operator commands of the repositories work then.
+    """
+    with collapse_single_exception():
+        async with AsyncExitStack() as stack:
+            resolved = await stack.enter_async_context(database_url(url, data_dir))
+            if migrate_first:
+                await migrate(resolved)
+            database = await stack.enter_async_context(open_database(resolved))
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            writer = GroupCommitWriter(database)
+            cache = IdTagCache(database)
+            if background:
+                await nursery.start(writer.run)
+                await nursery.start(cache.run)
+            try:
+                yield Store(database, writer, cache)
+            finally:
+                nursery.cancel_scope.cancel()
+
+
+@contextmanager
+def collapse_single_exception() -> Iterator[None]:
+    """Re-raise a lone exception out of the ExceptionGroup a nursery wraps it in.
+
+    A context manager that runs background tasks yields inside a nursery, so whatever the
+    caller's block raises (a CommandError, an OcppError in a test) would come out wrapped;
+    the background tasks were cancelled on the way out, so a group of one is the caller's
+    own exception and is given back as it was raised.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from group.exceptions[0].__cause__
+        raise

@@ -1,0 +1,247 @@
+"""Transactions and meter values.
+
+StartTransaction de-duplication lives in the database: the unique key ``transactions_dedup``
+(charge point, connector, idTag, start timestamp, meterStart) makes a retried start, with a
+new message id or after a restart, find the transaction it created the first time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from voltaro.store.database import Connection, Database
+from voltaro.store.records import (
+    EnergyReading,
+    OpenTransaction,
+    SampledValue,
+    StartedTransaction,
+    StopOutcome,
+    TransactionRecord,
+    pg_text,
+)
+from voltaro.store.writer import CopyTarget, GroupCommitWriter, MergedUpdate, Write
+
+METER_VALUES = CopyTarget(
+    "meter_values",
+    (
+        "charge_point_id",
+        "connector_id",
+        "transaction_id",
+        "sampled_at",
+        "received_at",
+        "source",
+        "value",
+        "context",
+        "format",
+        "measurand",
+        "phase",
+        "location",
+        "unit",
+    ),
+)
+
+# The running energy of open transactions, one UPDATE per batch; a reading older than the one
+# stored (a late, queued message) does not overwrite a newer one.
+ENERGY = MergedUpdate(
+    "energy",
+    """
+    UPDATE transactions AS t
+    SET last_register_wh = u.wh, last_register_at = u.at, energy_wh = u.wh - t.meter_start
+    FROM (SELECT DISTINCT ON (id) id, cp, wh, at
+          FROM unnest($1::integer[], $2::text[], $3::float8[], $4::timestamptz[])
+               AS x(id, cp, wh, at)
+          ORDER BY id, at DESC) AS u
+    WHERE t.transaction_id = u.id AND t.charge_point_id = u.cp AND t.stopped_at IS NULL
+      AND (t.last_register_at IS NULL OR t.last_register_at <= u.at)
+    """,
+)
+
+_INSERT_SQL = """
+INSERT INTO transactions (charge_point_id, connector_id, id_tag, id_tag_status, started_at,
+                          meter_start, reservation_id, received_at, energy_wh)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0)
+ON CONFLICT ON CONSTRAINT transactions_dedup DO NOTHING
+RETURNING transaction_id, id_tag_status
+"""
+
+_FIND_SQL = """
+SELECT transaction_id, id_tag_status FROM transactions
+WHERE charge_point_id = $1 AND connector_id = $2 AND id_tag = $3 AND started_at = $4
+  AND meter_start = $5
+"""
+
+_STOP_SQL = """
+UPDATE transactions SET stopped_at = $3, meter_stop = $4, stop_reason = $5, stop_id_tag = $6,
+                        stop_received_at = $7, energy_wh = $4::bigint::float8 - meter_start
+WHERE transaction_id = $1 AND charge_point_id = $2 AND stopped_at IS NULL
+RETURNING connector_id
+"""
+
+
+def meter_rows(
+    charge_point_id: str,
+    connector_id: int,
+    transaction_id: int | None,
+    received_at: datetime,
+    source: str,
+    values: Sequence[SampledValue],
+) -> list[tuple[object, ...]]:
+    """COPY records for ``values``."""
+    return [
+        (
+            charge_point_id,
+            connector_id,
+            transaction_id,
+            v.sampled_at,
+            received_at,
+            source,
+            pg_text(v.value),
+            pg_text(v.context),
+            pg_text(v.format),
+            pg_text(v.measurand),
+            pg_text(v.phase),
+            pg_text(v.location),
+            pg_text(v.unit),
+        )
+        for v in values
+    ]
+
+
+class TransactionRepository:
+    def __init__(self, database: Database, writer: GroupCommitWriter) -> None:
+        self._database = database
+        self._writer = writer
+
+    async def start(
+        self,
+        charge_point_id: str,
+        connector_id: int,
+        id_tag: str,
+        started_at: datetime,
+        meter_start: int,
+        reservation_id: int | None,
+        id_tag_status: str,
+        received_at: datetime,
+    ) -> StartedTransaction:
+        """Record a started transaction, or find the one an identical earlier start created
+        (then ``created`` is False and ``id_tag_status`` is what was answered then)."""
+        id_tag = pg_text(id_tag) or ""
+
+        async def apply(connection: Connection) -> StartedTransaction:
+            key = (charge_point_id, connector_id, id_tag, started_at, meter_start)
+            # Two tries: a concurrent insert of the same key (two servers) makes the first
+            # DO NOTHING and is invisible to this statement's snapshot; the second sees it.
+            for _ in range(2):
+                row = await connection.fetchrow(
+                    _INSERT_SQL, *key[:3], id_tag_status, *key[3:], reservation_id, received_at
+                )
+                if row is not None:
+                    return StartedTransaction(row[0], row[1], created=True)
+                row = await connection.fetchrow(_FIND_SQL, *key)
+                if row is not None:
+                    return StartedTransaction(row[0], row[1], created=False)
+            raise RuntimeError("transaction neither inserted nor found")
+
+        return await self._writer.submit(Write(apply, label="StartTransaction"))
+
+    async def stop(
+        self,
+        charge_point_id: str,
+        transaction_id: int,
+        stopped_at: datetime,
+        meter_stop: int,
+        reason: str | None,
+        id_tag: str | None,
+        received_at: datetime,
+        transaction_data: Sequence[SampledValue] = (),
+    ) -> StopOutcome:
+        """Close the transaction; its transactionData values are stored (on the transaction's
+        connector) only when this call closed it, so a retried stop changes nothing."""
+        stop_id_tag = pg_text(id_tag)
+
+        async def apply(connection: Connection) -> StopOutcome:
+            connector_id = await connection.fetchval(
+                _STOP_SQL,
+                transaction_id,
+                charge_point_id,
+                stopped_at,
+                meter_stop,
+                pg_text(reason),
+                stop_id_tag,
+                received_at,
+            )
+            if connector_id is None:
+                exists = await connection.fetchval(
+                    "SELECT true FROM transactions"
+                    " WHERE transaction_id = $1 AND charge_point_id = $2",
+                    transaction_id,
+                    charge_point_id,
+                )
+                return StopOutcome.ALREADY_STOPPED if exists else StopOutcome.UNKNOWN
+            if transaction_data:
+                rows = meter_rows(
+                    charge_point_id,
+                    connector_id,
+                    transaction_id,
+                    received_at,
+                    "StopTransaction",
+                    transaction_data,
+                )
+                await connection.copy_records_to_table(
+                    METER_VALUES.table, records=rows, columns=list(METER_VALUES.columns)
+                )
+            return StopOutcome.STOPPED
+
+        return await self._writer.submit(Write(apply, label="StopTransaction"))
+
+    async def meter_values(
+        self,
+        charge_point_id: str,
+        connector_id: int,
+        transaction_id: int | None,
+        values: Sequence[SampledValue],
+        energy: EnergyReading | None,
+        received_at: datetime,
+    ) -> None:
+        """Store every sampled value (one COPY per batch) and the transaction's energy."""
+        rows = meter_rows(
+            charge_point_id, connector_id, transaction_id, received_at, "MeterValues", values
+        )
+        merges = {}
+        if energy is not None:
+            merges[ENERGY] = [(energy.transaction_id, charge_point_id, energy.wh, energy.at)]
+        await self._writer.submit(
+            Write(copies={METER_VALUES: rows}, merges=merges, label="MeterValues")
+        )
+
+    # ---- reads ----------------------------------------------------------------------
+
+    async def open_transactions(self) -> list[OpenTransaction]:
+        async def read(connection: Connection) -> list[OpenTransaction]:
+            rows = await connection.fetch(
+                "SELECT transaction_id, charge_point_id, connector_id, id_tag"
+                " FROM transactions WHERE stopped_at IS NULL"
+            )
+            return [OpenTransaction(*row) for row in rows]
+
+        return await self._database.run(read)
+
+    async def get(self, transaction_id: int) -> TransactionRecord | None:
+        async def read(connection: Connection) -> TransactionRecord | None:
+            row = await connection.fetchrow(
+                "SELECT * FROM transactions WHERE transaction_id = $1", transaction_id
+            )
+            return None if row is None else TransactionRecord.from_row(row)
+
+        return await self._database.run(read)
+
+    async def list_all(self, charge_point_id: str) -> list[TransactionRecord]:
+        async def read(connection: Connection) -> list[TransactionRecord]:
+            rows = await connection.fetch(
+                "SELECT * FROM transactions WHERE charge_point_id = $1 ORDER BY transaction_id",
+                charge_point_id,
+            )
+            return [TransactionRecord.from_row(row) for row in rows]
+
+        return await self._database.run(read)

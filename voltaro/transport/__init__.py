@@ -1,0 +1,1 @@
+"""The OCPP WebSocket server: handshake, connection registry, keepalive."""

@@ -1,0 +1,279 @@
+"""The OCPP WebSocket server on trio-websocket.
+
+One task per connection runs the handshake, then a nursery with the session (the RPC endpoint,
+given by the caller) and the keepalive. When either ends, the other is cancelled and the
+connection closed: nothing a connection started outlives it.
+
+Handshake rules (OCPP-J 1.6 section 3): the URL is ``/ocpp/{chargePointId}`` (percent-encoded),
+anything else is answered HTTP 404; the gate decides 404 (unknown charge point) or 401 (bad
+Basic credentials); subprotocol ``ocpp1.6`` is selected when offered, and when it is not, the
+handshake completes without the header and the connection is closed at once.
+
+A second connection with the id of a live one replaces it: the old one is usually a dead
+TCP connection the charger has given up on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Protocol
+
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    WebSocketServer,
+    serve_websocket,
+)
+
+from voltaro.ocppj.endpoint import ChannelClosed
+from voltaro.transport.handshake import SUBPROTOCOL, charge_point_id_from_path, password_for
+
+log = logging.getLogger("voltaro.transport")
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_POLICY_VIOLATION = 1008
+
+
+class Verdict(Protocol):
+    """The gate's answer to a handshake: admit (``http_status`` None) or refuse with HTTP."""
+
+    @property
+    def http_status(self) -> int | None: ...
+
+    @property
+    def lenient(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A plain :class:`Verdict`."""
+
+    http_status: int | None = None
+    lenient: bool = False
+
+
+Gate = Callable[[str, str | None], Awaitable[Verdict]]
+
+
+class WebSocketChannel:
+    """A trio-websocket connection behind the endpoint's small text-in/text-out interface."""
+
+    def __init__(self, websocket: WebSocketConnection) -> None:
+        self._websocket = websocket
+
+    async def receive(self) -> str | bytes:
+        try:
+            return await self._websocket.get_message()
+        except ConnectionClosed:
+            raise ChannelClosed from None
+
+    async def send(self, text: str) -> None:
+        try:
+            await self._websocket.send_message(text)
+        except ConnectionClosed:
+            raise ChannelClosed from None
+
+
+@dataclass(eq=False)
+class ChargePointConnection:
+    """One admitted, open connection of a charge point."""
+
+    charge_point_id: str
+    websocket: WebSocketConnection
+    lenient: bool
+    remote: str
+    connected_at: float = field(default_factory=time.monotonic)
+    channel: WebSocketChannel = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.channel = WebSocketChannel(self.websocket)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.websocket.aclose(code, reason)
+
+
+Session = Callable[[ChargePointConnection], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    host: str = "0.0.0.0"
+    port: int = 9000
+    max_frame: int = 65536
+    ping_interval: float = 60.0
+    ping_timeout: float = 30.0
+    handshake_timeout: float = 10.0
+    close_timeout: float = 5.0
+
+
+class OcppServer:
+    """Accepts charge point connections and runs a session for each."""
+
+    def __init__(self, options: ServerOptions, gate: Gate, session: Session) -> None:
+        self._options = options
+        self._gate = gate
+        self._session = session
+        self._connections: dict[str, ChargePointConnection] = {}
+        self._websocket_server: WebSocketServer | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when the options asked for port 0)."""
+        if self._websocket_server is None:
+            raise RuntimeError("the server is not listening yet")
+        return int(self._websocket_server.port)
+
+    @property
+    def connections(self) -> dict[str, ChargePointConnection]:
+        """Live connections by charge point id (read-only use, please)."""
+        return self._connections
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[OcppServer] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen until cancelled; ``await nursery.start(server.run)`` returns once bound."""
+        options = self._options
+        listen = partial(
+            serve_websocket,
+            self.handle_request,
+            options.host,
+            options.port,
+            ssl_context=None,
+            max_message_size=options.max_frame,
+            connect_timeout=options.handshake_timeout,
+            disconnect_timeout=options.close_timeout,
+        )
+        async with trio.open_nursery() as nursery:
+            self._websocket_server = await nursery.start(listen)
+            log.info(
+                "OCPP server listening on ws://%s:%d/ocpp/{chargePointId}", options.host, self.port
+            )
+            task_status.started(self)
+
+    async def close_all(
+        self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down"
+    ) -> None:
+        """Close every connection (used on SIGINT/SIGTERM), concurrently, each time-bounded."""
+        async with trio.open_nursery() as nursery:
+            for connection in list(self._connections.values()):
+                nursery.start_soon(self._close_bounded, connection, code, reason)
+
+    async def _close_bounded(
+        self, connection: ChargePointConnection, code: int, reason: str
+    ) -> None:
+        with trio.move_on_after(self._options.close_timeout):
+            await connection.close(code, reason)
+
+    # -- one connection -------------------------------------------------------------------
+
+    async def handle_request(self, request: WebSocketRequest) -> None:
+        charge_point_id = charge_point_id_from_path(request.path)
+        remote = str(request.remote)
+        if charge_point_id is None:
+            log.info("refused %s: path %.100r is not /ocpp/{chargePointId}", remote, request.path)
+            await request.reject(404, body=b"Not Found: connect to /ocpp/{chargePointId}\n")
+            return
+        admission = await self._gate(
+            charge_point_id, password_for(charge_point_id, request.headers)
+        )
+        if admission.http_status is not None:
+            log.info("refused %s from %s: HTTP %d", charge_point_id, remote, admission.http_status)
+            await _reject(request, admission.http_status)
+            return
+        if SUBPROTOCOL not in request.proposed_subprotocols:
+            await self._refuse_subprotocol(request, charge_point_id, remote)
+            return
+        websocket = await request.accept(subprotocol=SUBPROTOCOL)
+        connection = ChargePointConnection(charge_point_id, websocket, admission.lenient, remote)
+        await self._serve(connection)
+
+    async def _refuse_subprotocol(
+        self, request: WebSocketRequest, charge_point_id: str, remote: str
+    ) -> None:
+        # OCPP-J 1.6 section 3.1.2: complete the handshake without the header, then close.
+        log.info(
+            "refused %s from %s: subprotocols %s do not include %s",
+            charge_point_id,
+            remote,
+            list(request.proposed_subprotocols) or "(none)",
+            SUBPROTOCOL,
+        )
+        websocket = await request.accept()
+        with trio.move_on_after(self._options.close_timeout):
+            await websocket.aclose(CLOSE_PROTOCOL_ERROR, f"subprotocol {SUBPROTOCOL} is required")
+
+    async def _serve(self, connection: ChargePointConnection) -> None:
+        charge_point_id = connection.charge_point_id
+        previous = self._connections.get(charge_point_id)
+        self._connections[charge_point_id] = connection
+        if previous is not None:
+            log.info(
+                "%s: a new connection from %s replaces the one from %s",
+                charge_point_id,
+                connection.remote,
+                previous.remote,
+            )
+            await self._close_bounded(
+                previous, CLOSE_POLICY_VIOLATION, "replaced by a newer connection"
+            )
+        log.info("%s connected from %s", charge_point_id, connection.remote)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._keepalive, connection, nursery.cancel_scope)
+                await self._session(connection)
+                nursery.cancel_scope.cancel()
+        finally:
+            if self._connections.get(charge_point_id) is connection:
+                del self._connections[charge_point_id]
+            closed = connection.websocket.closed
+            log.info(
+                "%s disconnected after %.0f s (%s)",
+                charge_point_id,
+                time.monotonic() - connection.connected_at,
+                f"code {closed.code} {closed.reason or ''}".strip() if closed else "closing",
+            )
+            with trio.move_on_after(self._options.close_timeout) as scope:
+                scope.shield = True
+                await connection.close(CLOSE_NORMAL, "")
+
+    async def _keepalive(self, connection: ChargePointConnection, scope: trio.CancelScope) -> None:
+        """Ping at the interval; a connection whose pong is late is stale: close it."""
+        interval, timeout = self._options.ping_interval, self._options.ping_timeout
+        if interval <= 0:
+            return
+        while True:
+            await trio.sleep(interval)
+            with trio.move_on_after(timeout) as waited:
+                try:
+                    await connection.websocket.ping()
+                except ConnectionClosed:
+                    return
+            if waited.cancelled_caught:
+                log.info(
+                    "%s: no pong within %g s; closing the stale connection",
+                    connection.charge_point_id,
+                    timeout,
+                )
+                scope.cancel()
+                return
+
+
+async def _reject(request: WebSocketRequest, status: int) -> None:
+    if status == 401:
+        await request.reject(
+            401,
+            extra_headers=[(b"WWW-Authenticate", b'Basic realm="Voltaro OCPP", charset="UTF-8"')],
+            body=b"Unauthorized: wrong or missing Basic credentials for this charge point\n",
+        )
+    elif status == 404:
+        await request.reject(404, body=b"Not Found: unknown charge point\n")
+    else:
+        await request.reject(status)
