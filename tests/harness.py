@@ -51,6 +51,7 @@ async def start_test_server(
     *,
     gate: Callable[[str, str | None], Any] = admit_everyone,
     call_timeout: float = 5.0,
+    on_pong: Callable[[str], None] | None = None,
     **options: Any,
 ) -> LiveServer:
     holder: list[LiveServer] = []
@@ -70,7 +71,7 @@ async def start_test_server(
         await endpoint.serve()
 
     server_options = ServerOptions(host="127.0.0.1", port=0, **options)
-    server = OcppServer(server_options, gate, session)
+    server = OcppServer(server_options, gate, session, on_pong=on_pong)
     holder.append(LiveServer(server))
     await nursery.start(server.run)
     return holder[0]

@@ -423,7 +423,10 @@ async def test_gate_decides_404_and_401(nursery: trio.Nursery) -> None:
 
 
 async def test_stale_connection_is_closed_by_keepalive(nursery: trio.Nursery) -> None:
-    server = await start_test_server(nursery, core_handlers, ping_interval=0.05, ping_timeout=0.2)
+    pongs: list[str] = []
+    server = await start_test_server(
+        nursery, core_handlers, ping_interval=0.05, ping_timeout=0.2, on_pong=pongs.append
+    )
     # A client that answers pings stays connected across several intervals...
     charger = await connect(nursery, server, "LIVELY")
     # ...a client that completes the handshake and then never reads again does not.
@@ -438,4 +441,5 @@ async def test_stale_connection_is_closed_by_keepalive(nursery: trio.Nursery) ->
             await trio.sleep(0.05)
     assert (await charger.call("Heartbeat", {}))[0] == 3
     assert "LIVELY" in server.server.connections
+    assert "LIVELY" in pongs and "SILENT" not in pongs
     await stream.aclose()

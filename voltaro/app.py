@@ -118,7 +118,9 @@ async def start_voltaro(
     voltaro = Voltaro(settings, central, registry)
     async with trio.open_nursery() as nursery:
         await nursery.start(central.run)
-        voltaro.server = OcppServer(server_options(settings), voltaro.admit, voltaro.session)
+        voltaro.server = OcppServer(
+            server_options(settings), voltaro.admit, voltaro.session, on_pong=central.seen
+        )
         try:
             await nursery.start(voltaro.server.run)
             task_status.started(voltaro)

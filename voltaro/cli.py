@@ -52,6 +52,8 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # pgserver narrates every step of starting PostgreSQL at INFO; its warnings still show.
+    logging.getLogger("pgserver").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -117,8 +117,18 @@ class ServerOptions:
 class OcppServer:
     """Accepts charge point connections and runs a session for each."""
 
-    def __init__(self, options: ServerOptions, gate: Gate, session: Session) -> None:
+    def __init__(
+        self,
+        options: ServerOptions,
+        gate: Gate,
+        session: Session,
+        *,
+        on_pong: Callable[[str], None] | None = None,
+    ) -> None:
+        """``on_pong(charge_point_id)`` hears every answered ping: the charger is alive even
+        when pings replace its Heartbeats (``WebSocketPingInterval``)."""
         self._options = options
+        self._on_pong = on_pong
         self._gate = gate
         self._session = session
         self._connections: dict[str, ChargePointConnection] = {}
@@ -176,7 +186,7 @@ class OcppServer:
 
     async def handle_request(self, request: WebSocketRequest) -> None:
         charge_point_id = charge_point_id_from_path(request.path)
-        remote = str(request.remote)
+        remote = _address(request.remote)
         if charge_point_id is None:
             log.info("refused %s: path %.100r is not /ocpp/{chargePointId}", remote, request.path)
             await request.reject(404, body=b"Not Found: connect to /ocpp/{chargePointId}\n")
@@ -256,6 +266,8 @@ class OcppServer:
                     await connection.websocket.ping()
                 except ConnectionClosed:
                     return
+                if self._on_pong is not None:
+                    self._on_pong(connection.charge_point_id)
             if waited.cancelled_caught:
                 log.info(
                     "%s: no pong within %g s; closing the stale connection",
@@ -264,6 +276,11 @@ class OcppServer:
                 )
                 scope.cancel()
                 return
+
+
+def _address(endpoint: object) -> str:
+    address, port = getattr(endpoint, "address", None), getattr(endpoint, "port", None)
+    return f"{address}:{port}" if address is not None else str(endpoint)
 
 
 async def _reject(request: WebSocketRequest, status: int) -> None:

@@ -1,0 +1,185 @@
+"""Whole Voltaro over real WebSockets and a real PostgreSQL: who may connect, Basic auth,
+a full session by the `ocpp` package's ChargePoint, and the message log."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import asyncpg
+import pytest
+import trio
+import trio_asyncio
+import websockets
+from ocpp.v16 import ChargePoint, call
+from trio_websocket import ConnectionRejected, open_websocket_url
+
+from tests.e2e import e2e_settings, fetch, start_voltaro_with_loop, ws_url
+from tests.harness import RawCharger
+from tests.threaded import trio_in_thread
+from voltaro.app import Voltaro, start_voltaro
+from voltaro.central.passwords import hash_password
+from voltaro.config import Settings
+from voltaro.store.testing import aio_loop, database_url, pg_server, voltaro_settings
+
+__all__ = ["aio_loop", "database_url", "pg_server", "voltaro_settings"]
+
+BOOT = {"chargePointVendor": "Acme", "chargePointModel": "Volt 1"}
+
+
+async def start(nursery: trio.Nursery, settings: Settings, **changes: Any) -> Voltaro:
+    voltaro: Voltaro = await nursery.start(start_voltaro, e2e_settings(settings, **changes))
+    return voltaro
+
+
+async def handshake_status(url: str, headers: list[tuple[bytes, bytes]] | None = None) -> int:
+    with pytest.raises(ConnectionRejected) as rejected:
+        async with open_websocket_url(url, subprotocols=["ocpp1.6"], extra_headers=headers):
+            pass
+    return int(rejected.value.status_code)
+
+
+async def test_policy_reject_answers_unknown_ids_with_404(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any
+) -> None:
+    voltaro = await start(nursery, voltaro_settings, unknown_chargers="reject")
+    assert await handshake_status(ws_url(voltaro, "STRANGER")) == 404
+    assert await fetch(voltaro, "SELECT * FROM charge_points") == []
+
+
+@pytest.mark.parametrize(("policy", "status"), [("pending", "Pending"), ("accept", "Accepted")])
+async def test_policy_pending_and_accept(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, policy: str, status: str
+) -> None:
+    voltaro = await start(nursery, voltaro_settings, unknown_chargers=policy)
+    charger = await RawCharger.connect(nursery, ws_url(voltaro, "NEWCP"))
+    answer = await charger.call("BootNotification", BOOT)
+    assert answer[0] == 3 and answer[2]["status"] == status
+    rows = await fetch(voltaro, "SELECT registration_status FROM charge_points WHERE id = 'NEWCP'")
+    assert rows == [{"registration_status": status}]
+
+
+async def test_basic_auth_password_is_required_when_set(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any
+) -> None:
+    voltaro = await start(nursery, voltaro_settings, unknown_chargers="reject")
+    await voltaro.central.store.charge_points.upsert(
+        "LOCKED", status="Accepted", password_hash=hash_password("s3cret")
+    )
+    url = ws_url(voltaro, "LOCKED")
+    assert await handshake_status(url) == 401
+    assert await handshake_status(url, [(b"Authorization", b"Basic TE9DS0VEOndyb25n")]) == 401
+    good = [(b"Authorization", b"Basic TE9DS0VEOnMzY3JldA==")]  # LOCKED:s3cret
+    async with open_websocket_url(url, subprotocols=["ocpp1.6"], extra_headers=good) as ws:
+        await ws.send_message('[2,"h1","Heartbeat",{}]')
+        assert (await ws.get_message()).startswith('[3,"h1"')
+
+
+async def test_message_log_has_every_frame_in_and_out(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any
+) -> None:
+    voltaro = await start(nursery, voltaro_settings, unknown_chargers="accept")
+    charger = await RawCharger.connect(nursery, ws_url(voltaro, "LOGGED"))
+    await charger.call("BootNotification", BOOT)
+    await charger.call("MakeCoffee", {})
+    await charger.close()
+    with trio.fail_after(10):
+        while (
+            len(
+                rows := await fetch(
+                    voltaro,
+                    "SELECT direction, action, error_code FROM message_log "
+                    "WHERE charge_point_id = 'LOGGED' ORDER BY id",
+                )
+            )
+            < 4
+        ):
+            await trio.sleep(0.05)
+    assert rows == [
+        {"direction": "in", "action": "BootNotification", "error_code": None},
+        {"direction": "out", "action": "BootNotification", "error_code": None},
+        {"direction": "in", "action": "MakeCoffee", "error_code": None},
+        {"direction": "out", "action": "MakeCoffee", "error_code": "NotImplemented"},
+    ]
+
+
+def test_full_session_by_the_ocpp_package(voltaro_settings: Settings) -> None:
+    settings = e2e_settings(voltaro_settings, unknown_chargers="accept")
+    with trio_in_thread(
+        lambda nursery: nursery.start(start_voltaro_with_loop, settings)
+    ) as voltaro:
+        results = asyncio.run(_ocpp_package_session(ws_url(voltaro, "PKG-SESSION")))
+    boot, auth, start_tx, stop_tx = results
+    assert boot.status == "Accepted"
+    assert auth.id_tag_info["status"] == "Invalid"  # unknown tag: recorded, not authorized
+    assert isinstance(start_tx.transaction_id, int)
+    assert stop_tx is not None
+
+    async def stored() -> list[dict[str, Any]]:
+        async with trio_asyncio.open_loop():
+            connection = await trio_asyncio.aio_as_trio(asyncpg.connect)(settings.database_url)
+            try:
+                rows = await trio_asyncio.aio_as_trio(connection.fetch)(
+                    "SELECT meter_start, meter_stop, energy_wh, stop_reason FROM transactions"
+                )
+            finally:
+                await trio_asyncio.aio_as_trio(connection.close)()
+            return [dict(row) for row in rows]
+
+    assert trio.run(stored) == [
+        {"meter_start": 1000, "meter_stop": 1750, "energy_wh": 750, "stop_reason": "Local"}
+    ]
+
+
+async def _ocpp_package_session(url: str) -> list[Any]:
+    async with websockets.connect(url, subprotocols=["ocpp1.6"]) as ws:
+        charge_point = ChargePoint("PKG-SESSION", ws)
+        listener = asyncio.create_task(charge_point.start())
+        try:
+            boot = await charge_point.call(
+                call.BootNotification(charge_point_model="M", charge_point_vendor="V")
+            )
+            await charge_point.call(
+                call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing")
+            )
+            auth = await charge_point.call(call.Authorize(id_tag="TAG-1"))
+            start_tx = await charge_point.call(
+                call.StartTransaction(
+                    connector_id=1,
+                    id_tag="TAG-1",
+                    meter_start=1000,
+                    timestamp="2026-11-24T10:00:00Z",
+                )
+            )
+            await charge_point.call(
+                call.MeterValues(
+                    connector_id=1,
+                    transaction_id=start_tx.transaction_id,
+                    meter_value=[
+                        {
+                            "timestamp": "2026-11-24T10:15:00Z",
+                            "sampledValue": [
+                                {
+                                    "value": "1400",
+                                    "measurand": "Energy.Active.Import.Register",
+                                    "unit": "Wh",
+                                }
+                            ],
+                        }
+                    ],
+                )
+            )
+            stop_tx = await charge_point.call(
+                call.StopTransaction(
+                    meter_stop=1750,
+                    timestamp="2026-11-24T10:30:00Z",
+                    transaction_id=start_tx.transaction_id,
+                    reason="Local",
+                )
+            )
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        return [boot, auth, start_tx, stop_tx]
