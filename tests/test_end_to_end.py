@@ -56,6 +56,7 @@ async def test_policy_pending_and_accept(
     charger = await RawCharger.connect(nursery, ws_url(voltaro, "NEWCP"))
     answer = await charger.call("BootNotification", BOOT)
     assert answer[0] == 3 and answer[2]["status"] == status
+    await charger.close()
     rows = await fetch(voltaro, "SELECT registration_status FROM charge_points WHERE id = 'NEWCP'")
     assert rows == [{"registration_status": status}]
 
@@ -183,3 +184,80 @@ async def _ocpp_package_session(url: str) -> list[Any]:
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
         return [boot, auth, start_tx, stop_tx]
+
+
+METER = {
+    "connectorId": 1,
+    "meterValue": [{"timestamp": "2026-11-24T12:00:00Z", "sampledValue": [{"value": "42"}]}],
+}
+
+
+async def test_database_outage_answers_internal_error_then_recovers(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, pg_server: Any
+) -> None:
+    voltaro = await start(nursery, voltaro_settings, unknown_chargers="accept")
+    charger = await RawCharger.connect(nursery, ws_url(voltaro, "OUTAGE"))
+    assert (await charger.call("MeterValues", METER))[0] == 3
+    name = pg_server.database_name(voltaro_settings.database_url)
+
+    def go_down() -> None:
+        pg_server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        pg_server.execute(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        )
+
+    await trio.to_thread.run_sync(go_down)
+    down = await charger.call("MeterValues", METER)
+    assert down[0] == 4 and down[2] == "InternalError", down
+    await trio.to_thread.run_sync(
+        pg_server.execute, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'
+    )
+    with trio.fail_after(30):
+        while (answer := await charger.call("MeterValues", METER))[0] != 3:
+            assert answer[2] == "InternalError"
+            await trio.sleep(0.1)
+    await charger.close()
+    # the same connection survived; exactly the acknowledged values are stored
+    rows = await fetch(
+        voltaro, "SELECT count(*) AS n FROM meter_values WHERE charge_point_id = 'OUTAGE'"
+    )
+    assert rows == [{"n": 2}]
+
+
+LONG_SERIAL = "S" * 30
+
+
+async def test_lenient_mode_accepts_known_breakers_and_counts_them(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any
+) -> None:
+    voltaro = await start(nursery, voltaro_settings, unknown_chargers="reject")
+    charge_points = voltaro.central.store.charge_points
+    await charge_points.upsert("STRICT", status="Accepted")
+    await charge_points.upsert("LENIENT", status="Accepted", lenient=True)
+    boot = {**BOOT, "chargePointSerialNumber": LONG_SERIAL}
+
+    strict = await RawCharger.connect(nursery, ws_url(voltaro, "STRICT"))
+    refused = await strict.call("BootNotification", boot)
+    assert refused[2] == "PropertyConstraintViolation"
+    assert "chargePointSerialNumber" in refused[3]
+
+    lenient = await RawCharger.connect(nursery, ws_url(voltaro, "LENIENT"))
+    accepted = await lenient.call("BootNotification", boot)
+    assert accepted[0] == 3 and accepted[2]["status"] == "Accepted"
+    assert voltaro.central.deviations["LENIENT"] == 1
+    # other errors are still refused in lenient mode
+    still_refused = await lenient.call("BootNotification", {"chargePointVendor": "V"})
+    assert still_refused[2] == "OccurenceConstraintViolation"
+    await lenient.close()
+    await strict.close()
+    with trio.fail_after(10):
+        while not (
+            logged := await fetch(
+                voltaro,
+                "SELECT payload FROM message_log WHERE charge_point_id = 'LENIENT' "
+                "AND action = 'BootNotification' AND direction = 'in' ORDER BY id LIMIT 1",
+            )
+        ):
+            await trio.sleep(0.05)
+    # the log keeps what the charger actually sent
+    assert logged[0]["payload"]["chargePointSerialNumber"] == LONG_SERIAL
