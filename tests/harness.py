@@ -70,6 +70,8 @@ async def start_test_server(
         test_server.connected.setdefault(connection.charge_point_id, trio.Event()).set()
         await endpoint.serve()
 
+    # Tests end by cancelling both sides at once: nobody answers the close handshake.
+    options.setdefault("close_timeout", 0.5)
     server_options = ServerOptions(host="127.0.0.1", port=0, **options)
     server = OcppServer(server_options, gate, session, on_pong=on_pong)
     holder.append(LiveServer(server))
