@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from voltaro.central.connector_state import is_expected
-from voltaro.central.metering import energy_reading, sampled_values
+from voltaro.central.metering import content_digest, energy_reading, sampled_values
 from voltaro.central.timestamps import format_timestamp, parse_timestamp, utc_now
 from voltaro.ocppj.errors import ErrorCode, OcppError
 from voltaro.store.records import BootDetails, StatusChange, StopOutcome
@@ -226,9 +226,17 @@ class CoreHandlers:
         transaction_id = _optional_integer(payload, "transactionId", INT32_MAX)
         values = sampled_values(payload["meterValue"], "meterValue")
         energy = None if transaction_id is None else energy_reading(transaction_id, values)
-        await self._store.transactions.meter_values(
-            self._cp, connector_id, transaction_id, values, energy, utc_now()
+        stored = await self._store.transactions.meter_values(
+            self._cp,
+            connector_id,
+            transaction_id,
+            values,
+            energy,
+            utc_now(),
+            content_digest(payload),
         )
+        if not stored:
+            log.info("%s: MeterValues already stored (a retry); nothing stored again", self._cp)
         return {}
 
     async def data_transfer(self, payload: dict[str, Any]) -> dict[str, Any]:

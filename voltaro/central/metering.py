@@ -8,14 +8,24 @@ Energy.Active.Import.Register, without ``unit`` is Wh, without ``location`` is O
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
+
+import orjson
 
 from voltaro.central.timestamps import parse_timestamp
 from voltaro.store.records import EnergyReading, SampledValue
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 _UNIT_FACTOR = {"Wh": 1.0, "kWh": 1000.0}
+
+
+def content_digest(payload: dict[str, Any]) -> bytes:
+    """What makes two MeterValues messages the same message: connector, transaction and the
+    values with their timestamps, whatever the message id or key order."""
+    content = [payload.get("connectorId"), payload.get("transactionId"), payload["meterValue"]]
+    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).digest()
 
 
 def sampled_values(meter_values: Sequence[dict[str, Any]], field: str) -> list[SampledValue]:

@@ -110,6 +110,7 @@ class CentralSystem:
         """Delete message-log entries older than the retention; returns how many."""
         cutoff = utc_now() - timedelta(days=self.settings.message_log_retention_days)
         purged = await self.store.message_log.purge_before(cutoff)
+        await self.store.transactions.purge_meter_messages_before(cutoff)
         if purged:
             log.info("message log: purged %d entries older than %s", purged, cutoff)
         return purged

@@ -20,7 +20,7 @@ from voltaro.store.records import (
     TransactionRecord,
     pg_text,
 )
-from voltaro.store.writer import CopyTarget, GroupCommitWriter, MergedUpdate, Write
+from voltaro.store.writer import DUPLICATE, CopyTarget, GroupCommitWriter, MergedUpdate, Write
 
 METER_VALUES = CopyTarget(
     "meter_values",
@@ -76,6 +76,13 @@ UPDATE transactions SET stopped_at = $3, meter_stop = $4, stop_reason = $5, stop
                         stop_received_at = $7, energy_wh = $4::bigint::float8 - meter_start
 WHERE transaction_id = $1 AND charge_point_id = $2 AND stopped_at IS NULL
 RETURNING connector_id
+"""
+
+
+_CLAIM_METER_MESSAGE_SQL = """
+INSERT INTO meter_value_messages (charge_point_id, digest, received_at) VALUES ($1, $2, $3)
+ON CONFLICT DO NOTHING
+RETURNING true
 """
 
 
@@ -203,17 +210,40 @@ class TransactionRepository:
         values: Sequence[SampledValue],
         energy: EnergyReading | None,
         received_at: datetime,
-    ) -> None:
-        """Store every sampled value (one COPY per batch) and the transaction's energy."""
+        digest: bytes,
+    ) -> bool:
+        """Store every sampled value (one COPY per batch) and the transaction's energy.
+
+        ``digest`` identifies the message's content: a retry of a message already stored
+        stores nothing and returns False."""
         rows = meter_rows(
             charge_point_id, connector_id, transaction_id, received_at, "MeterValues", values
         )
         merges = {}
         if energy is not None:
             merges[ENERGY] = [(energy.transaction_id, charge_point_id, energy.wh, energy.at)]
-        await self._writer.submit(
-            Write(copies={METER_VALUES: rows}, merges=merges, label="MeterValues")
+
+        async def claim(connection: Connection) -> object:
+            claimed = await connection.fetchval(
+                _CLAIM_METER_MESSAGE_SQL, charge_point_id, digest, received_at
+            )
+            return True if claimed else DUPLICATE
+
+        stored = await self._writer.submit(
+            Write(claim, copies={METER_VALUES: rows}, merges=merges, label="MeterValues")
         )
+        return stored is not DUPLICATE
+
+    async def purge_meter_messages_before(self, cutoff: datetime) -> int:
+        """Forget the digests of MeterValues older than ``cutoff``; returns how many."""
+
+        async def purge(connection: Connection) -> int:
+            result: str = await connection.execute(
+                "DELETE FROM meter_value_messages WHERE received_at < $1", cutoff
+            )
+            return int(result.split()[-1])
+
+        return await self._database.run(purge)
 
     # ---- reads ----------------------------------------------------------------------
 

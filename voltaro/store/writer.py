@@ -78,6 +78,18 @@ class MergedUpdate:
     sql: str
 
 
+class _Duplicate:
+    """The type of :data:`DUPLICATE`."""
+
+    def __repr__(self) -> str:
+        return "DUPLICATE"
+
+
+DUPLICATE: Any = _Duplicate()
+"""What a write's ``apply`` returns when it found its data already stored (a retry): its
+``copies`` and ``merges`` are then dropped, so the retry stores nothing twice."""
+
+
 @dataclass
 class Write(Generic[T]):
     """One caller's unit of work; see the module docstring."""
@@ -307,7 +319,9 @@ class GroupCommitWriter:
         results = [await w.apply(connection) if w.apply else None for w in writes]
         copies: dict[CopyTarget, list[tuple[Any, ...]]] = {}
         merges: dict[MergedUpdate, list[tuple[Any, ...]]] = {}
-        for w in writes:
+        for w, result in zip(writes, results, strict=True):
+            if result is DUPLICATE:
+                continue
             for target, rows in w.copies.items():
                 copies.setdefault(target, []).extend(rows)
             for merge, rows in w.merges.items():
@@ -322,7 +336,8 @@ class GroupCommitWriter:
             try:
                 async with connection.transaction():  # a savepoint inside the batch
                     result = await w.apply(connection) if w.apply else None
-                    await _run_copies_and_merges(connection, w.copies, w.merges)
+                    if result is not DUPLICATE:
+                        await _run_copies_and_merges(connection, w.copies, w.merges)
             except Exception as exc:
                 if is_outage(exc, connection):
                     raise
