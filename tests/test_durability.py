@@ -172,3 +172,27 @@ def test_start_transaction_retry_after_restart_returns_same_id(
                 await trio_asyncio.aio_as_trio(connection.close)()
 
     assert trio.run(count) == 1
+
+
+async def wait_for_close(port: int, process: subprocess.Popen[bytes]) -> int:
+    async with trio.open_nursery() as nursery:
+        charger = await RawCharger.connect(nursery, f"ws://127.0.0.1:{port}/ocpp/BYE")
+        assert (await charger.call("Heartbeat", {}))[0] == 3
+        process.send_signal(signal.SIGTERM)
+        try:
+            await charger.receive(timeout=20)
+        except ConnectionClosed as closed:
+            assert closed.reason is not None
+            return closed.reason.code
+    raise AssertionError("the server sent a frame instead of closing")
+
+
+def test_sigterm_closes_connections_with_1001_and_exits_cleanly(
+    pg_server: TestPostgres, tmp_path: Path
+) -> None:
+    database_url = pg_server.new_database()
+    with voltaro_process(database_url, tmp_path / "serve.log") as (process, port):
+        assert trio.run(wait_for_close, port, process) == 1001
+        assert process.wait(30) == 0
+    log = (tmp_path / "serve.log").read_text()
+    assert "SIGTERM received" in log and "Voltaro stopped" in log
