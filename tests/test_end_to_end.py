@@ -186,10 +186,14 @@ async def _ocpp_package_session(url: str) -> list[Any]:
         return [boot, auth, start_tx, stop_tx]
 
 
-METER = {
-    "connectorId": 1,
-    "meterValue": [{"timestamp": "2026-11-24T12:00:00Z", "sampledValue": [{"value": "42"}]}],
-}
+def meter(value: int) -> dict[str, Any]:
+    """A MeterValues payload; a new value makes a new message (equal content is a retry)."""
+    return {
+        "connectorId": 1,
+        "meterValue": [
+            {"timestamp": "2026-11-24T12:00:00Z", "sampledValue": [{"value": str(value)}]}
+        ],
+    }
 
 
 async def test_database_outage_answers_internal_error_then_recovers(
@@ -197,7 +201,7 @@ async def test_database_outage_answers_internal_error_then_recovers(
 ) -> None:
     voltaro = await start(nursery, voltaro_settings, unknown_chargers="accept")
     charger = await RawCharger.connect(nursery, ws_url(voltaro, "OUTAGE"))
-    assert (await charger.call("MeterValues", METER))[0] == 3
+    assert (await charger.call("MeterValues", meter(1)))[0] == 3
     name = pg_server.database_name(voltaro_settings.database_url)
 
     def go_down() -> None:
@@ -207,13 +211,13 @@ async def test_database_outage_answers_internal_error_then_recovers(
         )
 
     await trio.to_thread.run_sync(go_down)
-    down = await charger.call("MeterValues", METER)
+    down = await charger.call("MeterValues", meter(2))
     assert down[0] == 4 and down[2] == "InternalError", down
     await trio.to_thread.run_sync(
         pg_server.execute, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'
     )
     with trio.fail_after(30):
-        while (answer := await charger.call("MeterValues", METER))[0] != 3:
+        while (answer := await charger.call("MeterValues", meter(3)))[0] != 3:
             assert answer[2] == "InternalError"
             await trio.sleep(0.1)
     await charger.close()

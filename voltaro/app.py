@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import trio
 import trio_asyncio
 
+from voltaro.admin.metrics import VoltaroMetrics
 from voltaro.central import CentralSystem
 from voltaro.config import Settings
 from voltaro.ocppj.endpoint import FrameDirection, RpcEndpoint, RpcHooks
@@ -43,6 +44,16 @@ class Voltaro:
     registry: SchemaRegistry
     server: OcppServer | None = None
     endpoints: dict[str, RpcEndpoint] = field(default_factory=dict)
+    metrics: VoltaroMetrics = field(default_factory=VoltaroMetrics)
+    admin_url: str | None = None
+    """``http://host:port`` of the admin HTTP API once it listens."""
+
+    def writer(self) -> object | None:
+        """The store's group-commit writer while the central system runs (for metrics)."""
+        try:
+            return self.central.store.writer
+        except RuntimeError:
+            return None
 
     async def admit(self, charge_point_id: str, password: str | None) -> Verdict:
         try:
@@ -75,16 +86,21 @@ class Voltaro:
 
     def _hooks(self, charge_point_id: str) -> RpcHooks:
         central = self.central
+        metrics = self.metrics
 
         def on_frame(direction: FrameDirection, frame: Frame, action: str | None) -> None:
             if direction == "in":
                 central.seen(charge_point_id)
             if isinstance(frame, CallError):
+                metrics.frame(direction, action, "error", str(frame.error_code))
                 payload = {"errorDescription": frame.description, "errorDetails": frame.details}
                 central.log_frame(
                     charge_point_id, direction, frame.message_id, action, payload, frame.error_code
                 )
             elif isinstance(frame, Call | CallResult):
+                metrics.frame(
+                    direction, action, "call" if isinstance(frame, Call) else "result", None
+                )
                 central.log_frame(
                     charge_point_id, direction, frame.message_id, action, frame.payload
                 )
@@ -92,7 +108,26 @@ class Voltaro:
         def on_deviation(action: str, deviation: Deviation) -> None:
             central.count_deviation(charge_point_id, deviation)
 
-        return RpcHooks(on_frame=on_frame, on_deviation=on_deviation)
+        def on_handled(action: str, outcome: str, seconds: float) -> None:
+            metrics.handled.labels(action, outcome).observe(seconds)
+
+        def on_call(action: str, outcome: str, seconds: float) -> None:
+            metrics.calls.labels(action, outcome).observe(seconds)
+
+        return RpcHooks(
+            on_frame=on_frame,
+            on_deviation=on_deviation,
+            on_handled=on_handled,
+            on_call=on_call,
+        )
+
+
+async def serve_admin(
+    voltaro: Voltaro, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+) -> None:
+    from voltaro.admin.server import run_admin_server  # the admin imports this module
+
+    await run_admin_server(voltaro, task_status=task_status)
 
 
 def server_options(settings: Settings) -> ServerOptions:
@@ -116,6 +151,8 @@ async def start_voltaro(
     registry = SchemaRegistry.load()
     central = CentralSystem(settings)
     voltaro = Voltaro(settings, central, registry)
+    voltaro.metrics.watch_connected(lambda: len(voltaro.endpoints))
+    voltaro.metrics.watch_writer(voltaro.writer)
     async with trio.open_nursery() as nursery:
         await nursery.start(central.run)
         voltaro.server = OcppServer(
@@ -123,6 +160,7 @@ async def start_voltaro(
         )
         try:
             await nursery.start(voltaro.server.run)
+            voltaro.admin_url = await nursery.start(serve_admin, voltaro)
             task_status.started(voltaro)
             await trio.sleep_forever()
         finally:

@@ -63,6 +63,14 @@ def _optional_text(text: str) -> str | None:
     return text or None
 
 
+def _admin_token(text: str) -> str | None:
+    if not text:
+        return None
+    if len(text) < 16 or any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError("must be at least 16 printable characters without spaces")
+    return text
+
+
 @dataclass(frozen=True)
 class Settings:
     """What a running Voltaro is configured with. Field name = lower-case variable name."""
@@ -80,6 +88,9 @@ class Settings:
     unknown_chargers: str = "pending"
     message_log_retention_days: int = 30
     heartbeat_grace: float = 60.0
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8080
+    admin_token: str | None = None
 
     @classmethod
     def from_env(
@@ -112,6 +123,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "unknown_chargers": _choice(UNKNOWN_CHARGER_POLICIES),
     "message_log_retention_days": _positive_int,
     "heartbeat_grace": _positive_float,
+    "admin_host": str,
+    "admin_port": _port,
+    "admin_token": _admin_token,
 }
 
 

@@ -122,6 +122,15 @@ class RpcHooks:
     on_frame: Callable[[FrameDirection, Frame, str | None], None] | None = None
     """Every frame that went in or out, with the action it belongs to when known."""
     on_deviation: Callable[[str, Deviation], None] | None = None
+    on_handled: Callable[[str, str, float], None] | None = None
+    """An inbound CALL was answered: (action, ``result`` or ``error``, seconds from dequeue to
+    the answer being sent)."""
+    on_call: Callable[[str, str, float], None] | None = None
+    """An outbound CALL finished: (action, outcome, seconds from its turn to send until the
+    outcome). Outcome: ``result``, ``error`` (a CALLERROR), ``invalid`` (a CALLRESULT breaking
+    its schema), ``timeout``, ``closed`` (connection lost) or ``cancelled`` (the caller gave
+    up); a payload refused before sending, or a call cancelled before its turn, is not
+    reported."""
 
 
 @dataclass(slots=True)
@@ -237,10 +246,15 @@ class RpcEndpoint:
 
     async def _answer_calls(self) -> None:
         async for call in self._inbound_receive:
+            started = trio.current_time()
             try:
-                await self._send(await self._answer(call), call.action)
+                answer = await self._answer(call)
+                await self._send(answer, call.action)
             finally:
                 self._inbound_ids.discard(call.message_id)
+            if self._hooks.on_handled is not None:
+                outcome = "error" if isinstance(answer, CallError) else "result"
+                self._hooks.on_handled(call.action, outcome, trio.current_time() - started)
 
     async def _answer(self, call: Call) -> CallResult | CallError:
         if call.action not in ALL_ACTIONS:
@@ -291,18 +305,37 @@ class RpcEndpoint:
         if violation is not None:
             raise InvalidRequest(action, violation)
         timeout = self._call_timeout if timeout is None else timeout
-        async with self._call_lock:
-            pending = _PendingCall(uuid.uuid4().hex[:32], action)
-            answer = await self._exchange(pending, payload, timeout)
-        if isinstance(answer, CallError):
-            raise CallErrorReceived(action, answer.error_code, answer.description, answer.details)
-        checked = self._registry.check(
-            action, Direction.RESPONSE, answer.payload, lenient=self._lenient
-        )
-        if checked.violation is not None:
-            raise InvalidResponse(action, checked.violation)
-        result: Payload = checked.payload
-        return result
+        started: float | None = None
+        outcome = "cancelled"
+        try:
+            async with self._call_lock:
+                started = trio.current_time()
+                pending = _PendingCall(uuid.uuid4().hex[:32], action)
+                try:
+                    answer = await self._exchange(pending, payload, timeout)
+                except CallTimeout:
+                    outcome = "timeout"
+                    raise
+                except ConnectionLost:
+                    outcome = "closed"
+                    raise
+            if isinstance(answer, CallError):
+                outcome = "error"
+                raise CallErrorReceived(
+                    action, answer.error_code, answer.description, answer.details
+                )
+            checked = self._registry.check(
+                action, Direction.RESPONSE, answer.payload, lenient=self._lenient
+            )
+            if checked.violation is not None:
+                outcome = "invalid"
+                raise InvalidResponse(action, checked.violation)
+            outcome = "result"
+            result: Payload = checked.payload
+            return result
+        finally:
+            if self._hooks.on_call is not None and started is not None:
+                self._hooks.on_call(action, outcome, trio.current_time() - started)
 
     async def _exchange(
         self, pending: _PendingCall, payload: Payload, timeout: float

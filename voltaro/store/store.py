@@ -11,6 +11,7 @@ from pathlib import Path
 
 import trio
 
+from voltaro.store.admin_queries import AdminQueries
 from voltaro.store.charge_points import ChargePointRepository
 from voltaro.store.connectors import ConnectorRepository
 from voltaro.store.database import Database, open_database
@@ -36,6 +37,7 @@ class Store:
         self.transactions = TransactionRepository(database, writer)
         self.message_log = MessageLogRepository(database, writer)
         self.id_tags = IdTagRepository(database)
+        self.admin = AdminQueries(database)
 
 
 @asynccontextmanager

@@ -1,0 +1,75 @@
+"""One live Voltaro (OCPP + admin HTTP, fresh database) per test module, on a thread, so the
+tests can talk to it with plain HTTP clients and with the `ocpp` package's ChargePoint."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e import start_voltaro_with_loop
+from tests.threaded import trio_in_thread
+from voltaro.app import Voltaro
+from voltaro.config import Settings
+from voltaro.store.testing import TestPostgres
+
+
+@dataclasses.dataclass
+class Live:
+    voltaro: Voltaro
+    base: str
+    token: str
+
+    def ws_url(self, charge_point_id: str) -> str:
+        assert self.voltaro.server is not None
+        return f"ws://127.0.0.1:{self.voltaro.server.port}/ocpp/{charge_point_id}"
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base,
+            headers={"Authorization": f"Bearer {token or self.token}"},
+            timeout=30,
+        )
+
+    def async_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.base, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+        )
+
+
+def live_settings(database_url: str, data_dir: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=data_dir,
+        ocpp_host="127.0.0.1",
+        ocpp_port=0,
+        admin_host="127.0.0.1",
+        admin_port=0,
+        unknown_chargers="accept",
+        call_timeout=5.0,
+    )
+
+
+@pytest.fixture(scope="module")
+def live(pg_server: TestPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    url = pg_server.new_database()
+    data_dir = tmp_path_factory.mktemp("admin") / "data"
+    settings = live_settings(url, data_dir)
+    try:
+        with trio_in_thread(
+            lambda nursery: nursery.start(start_voltaro_with_loop, settings)
+        ) as voltaro:
+            assert voltaro.admin_url is not None
+            token = (data_dir / "admin-token").read_text().strip()
+            yield Live(voltaro, voltaro.admin_url, token)
+    finally:
+        pg_server.drop_database(url)
+
+
+@pytest.fixture
+def api(live: Live) -> Iterator[httpx.Client]:
+    with live.client() as client:
+        yield client

@@ -1,0 +1,857 @@
+"""The admin API's routes under ``/api/v1``: charge points, id tags, transactions, commands.
+
+Names are OCPP's, camelCase, everywhere: JSON fields, query parameters and CSV columns.
+Each route is an :class:`~voltaro.admin.spec.Operation`, which both validates requests and
+documents them in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from voltaro.admin import commands
+from voltaro.admin.spec import (
+    NO_NUL,
+    PROBLEM_MEDIA_TYPE,
+    PROBLEM_SCHEMA,
+    Answer,
+    JsonObject,
+    Operation,
+    Param,
+    Request,
+    Variant,
+    not_found,
+    parse_datetime,
+)
+from voltaro.central.passwords import hash_password
+from voltaro.ocppj.actions import Direction, schema_file
+from voltaro.store.admin_queries import Page, Row, TransactionFilter
+
+if TYPE_CHECKING:
+    from voltaro.app import Voltaro
+
+PREFIX = "/api/v1"
+
+REGISTRATION_STATUSES = ["Accepted", "Pending", "Rejected"]
+ID_TAG_STATUSES = ["Accepted", "Blocked", "Expired", "Invalid"]
+
+CSV_COLUMNS = (
+    "transactionId",
+    "chargePointId",
+    "connectorId",
+    "idTag",
+    "startTimestamp",
+    "stopTimestamp",
+    "meterStart",
+    "meterStop",
+    "energyWh",
+    "stopReason",
+)
+
+
+def ref(name: str) -> JsonObject:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: JsonObject) -> JsonObject:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+STRING = {"type": "string"}
+DATE_TIME = {"type": "string", "format": "date-time"}
+N_STRING = nullable(STRING)
+N_DATE_TIME = nullable(DATE_TIME)
+INTEGER = {"type": "integer"}
+
+SCHEMAS: JsonObject = {
+    "Problem": PROBLEM_SCHEMA,
+    "Connector": {
+        "type": "object",
+        "properties": {
+            "connectorId": INTEGER,
+            "status": STRING,
+            "errorCode": STRING,
+            "info": N_STRING,
+            "vendorId": N_STRING,
+            "vendorErrorCode": N_STRING,
+            "timestamp": N_DATE_TIME,
+            "updatedAt": DATE_TIME,
+        },
+    },
+    "ConfigurationKey": {
+        "type": "object",
+        "properties": {
+            "key": STRING,
+            "value": N_STRING,
+            "readonly": nullable({"type": "boolean"}),
+            "updatedAt": DATE_TIME,
+        },
+    },
+    "ChargePoint": {
+        "type": "object",
+        "properties": {
+            "chargePointId": STRING,
+            "registrationStatus": {"enum": REGISTRATION_STATUSES},
+            "lenient": {"type": "boolean"},
+            "hasPassword": {"type": "boolean"},
+            "online": {"type": "boolean"},
+            "lastSeen": N_DATE_TIME,
+            "lastBootAt": N_DATE_TIME,
+            "lenientDeviations": INTEGER,
+            "createdAt": DATE_TIME,
+            "chargePointVendor": N_STRING,
+            "chargePointModel": N_STRING,
+            "chargePointSerialNumber": N_STRING,
+            "chargeBoxSerialNumber": N_STRING,
+            "firmwareVersion": N_STRING,
+            "iccid": N_STRING,
+            "imsi": N_STRING,
+            "meterType": N_STRING,
+            "meterSerialNumber": N_STRING,
+        },
+    },
+    "ChargePointDetail": {
+        "allOf": [
+            ref("ChargePoint"),
+            {
+                "type": "object",
+                "properties": {
+                    "connectors": {"type": "array", "items": ref("Connector")},
+                    "activeTransactions": {"type": "array", "items": ref("Transaction")},
+                    "configuration": {"type": "array", "items": ref("ConfigurationKey")},
+                },
+            },
+        ]
+    },
+    "StatusChange": {
+        "type": "object",
+        "properties": {
+            "connectorId": INTEGER,
+            "status": STRING,
+            "previousStatus": N_STRING,
+            "errorCode": STRING,
+            "info": N_STRING,
+            "vendorId": N_STRING,
+            "vendorErrorCode": N_STRING,
+            "timestamp": N_DATE_TIME,
+            "receivedAt": DATE_TIME,
+            "unexpected": {"type": "boolean"},
+        },
+    },
+    "Message": {
+        "type": "object",
+        "properties": {
+            "id": INTEGER,
+            "loggedAt": DATE_TIME,
+            "direction": {"enum": ["in", "out"]},
+            "messageId": N_STRING,
+            "action": N_STRING,
+            "payload": {},
+            "errorCode": N_STRING,
+        },
+    },
+    "IdTag": {
+        "type": "object",
+        "properties": {
+            "idTag": STRING,
+            "status": {"enum": ID_TAG_STATUSES},
+            "expiryDate": N_DATE_TIME,
+            "parentIdTag": N_STRING,
+        },
+    },
+    "Transaction": {
+        "type": "object",
+        "properties": {
+            "transactionId": INTEGER,
+            "chargePointId": STRING,
+            "connectorId": INTEGER,
+            "idTag": STRING,
+            "idTagStatus": STRING,
+            "reservationId": nullable(INTEGER),
+            "active": {"type": "boolean"},
+            "startTimestamp": DATE_TIME,
+            "stopTimestamp": N_DATE_TIME,
+            "meterStart": INTEGER,
+            "meterStop": nullable(INTEGER),
+            "energyWh": nullable({"type": "number"}),
+            "stopReason": N_STRING,
+            "stopIdTag": N_STRING,
+        },
+    },
+    "MeterValue": {
+        "type": "object",
+        "properties": {
+            "timestamp": DATE_TIME,
+            "connectorId": INTEGER,
+            "value": STRING,
+            "context": STRING,
+            "format": STRING,
+            "measurand": STRING,
+            "phase": N_STRING,
+            "location": STRING,
+            "unit": STRING,
+            "source": STRING,
+        },
+    },
+}
+
+
+def page_schema(item: str) -> JsonObject:
+    return {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": ref(item)},
+            "total": INTEGER,
+            "limit": INTEGER,
+            "offset": INTEGER,
+        },
+        "required": ["items", "total", "limit", "offset"],
+    }
+
+
+def problem(status: int, description: str) -> Answer:
+    return Answer(status, description, ref("Problem"), PROBLEM_MEDIA_TYPE)
+
+
+AUTH_ANSWERS = (problem(401, "missing or wrong bearer token"),)
+BAD = problem(400, "invalid parameter or body")
+MISSING = problem(404, "no such resource")
+
+PAGING = (
+    Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+    Param("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000_000, "default": 0}),
+)
+CP_ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NO_NUL}
+ID_TAG_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 20, "pattern": NO_NUL}
+CHARGE_POINT_ID = Param("chargePointId", CP_ID_SCHEMA, required=True)
+ID_TAG = Param("idTag", ID_TAG_SCHEMA, required=True)
+TRANSACTION_ID = Param(
+    "transactionId", {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}, required=True
+)
+TRANSACTION_FILTERS = (
+    Param("chargePointId", CP_ID_SCHEMA),
+    Param("idTag", ID_TAG_SCHEMA),
+    Param("active", {"type": "boolean"}, "true: still running; false: stopped"),
+    Param("from", DATE_TIME, "started at or after"),
+    Param("to", DATE_TIME, "started before"),
+)
+
+CHARGE_POINT_BODY: JsonObject = {
+    "type": "object",
+    "properties": {
+        "registrationStatus": {"enum": REGISTRATION_STATUSES},
+        "password": {
+            "type": "string",
+            "minLength": 8,
+            "maxLength": 40,
+            "description": "Basic-auth AuthorizationKey (stored hashed)",
+        },
+        "lenient": {"type": "boolean"},
+    },
+    "additionalProperties": False,
+}
+ID_TAG_BODY: JsonObject = {
+    "type": "object",
+    "properties": {
+        "status": {"enum": ID_TAG_STATUSES, "default": "Accepted"},
+        "expiryDate": N_DATE_TIME,
+        "parentIdTag": nullable(ID_TAG_SCHEMA),
+    },
+    "additionalProperties": False,
+}
+
+
+# ---- conversions to the API's names ----------------------------------------------------
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def charge_point_json(row: Row) -> JsonObject:
+    return {
+        "chargePointId": row["id"],
+        "registrationStatus": row["registration_status"],
+        "lenient": row["lenient"],
+        "hasPassword": row["password_hash"] is not None,
+        "online": row["online"],
+        "lastSeen": iso(row["last_seen"]),
+        "lastBootAt": iso(row["last_boot_at"]),
+        "lenientDeviations": row["lenient_deviations"],
+        "createdAt": iso(row["created_at"]),
+        "chargePointVendor": row["vendor"],
+        "chargePointModel": row["model"],
+        "chargePointSerialNumber": row["serial_number"],
+        "chargeBoxSerialNumber": row["charge_box_serial_number"],
+        "firmwareVersion": row["firmware_version"],
+        "iccid": row["iccid"],
+        "imsi": row["imsi"],
+        "meterType": row["meter_type"],
+        "meterSerialNumber": row["meter_serial_number"],
+    }
+
+
+def connector_json(row: Row) -> JsonObject:
+    return {
+        "connectorId": row["connector_id"],
+        "status": row["status"],
+        "errorCode": row["error_code"],
+        "info": row["info"],
+        "vendorId": row["vendor_id"],
+        "vendorErrorCode": row["vendor_error_code"],
+        "timestamp": iso(row["charger_timestamp"]),
+        "updatedAt": iso(row["updated_at"]),
+    }
+
+
+def transaction_json(row: Row) -> JsonObject:
+    energy = row["energy_wh"]
+    return {
+        "transactionId": row["transaction_id"],
+        "chargePointId": row["charge_point_id"],
+        "connectorId": row["connector_id"],
+        "idTag": row["id_tag"],
+        "idTagStatus": row["id_tag_status"],
+        "reservationId": row["reservation_id"],
+        "active": row["stopped_at"] is None,
+        "startTimestamp": iso(row["started_at"]),
+        "stopTimestamp": iso(row["stopped_at"]),
+        "meterStart": row["meter_start"],
+        "meterStop": row["meter_stop"],
+        "energyWh": None if energy is None else _number(energy),
+        "stopReason": row["stop_reason"],
+        "stopIdTag": row["stop_id_tag"],
+    }
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+def id_tag_json(row: Any) -> JsonObject:
+    get = row.get if isinstance(row, dict) else lambda name: getattr(row, name)
+    return {
+        "idTag": get("id_tag"),
+        "status": get("status"),
+        "expiryDate": iso(get("expiry_date")),
+        "parentIdTag": get("parent_id_tag"),
+    }
+
+
+def page_json(page: Page, convert: Any, query: JsonObject) -> JsonObject:
+    return {
+        "items": [convert(row) for row in page.items],
+        "total": page.total,
+        "limit": query.get("limit", 100),
+        "offset": query.get("offset", 0),
+    }
+
+
+# ---- handlers ---------------------------------------------------------------------------
+
+
+class Csv:
+    """A handler's answer that is CSV text rather than JSON."""
+
+    def __init__(self, text: str, filename: str) -> None:
+        self.text = text
+        self.filename = filename
+
+
+class Status:
+    """A handler's answer with a status other than 200 (and maybe no body)."""
+
+    def __init__(self, status: int, body: Any = None) -> None:
+        self.status = status
+        self.body = body
+
+
+class AdminApi:
+    def __init__(self, voltaro: Voltaro) -> None:
+        self.voltaro = voltaro
+
+    @property
+    def _store(self) -> Any:
+        return self.voltaro.central.store
+
+    async def list_charge_points(self, request: Request) -> JsonObject:
+        q = request.query
+        page = await self._store.admin.charge_points(
+            online=q.get("online"),
+            registration_status=q.get("registrationStatus"),
+            limit=q.get("limit", 100),
+            offset=q.get("offset", 0),
+        )
+        return page_json(page, charge_point_json, q)
+
+    async def get_charge_point(self, request: Request) -> JsonObject:
+        return await self._charge_point_detail(request.path["chargePointId"])
+
+    async def _charge_point_detail(self, charge_point_id: str) -> JsonObject:
+        detail = await self._store.admin.charge_point_detail(charge_point_id)
+        if detail is None:
+            raise not_found(f"charge point {charge_point_id!r} is not known")
+        return charge_point_json(detail["charge_point"]) | {
+            "connectors": [connector_json(r) for r in detail["connectors"]],
+            "activeTransactions": [transaction_json(r) for r in detail["transactions"]],
+            "configuration": [
+                {
+                    "key": r["key"],
+                    "value": r["value"],
+                    "readonly": r["readonly"],
+                    "updatedAt": iso(r["updated_at"]),
+                }
+                for r in detail["configuration"]
+            ],
+        }
+
+    async def put_charge_point(self, request: Request) -> Status:
+        charge_point_id = request.path["chargePointId"]
+        body = request.body
+        password = body.get("password")
+        password_hash = None
+        if password is not None:  # scrypt costs tens of ms: not on the event loop
+            password_hash = await trio.to_thread.run_sync(hash_password, password)
+        created = await self._store.charge_points.upsert(
+            charge_point_id,
+            status=body.get("registrationStatus"),
+            password_hash=password_hash,
+            lenient=body.get("lenient"),
+        )
+        return Status(201 if created else 200, await self._charge_point_detail(charge_point_id))
+
+    async def delete_charge_point(self, request: Request) -> Status:
+        charge_point_id = request.path["chargePointId"]
+        if not await self._store.charge_points.remove(charge_point_id):
+            raise not_found(f"charge point {charge_point_id!r} is not known")
+        return Status(204)
+
+    async def status_history(self, request: Request) -> JsonObject:
+        charge_point_id = request.path["chargePointId"]
+        await self._require_charge_point(charge_point_id)
+        q = request.query
+        page = await self._store.admin.status_history(
+            charge_point_id, limit=q.get("limit", 100), offset=q.get("offset", 0)
+        )
+        return page_json(page, _status_json, q)
+
+    async def messages(self, request: Request) -> JsonObject:
+        charge_point_id = request.path["chargePointId"]
+        await self._require_charge_point(charge_point_id)
+        q = request.query
+        page = await self._store.admin.messages(
+            charge_point_id,
+            action=q.get("action"),
+            direction=q.get("direction"),
+            start=q.get("from"),
+            end=q.get("to"),
+            limit=q.get("limit", 100),
+            offset=q.get("offset", 0),
+        )
+        return page_json(page, _message_json, q)
+
+    async def _require_charge_point(self, charge_point_id: str) -> None:
+        if await self._store.charge_points.get(charge_point_id) is None:
+            raise not_found(f"charge point {charge_point_id!r} is not known")
+
+    async def command(self, request: Request) -> JsonObject:
+        return await commands.send_command(
+            self.voltaro,
+            request.path["chargePointId"],
+            request.path["action"],
+            request.body,
+            commands.timeout_value(request.query.get("timeout")),
+        )
+
+    # ---- id tags
+
+    async def list_id_tags(self, request: Request) -> JsonObject:
+        q = request.query
+        page = await self._store.admin.id_tags(
+            status=q.get("status"), limit=q.get("limit", 100), offset=q.get("offset", 0)
+        )
+        return page_json(page, id_tag_json, q)
+
+    async def get_id_tag(self, request: Request) -> JsonObject:
+        id_tag = request.path["idTag"]
+        record = await self._store.id_tags.get(id_tag)
+        if record is None:
+            raise not_found(f"id tag {id_tag!r} is not known")
+        return id_tag_json(record)
+
+    async def put_id_tag(self, request: Request) -> Status:
+        id_tag = request.path["idTag"]
+        body = request.body
+        expiry = body.get("expiryDate")
+        created = await self._store.id_tags.upsert(
+            id_tag,
+            status=body.get("status", "Accepted"),
+            expiry_date=None if expiry is None else parse_datetime(expiry, "expiryDate"),
+            parent_id_tag=body.get("parentIdTag"),
+        )
+        record = await self._store.id_tags.get(id_tag)
+        return Status(201 if created else 200, id_tag_json(record))
+
+    async def delete_id_tag(self, request: Request) -> Status:
+        id_tag = request.path["idTag"]
+        if not await self._store.id_tags.remove(id_tag):
+            raise not_found(f"id tag {id_tag!r} is not known")
+        return Status(204)
+
+    # ---- transactions
+
+    async def list_transactions(self, request: Request) -> JsonObject:
+        q = request.query
+        page = await self._store.admin.transactions(
+            _transaction_filter(q), limit=q.get("limit", 100), offset=q.get("offset", 0)
+        )
+        return page_json(page, transaction_json, q)
+
+    async def transactions_csv(self, request: Request) -> Csv:
+        rows = await self._store.admin.all_transactions(_transaction_filter(request.query))
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            t = transaction_json(row)
+            writer.writerow(["" if t[c] is None else t[c] for c in CSV_COLUMNS])
+        return Csv(out.getvalue(), "transactions.csv")
+
+    async def get_transaction(self, request: Request) -> JsonObject:
+        transaction_id = request.path["transactionId"]
+        found = await self._store.admin.transaction_detail(transaction_id)
+        if found is None:
+            raise not_found(f"transaction {transaction_id} is not known")
+        row, values = found
+        return transaction_json(row) | {"meterValues": [_meter_json(v) for v in values]}
+
+
+def _transaction_filter(q: JsonObject) -> TransactionFilter:
+    return TransactionFilter(
+        charge_point_id=q.get("chargePointId"),
+        id_tag=q.get("idTag"),
+        active=q.get("active"),
+        start_from=q.get("from"),
+        start_to=q.get("to"),
+    )
+
+
+def _status_json(row: Row) -> JsonObject:
+    return {
+        "connectorId": row["connector_id"],
+        "status": row["status"],
+        "previousStatus": row["previous_status"],
+        "errorCode": row["error_code"],
+        "info": row["info"],
+        "vendorId": row["vendor_id"],
+        "vendorErrorCode": row["vendor_error_code"],
+        "timestamp": iso(row["charger_timestamp"]),
+        "receivedAt": iso(row["received_at"]),
+        "unexpected": row["unexpected"],
+    }
+
+
+def _message_json(row: Row) -> JsonObject:
+    return {
+        "id": row["id"],
+        "loggedAt": iso(row["logged_at"]),
+        "direction": row["direction"],
+        "messageId": row["message_id"],
+        "action": row["action"],
+        "payload": row["payload"],
+        "errorCode": row["error_code"],
+    }
+
+
+def _meter_json(row: Row) -> JsonObject:
+    return {
+        "timestamp": iso(row["sampled_at"]),
+        "connectorId": row["connector_id"],
+        "value": row["value"],
+        "context": row["context"],
+        "format": row["format"],
+        "measurand": row["measurand"],
+        "phase": row["phase"],
+        "location": row["location"],
+        "unit": row["unit"],
+        "source": row["source"],
+    }
+
+
+# ---- the OCPP payload schemas, for the OpenAPI document ---------------------------------
+
+
+def ocpp_schema(action: str, direction: Direction) -> JsonObject:
+    """The official schema file, as an OpenAPI 3.1 (JSON Schema 2020-12) schema object."""
+    import json
+
+    schema: JsonObject = json.loads(schema_file(action, direction).read_text(encoding="utf-8"))
+    for key in ("$schema", "$id", "id"):
+        schema.pop(key, None)
+    return schema
+
+
+def ocpp_components() -> JsonObject:
+    out: JsonObject = {}
+    for action in commands.COMMAND_ACTIONS:
+        out[f"{action}Request"] = ocpp_schema(action, Direction.REQUEST)
+        out[f"{action}Response"] = ocpp_schema(action, Direction.RESPONSE)
+    return out
+
+
+def operations(api: AdminApi) -> Sequence[Operation]:
+    cp = f"{PREFIX}/charge-points/{{chargePointId}}"
+    json_page = "one page of results"
+    command_variants = [
+        Variant(
+            path=f"{cp}/commands/{action}",
+            operation_id=f"command{action}",
+            summary=f"Send {action} to the charge point",
+            body=ref(f"{action}Request"),
+            answers=(
+                Answer(
+                    200,
+                    "the charge point's CALLRESULT",
+                    {
+                        "type": "object",
+                        "properties": {"result": ref(f"{action}Response")},
+                        "required": ["result"],
+                    },
+                ),
+                problem(400, "the body breaks the action's OCPP schema"),
+                *AUTH_ANSWERS,
+                problem(404, "unknown charge point"),
+                problem(409, "the charge point is not connected"),
+                problem(
+                    502,
+                    "the charge point answered with a CALLERROR (code, description, "
+                    "details) or an invalid CALLRESULT",
+                ),
+                problem(504, "no answer within the timeout"),
+            ),
+        )
+        for action in commands.COMMAND_ACTIONS
+    ]
+    ops = [
+        Operation(
+            "GET",
+            f"{PREFIX}/charge-points",
+            "listChargePoints",
+            "List charge points",
+            api.list_charge_points,
+            "charge points",
+            query=(
+                Param("online", {"type": "boolean"}),
+                Param("registrationStatus", {"enum": REGISTRATION_STATUSES}),
+                *PAGING,
+            ),
+            answers=(Answer(200, json_page, page_schema("ChargePoint")), BAD, *AUTH_ANSWERS),
+        ),
+        Operation(
+            "GET",
+            cp,
+            "getChargePoint",
+            "A charge point: boot details, presence, connectors, active transactions, "
+            "known configuration",
+            api.get_charge_point,
+            "charge points",
+            path_params=(CHARGE_POINT_ID,),
+            answers=(
+                Answer(200, "the charge point", ref("ChargePointDetail")),
+                *AUTH_ANSWERS,
+                MISSING,
+            ),
+        ),
+        Operation(
+            "PUT",
+            cp,
+            "putChargePoint",
+            "Create or update a charge point (registration status default Accepted)",
+            api.put_charge_point,
+            "charge points",
+            path_params=(CHARGE_POINT_ID,),
+            body=CHARGE_POINT_BODY,
+            answers=(
+                Answer(200, "updated", ref("ChargePointDetail")),
+                Answer(201, "created", ref("ChargePointDetail")),
+                BAD,
+                *AUTH_ANSWERS,
+            ),
+        ),
+        Operation(
+            "DELETE",
+            cp,
+            "deleteChargePoint",
+            "Remove a charge point (its history and transactions stay)",
+            api.delete_charge_point,
+            "charge points",
+            path_params=(CHARGE_POINT_ID,),
+            answers=(Answer(204, "removed"), *AUTH_ANSWERS, MISSING),
+        ),
+        Operation(
+            "GET",
+            f"{cp}/status-history",
+            "getStatusHistory",
+            "Connector status changes, newest first",
+            api.status_history,
+            "charge points",
+            path_params=(CHARGE_POINT_ID,),
+            query=PAGING,
+            answers=(
+                Answer(200, json_page, page_schema("StatusChange")),
+                BAD,
+                *AUTH_ANSWERS,
+                MISSING,
+            ),
+        ),
+        Operation(
+            "GET",
+            f"{cp}/messages",
+            "getMessages",
+            "The OCPP message log of the charge point, oldest first",
+            api.messages,
+            "charge points",
+            path_params=(CHARGE_POINT_ID,),
+            query=(
+                Param("action", {"type": "string", "maxLength": 100, "pattern": NO_NUL}),
+                Param("direction", {"enum": ["in", "out"]}),
+                Param("from", DATE_TIME, "logged at or after"),
+                Param("to", DATE_TIME, "logged before"),
+                *PAGING,
+            ),
+            answers=(Answer(200, json_page, page_schema("Message")), BAD, *AUTH_ANSWERS, MISSING),
+        ),
+        Operation(
+            "POST",
+            f"{cp}/commands/{{action}}",
+            "command",
+            "Send an OCPP command",
+            api.command,
+            "commands",
+            path_params=(
+                CHARGE_POINT_ID,
+                Param(
+                    "action", {"type": "string", "minLength": 1, "maxLength": 100}, required=True
+                ),
+            ),
+            query=(
+                Param(
+                    "timeout",
+                    {"type": "number", "exclusiveMinimum": 0, "maximum": commands.MAX_TIMEOUT},
+                    "seconds to wait for the answer (default: VOLTARO_CALL_TIMEOUT)",
+                ),
+            ),
+            variants=command_variants,
+        ),
+        Operation(
+            "GET",
+            f"{PREFIX}/id-tags",
+            "listIdTags",
+            "List id tags",
+            api.list_id_tags,
+            "id tags",
+            query=(Param("status", {"enum": ID_TAG_STATUSES}), *PAGING),
+            answers=(Answer(200, json_page, page_schema("IdTag")), BAD, *AUTH_ANSWERS),
+        ),
+        Operation(
+            "GET",
+            f"{PREFIX}/id-tags/{{idTag}}",
+            "getIdTag",
+            "An id tag (matched case-insensitively)",
+            api.get_id_tag,
+            "id tags",
+            path_params=(ID_TAG,),
+            answers=(Answer(200, "the id tag", ref("IdTag")), *AUTH_ANSWERS, MISSING),
+        ),
+        Operation(
+            "PUT",
+            f"{PREFIX}/id-tags/{{idTag}}",
+            "putIdTag",
+            "Create or replace an id tag",
+            api.put_id_tag,
+            "id tags",
+            path_params=(ID_TAG,),
+            body=ID_TAG_BODY,
+            answers=(
+                Answer(200, "replaced", ref("IdTag")),
+                Answer(201, "created", ref("IdTag")),
+                BAD,
+                *AUTH_ANSWERS,
+            ),
+        ),
+        Operation(
+            "DELETE",
+            f"{PREFIX}/id-tags/{{idTag}}",
+            "deleteIdTag",
+            "Remove an id tag",
+            api.delete_id_tag,
+            "id tags",
+            path_params=(ID_TAG,),
+            answers=(Answer(204, "removed"), *AUTH_ANSWERS, MISSING),
+        ),
+        Operation(
+            "GET",
+            f"{PREFIX}/transactions",
+            "listTransactions",
+            "List transactions, by transactionId",
+            api.list_transactions,
+            "transactions",
+            query=(*TRANSACTION_FILTERS, *PAGING),
+            answers=(Answer(200, json_page, page_schema("Transaction")), BAD, *AUTH_ANSWERS),
+        ),
+        Operation(
+            "GET",
+            f"{PREFIX}/transactions.csv",
+            "exportTransactions",
+            "Every matching transaction as CSV (for billing)",
+            api.transactions_csv,
+            "transactions",
+            query=TRANSACTION_FILTERS,
+            description="Columns: " + ", ".join(CSV_COLUMNS) + ".",
+            answers=(
+                Answer(200, "CSV with a header row", {"type": "string"}, "text/csv"),
+                BAD,
+                *AUTH_ANSWERS,
+            ),
+        ),
+        Operation(
+            "GET",
+            f"{PREFIX}/transactions/{{transactionId}}",
+            "getTransaction",
+            "A transaction with its meter values",
+            api.get_transaction,
+            "transactions",
+            path_params=(TRANSACTION_ID,),
+            answers=(
+                Answer(
+                    200,
+                    "the transaction",
+                    {
+                        "allOf": [
+                            ref("Transaction"),
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "meterValues": {"type": "array", "items": ref("MeterValue")}
+                                },
+                            },
+                        ]
+                    },
+                ),
+                *AUTH_ANSWERS,
+                MISSING,
+            ),
+        ),
+    ]
+    for op in ops:  # a path parameter that cannot be valid is a bad request
+        if (op.path_params or op.query) and all(a.status != 400 for a in op.answers):
+            op.answers = (*op.answers, BAD)
+    return ops

@@ -1,0 +1,116 @@
+"""Prometheus metrics of a running Voltaro, one registry per server (tests run several).
+
+The RPC endpoints report through their hooks (frames, CALLERRORs, handling and call
+latency); connected chargers and the store's writer statistics are read when scraped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from voltaro.store.metrics import Histogram as StoreHistogram
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+)
+CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class VoltaroMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.connected = Gauge(
+            "voltaro_connected_chargers",
+            "Charge points with an open OCPP connection",
+            registry=self.registry,
+        )
+        self.frames = Counter(
+            "voltaro_ocpp_frames",
+            "OCPP frames by direction, action and kind (call, result, error)",
+            ["direction", "action", "kind"],
+            registry=self.registry,
+        )
+        self.call_errors = Counter(
+            "voltaro_ocpp_callerrors",
+            "CALLERROR frames by direction and error code",
+            ["direction", "code"],
+            registry=self.registry,
+        )
+        self.handled = Histogram(
+            "voltaro_ocpp_inbound_handling_seconds",
+            "Time from taking up a charger's CALL to its answer being sent",
+            ["action", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.calls = Histogram(
+            "voltaro_ocpp_outbound_call_seconds",
+            "Time from sending a CALL to a charger until its answer (or the failure)",
+            ["action", "outcome"],
+            buckets=CALL_BUCKETS,
+            registry=self.registry,
+        )
+
+    def watch_connected(self, count: Callable[[], int]) -> None:
+        self.connected.set_function(lambda: float(count()))
+
+    def watch_writer(self, writer: Callable[[], object | None]) -> None:
+        self.registry.register(_WriterCollector(writer))
+
+    def frame(self, direction: str, action: str | None, kind: str, code: str | None) -> None:
+        self.frames.labels(direction, action or "", kind).inc()
+        if code is not None:
+            self.call_errors.labels(direction, code).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _WriterCollector(Collector):
+    """The group-commit writer's histograms, read at scrape time."""
+
+    def __init__(self, writer: Callable[[], object | None]) -> None:
+        self._writer = writer
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        writer = self._writer()
+        if writer is None:
+            return
+        for name, doc, attribute in (
+            ("voltaro_db_commit_seconds", "Group commit latency", "commit_seconds"),
+            ("voltaro_db_batch_size", "Writes per group commit", "batch_sizes"),
+        ):
+            histogram = getattr(writer, attribute, None)
+            if isinstance(histogram, StoreHistogram):
+                yield HistogramMetricFamily(
+                    name,
+                    doc,
+                    buckets=[
+                        ("+Inf" if bound == float("inf") else repr(float(bound)), count)
+                        for bound, count in histogram.cumulative()
+                    ],
+                    sum_value=histogram.total,
+                )

@@ -1,0 +1,374 @@
+"""Routes as data: one :class:`Operation` per route says its method, path, parameters, body
+and answers. The same objects validate each request (``validate_*``) and produce the
+OpenAPI 3.1 document (:func:`openapi_document`), so the documentation cannot drift from what
+the server accepts.
+
+Errors are :class:`Problem` exceptions, rendered as RFC 9457 ``application/problem+json``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import jsonschema_rs
+
+JsonObject = dict[str, Any]
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+NO_NUL = "^[^\\u0000]*$"
+"""Pattern for strings that go into PostgreSQL text, which cannot hold U+0000."""
+
+
+class Problem(Exception):
+    """An error answer: HTTP status, a short title and a detail that says what was wrong."""
+
+    def __init__(self, status: int, title: str, detail: str, **extensions: Any) -> None:
+        super().__init__(f"{status} {title}: {detail}")
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.extensions = extensions
+        self.headers: dict[str, str] = {}
+
+    def document(self, instance: str | None = None) -> JsonObject:
+        doc: JsonObject = {
+            "type": "about:blank",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance is not None:
+            doc["instance"] = instance
+        doc.update(self.extensions)
+        return doc
+
+
+def bad_request(detail: str, **extensions: Any) -> Problem:
+    return Problem(400, "Bad Request", detail, **extensions)
+
+
+def not_found(detail: str) -> Problem:
+    return Problem(404, "Not Found", detail)
+
+
+PROBLEM_SCHEMA: JsonObject = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "path": {"type": "string", "description": "JSON path of the offending field"},
+        "code": {"type": "string", "description": "the charge point's CALLERROR code"},
+        "description": {"type": "string"},
+        "details": {},
+    },
+    "required": ["type", "title", "status", "detail"],
+}
+
+
+# ---- JSON schema validation with messages that name the field -------------------------
+
+
+def json_path(where: Sequence[str | int]) -> str:
+    parts = ["$"]
+    for segment in where:
+        if isinstance(segment, int):
+            parts.append(f"[{segment}]")
+        elif _IDENTIFIER.fullmatch(segment):
+            parts.append(f".{segment}")
+        else:
+            parts.append(f"[{json.dumps(segment, ensure_ascii=False)}]")
+    return "".join(parts)
+
+
+class Checker:
+    """A compiled JSON Schema (2020-12, formats checked) giving one message per failure."""
+
+    def __init__(self, schema: JsonObject) -> None:
+        self.schema = schema
+        self._validator = jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
+
+    def first_error(self, instance: object) -> tuple[str, str] | None:
+        """None when valid, else (JSON path, message) of the error nearest the root."""
+        if self._validator.is_valid(instance):
+            return None
+        errors = list(self._validator.iter_errors(instance))
+        if not errors:
+            return ("$", "$: not valid")
+        error = min(errors, key=lambda e: len(list(e.instance_path)))
+        path = json_path(list(error.instance_path))
+        return path, f"{path}: {_clip(str(error.message), 300)}"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---- parameters -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Param:
+    """A path or query parameter with its JSON schema (type integer, number, boolean or
+    string, optionally ``format: date-time``)."""
+
+    name: str
+    schema: JsonObject
+    description: str = ""
+    required: bool = False
+
+    def convert(self, text: str, where: str) -> Any:
+        kind = self.schema.get("type")
+        if "\x00" in text:
+            raise bad_request(f"{where} {self.name!r}: contains the character U+0000")
+        try:
+            if kind == "integer":
+                if not re.fullmatch(r"[+-]?\d{1,18}", text.strip()):
+                    raise ValueError
+                return int(text)
+            if kind == "number":
+                value = float(text)
+                if value != value or value in (float("inf"), float("-inf")):
+                    raise ValueError
+                return value
+            if kind == "boolean":
+                lowered = text.lower()
+                if lowered not in ("true", "false"):
+                    raise ValueError
+                return lowered == "true"
+        except ValueError:
+            raise bad_request(
+                f"{where} {self.name!r}: {text!r} is not a{'n' if kind == 'integer' else ''} "
+                f"{kind}",
+                path=self.name,
+            ) from None
+        return text
+
+
+def parse_datetime(value: str, name: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise bad_request(
+            f"{name!r}: {value!r} is not an RFC 3339 date-time with a zone "
+            "(e.g. 2026-01-31T12:00:00Z)",
+            path=name,
+        )
+    return parsed
+
+
+# ---- operations -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One documented response: status, description, and the JSON body schema (or media)."""
+
+    status: int
+    description: str
+    schema: JsonObject | None = None
+    media_type: str = "application/json"
+
+
+@dataclass
+class Request:
+    """What a handler gets: validated path and query values and the validated body."""
+
+    path: dict[str, Any]
+    query: dict[str, Any]
+    body: Any
+
+
+Handler = Callable[[Request], Awaitable[Any]]
+
+
+@dataclass
+class Variant:
+    """One documented concrete path of a generic route (e.g. a command per action)."""
+
+    path: str
+    operation_id: str
+    summary: str
+    body: JsonObject | None
+    answers: Sequence[Answer]
+
+
+@dataclass
+class Operation:
+    method: str
+    path: str  # OpenAPI form: /api/v1/charge-points/{chargePointId}
+    operation_id: str
+    summary: str
+    handler: Handler
+    tag: str
+    path_params: Sequence[Param] = ()
+    query: Sequence[Param] = ()
+    body: JsonObject | None = None
+    answers: Sequence[Answer] = ()
+    auth: bool = True
+    description: str = ""
+    variants: Sequence[Variant] = ()
+    _query_checker: Checker | None = field(default=None, init=False, repr=False)
+    _path_checker: Checker | None = field(default=None, init=False, repr=False)
+    _body_checker: Checker | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.query:
+            self._query_checker = Checker(_object_schema(self.query))
+        if self.path_params:
+            self._path_checker = Checker(_object_schema(self.path_params))
+        if self.body is not None:
+            self._body_checker = Checker(self.body)
+
+    @property
+    def quart_rule(self) -> str:
+        return re.sub(r"\{(\w+)\}", r"<\1>", self.path)
+
+    def validate_path(self, raw: Mapping[str, str]) -> dict[str, Any]:
+        values = {
+            p.name: p.convert(raw[p.name], "path parameter")
+            for p in self.path_params
+            if p.name in raw
+        }
+        if self._path_checker is not None:
+            _raise_first(self._path_checker, values, "path parameter")
+        return values
+
+    def validate_query(self, raw: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+        known = {p.name: p for p in self.query}
+        unknown = [name for name in raw if name not in known]
+        if unknown:
+            allowed = ", ".join(known) or "none"
+            raise bad_request(
+                f"unknown query parameter {unknown[0]!r} (allowed: {allowed})", path=unknown[0]
+            )
+        values: dict[str, Any] = {}
+        for name, texts in raw.items():
+            if len(texts) != 1:
+                raise bad_request(f"query parameter {name!r} given {len(texts)} times", path=name)
+            values[name] = known[name].convert(texts[0], "query parameter")
+        if self._query_checker is not None:
+            _raise_first(self._query_checker, values, "query parameter")
+        for name, value in values.items():
+            if known[name].schema.get("format") == "date-time":
+                values[name] = parse_datetime(value, name)
+        return values
+
+    def validate_body(self, body: object) -> Any:
+        if self._body_checker is not None:
+            found = self._body_checker.first_error(body)
+            if found is not None:
+                path, message = found
+                raise bad_request(f"request body {message}", path=path)
+        return body
+
+
+def _object_schema(params: Sequence[Param]) -> JsonObject:
+    return {
+        "type": "object",
+        "properties": {p.name: p.schema for p in params},
+        "required": [p.name for p in params if p.required],
+    }
+
+
+def _raise_first(checker: Checker, values: JsonObject, where: str) -> None:
+    found = checker.first_error(values)
+    if found is None:
+        return
+    path, message = found
+    name = path[2:] if path.startswith("$.") else path
+    text = message[len(path) + 2 :] if message.startswith(path + ": ") else message
+    raise bad_request(f"{where} {name!r}: {text}", path=name)
+
+
+# ---- OpenAPI ------------------------------------------------------------------------------
+
+
+def openapi_document(
+    operations: Sequence[Operation], *, title: str, version: str, components: JsonObject
+) -> JsonObject:
+    paths: dict[str, JsonObject] = {}
+    for op in operations:
+        if op.variants:
+            for variant in op.variants:
+                paths.setdefault(variant.path, {})[op.method.lower()] = _operation_object(
+                    op,
+                    operation_id=variant.operation_id,
+                    summary=variant.summary,
+                    path_params=[p for p in op.path_params if "{" + p.name + "}" in variant.path],
+                    body=variant.body,
+                    answers=variant.answers,
+                )
+        else:
+            paths.setdefault(op.path, {})[op.method.lower()] = _operation_object(
+                op,
+                operation_id=op.operation_id,
+                summary=op.summary,
+                path_params=op.path_params,
+                body=op.body,
+                answers=op.answers,
+            )
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            **components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _operation_object(
+    op: Operation,
+    *,
+    operation_id: str,
+    summary: str,
+    path_params: Sequence[Param],
+    body: JsonObject | None,
+    answers: Sequence[Answer],
+) -> JsonObject:
+    parameters = [
+        {"name": p.name, "in": "path", "required": True, "schema": p.schema}
+        | ({"description": p.description} if p.description else {})
+        for p in path_params
+    ] + [
+        {"name": p.name, "in": "query", "required": p.required, "schema": p.schema}
+        | ({"description": p.description} if p.description else {})
+        for p in op.query
+    ]
+    responses: JsonObject = {}
+    for answer in answers:
+        entry: JsonObject = {"description": answer.description}
+        if answer.schema is not None:
+            entry["content"] = {answer.media_type: {"schema": answer.schema}}
+        responses[str(answer.status)] = entry
+    obj: JsonObject = {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": [op.tag],
+        "parameters": parameters,
+        "responses": responses,
+    }
+    if op.description:
+        obj["description"] = op.description
+    if body is not None:
+        obj["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+    obj["security"] = [{"bearer": []}] if op.auth else []
+    return obj
