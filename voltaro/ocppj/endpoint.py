@@ -41,7 +41,7 @@ from voltaro.ocppj.frames import (
     decode,
     encode,
 )
-from voltaro.ocppj.validation import Deviation, SchemaRegistry, Violation
+from voltaro.ocppj.validation import CheckResult, Deviation, SchemaRegistry, Violation
 
 log = logging.getLogger("voltaro.ocppj")
 
@@ -72,8 +72,12 @@ class MessageChannel(Protocol):
 class CallFailed(Exception):
     """An outbound call did not produce a valid CALLRESULT."""
 
+    outcome = "failed"  # how RpcHooks.on_call names it
+
 
 class CallTimeout(CallFailed):
+    outcome = "timeout"
+
     def __init__(self, action: str, timeout: float) -> None:
         super().__init__(f"{action}: no answer from the charge point within {timeout:g} s")
         self.action = action
@@ -82,6 +86,8 @@ class CallTimeout(CallFailed):
 
 class CallErrorReceived(CallFailed):
     """The charge point answered with a CALLERROR."""
+
+    outcome = "error"
 
     def __init__(self, action: str, code: str, description: str, details: Payload) -> None:
         super().__init__(f"{action}: the charge point answered {code}: {description}")
@@ -93,6 +99,8 @@ class CallErrorReceived(CallFailed):
 
 class InvalidResponse(CallFailed):
     """The charge point's CALLRESULT broke the action's response schema."""
+
+    outcome = "invalid"
 
     def __init__(self, action: str, violation: Violation) -> None:
         super().__init__(f"{action}: invalid CALLRESULT from the charge point: {violation.message}")
@@ -110,6 +118,8 @@ class InvalidRequest(CallFailed):
 
 
 class ConnectionLost(CallFailed):
+    outcome = "closed"
+
     def __init__(self, action: str) -> None:
         super().__init__(f"{action}: the connection closed before the charge point answered")
         self.action = action
@@ -264,13 +274,7 @@ class RpcEndpoint:
             return _error(
                 call, ErrorCode.NOT_SUPPORTED, f"{call.action} is not supported by this server"
             )
-        checked = self._registry.check(
-            call.action, Direction.REQUEST, call.payload, lenient=self._lenient
-        )
-        for deviation in checked.deviations:
-            log.warning("%s: %s let through (lenient): %s", self.name, call.action, deviation)
-            if self._hooks.on_deviation is not None:
-                self._hooks.on_deviation(call.action, deviation)
+        checked = self._check(call.action, Direction.REQUEST, call.payload)
         if checked.violation is not None:
             return _violation_error(call, checked.violation)
         try:
@@ -305,37 +309,40 @@ class RpcEndpoint:
         if violation is not None:
             raise InvalidRequest(action, violation)
         timeout = self._call_timeout if timeout is None else timeout
-        started: float | None = None
-        outcome = "cancelled"
-        try:
-            async with self._call_lock:
-                started = trio.current_time()
-                pending = _PendingCall(uuid.uuid4().hex[:32], action)
-                try:
-                    answer = await self._exchange(pending, payload, timeout)
-                except CallTimeout:
-                    outcome = "timeout"
-                    raise
-                except ConnectionLost:
-                    outcome = "closed"
-                    raise
-            if isinstance(answer, CallError):
-                outcome = "error"
-                raise CallErrorReceived(
-                    action, answer.error_code, answer.description, answer.details
-                )
-            checked = self._registry.check(
-                action, Direction.RESPONSE, answer.payload, lenient=self._lenient
+        async with self._call_lock:
+            started = trio.current_time()
+            outcome = "cancelled"
+            try:
+                result = await self._call_in_turn(action, payload, timeout)
+                outcome = "result"
+                return result
+            except CallFailed as failure:
+                outcome = failure.outcome
+                raise
+            finally:
+                if self._hooks.on_call is not None:
+                    self._hooks.on_call(action, outcome, trio.current_time() - started)
+
+    async def _call_in_turn(self, action: str, payload: Payload, timeout: float) -> Payload:
+        answer = await self._exchange(_PendingCall(uuid.uuid4().hex[:32], action), payload, timeout)
+        if isinstance(answer, CallError):
+            raise CallErrorReceived(action, answer.error_code, answer.description, answer.details)
+        checked = self._check(action, Direction.RESPONSE, answer.payload)
+        if checked.violation is not None:
+            raise InvalidResponse(action, checked.violation)
+        result: Payload = checked.payload
+        return result
+
+    def _check(self, action: str, direction: Direction, payload: Payload) -> CheckResult:
+        """Validate, in lenient mode letting known breakers through and reporting each."""
+        checked = self._registry.check(action, direction, payload, lenient=self._lenient)
+        for deviation in checked.deviations:
+            log.warning(
+                "%s: %s %s let through (lenient): %s", self.name, action, direction, deviation
             )
-            if checked.violation is not None:
-                outcome = "invalid"
-                raise InvalidResponse(action, checked.violation)
-            outcome = "result"
-            result: Payload = checked.payload
-            return result
-        finally:
-            if self._hooks.on_call is not None and started is not None:
-                self._hooks.on_call(action, outcome, trio.current_time() - started)
+            if self._hooks.on_deviation is not None:
+                self._hooks.on_deviation(action, deviation)
+        return checked
 
     async def _exchange(
         self, pending: _PendingCall, payload: Payload, timeout: float
