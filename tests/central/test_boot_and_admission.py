@@ -130,3 +130,11 @@ async def test_heartbeat_and_last_seen(central: CentralSystem) -> None:
     await central.store.writer.flush()
     later = await fetchval(central, "SELECT last_seen FROM charge_points WHERE id = 'CP-HB'")
     assert later > last_seen
+
+
+async def test_pending_charger_retries_boot_within_a_minute(central: CentralSystem) -> None:
+    await central.store.charge_points.upsert("CP-P", status="Pending")
+    reply = await call(central, "CP-P", "BootNotification", boot_payload())
+    assert reply["status"] == "Pending"
+    assert reply["interval"] == min(60, central.settings.heartbeat_interval)
+    assert central.settings.heartbeat_interval > 60  # so the test sees the difference

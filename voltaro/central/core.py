@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PENDING_RETRY_INTERVAL = 60  # seconds between a Pending charger's BootNotifications
+
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -104,11 +106,12 @@ class CoreHandlers:
         status = await self._store.charge_points.boot(
             self._cp, details, payload, now, self._system.status_for_new_charge_points
         )
-        return {
-            "status": status,
-            "currentTime": format_timestamp(now),
-            "interval": self._settings.heartbeat_interval,
-        }
+        interval = self._settings.heartbeat_interval
+        if status == "Pending":
+            # A Pending charger retries its boot at this interval: short, so that an operator
+            # who accepts it sees it come up within a minute, not a heartbeat period.
+            interval = min(interval, PENDING_RETRY_INTERVAL)
+        return {"status": status, "currentTime": format_timestamp(now), "interval": interval}
 
     async def heartbeat(self, payload: dict[str, Any]) -> dict[str, Any]:
         self._system.seen(self._cp)
