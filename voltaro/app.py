@@ -97,6 +97,14 @@ class Voltaro:
                 central.log_frame(
                     charge_point_id, direction, frame.message_id, action, payload, frame.error_code
                 )
+                central.events.publish(
+                    "error",
+                    charge_point_id,
+                    direction=direction,
+                    action=action,
+                    code=str(frame.error_code),
+                    description=frame.description,
+                )
             elif isinstance(frame, Call | CallResult):
                 metrics.frame(
                     direction, action, "call" if isinstance(frame, Call) else "result", None

@@ -8,7 +8,9 @@ Routes outside ``/api/v1`` (see ``voltaro.admin.api`` for those):
   a private network);
 - ``GET /api/v1/openapi.json``: the OpenAPI 3.1 document (token required);
 - ``GET /api/docs``: a self-contained page rendering that document (no token: it holds no
-  data and asks for the token to fetch the document).
+  data and asks for the token to fetch the document);
+- ``/`` and the other dashboard pages, ``/events`` and ``/static/``: the operator dashboard
+  (``voltaro.admin.dashboard``; signed in with the same token, kept in a session cookie).
 
 Every other ``/api/`` route needs ``Authorization: Bearer <token>``. Every error is
 ``application/problem+json`` (RFC 9457).
@@ -30,6 +32,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from voltaro.admin.api import PREFIX, SCHEMAS, AdminApi, Csv, Status, ocpp_components, operations
+from voltaro.admin.dashboard import mount_dashboard
 from voltaro.admin.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from voltaro.admin.spec import (
     PROBLEM_MEDIA_TYPE,
@@ -137,6 +140,7 @@ def create_app(voltaro: Voltaro, token: str) -> QuartTrio:
 
     for op in ops:
         app.add_url_rule(op.quart_rule, op.operation_id, endpoint_for(op), methods=[op.method])
+    mount_dashboard(app, voltaro, api, ops, token)
 
     @app.get(f"{PREFIX}/openapi.json")
     async def openapi_json() -> Response:
@@ -225,5 +229,5 @@ async def run_admin_server(
     async with trio.open_nursery() as nursery:
         binds: list[str] = await nursery.start(started)
         url = binds[0] if binds else f"http://{host}:{settings.admin_port}"
-        log.info("admin API on %s (docs: %s/api/docs)", url, url)
+        log.info("admin API on %s (docs: %s/api/docs; dashboard: %s/)", url, url, url)
         task_status.started(url)

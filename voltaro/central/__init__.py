@@ -34,6 +34,10 @@ reason)``
 error_code=None)``
     Non-blocking; the frame goes into the message log with the next batch.
 
+``system.events``
+    The event bus (``voltaro.central.events``): connects, disconnects, boots, status
+    changes, transactions, meter values and CALLERRORs, published after their commit.
+
 ``system.count_deviation(charge_point_id, deviation)``
     A deviation lenient mode let through: counted per charge point (memory and database)
     and logged.

@@ -106,6 +106,9 @@ class CoreHandlers:
         status = await self._store.charge_points.boot(
             self._cp, details, payload, now, self._system.status_for_new_charge_points
         )
+        self._system.events.publish(
+            "boot", self._cp, status=status, vendor=details.vendor, model=details.model
+        )
         interval = self._settings.heartbeat_interval
         if status == "Pending":
             # A Pending charger retries its boot at this interval: short, so that an operator
@@ -155,6 +158,14 @@ class CoreHandlers:
             )
             await self._store.connectors.record_status(self._cp, change)
             state.connectors[connector_id] = status
+        self._system.events.publish(
+            "status",
+            self._cp,
+            connectorId=connector_id,
+            status=status,
+            previousStatus=previous,
+            errorCode=payload["errorCode"],
+        )
         return {}
 
     async def authorize(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -181,6 +192,13 @@ class CoreHandlers:
         )
         if started.created:
             self._system.open_transactions.started(started.transaction_id, id_tag)
+            self._system.events.publish(
+                "transactionStarted",
+                self._cp,
+                transactionId=started.transaction_id,
+                connectorId=connector_id,
+                idTag=id_tag,
+            )
         else:
             log.info(
                 "charge point %s: StartTransaction retry, transaction %d already recorded",
@@ -210,6 +228,13 @@ class CoreHandlers:
         )
         if outcome is StopOutcome.STOPPED:
             self._system.open_transactions.stopped(transaction_id)
+            self._system.events.publish(
+                "transactionStopped",
+                self._cp,
+                transactionId=transaction_id,
+                meterStop=meter_stop,
+                reason=payload.get("reason"),
+            )
         else:
             log.warning(
                 "charge point %s: StopTransaction for %s transaction %d; answered, not applied",
@@ -240,6 +265,10 @@ class CoreHandlers:
         )
         if not stored:
             log.info("%s: MeterValues already stored (a retry); nothing stored again", self._cp)
+        elif transaction_id is not None:
+            self._system.events.publish(
+                "meterValues", self._cp, transactionId=transaction_id, connectorId=connector_id
+            )
         return {}
 
     async def data_transfer(self, payload: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from voltaro.central.admission import POLICY_STATUS, Admission, Admitter
 from voltaro.central.authorization import Authorizer, OpenTransactions
 from voltaro.central.core import ChargerState, CoreHandlers, Handler
 from voltaro.central.datatransfer import DataTransferRegistry
+from voltaro.central.events import EventBus
 from voltaro.central.presence import PresenceTracker
 from voltaro.central.timestamps import utc_now
 from voltaro.config import Settings
@@ -44,6 +45,7 @@ class CentralSystem:
         self.settings = settings
         self.data_transfer = data_transfer or DataTransferRegistry()
         self.open_transactions = OpenTransactions()
+        self.events = EventBus()  # what happened, for live views (published after commits)
         self.unexpected_transitions = 0
         self.deviations: Counter[str] = Counter()  # lenient-mode deviations per charge point
         self.deviation_kinds: Counter[str] = Counter()
@@ -99,7 +101,8 @@ class CentralSystem:
             presence.flush()
             self._flush_deviations()
             try:
-                await presence.check_overdue()
+                for charge_point_id in await presence.check_overdue():
+                    self.events.publish("offline", charge_point_id, reason="heartbeat overdue")
                 if trio.current_time() >= next_purge:
                     next_purge = trio.current_time() + PURGE_PERIOD
                     await self.purge_message_log()
@@ -160,9 +163,11 @@ class CentralSystem:
 
     async def connected(self, charge_point_id: str) -> None:
         await self.presence.connected(charge_point_id)
+        self.events.publish("connected", charge_point_id)
 
     async def disconnected(self, charge_point_id: str, reason: str) -> None:
         await self.presence.disconnected(charge_point_id, reason)
+        self.events.publish("disconnected", charge_point_id, reason=reason)
 
     def seen(self, charge_point_id: str) -> None:
         """A frame (or a WebSocket pong) arrived from the charge point; cheap."""

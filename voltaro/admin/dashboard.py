@@ -1,0 +1,571 @@
+"""The operator dashboard: server-rendered pages at ``/`` on the admin app, kept live by
+server-sent events (``/events``) fed from the central system's event bus.
+
+Sign-in is with the admin token; the session is a signed cookie (HttpOnly, SameSite=Strict)
+whose key is derived from the token, so changing the token signs everyone out. Every POST
+needs the session's CSRF token (form field ``csrf`` or header ``X-CSRF-Token``) and, when
+the browser sends one, a same-origin ``Origin``. The pages call the admin API's handlers
+(:class:`~voltaro.admin.api.AdminApi`) and its validating operations, and commands go
+through :func:`voltaro.admin.commands.send_command`: the dashboard adds no second path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import wraps
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
+
+import orjson
+import trio
+from quart import Response, flash, redirect, render_template, request, session
+from quart_trio import QuartTrio
+
+from voltaro.admin import commands
+from voltaro.admin.api import ID_TAG_STATUSES, AdminApi
+from voltaro.admin.chart import transaction_chart
+from voltaro.admin.spec import Operation, Problem, Request, bad_request
+from voltaro.ocppj.actions import CENTRAL_SYSTEM_INITIATED, CHARGE_POINT_INITIATED
+from voltaro.store.dashboard_queries import DashboardQueries
+
+if TYPE_CHECKING:
+    from voltaro.app import Voltaro
+
+SESSION_LIFETIME = timedelta(hours=12)
+ASSET_MAX_AGE = timedelta(days=7)  # assets are linked with ?v=<content hash>
+KEEPALIVE = 15.0  # seconds between SSE comments, so proxies keep the stream open
+RECENT_MESSAGES = 15  # OCPP frames shown on a charge point's page
+MESSAGES_PER_PAGE = 100
+LIST_LIMIT = 1000
+
+View = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One input of a command form; ``kind``: text, int, select or list (comma-separated)."""
+
+    name: str
+    label: str
+    kind: str = "text"
+    options: tuple[str, ...] = ()
+    required: bool = False
+    default: str = ""
+
+
+COMMAND_FORMS: dict[str, tuple[Field, ...]] = {
+    "Reset": (Field("type", "Type", "select", ("Soft", "Hard"), True),),
+    "RemoteStartTransaction": (
+        Field("idTag", "Id tag", required=True),
+        Field("connectorId", "Connector", "int", default="1"),
+    ),
+    "RemoteStopTransaction": (Field("transactionId", "Transaction id", "int", required=True),),
+    "UnlockConnector": (Field("connectorId", "Connector", "int", required=True, default="1"),),
+    "ChangeAvailability": (
+        Field("connectorId", "Connector (0: whole charger)", "int", required=True, default="0"),
+        Field("type", "Type", "select", ("Inoperative", "Operative"), True),
+    ),
+    "TriggerMessage": (
+        Field(
+            "requestedMessage",
+            "Message",
+            "select",
+            (
+                "StatusNotification",
+                "BootNotification",
+                "Heartbeat",
+                "MeterValues",
+                "DiagnosticsStatusNotification",
+                "FirmwareStatusNotification",
+            ),
+            True,
+        ),
+        Field("connectorId", "Connector (optional)", "int"),
+    ),
+    "GetConfiguration": (Field("key", "Keys (comma-separated; empty: all)", "list"),),
+    "ChangeConfiguration": (
+        Field("key", "Key", required=True),
+        Field("value", "Value", required=True),
+    ),
+    "ClearCache": (),
+    "DataTransfer": (
+        Field("vendorId", "Vendor id", required=True),
+        Field("messageId", "Message id"),
+        Field("data", "Data"),
+    ),
+}
+assert set(COMMAND_FORMS) == set(commands.COMMAND_ACTIONS)
+
+
+def command_payload(action: str, form: Mapping[str, str]) -> dict[str, Any]:
+    """The OCPP payload of a command form (empty optional fields left out); the schema
+    check is :func:`commands.send_command`'s."""
+    commands.check_action(action)
+    payload: dict[str, Any] = {}
+    for field in COMMAND_FORMS[action]:
+        raw = (form.get(field.name) or "").strip()
+        if not raw:
+            continue
+        if field.kind == "int":
+            try:
+                payload[field.name] = int(raw)
+            except ValueError:
+                problem = bad_request(f"{field.label} must be a whole number", path=field.name)
+                raise problem from None
+        elif field.kind == "list":
+            payload[field.name] = [part.strip() for part in raw.split(",") if part.strip()]
+        else:
+            payload[field.name] = raw
+    return payload
+
+
+def local_path(target: str | None, default: str = "/") -> str:
+    """``target`` if it is a path on this site (no scheme, no host), else ``default``."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    parts = urlsplit(target)
+    return default if parts.scheme or parts.netloc else target
+
+
+def utc_from_input(value: str) -> str | None:
+    """A ``datetime-local`` input (taken as UTC) or an ISO date-time, as ISO 8601 UTC."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.endswith("Z") or "+" in value[10:]:
+        return value
+    if len(value) == 16:  # YYYY-MM-DDTHH:MM
+        value += ":00"
+    return value + "Z"
+
+
+def int_arg(name: str) -> int:
+    """A non-negative whole-number query parameter (0 when absent or not a number)."""
+    try:
+        return max(0, int(request.args.get(name, "0") or 0))
+    except ValueError:
+        return 0
+
+
+def display_time(value: str | None) -> str:
+    if not value:
+        return "—"
+    return value.replace("T", " ").split(".")[0].removesuffix("Z") + " UTC"
+
+
+def energy_kwh(wh: float | None) -> str:
+    if wh is None:
+        return "—"
+    return f"{wh / 1000:,.2f} kWh"
+
+
+def frame_kind(message: Mapping[str, Any]) -> str:
+    """CALL, result or error, from the direction and who may send the action (the message
+    log keeps no frame type). DataTransfer goes both ways: "" (unknown)."""
+    if message.get("errorCode"):
+        return "error"
+    action = message.get("action")
+    by_charger = action in CHARGE_POINT_INITIATED
+    by_us = action in CENTRAL_SYSTEM_INITIATED
+    if by_charger == by_us:
+        return ""
+    calls = "in" if by_charger else "out"
+    return "call" if message.get("direction") == calls else "result"
+
+
+def pretty_json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+
+
+def asset_versions() -> dict[str, str]:
+    folder = resources.files("voltaro.admin").joinpath("static")
+    return {
+        entry.name: hashlib.sha256(entry.read_bytes()).hexdigest()[:12]
+        for entry in folder.iterdir()
+        if entry.is_file()
+    }
+
+
+def mount_dashboard(
+    app: QuartTrio, voltaro: Voltaro, api: AdminApi, ops: Sequence[Operation], token: str
+) -> None:
+    """Add the dashboard's pages, actions, event stream and assets to the admin app."""
+    app.secret_key = hmac.new(token.encode(), b"voltaro dashboard session", "sha256").hexdigest()
+    app.config.update(
+        SESSION_COOKIE_NAME="voltaro_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        SEND_FILE_MAX_AGE_DEFAULT=ASSET_MAX_AGE,
+    )
+    signed_in_as = hashlib.sha256(b"voltaro dashboard " + token.encode()).hexdigest()[:32]
+    by_id = {op.operation_id: op for op in ops}
+    versions = asset_versions()
+    bus = voltaro.central.events
+
+    def queries() -> DashboardQueries:
+        return DashboardQueries(voltaro.central.store.database)
+
+    def is_signed_in() -> bool:
+        given = session.get("auth")
+        return isinstance(given, str) and hmac.compare_digest(given, signed_in_as)
+
+    def check_origin() -> None:
+        """Refuse a POST that the browser says comes from another site."""
+        origin = request.headers.get("Origin")
+        if origin is not None and (origin == "null" or urlsplit(origin).netloc != request.host):
+            raise Problem(403, "Forbidden", "cross-origin request refused")
+
+    async def check_csrf_token() -> None:
+        check_origin()
+        form = await request.form
+        given = request.headers.get("X-CSRF-Token") or form.get("csrf") or ""
+        expected = session.get("csrf") or ""
+        if not (expected and hmac.compare_digest(str(given), str(expected))):
+            raise Problem(403, "Forbidden", "missing or wrong CSRF token; reload the page")
+
+    def page(view: View) -> View:
+        """A signed-in page (GET) or action (POST, CSRF-checked)."""
+
+        @wraps(view)
+        async def wrapper(**kwargs: Any) -> Any:
+            if not is_signed_in():
+                wants_json = request.headers.get("Accept", "").startswith("application/json")
+                if request.path == "/events" or wants_json:
+                    raise Problem(401, "Unauthorized", "sign in first")
+                target = request.full_path.rstrip("?") if request.method == "GET" else "/"
+                return redirect("/login?" + urlencode({"next": target}))
+            if request.method == "POST":
+                await check_csrf_token()
+            return await view(**kwargs)
+
+        wrapper.__name__ = f"dashboard_{view.__name__}"  # apart from the API's endpoints
+        return wrapper
+
+    def validated_query(operation_id: str, fields: Sequence[str]) -> dict[str, Any]:
+        """The page's filters, checked by the API operation's own validation."""
+        raw = {name: [request.args[name]] for name in fields if request.args.get(name, "")}
+        return by_id[operation_id].validate_query(raw)
+
+    async def try_action(action: Callable[[], Awaitable[Any]], done: str) -> None:
+        try:
+            await action()
+        except Problem as problem:
+            await flash(problem.detail, "error")
+        else:
+            await flash(done, "ok")
+
+    @app.context_processor
+    async def template_globals() -> dict[str, Any]:
+        return {
+            "csrf_token": session.get("csrf", ""),
+            "signed_in": is_signed_in(),
+            "asset": lambda name: f"/static/{name}?v={versions.get(name, '0')}",
+            "display_time": display_time,
+            "energy_kwh": energy_kwh,
+            "pretty_json": pretty_json,
+            "frame_kind": frame_kind,
+        }
+
+    @app.after_request
+    async def page_headers(response: Response) -> Response:
+        if response.content_type.startswith("text/html") and not request.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                "frame-ancestors 'none'; form-action 'self'",
+            )
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    # ---- sign-in -------------------------------------------------------------------------
+
+    @app.get("/login")
+    async def dashboard_login_form() -> Any:
+        if is_signed_in():
+            return redirect(local_path(request.args.get("next")))
+        return await render_template("login.html", next=request.args.get("next", "/"))
+
+    @app.post("/login")
+    async def dashboard_login() -> Any:
+        check_origin()
+        form = await request.form
+        given = (form.get("token") or "").strip().encode()
+        target = local_path(form.get("next"))
+        if not hmac.compare_digest(given, token.encode()):
+            await trio.sleep(0.2)  # a little friction for guessing
+            body = await render_template("login.html", next=target, error="Wrong token.")
+            return Response(body, status=401, content_type="text/html; charset=utf-8")
+        session.clear()
+        session.permanent = True
+        session["auth"] = signed_in_as
+        session["csrf"] = secrets.token_urlsafe(24)
+        return redirect(target)
+
+    @app.post("/logout")
+    @page
+    async def logout() -> Any:
+        session.clear()
+        return redirect("/login")
+
+    # ---- pages ---------------------------------------------------------------------------
+
+    @app.get("/")
+    @page
+    async def overview() -> Any:
+        now = datetime.now(UTC)
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        summary = await queries().overview(day, day.replace(day=1))
+        faulted = {c["charge_point_id"] for c in summary.connectors if c["status"] == "Faulted"}
+        charging = [c for c in summary.connectors if c["status"] == "Charging"]
+        return await render_template(
+            "overview.html",
+            summary=summary,
+            faulted=len(faulted),
+            charging=len(charging),
+            events=list(reversed(bus.recent)),
+        )
+
+    @app.get("/charge-points")
+    @page
+    async def charge_points() -> Any:
+        online = {"online": True, "offline": False}.get(request.args.get("presence", ""))
+        registration = request.args.get("registrationStatus", "")
+        query: dict[str, Any] = {"limit": LIST_LIMIT}
+        if online is not None:
+            query["online"] = online
+        if registration:
+            query |= validated_query("listChargePoints", ["registrationStatus"])
+        listed = await api.list_charge_points(Request({}, query, None))
+        search = request.args.get("q", "").strip().lower()
+        items = [
+            cp
+            for cp in listed["items"]
+            if not search
+            or any(
+                search in str(cp.get(name) or "").lower()
+                for name in ("chargePointId", "chargePointVendor", "chargePointModel")
+            )
+        ]
+        connectors: dict[str, list[dict[str, Any]]] = {}
+        for row in await queries().connectors([cp["chargePointId"] for cp in items]):
+            connectors.setdefault(row["charge_point_id"], []).append(row)
+        return await render_template(
+            "charge_points.html",
+            items=items,
+            connectors=connectors,
+            total=listed["total"],
+            q=request.args.get("q", ""),
+            presence=request.args.get("presence", ""),
+            registration=registration,
+        )
+
+    @app.post("/charge-points/<charge_point_id>/registration")
+    @page
+    async def set_registration(charge_point_id: str) -> Any:
+        form = await request.form
+        status = form.get("registrationStatus", "")
+        body = by_id["putChargePoint"].validate_body({"registrationStatus": status})
+        await try_action(
+            lambda: api.put_charge_point(Request({"chargePointId": charge_point_id}, {}, body)),
+            f"{charge_point_id}: registration {status}",
+        )
+        return redirect(local_path(form.get("next"), "/charge-points"))
+
+    async def charge_point_page(charge_point_id: str, answer: Any = None) -> str:
+        detail = await api.get_charge_point(Request({"chargePointId": charge_point_id}, {}, None))
+        path = {"chargePointId": charge_point_id}
+        total = (await api.messages(Request(path, {"limit": 1}, None)))["total"]
+        recent = await api.messages(
+            Request(
+                path,
+                {"limit": RECENT_MESSAGES, "offset": max(0, total - RECENT_MESSAGES)},
+                None,
+            )
+        )
+        return await render_template(
+            "charge_point.html",
+            cp=detail,
+            messages=list(reversed(recent["items"])),
+            forms=COMMAND_FORMS,
+            answer=answer,
+        )
+
+    @app.get("/charge-points/<charge_point_id>")
+    @page
+    async def charge_point(charge_point_id: str) -> Any:
+        return await charge_point_page(charge_point_id)
+
+    @app.post("/charge-points/<charge_point_id>/commands/<action>")
+    @page
+    async def command(charge_point_id: str, action: str) -> Any:
+        form = await request.form
+        wants_json = request.headers.get("Accept", "").startswith("application/json")
+        try:
+            payload = command_payload(action, form)
+            answer: dict[str, Any] = await commands.send_command(
+                voltaro, charge_point_id, action, payload, None
+            )
+        except Problem as problem:
+            if wants_json:
+                raise
+            answer = {"action": action, "problem": problem.document(request.path)}
+        else:
+            if wants_json:
+                return Response(orjson.dumps(answer), content_type="application/json")
+            answer = {"action": action, **answer}
+        return await charge_point_page(charge_point_id, answer)
+
+    @app.get("/charge-points/<charge_point_id>/messages")
+    @page
+    async def message_log(charge_point_id: str) -> Any:
+        filters = validated_query("getMessages", ["action", "direction"])
+        path = {"chargePointId": charge_point_id}
+        total = (await api.messages(Request(path, {**filters, "limit": 1}, None)))["total"]
+        page_number = int_arg("page")
+        end = max(0, total - page_number * MESSAGES_PER_PAGE)
+        start = max(0, end - MESSAGES_PER_PAGE)
+        listed = await api.messages(
+            Request(path, {**filters, "limit": max(1, end - start), "offset": start}, None)
+        )
+        items = list(reversed(listed["items"])) if end > start else []
+        return await render_template(
+            "messages.html",
+            charge_point_id=charge_point_id,
+            messages=items,
+            total=total,
+            page_number=page_number,
+            more=start > 0,
+            action=request.args.get("action", ""),
+            direction=request.args.get("direction", ""),
+        )
+
+    # ---- transactions --------------------------------------------------------------------
+
+    TRANSACTION_FILTERS = ["chargePointId", "idTag", "active", "from", "to"]
+
+    @app.get("/transactions")
+    @page
+    async def transactions() -> Any:
+        filters = validated_query("listTransactions", TRANSACTION_FILTERS)
+        offset = int_arg("offset")
+        listed = await api.list_transactions(
+            Request({}, {**filters, "limit": 100, "offset": offset}, None)
+        )
+        args = {k: request.args[k] for k in TRANSACTION_FILTERS if request.args.get(k)}
+        return await render_template(
+            "transactions.html",
+            listed=listed,
+            args=args,
+            offset=offset,
+            csv_url="/transactions.csv" + ("?" + urlencode(args) if args else ""),
+        )
+
+    @app.get("/transactions.csv")
+    @page
+    async def transactions_csv() -> Any:
+        filters = validated_query("exportTransactions", TRANSACTION_FILTERS)
+        result = await api.transactions_csv(Request({}, filters, None))
+        response = Response(result.text, content_type="text/csv; charset=utf-8")
+        response.headers["Content-Disposition"] = f'attachment; filename="{result.filename}"'
+        return response
+
+    @app.get("/transactions/<int:transaction_id>")
+    @page
+    async def transaction(transaction_id: int) -> Any:
+        detail = await api.get_transaction(Request({"transactionId": transaction_id}, {}, None))
+        return await render_template("transaction.html", t=detail, chart=transaction_chart(detail))
+
+    # ---- id tags -------------------------------------------------------------------------
+
+    @app.get("/id-tags")
+    @page
+    async def id_tags() -> Any:
+        filters = validated_query("listIdTags", ["status"])
+        listed = await api.list_id_tags(Request({}, {**filters, "limit": LIST_LIMIT}, None))
+        return await render_template(
+            "id_tags.html",
+            listed=listed,
+            statuses=ID_TAG_STATUSES,
+            status=request.args.get("status", ""),
+        )
+
+    async def put_id_tag(id_tag: str, body: dict[str, Any]) -> None:
+        op = by_id["putIdTag"]
+        path = op.validate_path({"idTag": id_tag})
+        await api.put_id_tag(Request(path, {}, op.validate_body(body)))
+
+    @app.post("/id-tags")
+    @page
+    async def add_id_tag() -> Any:
+        form = await request.form
+        id_tag = (form.get("idTag") or "").strip()
+        body: dict[str, Any] = {"status": form.get("status") or "Accepted"}
+        expiry = utc_from_input(form.get("expiryDate") or "")
+        if expiry:
+            body["expiryDate"] = expiry
+        parent = (form.get("parentIdTag") or "").strip()
+        if parent:
+            body["parentIdTag"] = parent
+        await try_action(lambda: put_id_tag(id_tag, body), f"id tag {id_tag} saved")
+        return redirect("/id-tags")
+
+    @app.post("/id-tags/<id_tag>/status")
+    @page
+    async def id_tag_status(id_tag: str) -> Any:
+        form = await request.form
+        status = form.get("status", "")
+
+        async def change() -> None:
+            current = await api.get_id_tag(Request({"idTag": id_tag}, {}, None))
+            body = {k: current[k] for k in ("expiryDate", "parentIdTag") if current[k]}
+            body["status"] = status
+            if status == "Expired":
+                body["expiryDate"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            await put_id_tag(current["idTag"], body)
+
+        await try_action(change, f"id tag {id_tag}: {status}")
+        return redirect("/id-tags")
+
+    @app.post("/id-tags/<id_tag>/delete")
+    @page
+    async def delete_id_tag(id_tag: str) -> Any:
+        await try_action(
+            lambda: api.delete_id_tag(Request({"idTag": id_tag}, {}, None)),
+            f"id tag {id_tag} deleted",
+        )
+        return redirect("/id-tags")
+
+    # ---- live events ---------------------------------------------------------------------
+
+    @app.get("/events")
+    @page
+    async def events() -> Any:
+        async def stream() -> AsyncIterator[bytes]:
+            with bus.subscribe() as channel:
+                yield b"retry: 1000\n\n"
+                while True:
+                    event = None
+                    with trio.move_on_after(KEEPALIVE):
+                        try:
+                            event = await channel.receive()
+                        except (trio.EndOfChannel, trio.ClosedResourceError):
+                            return  # dropped for lagging: the browser reconnects
+                    if event is None:
+                        yield b": keepalive\n\n"
+                    else:
+                        yield b"data: " + orjson.dumps(event) + b"\n\n"
+
+        response = Response(stream(), content_type="text/event-stream")
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Accel-Buffering"] = "no"
+        response.timeout = None
+        return response

@@ -1,0 +1,171 @@
+// Voltaro dashboard: live updates over server-sent events, and commands without reloading.
+"use strict";
+(function () {
+  const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  const pageCp = document.body.dataset.cp || null;
+  const stateEl = document.getElementById("live-state");
+
+  function describe(e) {
+    switch (e.type) {
+      case "connected": return "connected";
+      case "disconnected": return "disconnected" + (e.reason ? " (" + e.reason + ")" : "");
+      case "offline": return "offline: " + (e.reason || "");
+      case "boot": return "booted: " + e.vendor + " " + e.model + ", " + e.status;
+      case "status": return "connector " + e.connectorId + ": " + (e.previousStatus ? e.previousStatus + " → " : "") + e.status +
+        (e.errorCode && e.errorCode !== "NoError" ? " (" + e.errorCode + ")" : "");
+      case "transactionStarted": return "transaction #" + e.transactionId + " started on connector " + e.connectorId + " by " + e.idTag;
+      case "transactionStopped": return "transaction #" + e.transactionId + " stopped" + (e.reason ? " (" + e.reason + ")" : "");
+      case "meterValues": return "meter values for transaction #" + e.transactionId;
+      case "error": return "CALLERROR " + e.code + (e.direction === "in" ? " from charger" : " to charger") +
+        (e.action ? " on " + e.action : "") + (e.description ? ": " + e.description : "");
+      default: return e.type;
+    }
+  }
+
+  function fillEvent(li, e) {
+    li.className = "event ev-" + e.type;
+    li.textContent = "";
+    const time = document.createElement("time");
+    time.dateTime = e.at; time.textContent = (e.at || "").slice(11, 19);
+    const link = document.createElement("a");
+    link.href = "/charge-points/" + encodeURIComponent(e.chargePointId || "");
+    link.textContent = e.chargePointId || "";
+    const what = document.createElement("span");
+    what.className = "what"; what.textContent = describe(e);
+    li.append(time, link, what);
+  }
+
+  const feed = document.getElementById("feed");
+  if (feed) {
+    feed.querySelectorAll("li[data-event]").forEach(function (li) {
+      try { fillEvent(li, JSON.parse(li.dataset.event)); } catch (err) { li.remove(); }
+    });
+  }
+  function addToFeed(e) {
+    if (!feed || e.type === "meterValues") return;
+    const li = document.createElement("li");
+    fillEvent(li, e);
+    feed.prepend(li);
+    while (feed.children.length > 100) feed.lastElementChild.remove();
+    const empty = document.getElementById("feed-empty");
+    if (empty) empty.hidden = true;
+  }
+
+  // Re-render the page's live regions ([data-live][id]) from a fresh copy of the page.
+  let refreshing = false, again = false;
+  async function refresh() {
+    if (!document.querySelector("[data-live]")) return;
+    if (refreshing) { again = true; return; }
+    refreshing = true;
+    try {
+      const response = await fetch(location.href, { cache: "no-store" });
+      if (response.redirected || response.status === 401) { location.reload(); return; }
+      if (!response.ok) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+      document.querySelectorAll("[data-live][id]").forEach(function (old) {
+        const replacement = fresh.getElementById(old.id);
+        if (!replacement) return;
+        if (old.contains(document.activeElement) && document.activeElement !== document.body) return;
+        old.replaceWith(replacement);
+      });
+      bindCommands(document);
+    } catch (err) {
+      // the next event or reconnect tries again
+    } finally {
+      refreshing = false;
+      if (again) { again = false; setTimeout(refresh, 250); } // at most ~4 renders a second
+    }
+  }
+
+  function setState(text, on) {
+    if (!stateEl) return;
+    stateEl.textContent = text;
+    stateEl.classList.toggle("on", on);
+    stateEl.classList.toggle("off", !on);
+  }
+
+  if (stateEl && window.EventSource) {
+    let opened = false;
+    const source = new EventSource("/events");
+    source.onopen = function () {
+      setState("live", true);
+      if (opened) refresh(); // reconnected: catch up on what we missed
+      opened = true;
+    };
+    source.onerror = function () { setState("reconnecting…", false); };
+    source.onmessage = function (message) {
+      let e;
+      try { e = JSON.parse(message.data); } catch (err) { return; }
+      addToFeed(e);
+      if (!pageCp || e.chargePointId === pageCp) refresh();
+    };
+  }
+
+  // Commands: POST the form, show the charger's answer (or the problem) under the button.
+  function showAnswer(output, ok, verdict, body) {
+    output.className = "answer " + (ok ? "ok" : "bad");
+    output.textContent = "";
+    const strong = document.createElement("span");
+    strong.className = "verdict"; strong.textContent = verdict;
+    output.append(strong);
+    if (body !== undefined) {
+      const pre = document.createElement("pre");
+      pre.textContent = JSON.stringify(body, null, 2);
+      output.append(pre);
+    }
+  }
+
+  function bindCommands(root) {
+    root.querySelectorAll("form.cmd:not([data-bound])").forEach(function (form) {
+      form.dataset.bound = "1";
+      form.addEventListener("submit", async function (event) {
+        event.preventDefault();
+        const output = form.querySelector("output.answer");
+        const button = form.querySelector("button[type=submit]");
+        button.disabled = true;
+        output.className = "answer"; output.textContent = "Waiting for the charger's answer…";
+        try {
+          const response = await fetch(form.action, {
+            method: "POST", body: new FormData(form),
+            headers: { "Accept": "application/json", "X-CSRF-Token": csrf },
+          });
+          const body = await response.json().catch(function () { return {}; });
+          if (response.ok) {
+            const result = body.result || {};
+            const verdict = result.status ? "Answer: " + result.status : "Answered";
+            showAnswer(output, result.status !== "Rejected" && result.status !== "NotSupported", verdict, result);
+          } else {
+            showAnswer(output, false, "Error " + response.status + ": " + (body.detail || response.statusText));
+          }
+        } catch (err) {
+          showAnswer(output, false, "Error: " + err);
+        } finally {
+          button.disabled = false;
+          // The known configuration changes with the answer; the message log is written
+          // with the next batch, a moment later.
+          refresh();
+          setTimeout(refresh, 700);
+        }
+      });
+    });
+  }
+  bindCommands(document);
+
+  // "Change" next to a configuration key fills the ChangeConfiguration form.
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest && event.target.closest("button.change-key");
+    const form = document.querySelector('form.cmd[data-action="ChangeConfiguration"]');
+    if (!button || !form) return;
+    form.elements.key.value = button.dataset.key;
+    form.elements.value.value = button.dataset.value;
+    form.scrollIntoView({ block: "center" });
+    form.elements.value.focus();
+    form.elements.value.select();
+  });
+
+  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  });
+})();
