@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_flags(serve)
     serve.set_defaults(func=_serve)
     _add_admin_commands(commands)
+    _add_simulate_command(commands)
     return parser
 
 
@@ -37,6 +38,14 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     from voltaro.cli_admin import add_commands
 
     add_commands(commands)
+
+
+def _add_simulate_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    from voltaro.sim.cli import add_simulate_command
+
+    add_simulate_command(commands)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:

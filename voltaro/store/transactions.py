@@ -20,7 +20,14 @@ from voltaro.store.records import (
     TransactionRecord,
     pg_text,
 )
-from voltaro.store.writer import DUPLICATE, CopyTarget, GroupCommitWriter, MergedUpdate, Write
+from voltaro.store.writer import (
+    DUPLICATE,
+    ClaimTarget,
+    CopyTarget,
+    GroupCommitWriter,
+    MergedUpdate,
+    Write,
+)
 
 METER_VALUES = CopyTarget(
     "meter_values",
@@ -79,11 +86,17 @@ RETURNING connector_id
 """
 
 
-_CLAIM_METER_MESSAGE_SQL = """
-INSERT INTO meter_value_messages (charge_point_id, digest, received_at) VALUES ($1, $2, $3)
-ON CONFLICT DO NOTHING
-RETURNING true
-"""
+# One MeterValues message's content, claimed once: a retry (new message id) finds the claim.
+METER_MESSAGES = ClaimTarget(
+    "meter_value_messages",
+    """
+    INSERT INTO meter_value_messages (charge_point_id, digest, received_at)
+    SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[])
+    ON CONFLICT DO NOTHING
+    RETURNING charge_point_id, digest
+    """,
+    key_columns=2,
+)
 
 
 def meter_rows(
@@ -222,15 +235,13 @@ class TransactionRepository:
         merges = {}
         if energy is not None:
             merges[ENERGY] = [(energy.transaction_id, charge_point_id, energy.wh, energy.at)]
-
-        async def claim(connection: Connection) -> object:
-            claimed = await connection.fetchval(
-                _CLAIM_METER_MESSAGE_SQL, charge_point_id, digest, received_at
+        stored: object = await self._writer.submit(
+            Write(
+                copies={METER_VALUES: rows},
+                merges=merges,
+                claim=(METER_MESSAGES, (charge_point_id, digest, received_at)),
+                label="MeterValues",
             )
-            return True if claimed else DUPLICATE
-
-        stored = await self._writer.submit(
-            Write(claim, copies={METER_VALUES: rows}, merges=merges, label="MeterValues")
         )
         return stored is not DUPLICATE
 

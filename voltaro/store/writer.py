@@ -78,6 +78,21 @@ class MergedUpdate:
     sql: str
 
 
+@dataclass(frozen=True)
+class ClaimTarget:
+    """A de-duplication table claimed once per batch for all its writes.
+
+    ``sql`` inserts the rows given as arrays (``$1..$n``, one per column) with ``ON CONFLICT
+    DO NOTHING`` and returns the key columns of the rows it inserted; ``key_columns`` says
+    how many leading columns of a claim row form the key. A write whose key was not
+    inserted (claimed by an earlier write, in this batch or before) is a retry.
+    """
+
+    name: str
+    sql: str
+    key_columns: int
+
+
 class _Duplicate:
     """The type of :data:`DUPLICATE`."""
 
@@ -97,6 +112,9 @@ class Write(Generic[T]):
     apply: Callable[[Connection], Awaitable[T]] | None = None
     copies: Mapping[CopyTarget, Sequence[tuple[Any, ...]]] = field(default_factory=dict)
     merges: Mapping[MergedUpdate, Sequence[tuple[Any, ...]]] = field(default_factory=dict)
+    claim: tuple[ClaimTarget, tuple[Any, ...]] | None = None
+    """A retry of content already stored is found by this claim: it then stores nothing and
+    its result is :data:`DUPLICATE`."""
     label: str = "write"
 
 
@@ -316,7 +334,11 @@ class GroupCommitWriter:
 
     @staticmethod
     async def _apply_together(connection: Connection, writes: list[Write[Any]]) -> list[Any]:
-        results = [await w.apply(connection) if w.apply else None for w in writes]
+        duplicates = await _claim(connection, writes)
+        results = [
+            DUPLICATE if i in duplicates else (await w.apply(connection) if w.apply else None)
+            for i, w in enumerate(writes)
+        ]
         copies: dict[CopyTarget, list[tuple[Any, ...]]] = {}
         merges: dict[MergedUpdate, list[tuple[Any, ...]]] = {}
         for w, result in zip(writes, results, strict=True):
@@ -335,7 +357,10 @@ class GroupCommitWriter:
         for w in writes:
             try:
                 async with connection.transaction():  # a savepoint inside the batch
-                    result = await w.apply(connection) if w.apply else None
+                    if await _claim(connection, [w]):
+                        result = DUPLICATE
+                    else:
+                        result = await w.apply(connection) if w.apply else None
                     if result is not DUPLICATE:
                         await _run_copies_and_merges(connection, w.copies, w.merges)
             except Exception as exc:
@@ -345,6 +370,32 @@ class GroupCommitWriter:
             else:
                 outcomes.append((True, result))
         return outcomes
+
+
+async def _claim(connection: Connection, writes: Sequence[Write[Any]]) -> set[int]:
+    """Claim every write's key, one statement per claim table; the indexes of the writes
+    that are retries (their key was claimed before, or earlier in this batch)."""
+    duplicates: set[int] = set()
+    by_target: dict[ClaimTarget, list[tuple[int, tuple[Any, ...]]]] = {}
+    for index, write in enumerate(writes):
+        if write.claim is not None:
+            target, row = write.claim
+            by_target.setdefault(target, []).append((index, row))
+    for target, claims in by_target.items():
+        first: dict[tuple[Any, ...], int] = {}
+        for index, row in claims:
+            key = row[: target.key_columns]
+            if key in first:
+                duplicates.add(index)
+            else:
+                first[key] = index
+        rows = [row for index, row in claims if index not in duplicates]
+        inserted = await connection.fetch(
+            target.sql, *(list(column) for column in zip(*rows, strict=True))
+        )
+        fresh = {tuple(record.values()) for record in inserted}
+        duplicates.update(index for key, index in first.items() if key not in fresh)
+    return duplicates
 
 
 async def _run_copies_and_merges(

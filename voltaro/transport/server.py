@@ -189,7 +189,7 @@ class OcppServer:
         remote = _address(request.remote)
         if charge_point_id is None:
             log.info("refused %s: path %.100r is not /ocpp/{chargePointId}", remote, request.path)
-            await request.reject(404, body=b"Not Found: connect to /ocpp/{chargePointId}\n")
+            await _reject(request, 404, b"Not Found: connect to /ocpp/{chargePointId}\n")
             return
         admission = await self._gate(
             charge_point_id, password_for(charge_point_id, request.headers)
@@ -283,14 +283,20 @@ def _address(endpoint: object) -> str:
     return f"{address}:{port}" if address is not None else str(endpoint)
 
 
-async def _reject(request: WebSocketRequest, status: int) -> None:
+async def _reject(request: WebSocketRequest, status: int, body: bytes | None = None) -> None:
+    """Answer the handshake with HTTP ``status``; a client that hung up meanwhile is fine."""
+    headers: list[tuple[bytes, bytes]] = []
+    body = _REJECTION_BODIES.get(status, b"") if body is None else body
     if status == 401:
-        await request.reject(
-            401,
-            extra_headers=[(b"WWW-Authenticate", b'Basic realm="Voltaro OCPP", charset="UTF-8"')],
-            body=b"Unauthorized: wrong or missing Basic credentials for this charge point\n",
-        )
-    elif status == 404:
-        await request.reject(404, body=b"Not Found: unknown charge point\n")
-    else:
-        await request.reject(status)
+        headers.append((b"WWW-Authenticate", b'Basic realm="Voltaro OCPP", charset="UTF-8"'))
+    try:
+        await request.reject(status, extra_headers=headers, body=body)
+    except ConnectionClosed:
+        log.debug("the client left before its HTTP %d", status)
+
+
+_REJECTION_BODIES = {
+    401: b"Unauthorized: wrong or missing Basic credentials for this charge point\n",
+    404: b"Not Found: unknown charge point\n",
+    503: b"Service Unavailable: the database is unavailable; retry later\n",
+}

@@ -1,0 +1,519 @@
+"""Fleet load benchmarks: Voltaro vs a baseline vs the transport's ceiling, side by side.
+
+    .venv/bin/python -m benchmarks.run                       # the full run (tens of minutes)
+    .venv/bin/python -m benchmarks.run --quick               # a few minutes, modest sizes
+
+One after the other, under the same fleet driver (:mod:`voltaro.sim.fleet`, several worker
+processes, one 127.x.y.z source address per charger) and the same workloads, it runs
+
+- ``voltaro``: ``voltaro serve`` with its embedded PostgreSQL (everything persisted, fsync on);
+- ``baseline``: :mod:`benchmarks.baseline_server`, the ``ocpp`` package on ``websockets``,
+  answering the Core messages from memory;
+- ``echo``: :mod:`benchmarks.echo_server`, trio-websocket answering each CALL with a fixed
+  CALLRESULT (the ceiling of the transport Voltaro uses).
+
+Workloads: (a) throughput: 200 chargers sending MeterValues (ten sampled values) and
+Heartbeats as fast as one outstanding call allows; (b) scale: stress-profile fleets of growing
+size until p99 passes 200 ms or an error appears (the largest step held is reported);
+(c) storm: N chargers connecting and booting at once.
+
+Each run reports chargers connected, messages/s, p50/p95/p99 (overall and per action),
+errors, server CPU seconds (and the database's for Voltaro) and server RSS per connection.
+Results go to ``benchmarks/results/<timestamp>.json`` and ``.md``; ``--update-readme`` puts
+the table in README.md. Everything runs on loopback; each run is bounded by its duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from voltaro.sim.charger import default_id_tag
+from voltaro.sim.fleet import FleetOptions, charger_id, raise_open_file_limit, run_fleet
+from voltaro.sim.profiles import profile
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVERS = ("voltaro", "baseline", "echo")
+READY = {
+    "voltaro": re.compile(r"Voltaro is ready: chargers connect to ws://[^:]+:(\d+)/"),
+    "baseline": re.compile(r"^ready (\d+)", re.M),
+    "echo": re.compile(r"^ready (\d+)", re.M),
+}
+P99_LIMIT_MS = 200.0
+README_START = "<!-- benchmarks:start -->"
+README_END = "<!-- benchmarks:end -->"
+
+
+# -- servers under test -----------------------------------------------------------------------
+
+
+def _clock_ticks() -> int:
+    return os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _clock_ticks()
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    postmaster: int | None = None
+    embedded: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ocpp"
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.process.pid)
+
+    def db_cpu(self) -> dict[int, float]:
+        """CPU seconds of each PostgreSQL process (the postmaster and its children)."""
+        if self.postmaster is None:
+            return {}
+        pids = [self.postmaster, *children_of(self.postmaster)]
+        return {pid: cpu_seconds(pid) for pid in pids}
+
+    def rss(self) -> int:
+        return rss_bytes(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.embedded is not None:
+            from voltaro.store.embedded import stop_embedded
+
+            stop_embedded(self.embedded)
+
+
+def _seed_voltaro(data_dir: Path, tags: list[str]) -> tuple[Any, int | None]:
+    """Start the embedded PostgreSQL, migrate it, add the id tags the fleets charge with."""
+    import asyncpg
+
+    from voltaro.store.embedded import embedded_url, start_embedded
+    from voltaro.store.migrate import apply_migrations
+
+    embedded = start_embedded(data_dir)
+    url = embedded_url(embedded)
+
+    async def seed() -> None:
+        connection = await asyncpg.connect(url)
+        try:
+            await apply_migrations(connection)
+            await connection.copy_records_to_table(
+                "id_tags", records=[(tag,) for tag in tags], columns=["id_tag"]
+            )
+        finally:
+            await connection.close()
+
+    asyncio.run(seed())
+    pid_file = data_dir.resolve() / "pg" / "postmaster.pid"
+    postmaster = int(pid_file.read_text().split()[0]) if pid_file.exists() else None
+    return embedded, postmaster
+
+
+def start_server(name: str, workdir: Path, tags: list[str]) -> Server:
+    log = workdir / f"{name}.log"
+    env = dict(os.environ)
+    embedded = postmaster = None
+    if name == "voltaro":
+        data_dir = workdir / "voltaro-data"
+        embedded, postmaster = _seed_voltaro(data_dir, tags)
+        env.update(
+            VOLTARO_DATA_DIR=str(data_dir),
+            VOLTARO_OCPP_HOST="127.0.0.1",
+            VOLTARO_OCPP_PORT="0",
+            VOLTARO_ADMIN_PORT="0",
+            VOLTARO_UNKNOWN_CHARGERS="accept",
+            VOLTARO_LOG_LEVEL="INFO",
+        )
+        env.pop("VOLTARO_DATABASE_URL", None)
+        command = [sys.executable, "-m", "voltaro", "serve"]
+    else:
+        command = [sys.executable, "-m", f"benchmarks.{name}_server", "--port", "0"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        match = READY[name].search(log.read_text(errors="replace"))
+        if match:
+            return Server(name, process, int(match.group(1)), log, postmaster, embedded)
+        if process.poll() is not None:
+            break
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"{name} did not start; see {log}:\n{log.read_text()[-2000:]}")
+
+
+@contextmanager
+def running(name: str, workdir: Path, tags: list[str]) -> Iterator[Server]:
+    server = start_server(name, workdir, tags)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- one measured run -----------------------------------------------------------------------
+
+
+@dataclass
+class RssSampler:
+    server: Server
+    peak: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> RssSampler:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.peak = max(self.peak, self.server.rss())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measure(server: Server, options: FleetOptions, workload: str, quiet: bool) -> dict[str, Any]:
+    print(
+        f"\n== {workload}: {server.name}, {options.chargers} chargers, {options.duration:g} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    rss_before = server.rss()
+    cpu_before, db_before = server.cpu(), server.db_cpu()
+    with RssSampler(server) as sampler:
+        summary = run_fleet(options, progress=None if quiet else sys.stderr)
+    connected = max(summary.get("peak_connected", 0), summary["connected"])
+    grown = max(sampler.peak - rss_before, 0)
+    return {
+        "workload": workload,
+        "server": server.name,
+        "chargers": options.chargers,
+        "connected": connected,
+        "booted": summary["accepted"],
+        "messages_per_s": summary["messages_per_s"],
+        "p50_ms": summary["p50_ms"],
+        "p95_ms": summary["p95_ms"],
+        "p99_ms": summary["p99_ms"],
+        "errors": summary["errors"],
+        "failed_connects": summary["connect_failures"],
+        "server_cpu_s": round(server.cpu() - cpu_before, 2),
+        # per process: a backend that exits during the run takes its seconds along, so
+        # this is a lower bound
+        "db_cpu_s": round(
+            sum(max(0.0, t - db_before.get(pid, 0.0)) for pid, t in server.db_cpu().items()), 2
+        ),
+        "server_rss_mib": round(sampler.peak / 2**20, 1),
+        "rss_per_connection_kib": round(grown / connected / 1024, 1) if connected else None,
+        "summary": summary,
+    }
+
+
+# -- workloads ------------------------------------------------------------------------------
+
+
+def throughput(server: Server, args: argparse.Namespace) -> list[dict[str, Any]]:
+    options = FleetOptions(
+        url=server.url,
+        chargers=args.throughput_chargers,
+        connectors=1,
+        profile=profile("throughput", connect_window=min(1.0, args.throughput_warmup)),
+        duration=args.throughput_seconds + args.throughput_warmup,
+        measure_after=args.throughput_warmup,
+        id_prefix="TP-",
+        workers=args.workers,
+    )
+    return [measure(server, options, "a-throughput", args.quiet)]
+
+
+def scale(server: Server, args: argparse.Namespace) -> list[dict[str, Any]]:
+    results = []
+    for step in args.scale_steps:
+        window = max(0.2, step / args.connect_rate)
+        options = FleetOptions(
+            url=server.url,
+            chargers=step,
+            profile=profile("stress", time_scale=args.time_scale, connect_window=window),
+            duration=window + args.scale_seconds,
+            measure_after=window,
+            id_prefix="SC-",
+            workers=max(args.workers, math.ceil(step / 10_000)),
+        )
+        result = measure(server, options, "b-scale", args.quiet)
+        held = (
+            result["errors"] == 0
+            and result["failed_connects"] == 0
+            and result["booted"] >= step
+            and (result["p99_ms"] or 0) <= P99_LIMIT_MS
+        )
+        result["held"] = held
+        results.append(result)
+        if not held:
+            break
+    return results
+
+
+def storm(server: Server, args: argparse.Namespace) -> list[dict[str, Any]]:
+    options = FleetOptions(
+        url=server.url,
+        chargers=args.storm_chargers,
+        profile=profile("storm", connect_window=0.0),
+        duration=args.storm_seconds,
+        id_prefix="ST-",
+        workers=max(args.workers, math.ceil(args.storm_chargers / 10_000)),
+        call_timeout=args.storm_seconds,
+    )
+    return [measure(server, options, "c-storm", args.quiet)]
+
+
+WORKLOADS = {"a": throughput, "b": scale, "c": storm}
+
+
+def id_tags(args: argparse.Namespace) -> list[str]:
+    """The tags the scale fleets charge with (one per connector, as the simulator picks)."""
+    largest = max(args.scale_steps, default=0)
+    return [
+        default_id_tag(charger_id("SC-", index), connector)
+        for index in range(1, largest + 1)
+        for connector in (1, 2)
+    ]
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if value < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [
+        f"Run {meta['timestamp']} on {meta['machine']}; server, database and load generator "
+        "share the machine.",
+        "",
+        "| workload | server | chargers | connected | booted | msg/s | p50 ms | p95 ms | p99 ms "
+        "| errors | failed connects | server CPU s | DB CPU s | RSS/conn KiB |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in results:
+        workload = r["workload"] + (" (held)" if r.get("held") else "")
+        if r.get("held") is False:
+            workload += " (not held)"
+        lines.append(
+            "| "
+            + " | ".join(
+                _fmt(v)
+                for v in (
+                    workload,
+                    r["server"],
+                    r["chargers"],
+                    r["connected"],
+                    r["booted"],
+                    r["messages_per_s"],
+                    r["p50_ms"],
+                    r["p95_ms"],
+                    r["p99_ms"],
+                    r["errors"],
+                    r["failed_connects"],
+                    r["server_cpu_s"],
+                    r["db_cpu_s"] if r["server"] == "voltaro" else None,
+                    r["rss_per_connection_kib"],
+                )
+            )
+            + " |"
+        )
+    ratios = ratio_lines(results)
+    if ratios:
+        lines += ["", *ratios]
+    return "\n".join(lines) + "\n"
+
+
+def ratio_lines(results: list[dict[str, Any]]) -> list[str]:
+    def best(workload: str, server: str, key: str) -> float | None:
+        values = [
+            r[key]
+            for r in results
+            if r["workload"] == workload and r["server"] == server and r.get("held", True)
+        ]
+        return max(values) if values else None
+
+    lines = []
+    for workload, key, label in (
+        ("a-throughput", "messages_per_s", "throughput (msg/s)"),
+        ("b-scale", "chargers", "largest scale step held (chargers)"),
+    ):
+        voltaro = best(workload, "voltaro", key)
+        if not voltaro:
+            tried = [r["chargers"] for r in results if r["workload"] == workload]
+            if tried and workload == "b-scale":
+                lines.append(f"- {label}: Voltaro held none (smallest step {min(tried):,})")
+            continue
+        parts = []
+        for other in ("baseline", "echo"):
+            value = best(workload, other, key)
+            if value:
+                parts.append(f"Voltaro/{other} = **{voltaro / value:.2f}**")
+        if parts:
+            lines.append(f"- {label}: " + ", ".join(parts))
+    return lines
+
+
+def update_readme(table: str, readme: Path) -> None:
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise SystemExit(f"{readme} has no {README_START} ... {README_END} markers")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_START}\n{table}{README_END}{tail}")
+
+
+# -- command --------------------------------------------------------------------------------
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--workloads", default="a,b,c", help="a (throughput), b, c")
+    parser.add_argument("--throughput-chargers", type=int, default=200)
+    parser.add_argument("--throughput-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--throughput-warmup", type=float, default=2.0, help="seconds not measured (connecting)"
+    )
+    parser.add_argument("--scale-steps", type=_ints, default=_ints("1000,2500,5000,10000,15000"))
+    parser.add_argument("--scale-seconds", type=float, default=60.0, help="after connecting")
+    parser.add_argument("--connect-rate", type=float, default=100.0, help="chargers/s ramp")
+    parser.add_argument("--time-scale", type=float, default=1.0, help="for the stress profile")
+    parser.add_argument("--storm-chargers", type=int, default=10_000)
+    parser.add_argument("--storm-seconds", type=float, default=60.0)
+    parser.add_argument("--workers", type=int, default=2, help="load generator processes")
+    parser.add_argument("--quick", action="store_true", help="modest sizes, a few minutes")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--update-readme", action="store_true")
+    parser.add_argument(
+        "--report", type=Path, default=None, help="rebuild the table of a results JSON; no run"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.report is not None:
+        saved = json.loads(args.report.read_text())
+        table = markdown(saved["results"], saved["meta"])
+        print(table)
+        if args.update_readme:
+            update_readme(table, ROOT / "README.md")
+        return 0
+    if args.quick:
+        args.throughput_seconds = min(args.throughput_seconds, 15.0)
+        args.scale_steps = [1000, 2500, 5000, 10000]
+        args.scale_seconds = min(args.scale_seconds, 30.0)
+        args.storm_chargers = min(args.storm_chargers, 5000)
+        args.storm_seconds = min(args.storm_seconds, 30.0)
+    raise_open_file_limit()
+    servers = [s for s in args.servers.split(",") if s]
+    workloads = [w for w in args.workloads.split(",") if w]
+    started = datetime.now(UTC)
+    meta = {
+        "timestamp": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": f"{os.cpu_count()} cores, {sys.platform}",
+        "python": sys.version.split()[0],
+        "arguments": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
+    results: list[dict[str, Any]] = []
+    workdir = Path(tempfile.mkdtemp(prefix="voltaro-bench-"))
+    tags = id_tags(args) if "b" in workloads else []
+    try:
+        for name in servers:
+            with running(name, workdir, tags) as server:
+                for workload in workloads:
+                    results.extend(WORKLOADS[workload](server, args))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    table = markdown(results, meta)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    if (args.out / f"{stamp}.json").exists():
+        stamp += f"-{os.getpid()}"
+    (args.out / f"{stamp}.json").write_text(
+        json.dumps({"meta": meta, "results": results}, indent=2)
+    )
+    (args.out / f"{stamp}.md").write_text(table)
+    print(table)
+    print(f"results: {args.out / f'{stamp}.json'}", file=sys.stderr)
+    if args.update_readme:
+        update_readme(table, ROOT / "README.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""The benchmark command with tiny numbers: it runs, and writes its JSON and its table.
+(No timing is asserted: benchmarks are not tests.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.run import main
+
+
+def test_benchmark_command_runs_every_server_and_workload(tmp_path: Path) -> None:
+    tiny = ["--throughput-chargers", "3", "--throughput-seconds", "0.5", "--workers", "1"]
+    tiny += ["--throughput-warmup", "0"]
+    tiny += ["--scale-steps", "2,4", "--scale-seconds", "0.5", "--storm-chargers", "4"]
+    tiny += ["--storm-seconds", "0.5", "--quiet", "--out", str(tmp_path)]
+    assert main(["--servers", "voltaro", "--workloads", "a", *tiny]) == 0
+    assert main(["--servers", "baseline,echo", "--workloads", "a,b,c", *tiny]) == 0
+
+    runs = sorted(tmp_path.glob("*.json"))
+    assert len(runs) >= 1
+    results = [r for run in runs for r in json.loads(run.read_text())["results"]]
+    seen = {(r["server"], r["workload"]) for r in results}
+    assert ("voltaro", "a-throughput") in seen
+    for server in ("baseline", "echo"):
+        assert {(server, w) for w in ("a-throughput", "b-scale", "c-storm")} <= seen
+    for result in results:
+        assert result["errors"] == 0, result
+        assert result["connected"] == result["chargers"]
+    table = sorted(tmp_path.glob("*.md"))[-1].read_text()
+    assert "| a-throughput | echo |" in table

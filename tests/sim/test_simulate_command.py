@@ -1,0 +1,57 @@
+"""``voltaro simulate`` end to end: a Voltaro on a thread, the command in this thread."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+
+from tests.e2e import start_voltaro_with_loop
+from tests.sim.helpers import base_url
+from tests.threaded import trio_in_thread
+from voltaro.cli import main
+from voltaro.config import Settings
+
+
+def last_json(out: str) -> dict[str, Any]:
+    """The JSON document at the end of stdout (the server in this process prints too)."""
+    document: dict[str, Any] = json.loads(out[out.rindex("\n{\n") + 1 :] if "\n{\n" in out else out)
+    return document
+
+
+def test_simulate_reports_json_and_fails_on_errors(
+    voltaro_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fields = {f.name for f in dataclasses.fields(voltaro_settings)}
+    ports = {name: 0 for name in ("ocpp_port", "admin_port") if name in fields}
+    settings = dataclasses.replace(
+        voltaro_settings, ocpp_host="127.0.0.1", unknown_chargers="reject", **ports
+    )
+
+    async def start_with_one_known_charger(nursery):  # type: ignore[no-untyped-def]
+        voltaro = await nursery.start(start_voltaro_with_loop, settings)
+        return voltaro
+
+    with trio_in_thread(start_with_one_known_charger) as voltaro:
+        common = ["simulate", "--url", base_url(voltaro), "--duration", "1.5", "--json"]
+        common += ["--profile", "stress", "--time-scale", "50", "--connect-window", "0.1"]
+
+        # unknown ids are refused at the handshake (404): that is an error, exit code 1
+        assert main([*common, "--chargers", "2", "--id-prefix", "NOBODY-"]) == 1
+        refused = last_json(capsys.readouterr().out)
+        assert refused["accepted"] == 0
+        assert refused["protocol_errors"]["handshake:HTTP 404"] >= 2
+
+    accept = dataclasses.replace(settings, unknown_chargers="accept")
+    with trio_in_thread(lambda nursery: nursery.start(start_voltaro_with_loop, accept)) as voltaro:
+        common[2] = base_url(voltaro)
+        assert main([*common, "--chargers", "3", "--quiet"]) == 0
+        summary = last_json(capsys.readouterr().out)
+    assert summary["chargers"] == 3
+    assert summary["accepted"] == 3
+    assert summary["errors"] == 0
+    assert summary["actions"]["BootNotification"]["count"] == 3
+    assert summary["actions"]["Heartbeat"]["count"] >= 3
+    assert summary["messages_per_s"] > 0

@@ -1,0 +1,7 @@
+"""Simulated OCPP 1.6-J charge points and fleets, for tests, benchmarks and demos.
+
+- :mod:`voltaro.sim.charger`: one charger that behaves like a real one;
+- :mod:`voltaro.sim.profiles`: how often it talks and charges (realistic, stress, storm);
+- :mod:`voltaro.sim.fleet`: many of them, over several processes when needed;
+- :mod:`voltaro.sim.cli`: ``voltaro simulate``.
+"""

@@ -1,0 +1,985 @@
+"""A simulated OCPP 1.6-J charge point that behaves like a real one.
+
+It boots (and boots again at the given interval while the Central System answers Pending or
+Rejected), reports the status of every connector, sends Heartbeats at the interval it was
+given, and charges: Authorize -> StartTransaction -> MeterValues every
+``MeterValueSampleInterval`` with the energy register rising at the session's power ->
+StopTransaction, each step with its StatusNotification. It answers every Central-System
+initiated Core call (and TriggerMessage) as a charger would, from a real configuration key
+store.
+
+Transaction messages (StartTransaction, MeterValues of a transaction, StopTransaction) go
+through a queue that survives the connection: while offline they wait, and after the next
+accepted boot they are sent in order, each with a new message id, the transaction id the
+Central System gave replacing the charger's local one. A transaction message answered with a
+CALLERROR is retried ``TransactionMessageAttempts`` times. Connections that fail or drop are
+retried with exponential back-off and jitter.
+
+The charger speaks through :class:`voltaro.ocppj.endpoint.RpcEndpoint`, the same endpoint the
+server uses: inbound CALLs are schema-checked and answered in order, and our CALLs wait for
+their answer one at a time, as OCPP-J requires.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import random
+import time
+import urllib.parse
+from base64 import b64encode
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import trio
+from trio_websocket import (
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketConnection,
+    wrap_client_stream,
+)
+
+from voltaro.ocppj.endpoint import (
+    CallErrorReceived,
+    CallFailed,
+    CallTimeout,
+    ChannelClosed,
+    ConnectionLost,
+    InvalidResponse,
+    RpcEndpoint,
+)
+from voltaro.ocppj.frames import Payload
+from voltaro.ocppj.validation import SchemaRegistry
+from voltaro.sim.profiles import Profile
+from voltaro.sim.stats import FleetStats
+
+log = logging.getLogger("voltaro.sim")
+
+TRANSACTION_ACTIONS = frozenset({"StartTransaction", "MeterValues", "StopTransaction"})
+# What a charger does while the server has not given an interval (Pending with interval 0).
+DEFAULT_BOOT_RETRY = 30.0
+# A connection attempt that failed (HandshakeError, a refused handshake, is counted apart).
+CONNECT_FAILURES = (OSError, trio.TooSlowError, trio.BrokenResourceError, ConnectionClosed)
+
+
+class Offline(Exception):
+    """There is no accepted connection to send on right now."""
+
+
+class ClientChannel:
+    """A client-side trio-websocket connection behind the endpoint's text interface."""
+
+    def __init__(self, websocket: WebSocketConnection) -> None:
+        self._websocket = websocket
+
+    async def receive(self) -> str | bytes:
+        try:
+            return await self._websocket.get_message()
+        except ConnectionClosed:
+            raise ChannelClosed from None
+
+    async def send(self, text: str) -> None:
+        try:
+            await self._websocket.send_message(text)
+        except ConnectionClosed:
+            raise ChannelClosed from None
+
+
+async def connect_websocket(
+    nursery: trio.Nursery,
+    url: str,
+    *,
+    source_address: str | None = None,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+    timeout: float = 30.0,
+) -> tuple[WebSocketConnection, trio.SocketStream]:
+    """Open a ``ws://`` connection, from ``source_address`` when given (any of 127.0.0.0/8
+    works on Linux, so that many chargers do not share one address's ephemeral ports)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "ws":
+        raise ValueError(f"only ws:// URLs are supported by the simulator, not {url!r}")
+    host = parts.hostname or "localhost"
+    port = parts.port or 80
+    resource = parts.path or "/"
+    if parts.query:
+        resource += "?" + parts.query
+    with trio.fail_after(timeout):
+        if source_address is None:
+            stream: trio.SocketStream = await trio.open_tcp_stream(host, port)
+        else:
+            sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
+            try:
+                # the port is chosen at connect, per 4-tuple, not reserved by bind
+                no_port = getattr(trio.socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(trio.socket.IPPROTO_IP, no_port, 1)
+                await sock.bind((source_address, 0))
+                await sock.connect((host, port))
+            except BaseException:
+                sock.close()
+                raise
+            stream = trio.SocketStream(sock)
+        try:
+            websocket = await wrap_client_stream(
+                nursery,
+                stream,
+                f"{host}:{port}",
+                resource,
+                subprotocols=["ocpp1.6"],
+                extra_headers=extra_headers,
+                max_message_size=1 << 20,
+            )
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+    return websocket, stream
+
+
+# -- configuration keys -------------------------------------------------------------------
+
+
+@dataclass
+class ConfigKey:
+    value: str
+    readonly: bool = False
+    kind: str = "string"  # "int", "bool", "csl" (comma separated list) or "string"
+
+
+def default_configuration(connectors: int, profile: Profile) -> dict[str, ConfigKey]:
+    heartbeat = profile.heartbeat_interval
+    return {
+        "AllowOfflineTxForUnknownId": ConfigKey("false", kind="bool"),
+        "AuthorizationCacheEnabled": ConfigKey("true", kind="bool"),
+        "AuthorizeRemoteTxRequests": ConfigKey("false", kind="bool"),
+        "ClockAlignedDataInterval": ConfigKey("0", kind="int"),
+        "ConnectionTimeOut": ConfigKey("60", kind="int"),
+        "ConnectorPhaseRotation": ConfigKey("NotApplicable", kind="csl"),
+        "GetConfigurationMaxKeys": ConfigKey("64", readonly=True, kind="int"),
+        "HeartbeatInterval": ConfigKey(str(int(heartbeat or 300)), kind="int"),
+        "LocalAuthorizeOffline": ConfigKey("true", kind="bool"),
+        "LocalPreAuthorize": ConfigKey("false", kind="bool"),
+        "MeterValuesAlignedData": ConfigKey("Energy.Active.Import.Register", kind="csl"),
+        "MeterValuesSampledData": ConfigKey(
+            "Energy.Active.Import.Register,Power.Active.Import", kind="csl"
+        ),
+        "MeterValueSampleInterval": ConfigKey(str(int(profile.meter_interval)), kind="int"),
+        "NumberOfConnectors": ConfigKey(str(connectors), readonly=True, kind="int"),
+        "ResetRetries": ConfigKey("3", kind="int"),
+        "StopTransactionOnEVSideDisconnect": ConfigKey("true", kind="bool"),
+        "StopTransactionOnInvalidId": ConfigKey("true", kind="bool"),
+        "StopTxnAlignedData": ConfigKey("", kind="csl"),
+        "StopTxnSampledData": ConfigKey("Energy.Active.Import.Register", kind="csl"),
+        "SupportedFeatureProfiles": ConfigKey(
+            "Core,RemoteTrigger,LocalAuthListManagement", readonly=True, kind="csl"
+        ),
+        "TransactionMessageAttempts": ConfigKey("3", kind="int"),
+        "TransactionMessageRetryInterval": ConfigKey("10", kind="int"),
+        "UnlockConnectorOnEVSideDisconnect": ConfigKey("true", kind="bool"),
+        "WebSocketPingInterval": ConfigKey("0", kind="int"),
+        "LocalAuthListEnabled": ConfigKey("false", kind="bool"),
+        "LocalAuthListMaxLength": ConfigKey("0", readonly=True, kind="int"),
+        "SendLocalListMaxLength": ConfigKey("0", readonly=True, kind="int"),
+    }
+
+
+# -- state ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    id_tag: str
+    local_id: int
+    stop_reason: str | None = None
+    stopped: trio.Event = field(default_factory=trio.Event)
+    done: trio.Event = field(default_factory=trio.Event)
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.stopped.set()
+
+
+@dataclass
+class Connector:
+    connector_id: int
+    status: str = "Available"
+    operative: bool = True
+    scheduled_operative: bool | None = None
+    energy_wh: float = 0.0
+    session: Session | None = None
+    busy: bool = False
+
+
+@dataclass
+class QueuedMessage:
+    action: str
+    payload: Payload
+    local_id: int
+    queued_offline: bool
+    attempts: int = 0
+
+
+@dataclass
+class ChargerOptions:
+    charge_point_id: str
+    url: str
+    """The Central System's base URL (``ws://host:port/ocpp``); the id is appended."""
+    profile: Profile
+    connectors: int = 2
+    password: str | None = None
+    id_tags: Sequence[str] = ()
+    """Tags to charge with; empty means one tag per connector (``{id}-{n}`` shortened)."""
+    source_address: str | None = None
+    call_timeout: float = 30.0
+    backoff_min: float = 1.0
+    backoff_max: float = 60.0
+    vendor: str = "Voltaro"
+    model: str = "Simulator"
+    seed: int | None = None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def charger_url(base: str, charge_point_id: str) -> str:
+    return base.rstrip("/") + "/" + urllib.parse.quote(charge_point_id, safe="")
+
+
+class SimulatedChargePoint:
+    """One simulated charger. ``await run()`` until cancelled."""
+
+    def __init__(
+        self, options: ChargerOptions, registry: SchemaRegistry, stats: FleetStats | None = None
+    ) -> None:
+        self.options = options
+        self.id = options.charge_point_id
+        self.profile = options.profile
+        self.registry = registry
+        self.stats = stats or FleetStats()
+        self.random = random.Random(options.seed if options.seed is not None else self.id)
+        self.config = default_configuration(options.connectors, options.profile)
+        self.connectors = {n: Connector(n) for n in range(1, options.connectors + 1)}
+        self.status_zero = "Available"
+        self.endpoint: RpcEndpoint | None = None
+        self.registered = False
+        self.ever_registered = False
+        self.boots = 0
+        self.online = trio.Event()
+        self.queue: deque[QueuedMessage] = deque()
+        self._queue_changed = trio.Event()
+        self._local_ids = itertools.count(1)
+        self.transaction_ids: dict[int, int] = {}
+        """local id -> the Central System's transactionId."""
+        self._deauthorized: set[int] = set()
+        self._config_changed = trio.Event()
+        self._connection_scope: trio.CancelScope | None = None
+        self._reconnect_now = False
+        self._nursery: trio.Nursery | None = None
+        self._network = trio.Event()
+        self._network.set()
+        self.answered: list[str] = []
+        """Actions of the CALLs the Central System made to us, in order."""
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.stats.chargers += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for connector in self.connectors.values():
+                    nursery.start_soon(self._connector_life, connector)
+                task_status.started()
+                await self._connection_loop()
+        finally:
+            self.stats.chargers -= 1
+
+    async def wait_registered(self) -> None:
+        await self.online.wait()
+
+    def disconnect(self) -> None:
+        """Drop the connection now (as a network failure would); it is re-established with
+        back-off."""
+        if self._connection_scope is not None:
+            self._connection_scope.cancel()
+
+    def network_down(self) -> None:
+        """Lose the network: drop the connection and stay offline until :meth:`network_up`
+        (sessions go on; their transaction messages queue up)."""
+        if self._network.is_set():
+            self._network = trio.Event()
+        self.disconnect()
+
+    def network_up(self) -> None:
+        self._network.set()
+
+    async def _connection_loop(self) -> None:
+        window = self.profile.connect_window
+        if window > 0:
+            await trio.sleep(self.random.uniform(0, window))
+        delay = self.options.backoff_min
+        while True:
+            self._reconnect_now = False
+            await self._network.wait()
+            try:
+                await self._connection()
+            except HandshakeError as error:
+                self.stats.connect_failures += 1
+                self.stats.protocol_errors[f"handshake:{_handshake_reason(error)}"] += 1
+            except CONNECT_FAILURES:
+                self.stats.connect_failures += 1
+            if self.ever_registered and self._registered_this_time:
+                delay = self.options.backoff_min
+            if self._reconnect_now:
+                continue
+            await trio.sleep(delay * self.random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.options.backoff_max)
+
+    _registered_this_time = False
+
+    async def _connection(self) -> None:
+        self._registered_this_time = False
+        headers = None
+        if self.options.password is not None:
+            token = b64encode(f"{self.id}:{self.options.password}".encode()).decode()
+            headers = [(b"Authorization", f"Basic {token}".encode())]
+        self.stats.connects += 1
+        failure: BaseException | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                try:
+                    websocket, stream = await connect_websocket(
+                        nursery,
+                        charger_url(self.options.url, self.id),
+                        source_address=self.options.source_address,
+                        extra_headers=headers,
+                        timeout=self.options.call_timeout,
+                    )
+                except (HandshakeError, *CONNECT_FAILURES) as error:
+                    failure = error
+                else:
+                    await self._connected(websocket, stream)
+                nursery.cancel_scope.cancel()
+        except* (HandshakeError, *CONNECT_FAILURES) as group:
+            # trio-websocket raises a refused handshake from its reader task
+            failure = _first_leaf(group)
+        if failure is not None:
+            raise failure
+        self.stats.disconnects += 1
+
+    async def _connected(self, websocket: WebSocketConnection, stream: trio.SocketStream) -> None:
+        self.stats.connected += 1
+        try:
+            with trio.CancelScope() as scope:
+                self._connection_scope = scope
+                await self._talk(websocket)
+        finally:
+            self._connection_scope = None
+            self.stats.connected -= 1
+            if self.registered:
+                self.stats.accepted -= 1
+            self.registered = False
+            self.endpoint = None
+            if self.online.is_set():
+                self.online = trio.Event()
+            if trio.current_effective_deadline() == -math.inf:
+                # cancelled from outside (the fleet stops): the reader task is gone too, so
+                # no closing handshake can complete; just drop the TCP connection
+                await trio.aclose_forcefully(stream)
+            else:
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    await websocket.aclose()
+        self.stats.disconnects += 1
+
+    async def _talk(self, websocket: WebSocketConnection) -> None:
+        endpoint = RpcEndpoint(
+            ClientChannel(websocket),
+            self.registry,
+            self._handlers(),
+            name=f"sim:{self.id}",
+            call_timeout=self.options.call_timeout,
+        )
+        async with trio.open_nursery() as nursery:
+
+            async def serve() -> None:
+                await endpoint.serve()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(serve)
+            self.endpoint = endpoint
+            nursery.start_soon(self._guarded, self._after_connect, nursery)
+
+    async def _guarded(self, work: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run a task of the connection; when the connection fails under it, drop it."""
+        try:
+            await work(*args)
+        except (Offline, CallFailed):
+            self.disconnect()
+
+    async def _after_connect(self, nursery: trio.Nursery) -> None:
+        await self._boot()
+        self.registered = self._registered_this_time = self.ever_registered = True
+        self.stats.accepted += 1
+        await self._send_status(0, self.status_zero)
+        for connector in self.connectors.values():
+            await self._send_status(connector.connector_id, connector.status)
+        self.online.set()
+        nursery.start_soon(self._guarded, self._heartbeats)
+        nursery.start_soon(self._guarded, self._send_queue)
+        if self.profile.flood:
+            nursery.start_soon(self._guarded, self._flood)
+
+    async def _boot(self) -> None:
+        while True:
+            answer = await self.call("BootNotification", self._boot_payload())
+            self.boots += 1
+            interval = float(answer["interval"])
+            if answer["status"] == "Accepted":
+                if interval > 0 and self.profile.heartbeat_interval is None:
+                    self.config["HeartbeatInterval"].value = str(int(interval))
+                return
+            await trio.sleep(self._real(interval if interval > 0 else DEFAULT_BOOT_RETRY))
+
+    def _boot_payload(self) -> Payload:
+        return {
+            "chargePointVendor": self.options.vendor,
+            "chargePointModel": self.options.model,
+            "chargePointSerialNumber": self.id[-25:],
+            "firmwareVersion": "sim-1.0",
+        }
+
+    def _real(self, seconds: float) -> float:
+        return self.profile.scaled(seconds)
+
+    def _int_key(self, key: str) -> int:
+        try:
+            return int(self.config[key].value)
+        except ValueError:
+            return 0
+
+    # -- calls ----------------------------------------------------------------------------
+
+    async def call(self, action: str, payload: Payload) -> Payload:
+        """Send a CALL; count its latency or its failure. Raises :class:`Offline` when there
+        is no connection, :class:`CallFailed` when it failed."""
+        endpoint = self.endpoint
+        if endpoint is None:
+            raise Offline
+        started = time.perf_counter()
+        try:
+            answer = await endpoint.call(action, payload)
+        except ConnectionLost:
+            raise Offline from None
+        except CallErrorReceived as error:
+            self.stats.call_errors[f"{action}:{error.code}"] += 1
+            log.warning("%s: %s", self.id, error)
+            raise
+        except CallTimeout:
+            self.stats.protocol_errors[f"{action}:timeout"] += 1
+            raise
+        except InvalidResponse as error:
+            self.stats.protocol_errors[f"{action}:invalid-response"] += 1
+            log.warning("%s: %s", self.id, error)
+            raise
+        self.stats.record_latency(action, time.perf_counter() - started)
+        return answer
+
+    async def _send_status(self, connector_id: int, status: str, error: str = "NoError") -> None:
+        if connector_id == 0:
+            self.status_zero = status
+        else:
+            self.connectors[connector_id].status = status
+        if not self.registered:
+            return  # every status is sent again after the next accepted boot
+        payload = {
+            "connectorId": connector_id,
+            "errorCode": error,
+            "status": status,
+            "timestamp": _now(),
+        }
+        with contextlib.suppress(Offline, CallFailed):
+            await self.call("StatusNotification", payload)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            interval = self._int_key("HeartbeatInterval")
+            changed = self._config_changed
+            wait = self._real(interval) if interval > 0 else math.inf
+            with trio.move_on_after(wait) as timer:
+                await changed.wait()
+            if timer.cancelled_caught:
+                await self.call("Heartbeat", {})
+
+    def _changed_config(self) -> None:
+        self._config_changed.set()
+        self._config_changed = trio.Event()
+
+    async def _flood(self) -> None:
+        """Benchmark workload: MeterValues (ten sampled values) and Heartbeats back to back."""
+        connector = self.connectors[1]
+        for n in itertools.count():
+            if n % 10 == 9:
+                await self.call("Heartbeat", {})
+            else:
+                connector.energy_wh += 15.0
+                await self.call(
+                    "MeterValues",
+                    {"connectorId": 1, "meterValue": [self._flood_sample(connector.energy_wh)]},
+                )
+
+    def _flood_sample(self, energy_wh: float) -> Payload:
+        values = [
+            {"value": f"{energy_wh:.0f}", "measurand": "Energy.Active.Import.Register"},
+            {"value": "7200", "measurand": "Power.Active.Import", "unit": "W"},
+            {"value": "50.0", "measurand": "Frequency"},
+        ]
+        for phase in ("L1", "L2", "L3"):
+            values.append({"value": "10.4", "measurand": "Current.Import", "phase": phase})
+        for phase in ("L1-N", "L2-N", "L3-N"):
+            values.append({"value": "230.1", "measurand": "Voltage", "phase": phase, "unit": "V"})
+        values.append({"value": "64", "measurand": "SoC", "unit": "Percent", "location": "EV"})
+        return {"timestamp": _now(), "sampledValue": values}
+
+    # -- transaction message queue ------------------------------------------------------------
+
+    def _enqueue(self, action: str, payload: Payload, local_id: int) -> None:
+        self.queue.append(QueuedMessage(action, payload, local_id, not self.registered))
+        self._queue_changed.set()
+        self._queue_changed = trio.Event()
+
+    async def _send_queue(self) -> None:
+        while True:
+            while not self.queue:
+                await self._queue_changed.wait()
+            item = self.queue[0]
+            payload = self._resolve(item)
+            if payload is None:
+                self.queue.popleft()
+                continue
+            try:
+                answer = await self.call(item.action, payload)
+            except (CallErrorReceived, CallTimeout, InvalidResponse):
+                item.attempts += 1
+                if item.attempts >= max(1, self._int_key("TransactionMessageAttempts")):
+                    log.warning("%s: gave up on %s after %d attempts", self.id, item.action, 3)
+                    self.queue.popleft()
+                else:
+                    retry = self._int_key("TransactionMessageRetryInterval") * item.attempts
+                    await trio.sleep(self._real(retry))
+                continue
+            self.queue.popleft()
+            if item.queued_offline:
+                self.stats.queued_replayed += 1
+            if item.action == "StartTransaction":
+                self.transaction_ids[item.local_id] = int(answer["transactionId"])
+                if answer["idTagInfo"]["status"] != "Accepted":
+                    self._deauthorized.add(item.local_id)
+                    for connector in self.connectors.values():
+                        session = connector.session
+                        if session is not None and session.local_id == item.local_id:
+                            session.stop("DeAuthorized")
+
+    def _resolve(self, item: QueuedMessage) -> Payload | None:
+        if item.action == "StartTransaction":
+            return item.payload
+        transaction_id = self.transaction_ids.get(item.local_id)
+        if transaction_id is None:
+            # its StartTransaction was given up: nothing to attach this to
+            log.warning("%s: dropped %s of a transaction never started", self.id, item.action)
+            return None
+        return {**item.payload, "transactionId": transaction_id}
+
+    # -- sessions -------------------------------------------------------------------------
+
+    async def _connector_life(self, connector: Connector) -> None:
+        rate = self.profile.sessions_per_day
+        if rate <= 0 or self.profile.flood:
+            return
+        # Start in the steady state: a connector is busy this share of the time, so as many
+        # sessions are already under way when the fleet starts as there will be later.
+        busy_share = min(1.0, rate * self.profile.session_seconds / 86_400.0)
+        if self.random.random() < busy_share:
+            await self.online.wait()
+            meter_interval = max(self._int_key("MeterValueSampleInterval"), 1)
+            await trio.sleep(self.random.uniform(0, self._real(meter_interval)))
+            if not connector.busy and connector.operative:
+                await self.charge(connector.connector_id, self._tag_for(connector.connector_id))
+        while True:
+            gap = self.random.expovariate(rate / 86_400.0)
+            await trio.sleep(self._real(gap))
+            if not self.ever_registered or connector.busy or not connector.operative:
+                continue
+            await self.charge(connector.connector_id, self._tag_for(connector.connector_id))
+
+    def _tag_for(self, connector_id: int) -> str:
+        if self.options.id_tags:
+            return self.random.choice(list(self.options.id_tags))
+        return default_id_tag(self.id, connector_id)
+
+    async def charge(
+        self,
+        connector_id: int,
+        id_tag: str,
+        *,
+        remote: bool = False,
+        seconds: float | None = None,
+    ) -> bool:
+        """Run one charging session on a connector (``seconds`` of simulated time, default
+        drawn from the profile). Returns False when it could not start."""
+        connector = self.connectors[connector_id]
+        if connector.busy:
+            return False
+        connector.busy = True
+        try:
+            return await self._charge(connector, id_tag, remote, seconds)
+        finally:
+            connector.busy = False
+            connector.session = None
+
+    async def _charge(
+        self, connector: Connector, id_tag: str, remote: bool, seconds: float | None
+    ) -> bool:
+        number = connector.connector_id
+        await self._send_status(number, "Preparing")
+        authorize = not remote or self.config["AuthorizeRemoteTxRequests"].value == "true"
+        if authorize and not await self._authorize(id_tag):
+            self.stats.sessions_refused += 1
+            await self._send_status(number, "Available")
+            return False
+        session = Session(id_tag, next(self._local_ids))
+        connector.session = session
+        meter_start = int(connector.energy_wh)
+        self._enqueue(
+            "StartTransaction",
+            {
+                "connectorId": number,
+                "idTag": id_tag,
+                "meterStart": meter_start,
+                "timestamp": _now(),
+            },
+            session.local_id,
+        )
+        self.stats.sessions_started += 1
+        await self._send_status(number, "Charging")
+        if seconds is None:
+            seconds = max(60.0, self.random.expovariate(1 / max(self.profile.session_seconds, 1)))
+        power_w = 1000 * self.random.uniform(*self.profile.power_kw)
+        deadline = trio.current_time() + self._real(seconds)
+        last = next_sample = trio.current_time()
+        while True:
+            # samples on a fixed schedule: a slow answer does not push the next one later
+            interval = self._int_key("MeterValueSampleInterval")
+            next_sample = next_sample + self._real(interval) if interval > 0 else math.inf
+            with trio.move_on_at(min(deadline, next_sample)):
+                await session.stopped.wait()
+            now = trio.current_time()
+            # simulated hours times power: the register rises as fast as the session's power
+            connector.energy_wh += power_w * (now - last) * self.profile.time_scale / 3600
+            last = now
+            if session.stopped.is_set() or now >= deadline:
+                break
+            self._enqueue(
+                "MeterValues",
+                {
+                    "connectorId": number,
+                    "transactionId": 0,
+                    "meterValue": [self._sample(connector.energy_wh, power_w)],
+                },
+                session.local_id,
+            )
+        reason = session.stop_reason or "EVDisconnected"
+        stop: Payload = {
+            "transactionId": 0,
+            "idTag": id_tag,
+            "meterStop": int(connector.energy_wh),
+            "timestamp": _now(),
+        }
+        if reason != "Local":
+            stop["reason"] = reason
+        self._enqueue("StopTransaction", stop, session.local_id)
+        self.stats.sessions_completed += 1
+        session.done.set()
+        await self._send_status(number, "Finishing")
+        if connector.scheduled_operative is not None:
+            connector.operative = connector.scheduled_operative
+            connector.scheduled_operative = None
+        await self._send_status(number, "Available" if connector.operative else "Unavailable")
+        return True
+
+    async def _authorize(self, id_tag: str) -> bool:
+        try:
+            answer = await self.call("Authorize", {"idTag": id_tag})
+        except Offline:
+            return self.config["LocalAuthorizeOffline"].value == "true"
+        except CallFailed:
+            return False
+        return bool(answer["idTagInfo"]["status"] == "Accepted")
+
+    def _sample(self, energy_wh: float, power_w: float) -> Payload:
+        values: list[Payload] = []
+        measurands = self.config["MeterValuesSampledData"].value.split(",")
+        if not {"Energy.Active.Import.Register", "Power.Active.Import"} & set(measurands):
+            # only these two are simulated, and a MeterValues needs at least one value
+            measurands = ["Energy.Active.Import.Register"]
+        for measurand in measurands:
+            if measurand == "Energy.Active.Import.Register":
+                values.append(
+                    {
+                        "value": str(int(energy_wh)),
+                        "context": "Sample.Periodic",
+                        "measurand": measurand,
+                        "unit": "Wh",
+                    }
+                )
+            elif measurand == "Power.Active.Import":
+                jitter = power_w * self.random.uniform(0.97, 1.0)
+                values.append(
+                    {
+                        "value": f"{jitter:.0f}",
+                        "context": "Sample.Periodic",
+                        "measurand": measurand,
+                        "unit": "W",
+                    }
+                )
+        return {"timestamp": _now(), "sampledValue": values}
+
+    def session_of(self, transaction_id: int) -> Session | None:
+        for connector in self.connectors.values():
+            session = connector.session
+            if session and self.transaction_ids.get(session.local_id) == transaction_id:
+                return session
+        return None
+
+    def _later(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Do ``work`` just after the current CALL is answered (as a charger does)."""
+
+        async def run() -> None:
+            await trio.sleep(0.02)
+            with contextlib.suppress(Offline, CallFailed):
+                await work()
+
+        assert self._nursery is not None
+        self._nursery.start_soon(run)
+
+    # -- Central-System-initiated calls -------------------------------------------------------
+
+    def _handlers(self) -> dict[str, Callable[[Payload], Awaitable[Payload]]]:
+        handlers: dict[str, Callable[[Payload], Awaitable[Payload]]] = {
+            "ChangeAvailability": self._change_availability,
+            "ChangeConfiguration": self._change_configuration,
+            "ClearCache": self._clear_cache,
+            "DataTransfer": self._data_transfer,
+            "GetConfiguration": self._get_configuration,
+            "GetLocalListVersion": self._get_local_list_version,
+            "RemoteStartTransaction": self._remote_start,
+            "RemoteStopTransaction": self._remote_stop,
+            "Reset": self._reset,
+            "TriggerMessage": self._trigger_message,
+            "UnlockConnector": self._unlock_connector,
+        }
+
+        def counted(
+            action: str, handler: Callable[[Payload], Awaitable[Payload]]
+        ) -> Callable[[Payload], Awaitable[Payload]]:
+            async def answer(payload: Payload) -> Payload:
+                self.stats.answered_calls += 1
+                self.answered.append(action)
+                return await handler(payload)
+
+            return answer
+
+        return {action: counted(action, handler) for action, handler in handlers.items()}
+
+    async def _change_availability(self, payload: Payload) -> Payload:
+        connector_id = int(payload["connectorId"])
+        operative = payload["type"] == "Operative"
+        if connector_id == 0:
+            targets = list(self.connectors.values())
+        elif connector_id in self.connectors:
+            targets = [self.connectors[connector_id]]
+        else:
+            return {"status": "Rejected"}
+        scheduled = False
+        changed: list[int] = []
+        for connector in targets:
+            if connector.session is not None:
+                connector.scheduled_operative = operative
+                scheduled = True
+            elif connector.operative != operative:
+                connector.operative = operative
+                changed.append(connector.connector_id)
+        if connector_id == 0:
+            changed.insert(0, 0)
+
+        async def report() -> None:
+            status = "Available" if operative else "Unavailable"
+            for number in changed:
+                await self._send_status(number, status)
+
+        self._later(report)
+        return {"status": "Scheduled" if scheduled else "Accepted"}
+
+    async def _change_configuration(self, payload: Payload) -> Payload:
+        key = self.config.get(payload["key"])
+        value: str = payload["value"]
+        if key is None:
+            return {"status": "NotSupported"}
+        if key.readonly:
+            return {"status": "Rejected"}
+        if key.kind == "int" and not (value.isdigit() and len(value) < 10):
+            return {"status": "Rejected"}
+        if key.kind == "bool" and value.lower() not in ("true", "false"):
+            return {"status": "Rejected"}
+        key.value = value.lower() if key.kind == "bool" else value
+        self._changed_config()
+        return {"status": "Accepted"}
+
+    async def _clear_cache(self, payload: Payload) -> Payload:
+        return {"status": "Accepted"}
+
+    async def _data_transfer(self, payload: Payload) -> Payload:
+        return {"status": "UnknownVendorId"}
+
+    async def _get_local_list_version(self, payload: Payload) -> Payload:
+        return {"listVersion": 0}
+
+    async def _get_configuration(self, payload: Payload) -> Payload:
+        wanted: list[str] | None = payload.get("key")
+        names = wanted if wanted else list(self.config)
+        known = [
+            {"key": name, "readonly": self.config[name].readonly, "value": self.config[name].value}
+            for name in names
+            if name in self.config
+        ]
+        answer: Payload = {"configurationKey": known}
+        unknown = [name for name in names if name not in self.config]
+        if unknown:
+            answer["unknownKey"] = unknown
+        return answer
+
+    async def _remote_start(self, payload: Payload) -> Payload:
+        wanted = payload.get("connectorId")
+        candidates = (
+            [self.connectors.get(int(wanted))] if wanted is not None else self.connectors.values()
+        )
+        chosen = next((c for c in candidates if c is not None and not c.busy and c.operative), None)
+        if chosen is None:
+            return {"status": "Rejected"}
+        connector = chosen
+        connector.busy = True  # taken now: a second RemoteStart gets Rejected
+        id_tag: str = payload["idTag"]
+
+        async def start() -> None:
+            connector.busy = False
+            await self.charge(connector.connector_id, id_tag, remote=True)
+
+        self._later(start)
+        return {"status": "Accepted"}
+
+    async def _remote_stop(self, payload: Payload) -> Payload:
+        session = self.session_of(int(payload["transactionId"]))
+        if session is None:
+            return {"status": "Rejected"}
+        session.stop("Remote")
+        return {"status": "Accepted"}
+
+    async def _reset(self, payload: Payload) -> Payload:
+        kind: str = payload["type"]
+
+        async def reboot() -> None:
+            sessions = [c.session for c in self.connectors.values() if c.session is not None]
+            for session in sessions:
+                session.stop(f"{kind}Reset")
+            for session in sessions:
+                await session.done.wait()
+            if kind == "Soft":
+                # a soft reset lets the stop messages out first
+                with trio.move_on_after(5):
+                    while self.queue and self.registered:
+                        await trio.sleep(0.02)
+            self._reconnect_now = True
+            self.disconnect()
+
+        self._later(reboot)
+        return {"status": "Accepted"}
+
+    async def _trigger_message(self, payload: Payload) -> Payload:
+        requested: str = payload["requestedMessage"]
+        connector_id: int | None = payload.get("connectorId")
+        if connector_id is not None and connector_id != 0 and connector_id not in self.connectors:
+            return {"status": "Rejected"}
+        work: Callable[[], Awaitable[None]]
+        if requested == "BootNotification":
+
+            async def work() -> None:
+                await self.call("BootNotification", self._boot_payload())
+
+        elif requested == "Heartbeat":
+
+            async def work() -> None:
+                await self.call("Heartbeat", {})
+
+        elif requested == "StatusNotification":
+            numbers = [connector_id] if connector_id is not None else [0, *self.connectors]
+
+            async def work() -> None:
+                for number in numbers:
+                    status = self.status_zero if number == 0 else self.connectors[number].status
+                    await self._send_status(number, status)
+
+        elif requested == "MeterValues":
+            numbers = [connector_id] if connector_id else list(self.connectors)
+
+            async def work() -> None:
+                for number in numbers:
+                    connector = self.connectors[number]
+                    sample = self._sample(connector.energy_wh, 0.0)
+                    sample["sampledValue"] = [
+                        {**v, "context": "Trigger"} for v in sample["sampledValue"]
+                    ]
+                    await self.call("MeterValues", {"connectorId": number, "meterValue": [sample]})
+
+        elif requested == "DiagnosticsStatusNotification":
+
+            async def work() -> None:
+                await self.call("DiagnosticsStatusNotification", {"status": "Idle"})
+
+        elif requested == "FirmwareStatusNotification":
+
+            async def work() -> None:
+                await self.call("FirmwareStatusNotification", {"status": "Idle"})
+
+        else:
+            return {"status": "NotImplemented"}
+        self._later(work)
+        return {"status": "Accepted"}
+
+    async def _unlock_connector(self, payload: Payload) -> Payload:
+        connector = self.connectors.get(int(payload["connectorId"]))
+        if connector is None:
+            return {"status": "NotSupported"}
+        if connector.session is not None:
+            connector.session.stop("UnlockCommand")
+        return {"status": "Unlocked"}
+
+
+def default_id_tag(charge_point_id: str, connector_id: int) -> str:
+    """One tag per connector, at most 20 characters (the idTag limit)."""
+    suffix = f"-{connector_id}"
+    return charge_point_id[-(20 - len(suffix)) :] + suffix
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+def _handshake_reason(error: HandshakeError) -> str:
+    status = getattr(error, "status_code", None)
+    return f"HTTP {status}" if status is not None else type(error).__name__

@@ -1,0 +1,95 @@
+"""``voltaro simulate``: a fleet of simulated charge points against a Central System."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TYPE_CHECKING
+
+from voltaro.sim.profiles import PROFILES, profile
+
+if TYPE_CHECKING:
+    from voltaro.config import Settings
+
+
+def add_simulate_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "simulate",
+        help="run simulated charge points against a Central System",
+        description="Run N simulated OCPP 1.6-J charge points against a Central System for "
+        "--duration seconds: a live progress line on stderr, a summary at the end. Exits 1 "
+        "when any CALLERROR or protocol error was seen.",
+    )
+    parser.add_argument("--chargers", type=int, default=10, metavar="N")
+    parser.add_argument("--connectors", type=int, default=2, metavar="K")
+    parser.add_argument(
+        "--url",
+        default="ws://127.0.0.1:9000/ocpp",
+        help="Central System base URL; the charge point id is appended (default: %(default)s)",
+    )
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="realistic")
+    parser.add_argument("--duration", type=float, default=60.0, metavar="S")
+    parser.add_argument("--id-prefix", default="SIM-", help="ids are PREFIX000001 and up")
+    parser.add_argument("--password", default=None, help="Basic auth password of every charger")
+    parser.add_argument(
+        "--id-tag",
+        action="append",
+        default=[],
+        dest="id_tags",
+        help="idTag to charge with (repeat; default: one per connector, ID-N)",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="run simulated time X times faster (sessions, meter values, heartbeats)",
+    )
+    parser.add_argument(
+        "--connect-window",
+        type=float,
+        default=None,
+        metavar="S",
+        help="chargers connect at random within S seconds (default: per profile)",
+    )
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: N/10000)")
+    parser.add_argument(
+        "--source-addresses",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="one 127.x.y.z source address per charger (auto: when the URL is loopback)",
+    )
+    parser.add_argument("--call-timeout", type=float, default=30.0, metavar="S")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.set_defaults(func=simulate)
+
+
+def simulate(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    from voltaro.sim.fleet import FleetOptions, run_fleet, summary_table
+
+    if args.chargers < 1 or args.connectors < 1:
+        print("voltaro simulate: --chargers and --connectors must be at least 1", file=sys.stderr)
+        return 2
+    options = FleetOptions(
+        url=args.url,
+        chargers=args.chargers,
+        connectors=args.connectors,
+        profile=profile(
+            args.profile, time_scale=args.time_scale, connect_window=args.connect_window
+        ),
+        duration=args.duration,
+        id_prefix=args.id_prefix,
+        password=args.password,
+        id_tags=tuple(args.id_tags),
+        workers=args.workers,
+        source_addresses={"auto": None, "on": True, "off": False}[args.source_addresses],
+        call_timeout=args.call_timeout,
+    )
+    summary = run_fleet(options, progress=None if args.quiet else sys.stderr)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(summary_table(summary))
+    return 1 if summary["errors"] else 0

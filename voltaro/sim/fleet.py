@@ -1,0 +1,355 @@
+"""A fleet of simulated charge points: in this process, or spread over worker processes.
+
+One process holds at most ~19,900 connections here (20,000 open files per process), so a big
+fleet is split over several workers (``multiprocessing``, spawn), each running its share in
+its own trio loop and sending its statistics to the parent once a second. The parent only
+merges and prints; it runs no trio loop of its own.
+
+Each charger connects from its own address in 127.0.0.0/8 when the Central System is on a
+loopback address, so that tens of thousands of connections are not limited by the ephemeral
+port range of one source address (about 28,000 ports).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import ipaddress
+import math
+import multiprocessing
+import resource
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, TextIO
+
+import trio
+
+from voltaro.ocppj.validation import SchemaRegistry
+from voltaro.sim.charger import ChargerOptions, SimulatedChargePoint
+from voltaro.sim.profiles import Profile
+from voltaro.sim.stats import FleetStats, summarize
+
+# Chargers per worker process: below the 20,000 open files of a process here, with room.
+CHARGERS_PER_WORKER = 10_000
+
+
+@dataclass(frozen=True)
+class FleetOptions:
+    url: str
+    """Base URL of the Central System, e.g. ``ws://127.0.0.1:9000/ocpp``."""
+    chargers: int
+    profile: Profile
+    connectors: int = 2
+    duration: float = 60.0
+    id_prefix: str = "SIM-"
+    password: str | None = None
+    id_tags: tuple[str, ...] = ()
+    workers: int | None = None
+    """None: one per 10,000 chargers."""
+    source_addresses: bool | None = None
+    """Spread chargers over 127.0.0.0/8; None: on Linux when the URL's host is loopback."""
+    call_timeout: float = 30.0
+    first_index: int = 1
+    measure_after: float = 0.0
+    """Latencies and messages/s are measured from this many seconds after the start (the
+    steady state after a ramp); errors are counted over the whole run."""
+
+    def worker_count(self) -> int:
+        if self.workers is not None:
+            return max(1, min(self.workers, self.chargers))
+        return max(1, math.ceil(self.chargers / CHARGERS_PER_WORKER))
+
+    def spread_addresses(self) -> bool:
+        if self.source_addresses is not None:
+            return self.source_addresses
+        if not sys.platform.startswith("linux"):
+            return False  # elsewhere only 127.0.0.1 is configured by default
+        host = urllib.parse.urlsplit(self.url).hostname or ""
+        try:
+            return ipaddress.ip_address(host).is_loopback and host.startswith("127.")
+        except ValueError:
+            return False
+
+
+def charger_id(prefix: str, index: int) -> str:
+    return f"{prefix}{index:06d}"
+
+
+def source_address(index: int) -> str:
+    """A distinct loopback address per charger (127.1.0.1 and up, never 127.0.0.1)."""
+    n = index % (250 * 250 * 250)
+    return f"127.{1 + n // 62500}.{n // 250 % 250}.{1 + n % 250}"
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit; returns the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft
+
+
+def charger_options(options: FleetOptions, index: int) -> ChargerOptions:
+    return ChargerOptions(
+        charge_point_id=charger_id(options.id_prefix, index),
+        url=options.url,
+        profile=options.profile,
+        connectors=options.connectors,
+        password=options.password,
+        id_tags=options.id_tags,
+        source_address=source_address(index) if options.spread_addresses() else None,
+        call_timeout=options.call_timeout,
+    )
+
+
+async def run_chargers(
+    options: FleetOptions,
+    indexes: Sequence[int],
+    stats: FleetStats,
+    *,
+    registry: SchemaRegistry | None = None,
+    task_status: trio.TaskStatus[list[SimulatedChargePoint]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the chargers of ``indexes`` until cancelled."""
+    registry = registry or SchemaRegistry.load()
+    chargers = [
+        SimulatedChargePoint(charger_options(options, index), registry, stats) for index in indexes
+    ]
+    async with trio.open_nursery() as nursery:
+        for charger in chargers:
+            await nursery.start(charger.run)
+        task_status.started(chargers)
+
+
+@dataclass
+class Progress:
+    """The live line: connected, messages/s, errors, p50/p99 latency."""
+
+    stream: TextIO | None
+    total: int
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    _last_calls: int = 0
+    _last_time: float = dataclasses.field(default_factory=time.monotonic)
+    peak_connected: int = 0
+
+    def update(self, stats: FleetStats) -> None:
+        now = time.monotonic()
+        rate = (stats.calls - self._last_calls) / max(now - self._last_time, 1e-9)
+        self._last_calls, self._last_time = stats.calls, now
+        self.peak_connected = max(self.peak_connected, stats.connected)
+        if self.stream is None:
+            return
+        latencies = stats.all_latencies()
+        p50, p99 = latencies.percentile(0.5), latencies.percentile(0.99)
+        line = (
+            f"{now - self.started:6.0f}s  connected {stats.connected}/{self.total}"
+            f"  accepted {stats.accepted}  {rate:8.0f} msg/s  errors {stats.errors}"
+            f"  p50 {_ms(p50)}  p99 {_ms(p99)}"
+        )
+        if self.stream.isatty():
+            self.stream.write("\r" + line + "\x1b[K")
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.stream is not None and self.stream.isatty():
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+async def _run_measured(
+    options: FleetOptions,
+    indexes: Sequence[int],
+    stats: FleetStats,
+    tick: Callable[[], None],
+    interval: float,
+) -> tuple[FleetStats, float]:
+    """Run chargers for ``options.duration`` s calling ``tick`` every ``interval``; return
+    the statistics of the measured window (see ``measure_after``) and its length."""
+    started = trio.current_time()
+    baseline = FleetStats()
+    measure_from = started
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_chargers, options, indexes, stats)
+
+        async def mark_window() -> None:
+            nonlocal baseline, measure_from
+            await trio.sleep(options.measure_after)
+            baseline = FleetStats.from_json(stats.to_json())
+            measure_from = trio.current_time()
+
+        if options.measure_after > 0:
+            nursery.start_soon(mark_window)
+        with trio.move_on_after(options.duration):
+            while True:
+                await trio.sleep(interval)
+                tick()
+        tick()
+        window = stats.window_since(baseline)
+        elapsed = trio.current_time() - measure_from
+        nursery.cancel_scope.cancel()
+    return window, elapsed
+
+
+async def run_fleet_in_process(
+    options: FleetOptions, progress: TextIO | None = None, interval: float = 1.0
+) -> dict[str, Any]:
+    """Run the whole fleet in this trio loop for ``options.duration`` s; return the summary."""
+    stats = FleetStats()
+    meter = Progress(progress, options.chargers)
+    indexes = range(options.first_index, options.first_index + options.chargers)
+    window, elapsed = await _run_measured(
+        options, indexes, stats, lambda: meter.update(stats), interval
+    )
+    meter.finish()
+    summary = summarize(window, elapsed)
+    summary["peak_connected"] = max(meter.peak_connected, window.connected)
+    return summary
+
+
+def run_fleet(
+    options: FleetOptions, progress: TextIO | None = None, interval: float = 1.0
+) -> dict[str, Any]:
+    """Run the fleet for ``options.duration`` seconds (in worker processes when there are
+    more than one) and return its JSON summary."""
+    raise_open_file_limit()
+    workers = options.worker_count()
+    if workers == 1:
+        return trio.run(run_fleet_in_process, options, progress, interval)
+    return _run_workers(options, workers, progress, interval)
+
+
+def _shares(options: FleetOptions, workers: int) -> list[list[int]]:
+    indexes = list(range(options.first_index, options.first_index + options.chargers))
+    return [indexes[n::workers] for n in range(workers)]
+
+
+def _run_workers(
+    options: FleetOptions, workers: int, progress: TextIO | None, interval: float
+) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    meter = Progress(progress, options.chargers)
+    started = time.monotonic()
+    latest: dict[int, FleetStats] = {}
+    finals: dict[int, FleetStats] = {}
+    pipes: dict[Connection, int] = {}
+    processes = []
+    for number, share in enumerate(_shares(options, workers)):
+        parent_end, child_end = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_worker_main,
+            args=(options, share, child_end, interval),
+            name=f"voltaro-sim-{number}",
+            daemon=True,
+        )
+        process.start()
+        child_end.close()
+        pipes[parent_end] = number
+        processes.append(process)
+    last_print = 0.0
+    elapsed = 0.0
+    try:
+        while len(finals) < workers and pipes:
+            for ready in wait(list(pipes), timeout=interval):
+                assert isinstance(ready, Connection)
+                number = pipes[ready]
+                try:
+                    kind, data, seconds = ready.recv()
+                except EOFError:
+                    del pipes[ready]
+                    continue
+                stats = FleetStats.from_json(data)
+                if kind == "final":
+                    finals[number] = stats
+                    elapsed = max(elapsed, seconds)
+                else:
+                    latest[number] = stats
+            if time.monotonic() - last_print >= interval:
+                last_print = time.monotonic()
+                meter.update(_merged(latest.values()))
+    except BaseException:
+        for process in processes:  # interrupted: stop the workers now
+            process.terminate()
+        raise
+    finally:
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+    meter.finish()
+    total = _merged((finals or latest).values())
+    summary = summarize(total, elapsed or time.monotonic() - started)
+    total_now = _merged(latest.values())
+    summary["peak_connected"] = max(meter.peak_connected, total_now.connected)
+    summary["workers"] = workers
+    lost = workers - len(finals)
+    if lost:
+        summary["errors"] += lost
+        summary["protocol_errors"]["worker-died"] = lost
+    return summary
+
+
+def _merged(parts: Any) -> FleetStats:
+    total = FleetStats()
+    for part in parts:
+        total.merge(part)
+    return total
+
+
+def _worker_main(
+    options: FleetOptions, indexes: list[int], pipe: Connection, interval: float
+) -> None:
+    raise_open_file_limit()
+    trio.run(_worker, options, indexes, pipe, interval)
+    pipe.close()
+
+
+async def _worker(
+    options: FleetOptions, indexes: list[int], pipe: Connection, interval: float
+) -> None:
+    stats = FleetStats()
+    window, elapsed = await _run_measured(
+        options, indexes, stats, lambda: pipe.send(("progress", stats.to_json(), 0.0)), interval
+    )
+    pipe.send(("final", window.to_json(), elapsed))
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """The end-of-run table (plain text, aligned)."""
+    lines = [
+        f"chargers          {summary['chargers']}",
+        f"connected         {summary['connected']} (peak {summary.get('peak_connected', '-')})",
+        f"accepted (booted) {summary['accepted']}",
+        f"duration          {summary['elapsed_s']:.1f} s",
+        f"messages          {summary['messages']} ({summary['messages_per_s']:.1f}/s)",
+        f"latency           p50 {summary['p50_ms']} ms  p95 {summary['p95_ms']} ms"
+        f"  p99 {summary['p99_ms']} ms",
+        f"sessions          {summary['sessions_started']} started,"
+        f" {summary['sessions_completed']} completed, {summary['sessions_refused']} refused",
+        f"queued, replayed  {summary['queued_replayed']}",
+        f"CS calls answered {summary['central_system_calls_answered']}",
+        f"reconnects        {max(0, summary['connects'] - summary['chargers'])},"
+        f" failed connects {summary['connect_failures']}",
+        f"errors            {summary['errors']}",
+    ]
+    for code, count in sorted({**summary["call_errors"], **summary["protocol_errors"]}.items()):
+        lines.append(f"  {code:30} {count}")
+    lines.append("")
+    lines.append(f"{'action':28} {'count':>9} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9}")
+    for action, row in summary["actions"].items():
+        lines.append(
+            f"{action:28} {row['count']:>9} {row['p50_ms']!s:>9} {row['p95_ms']!s:>9}"
+            f" {row['p99_ms']!s:>9}"
+        )
+    return "\n".join(lines)
