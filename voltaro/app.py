@@ -116,17 +116,11 @@ class Voltaro:
         def on_deviation(action: str, deviation: Deviation) -> None:
             central.count_deviation(charge_point_id, deviation)
 
-        def on_handled(action: str, outcome: str, seconds: float) -> None:
-            metrics.handled.labels(action, outcome).observe(seconds)
-
-        def on_call(action: str, outcome: str, seconds: float) -> None:
-            metrics.calls.labels(action, outcome).observe(seconds)
-
         return RpcHooks(
             on_frame=on_frame,
             on_deviation=on_deviation,
-            on_handled=on_handled,
-            on_call=on_call,
+            on_handled=metrics.inbound_handled,
+            on_call=metrics.outbound_call,
         )
 
 

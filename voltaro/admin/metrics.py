@@ -7,11 +7,13 @@ latency); connected chargers and the store's writer statistics are read when scr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from voltaro.ocppj.actions import ALL_ACTIONS
 from voltaro.store.metrics import Histogram as StoreHistogram
 
 LATENCY_BUCKETS = (
@@ -34,10 +36,20 @@ LATENCY_BUCKETS = (
 CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MAX_LABEL_LENGTH = 50
+
+
+def _action_label(action: str | None) -> str:
+    """The action as a label; whatever a charger invents is "unknown", so that a peer cannot
+    grow the metrics without bound."""
+    if action is None:
+        return ""
+    return action if action in ALL_ACTIONS else "unknown"
 
 
 class VoltaroMetrics:
     def __init__(self) -> None:
+        self._children: dict[tuple[object, ...], Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.connected = Gauge(
             "voltaro_connected_chargers",
@@ -78,9 +90,23 @@ class VoltaroMetrics:
         self.registry.register(_WriterCollector(writer))
 
     def frame(self, direction: str, action: str | None, kind: str, code: str | None) -> None:
-        self.frames.labels(direction, action or "", kind).inc()
+        self._child(self.frames, direction, _action_label(action), kind).inc()
         if code is not None:
-            self.call_errors.labels(direction, code).inc()
+            self._child(self.call_errors, direction, code[:MAX_LABEL_LENGTH]).inc()
+
+    def inbound_handled(self, action: str, outcome: str, seconds: float) -> None:
+        self._child(self.handled, _action_label(action), outcome).observe(seconds)
+
+    def outbound_call(self, action: str, outcome: str, seconds: float) -> None:
+        self._child(self.calls, _action_label(action), outcome).observe(seconds)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        # prometheus_client's labels() costs microseconds on every frame; look it up once.
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
