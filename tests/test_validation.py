@@ -934,16 +934,16 @@ def oracle_outcomes(oracle: Any, payload: Any) -> set[tuple[ErrorCode, str]]:
         where = list(error.absolute_path)
         if error.validator == "required":
             missing = [p for p in error.validator_value if p not in error.instance]
-            outcomes |= {(OCCURENCE, validation._path([*where, name])) for name in missing}
+            outcomes |= {(OCCURENCE, validation.json_path([*where, name])) for name in missing}
         elif error.validator == "additionalProperties":
             known = error.schema.get("properties", {})
             extra = [name for name in error.instance if name not in known]
-            outcomes |= {(FORMATION, validation._path([*where, name])) for name in extra}
+            outcomes |= {(FORMATION, validation.json_path([*where, name])) for name in extra}
         else:
             code = {"type": TYPE, "minItems": OCCURENCE, "maxItems": OCCURENCE}.get(
                 str(error.validator), PROPERTY
             )
-            outcomes.add((code, validation._path(where)))
+            outcomes.add((code, validation.json_path(where)))
     return outcomes
 
 

@@ -8,7 +8,6 @@ Errors are :class:`Problem` exceptions, rendered as RFC 9457 ``application/probl
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,11 +16,11 @@ from typing import Any
 
 import jsonschema_rs
 
+from voltaro.ocppj.validation import json_path
+
 JsonObject = dict[str, Any]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 NO_NUL = "^[^\\u0000]*$"
 """Pattern for strings that go into PostgreSQL text, which cannot hold U+0000."""
@@ -78,18 +77,6 @@ PROBLEM_SCHEMA: JsonObject = {
 
 
 # ---- JSON schema validation with messages that name the field -------------------------
-
-
-def json_path(where: Sequence[str | int]) -> str:
-    parts = ["$"]
-    for segment in where:
-        if isinstance(segment, int):
-            parts.append(f"[{segment}]")
-        elif _IDENTIFIER.fullmatch(segment):
-            parts.append(f".{segment}")
-        else:
-            parts.append(f"[{json.dumps(segment, ensure_ascii=False)}]")
-    return "".join(parts)
 
 
 class Checker:

@@ -315,7 +315,7 @@ def _explain(entry: _Entry, payload: object) -> Violation:
         return Violation(
             ErrorCode.TYPE_CONSTRAINT_VIOLATION,
             "$",
-            f"$: the payload must be a JSON object, got {_json_type(payload)} {_show(payload)}",
+            f"$: the payload must be a JSON object, got {_described(payload)}",
         )
     errors = list(entry.validator.iter_errors(payload))
     if not errors:  # is_valid and iter_errors disagree: never seen, but do not crash
@@ -340,7 +340,7 @@ def _violation(entry: _Entry, error: Any, payload: object) -> Violation:
     details: dict[str, Any] = dict(error.kind.as_dict())
     where: list[PathSegment] = list(error.instance_path)
     value = _lookup(payload, where)
-    path = _path(where)
+    path = json_path(where)
     if keyword == "falseSchema" and list(error.schema_path)[-1:] == ["additionalProperties"]:
         # jsonschema-rs reports `additionalProperties: false` in an object schema without
         # `properties` as a false schema, located at the object, not naming the property.
@@ -353,11 +353,11 @@ def _violation(entry: _Entry, error: Any, payload: object) -> Violation:
         expected = " or ".join(str(t) for t in details.get("types", ()))
         message = f"{path}: expected {expected}, got {_json_type(value)} {_show(value)}"
     elif keyword == "required":
-        path = _path([*where, str(details["property"])])
+        path = json_path([*where, str(details["property"])])
         message = f"{path}: required property is missing"
     elif keyword == "additionalProperties":
         unexpected = [str(name) for name in details.get("unexpected", ())]
-        path = _path([*where, unexpected[0]]) if unexpected else path
+        path = json_path([*where, unexpected[0]]) if unexpected else path
         message = f"{path}: unknown property, not allowed by the schema"
         if len(unexpected) > 1:
             others = ", ".join(json.dumps(name) for name in unexpected[1:])
@@ -391,7 +391,7 @@ def _not_json(payload: object) -> Violation:
     if found is None:
         return Violation(ErrorCode.FORMATION_VIOLATION, "$", "$: payload cannot be validated")
     where, what = found
-    path = _path(where)
+    path = json_path(where)
     return Violation(ErrorCode.TYPE_CONSTRAINT_VIOLATION, path, f"{path}: {what}")
 
 
@@ -453,7 +453,7 @@ def _tolerate(entry: _Entry, error: Any, repaired: object) -> tuple[Deviation, b
     if not where:
         return None
     value = _lookup(repaired, where)
-    path = _path(where)
+    path = json_path(where)
     if keyword == "maxLength" and isinstance(value, str):
         limit = int(error.kind.as_dict()["limit"])
         _assign(repaired, where, value[:limit])
@@ -539,7 +539,8 @@ def _is_config_value(schema: Mapping[str, Any], schema_path: Sequence[PathSegmen
 # --- small helpers --------------------------------------------------------------------
 
 
-def _path(where: Sequence[PathSegment]) -> str:
+def json_path(where: Sequence[PathSegment]) -> str:
+    """``$.a[0].b`` for the segments ``a, 0, b`` (quoted where a name is not an identifier)."""
     parts = ["$"]
     for segment in where:
         if isinstance(segment, int):
@@ -594,6 +595,13 @@ def _json_type(value: object) -> str:
         if isinstance(value, kind):
             return name
     return type(value).__name__
+
+
+def _described(value: object) -> str:
+    """``null``, ``true``, ``an array [1,2]``: the value once, with its type where it helps."""
+    if value is None or isinstance(value, bool):
+        return _show(value)
+    return f"{_json_type(value)} {_show(value)}"
 
 
 def _clip(text: str, limit: int) -> str:

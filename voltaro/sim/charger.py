@@ -48,7 +48,6 @@ from voltaro.ocppj.endpoint import (
     CallErrorReceived,
     CallFailed,
     CallTimeout,
-    ChannelClosed,
     ConnectionLost,
     InvalidResponse,
     RpcEndpoint,
@@ -57,6 +56,7 @@ from voltaro.ocppj.frames import Payload
 from voltaro.ocppj.validation import SchemaRegistry
 from voltaro.sim.profiles import Profile
 from voltaro.sim.stats import FleetStats
+from voltaro.transport.channel import WebSocketChannel
 
 log = logging.getLogger("voltaro.sim")
 
@@ -69,25 +69,6 @@ CONNECT_FAILURES = (OSError, trio.TooSlowError, trio.BrokenResourceError, Connec
 
 class Offline(Exception):
     """There is no accepted connection to send on right now."""
-
-
-class ClientChannel:
-    """A client-side trio-websocket connection behind the endpoint's text interface."""
-
-    def __init__(self, websocket: WebSocketConnection) -> None:
-        self._websocket = websocket
-
-    async def receive(self) -> str | bytes:
-        try:
-            return await self._websocket.get_message()
-        except ConnectionClosed:
-            raise ChannelClosed from None
-
-    async def send(self, text: str) -> None:
-        try:
-            await self._websocket.send_message(text)
-        except ConnectionClosed:
-            raise ChannelClosed from None
 
 
 async def connect_websocket(
@@ -399,7 +380,7 @@ class SimulatedChargePoint:
 
     async def _talk(self, websocket: WebSocketConnection) -> None:
         endpoint = RpcEndpoint(
-            ClientChannel(websocket),
+            WebSocketChannel(websocket),
             self.registry,
             self._handlers(),
             name=f"sim:{self.id}",

@@ -31,7 +31,7 @@ from trio_websocket import (
     serve_websocket,
 )
 
-from voltaro.ocppj.endpoint import ChannelClosed
+from voltaro.transport.channel import WebSocketChannel
 from voltaro.transport.handshake import SUBPROTOCOL, charge_point_id_from_path, password_for
 
 log = logging.getLogger("voltaro.transport")
@@ -61,25 +61,6 @@ class Admission:
 
 
 Gate = Callable[[str, str | None], Awaitable[Verdict]]
-
-
-class WebSocketChannel:
-    """A trio-websocket connection behind the endpoint's small text-in/text-out interface."""
-
-    def __init__(self, websocket: WebSocketConnection) -> None:
-        self._websocket = websocket
-
-    async def receive(self) -> str | bytes:
-        try:
-            return await self._websocket.get_message()
-        except ConnectionClosed:
-            raise ChannelClosed from None
-
-    async def send(self, text: str) -> None:
-        try:
-            await self._websocket.send_message(text)
-        except ConnectionClosed:
-            raise ChannelClosed from None
 
 
 @dataclass(eq=False)
