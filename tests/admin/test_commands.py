@@ -247,6 +247,11 @@ def test_no_answer_in_time_is_504(live: Live) -> None:
     response = run(live, "CMD-SLOW", scenario)
     assert response.status_code == 504
     assert "within 0.3 s" in response.json()["detail"]
+    # the command and its outcome are in the message log, though no answer frame came
+    entries = logged(live, "CMD-SLOW", "DataTransfer", 2)
+    outcomes = [e["payload"] for e in entries if e["direction"] == "in"]
+    assert outcomes and outcomes[0]["outcome"] == "timeout"
+    assert "within 0.3 s" in outcomes[0]["description"]
     with live.client() as api:
         metrics = api.get("/metrics").text
     assert 'voltaro_ocpp_outbound_call_seconds_count{action="DataTransfer",outcome="timeout"}' in (
@@ -259,6 +264,8 @@ def test_offline_unknown_and_invalid_commands(live: Live, api: httpx.Client) -> 
     offline = api.post(command_path("OFFLINE-1", "Reset"), json={"type": "Hard"})
     assert offline.status_code == 409
     assert offline.json()["detail"] == "charge point 'OFFLINE-1' is not connected"
+    refused = logged(live, "OFFLINE-1", "Reset", 1)
+    assert refused[0]["payload"]["outcome"] == "not connected"
 
     unknown = api.post(command_path("NOBODY", "Reset"), json={"type": "Hard"})
     assert unknown.status_code == 404

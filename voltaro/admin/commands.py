@@ -78,18 +78,18 @@ async def send_command(
         raise not_found(f"charge point {charge_point_id!r} is not known")
     endpoint = voltaro.endpoints.get(charge_point_id)
     if endpoint is None:
-        raise Problem(409, "Conflict", f"charge point {charge_point_id!r} is not connected")
+        detail = f"charge point {charge_point_id!r} is not connected"
+        _log_outcome(voltaro, charge_point_id, action, "not connected", detail)
+        raise Problem(409, "Conflict", detail)
     wait = voltaro.settings.call_timeout if timeout is None else timeout
     try:
         result = await endpoint.call(action, payload, timeout=wait)
     except InvalidRequest as error:  # validated above; kept for safety
         raise bad_request(str(error), path=error.violation.path) from None
     except CallTimeout:
-        raise Problem(
-            504,
-            "Gateway Timeout",
-            f"charge point {charge_point_id!r} did not answer {action} within {wait:g} s",
-        ) from None
+        detail = f"charge point {charge_point_id!r} did not answer {action} within {wait:g} s"
+        _log_outcome(voltaro, charge_point_id, action, "timeout", detail)
+        raise Problem(504, "Gateway Timeout", detail) from None
     except CallErrorReceived as error:
         raise Problem(
             502,
@@ -109,13 +109,22 @@ async def send_command(
             path=error.violation.path,
         ) from None
     except ConnectionLost:
-        raise Problem(
-            409,
-            "Conflict",
-            f"charge point {charge_point_id!r} disconnected before answering {action}",
-        ) from None
+        detail = f"charge point {charge_point_id!r} disconnected before answering {action}"
+        _log_outcome(voltaro, charge_point_id, action, "disconnected", detail)
+        raise Problem(409, "Conflict", detail) from None
     await _record_effects(voltaro, charge_point_id, action, payload, result)
     return {"result": result}
+
+
+def _log_outcome(
+    voltaro: Voltaro, charge_point_id: str, action: str, outcome: str, detail: str
+) -> None:
+    """Record in the message log how a command ended when no frame of the charger's says it
+    (a CALLRESULT or CALLERROR is logged as the frame itself): an entry in the direction of
+    the answer that never came, with no message id and the outcome as its payload."""
+    voltaro.central.log_frame(
+        charge_point_id, "in", None, action, {"outcome": outcome, "description": detail}
+    )
 
 
 def timeout_value(value: float | None) -> float | None:
