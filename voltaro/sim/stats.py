@@ -64,6 +64,23 @@ class Histogram:
         return cls(buckets, int(data["count"]))
 
 
+# FleetStats' plain counters: summed across workers, and carried through JSON as they are.
+COUNTERS = (
+    "chargers",
+    "connected",
+    "accepted",
+    "connects",
+    "connect_failures",
+    "disconnects",
+    "calls",
+    "answered_calls",
+    "sessions_started",
+    "sessions_refused",
+    "sessions_completed",
+    "queued_replayed",
+)
+
+
 @dataclass
 class FleetStats:
     """What a fleet (or one worker's share of it) did so far."""
@@ -110,20 +127,7 @@ class FleetStats:
         return total
 
     def merge(self, other: FleetStats) -> None:
-        for name in (
-            "chargers",
-            "connected",
-            "accepted",
-            "connects",
-            "connect_failures",
-            "disconnects",
-            "calls",
-            "answered_calls",
-            "sessions_started",
-            "sessions_refused",
-            "sessions_completed",
-            "queued_replayed",
-        ):
+        for name in COUNTERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.call_errors.update(other.call_errors)
         self.protocol_errors.update(other.protocol_errors)
@@ -144,40 +148,16 @@ class FleetStats:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "chargers": self.chargers,
-            "connected": self.connected,
-            "accepted": self.accepted,
-            "connects": self.connects,
-            "connect_failures": self.connect_failures,
-            "disconnects": self.disconnects,
-            "calls": self.calls,
-            "answered_calls": self.answered_calls,
+            **{name: getattr(self, name) for name in COUNTERS},
             "call_errors": dict(self.call_errors),
             "protocol_errors": dict(self.protocol_errors),
-            "sessions_started": self.sessions_started,
-            "sessions_refused": self.sessions_refused,
-            "sessions_completed": self.sessions_completed,
-            "queued_replayed": self.queued_replayed,
             "latency": {action: h.to_json() for action, h in self.latency.items()},
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FleetStats:
         stats = cls()
-        for name in (
-            "chargers",
-            "connected",
-            "accepted",
-            "connects",
-            "connect_failures",
-            "disconnects",
-            "calls",
-            "answered_calls",
-            "sessions_started",
-            "sessions_refused",
-            "sessions_completed",
-            "queued_replayed",
-        ):
+        for name in COUNTERS:
             setattr(stats, name, int(data[name]))
         stats.call_errors = Counter(data["call_errors"])
         stats.protocol_errors = Counter(data["protocol_errors"])
