@@ -19,7 +19,7 @@ from ocpp.v16 import ChargePoint, call_result
 from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
 from websockets.asyncio.server import ServerConnection, serve
 
-from voltaro.sim.fleet import raise_open_file_limit
+from voltaro.process_limits import raise_open_file_limit
 
 _transaction_ids = itertools.count(1)
 

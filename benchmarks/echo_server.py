@@ -13,7 +13,7 @@ import orjson
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
-from voltaro.sim.fleet import raise_open_file_limit
+from voltaro.process_limits import raise_open_file_limit
 
 _ACCEPTED = {"status": "Accepted"}
 FIXED: dict[str, object] = {

@@ -45,8 +45,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from voltaro.process_limits import raise_open_file_limit
 from voltaro.sim.charger import default_id_tag
-from voltaro.sim.fleet import FleetOptions, charger_id, raise_open_file_limit, run_fleet
+from voltaro.sim.fleet import FleetOptions, charger_id, run_fleet
 from voltaro.sim.profiles import profile
 
 ROOT = Path(__file__).resolve().parent.parent

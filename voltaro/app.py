@@ -8,7 +8,6 @@ reconnect elsewhere or later, then stop the central system, which records them o
 from __future__ import annotations
 
 import logging
-import resource
 import signal
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ from voltaro.config import Settings
 from voltaro.ocppj.endpoint import FrameDirection, RpcEndpoint, RpcHooks
 from voltaro.ocppj.frames import Call, CallError, CallResult, Frame
 from voltaro.ocppj.validation import Deviation, SchemaRegistry
+from voltaro.process_limits import freeze_long_lived_objects, raise_open_file_limit
 from voltaro.store import StoreUnavailable
 from voltaro.transport.server import (
     Admission,
@@ -173,10 +173,12 @@ async def start_voltaro(
 
 async def run_server(settings: Settings) -> None:
     """``voltaro serve``: run until SIGINT or SIGTERM, then shut down cleanly."""
-    raise_open_file_limit()
+    limit = raise_open_file_limit()
+    log.info("open-file limit: %d (about that many chargers per process)", limit)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
             voltaro: Voltaro = await nursery.start(start_voltaro, settings)
+            nursery.start_soon(freeze_long_lived_objects)
             assert voltaro.server is not None
             log.info(
                 "Voltaro is ready: chargers connect to ws://%s:%d/ocpp/{chargePointId}",
@@ -190,17 +192,3 @@ async def run_server(settings: Settings) -> None:
                 nursery.cancel_scope.cancel()
                 break
     log.info("Voltaro stopped")
-
-
-def raise_open_file_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit: every charger holds a socket."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError) as error:
-            log.warning("could not raise the open-file limit from %d: %s", soft, error)
-    log.info("open-file limit: %d (about that many chargers per process)", soft)
-    return soft

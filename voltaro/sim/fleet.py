@@ -12,12 +12,10 @@ port range of one source address (about 28,000 ports).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import ipaddress
 import math
 import multiprocessing
-import resource
 import sys
 import time
 import urllib.parse
@@ -29,6 +27,7 @@ from typing import Any, TextIO
 import trio
 
 from voltaro.ocppj.validation import SchemaRegistry
+from voltaro.process_limits import raise_open_file_limit, run_with_short_gc_pauses
 from voltaro.sim.charger import ChargerOptions, SimulatedChargePoint
 from voltaro.sim.profiles import Profile
 from voltaro.sim.stats import FleetStats, summarize
@@ -83,16 +82,6 @@ def source_address(index: int) -> str:
     """A distinct loopback address per charger (127.1.0.1 and up, never 127.0.0.1)."""
     n = index % (250 * 250 * 250)
     return f"127.{1 + n // 62500}.{n // 250 % 250}.{1 + n % 250}"
-
-
-def raise_open_file_limit() -> int:
-    """Raise this process's soft RLIMIT_NOFILE to its hard limit; returns the new limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-    return soft
 
 
 def charger_options(options: FleetOptions, index: int) -> ChargerOptions:
@@ -226,7 +215,7 @@ def run_fleet(
     raise_open_file_limit()
     workers = options.worker_count()
     if workers == 1:
-        return trio.run(run_fleet_in_process, options, progress, interval)
+        return trio.run(run_with_short_gc_pauses, run_fleet_in_process, options, progress, interval)
     return _run_workers(options, workers, progress, interval)
 
 
@@ -311,7 +300,7 @@ def _worker_main(
     options: FleetOptions, indexes: list[int], pipe: Connection, interval: float
 ) -> None:
     raise_open_file_limit()
-    trio.run(_worker, options, indexes, pipe, interval)
+    trio.run(run_with_short_gc_pauses, _worker, options, indexes, pipe, interval)
     pipe.close()
 
 

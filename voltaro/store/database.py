@@ -23,6 +23,7 @@ import trio
 import trio_asyncio
 
 from voltaro.store.errors import StoreUnavailable, is_outage
+from voltaro.store.loop_thread import LoopThread
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -89,9 +90,18 @@ async def connect(url: str) -> Connection:
 class Database:
     """An asyncpg pool used from trio. Create with :func:`open_database`."""
 
-    def __init__(self, url: str, pool: Any) -> None:
+    def __init__(self, url: str, pool: Any, loop_thread: LoopThread | None = None) -> None:
         self.url = url
         self._pool = pool
+        self._loop_thread = loop_thread
+
+    async def cross(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``await fn(*args)`` on the asyncio loop that owns this pool: trio-asyncio's, or
+        the pool's own thread (see :mod:`voltaro.store.loop_thread`)."""
+        if self._loop_thread is not None:
+            return await self._loop_thread.cross(fn, *args)
+        result: T = await trio_asyncio.aio_as_trio(fn)(*args)
+        return result
 
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``await fn(connection, *args)`` in asyncio on a pooled connection: one crossing.
@@ -100,7 +110,7 @@ class Database:
         errors propagate as they are.
         """
         try:
-            result: T = await trio_asyncio.aio_as_trio(self._run_aio)(fn, *args)
+            result: T = await self.cross(self._run_aio, fn, *args)
         except StoreUnavailable:
             raise
         except Exception as exc:
@@ -154,23 +164,31 @@ async def _create_pool(url: str, min_size: int, max_size: int) -> Any:
 
 @asynccontextmanager
 async def open_database(
-    url: str, *, min_size: int = 2, max_size: int = 10
+    url: str, *, min_size: int = 2, max_size: int = 10, own_thread: bool = False
 ) -> AsyncIterator[Database]:
     """A :class:`Database` for the block; the pool is closed (at most 5 s) on the way out.
 
-    Must run inside ``trio_asyncio.open_loop()``. Raises :class:`StoreUnavailable` when the
-    database cannot be reached at start.
+    Must run inside ``trio_asyncio.open_loop()``, unless ``own_thread``: then the pool lives
+    on an asyncio loop of its own thread (the writer's, see :mod:`voltaro.store.loop_thread`).
+    Raises :class:`StoreUnavailable` when the database cannot be reached at start.
     """
+    loop_thread = LoopThread("voltaro-db") if own_thread else None
     try:
-        pool = await trio_asyncio.aio_as_trio(_create_pool)(url, min_size, max_size)
-    except Exception as exc:
-        if is_outage(exc):
-            raise StoreUnavailable(f"cannot connect to the database: {exc}") from exc
-        raise
-    try:
-        yield Database(url, pool)
+        bare = Database(url, None, loop_thread)
+        try:
+            pool = await bare.cross(_create_pool, url, min_size, max_size)
+        except Exception as exc:
+            if is_outage(exc):
+                raise StoreUnavailable(f"cannot connect to the database: {exc}") from exc
+            raise
+        try:
+            yield Database(url, pool, loop_thread)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5) as scope:
+                await bare.cross(pool.close)
+            if scope.cancelled_caught:
+                pool.terminate()
     finally:
-        with trio.CancelScope(shield=True), trio.move_on_after(5) as scope:
-            await trio_asyncio.aio_as_trio(pool.close)()
-        if scope.cancelled_caught:
-            pool.terminate()
+        if loop_thread is not None:
+            with trio.CancelScope(shield=True):
+                await loop_thread.stop()

@@ -69,8 +69,13 @@ async def open_store(
             if migrate_first:
                 await migrate(resolved)
             database = await stack.enter_async_context(open_database(resolved))
+            writer_database = database
+            if background:
+                writer_database = await stack.enter_async_context(
+                    open_database(resolved, min_size=1, max_size=1, own_thread=True)
+                )
             nursery = await stack.enter_async_context(trio.open_nursery())
-            writer = GroupCommitWriter(database)
+            writer = GroupCommitWriter(writer_database)
             cache = IdTagCache(database)
             if background:
                 await nursery.start(writer.run)

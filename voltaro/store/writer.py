@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import trio
-import trio_asyncio
 
 from voltaro.store.database import Connection, Database
 from voltaro.store.errors import StoreUnavailable, WriteFailed, is_outage
@@ -224,7 +223,7 @@ class GroupCommitWriter:
                         # batch in flight finish (bounded), so its outcome is known.
                         with trio.CancelScope(shield=True) as scope:
                             scope.relative_deadline = BATCH_DEADLINE
-                            outcomes = await trio_asyncio.aio_as_trio(self._commit_aio)(writes)
+                            outcomes = await self._database.cross(self._commit_aio, writes)
                         if scope.cancelled_caught:
                             raise StoreUnavailable(f"batch took over {BATCH_DEADLINE} s")
                     except Exception as exc:
@@ -260,8 +259,8 @@ class GroupCommitWriter:
         if not in_flight and not posted:
             return
         try:
-            outcomes = await trio_asyncio.aio_as_trio(self._commit_aio)(
-                [p.write for p in in_flight] + posted
+            outcomes = await self._database.cross(
+                self._commit_aio, [p.write for p in in_flight] + posted
             )
         except Exception as exc:
             log.warning("writer: final flush failed: %s", exc)

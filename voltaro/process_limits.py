@@ -1,0 +1,78 @@
+"""Settings for a process that holds thousands of connections: its open-file limit, and a
+garbage-collector policy that keeps pauses short.
+
+Why the collector needs a policy: every connection keeps a few hundred container objects
+alive (tasks, channels, the WebSocket state), and CPython's full collection walks all of
+them. Measured with 2,500 chargers: ~500,000 objects and a 340-460 ms stop of the whole
+process at every full collection, which came every few seconds while the fleet was growing
+(and it grows linearly: ~1.4 s at 10,000). Long-lived objects are therefore moved into the
+collector's permanent generation (``gc.freeze``) every few seconds, so a full collection only
+walks what was created since. The price: reference cycles that became garbage before a freeze
+are only freed at the next thaw, a full collection over everything run once an hour.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import resource
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import trio
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+FREEZE_INTERVAL = 5.0  # seconds between moving survivors into the permanent generation
+THAW_INTERVAL = 3600.0  # seconds between full collections over everything
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (every charger holds a socket);
+    returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as error:
+            log.warning("could not raise the open-file limit from %d: %s", soft, error)
+    return soft
+
+
+async def freeze_long_lived_objects(
+    freeze_interval: float = FREEZE_INTERVAL, thaw_interval: float = THAW_INTERVAL
+) -> None:
+    """Run until cancelled: the collector policy of the module docstring."""
+    last_thaw = time.monotonic()
+    try:
+        while True:
+            gc.collect(1)  # young garbage is freed, not frozen
+            gc.freeze()
+            await trio.sleep(freeze_interval)
+            if time.monotonic() - last_thaw >= thaw_interval:
+                started = time.perf_counter()
+                gc.unfreeze()
+                freed = gc.collect()
+                last_thaw = time.monotonic()
+                log.info(
+                    "full garbage collection: %d objects freed in %.0f ms",
+                    freed,
+                    (time.perf_counter() - started) * 1000,
+                )
+    finally:
+        gc.unfreeze()
+
+
+async def run_with_short_gc_pauses(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``await fn(*args)`` with :func:`freeze_long_lived_objects` running alongside (the
+    entry point of a process, for ``trio.run``)."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(freeze_long_lived_objects)
+        result = await fn(*args)
+        nursery.cancel_scope.cancel()
+    return result
