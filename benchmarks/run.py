@@ -448,7 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--throughput-warmup", type=float, default=2.0, help="seconds not measured (connecting)"
     )
-    parser.add_argument("--scale-steps", type=_ints, default=_ints("1000,2500,5000,10000,15000"))
+    parser.add_argument(
+        "--scale-steps", type=_ints, default=_ints("1000,2500,5000,7500,10000,12500,15000")
+    )
     parser.add_argument("--scale-seconds", type=float, default=60.0, help="after connecting")
     parser.add_argument("--connect-rate", type=float, default=100.0, help="chargers/s ramp")
     parser.add_argument("--time-scale", type=float, default=1.0, help="for the stress profile")

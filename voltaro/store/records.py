@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 def pg_text(value: str | None) -> str | None:
@@ -103,9 +103,11 @@ class StatusChange:
     unexpected: bool
 
 
-@dataclass(frozen=True)
-class SampledValue:
-    """One sampledValue of a meterValue, with the meterValue's timestamp; fields as sent."""
+class SampledValue(NamedTuple):
+    """One sampledValue of a meterValue, with the meterValue's timestamp; fields as sent.
+
+    A named tuple rather than a frozen dataclass: ten of them per MeterValues, and a frozen
+    dataclass costs ~1.5 µs each to build."""
 
     sampled_at: datetime
     value: str
