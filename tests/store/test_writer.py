@@ -1,5 +1,6 @@
 """The group-commit writer against a real PostgreSQL."""
 
+import threading
 from typing import Any
 
 import pytest
@@ -156,3 +157,11 @@ async def test_queued_writes_are_flushed_at_stop(
     async with open_store(database_url, tmp_path) as store:
         ids = await store.database.run(lambda c: c.fetch("SELECT message_id FROM message_log"))
         assert [row[0] for row in ids] == ["last"]
+
+
+async def test_batches_run_on_the_writer_thread_not_the_trio_thread(store: Store) -> None:
+    async def apply(connection: Any) -> str:
+        assert await connection.fetchval("SELECT 1") == 1
+        return threading.current_thread().name
+
+    assert await store.writer.submit(Write(apply, label="where")) == "voltaro-db"

@@ -24,6 +24,22 @@ LAST_SEEN = MergedUpdate(
     """,
 )
 
+# Many chargers' presence changes in one UPDATE: a charger's last change in the batch sets
+# ``online`` (WITH ORDINALITY keeps the batch's order), and each going online counts as seen.
+PRESENCE = MergedUpdate(
+    "presence",
+    """
+    UPDATE charge_points AS c
+    SET online = u.online, last_seen = greatest(c.last_seen, u.seen)
+    FROM (SELECT id, (array_agg(online ORDER BY n DESC))[1] AS online,
+                 max(at) FILTER (WHERE online) AS seen
+          FROM unnest($1::text[], $2::boolean[], $3::timestamptz[])
+               WITH ORDINALITY AS x(id, online, at, n)
+          GROUP BY id) AS u
+    WHERE c.id = u.id
+    """,
+)
+
 LENIENT_DEVIATIONS = MergedUpdate(
     "lenient_deviations",
     """
@@ -134,23 +150,9 @@ class ChargePointRepository:
     def _presence_write(
         charge_point_id: str, online: bool, reason: str, at: datetime
     ) -> Write[None]:
-
-        async def apply(connection: Connection) -> None:
-            if online:
-                await connection.execute(
-                    "UPDATE charge_points SET online = true,"
-                    " last_seen = greatest(last_seen, $2) WHERE id = $1",
-                    charge_point_id,
-                    at,
-                )
-            else:
-                await connection.execute(
-                    "UPDATE charge_points SET online = false WHERE id = $1", charge_point_id
-                )
-
         return Write(
-            apply,
             copies={PRESENCE_EVENTS: [(charge_point_id, at, online, pg_text(reason))]},
+            merges={PRESENCE: [(charge_point_id, online, at)]},
             label="presence",
         )
 

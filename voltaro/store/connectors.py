@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from voltaro.store.database import Connection, Database
 from voltaro.store.records import ConnectorRecord, StatusChange, pg_text
-from voltaro.store.writer import CopyTarget, GroupCommitWriter, Write
+from voltaro.store.writer import CopyTarget, GroupCommitWriter, MergedUpdate, Write
 
 STATUS_HISTORY = CopyTarget(
     "connector_status_history",
@@ -23,15 +23,26 @@ STATUS_HISTORY = CopyTarget(
     ),
 )
 
-_UPSERT_SQL = """
-INSERT INTO connectors (charge_point_id, connector_id, status, error_code, info, vendor_id,
-                        vendor_error_code, charger_timestamp, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-ON CONFLICT (charge_point_id, connector_id) DO UPDATE SET
-    status = EXCLUDED.status, error_code = EXCLUDED.error_code, info = EXCLUDED.info,
-    vendor_id = EXCLUDED.vendor_id, vendor_error_code = EXCLUDED.vendor_error_code,
-    charger_timestamp = EXCLUDED.charger_timestamp, updated_at = EXCLUDED.updated_at
-"""
+# Many connectors' current status in one upsert; a connector's last change in the batch wins
+# (WITH ORDINALITY keeps the batch's order; one INSERT may not touch a row twice).
+CONNECTOR_STATUS = MergedUpdate(
+    "connector_status",
+    """
+    INSERT INTO connectors (charge_point_id, connector_id, status, error_code, info, vendor_id,
+                            vendor_error_code, charger_timestamp, updated_at)
+    SELECT DISTINCT ON (cp, connector) cp, connector, status, error_code, info, vendor_id,
+           vendor_error_code, charger_timestamp, updated_at
+    FROM unnest($1::text[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::timestamptz[], $9::timestamptz[])
+         WITH ORDINALITY AS x(cp, connector, status, error_code, info, vendor_id,
+                              vendor_error_code, charger_timestamp, updated_at, n)
+    ORDER BY cp, connector, n DESC
+    ON CONFLICT (charge_point_id, connector_id) DO UPDATE SET
+        status = EXCLUDED.status, error_code = EXCLUDED.error_code, info = EXCLUDED.info,
+        vendor_id = EXCLUDED.vendor_id, vendor_error_code = EXCLUDED.vendor_error_code,
+        charger_timestamp = EXCLUDED.charger_timestamp, updated_at = EXCLUDED.updated_at
+    """,
+)
 
 
 class ConnectorRepository:
@@ -66,21 +77,17 @@ class ConnectorRepository:
         info = pg_text(change.info)
         vendor_id = pg_text(change.vendor_id)
         vendor_error_code = pg_text(change.vendor_error_code)
-
-        async def apply(connection: Connection) -> None:
-            await connection.execute(
-                _UPSERT_SQL,
-                charge_point_id,
-                change.connector_id,
-                change.status,
-                change.error_code,
-                info,
-                vendor_id,
-                vendor_error_code,
-                change.charger_timestamp,
-                change.received_at,
-            )
-
+        current = (
+            charge_point_id,
+            change.connector_id,
+            change.status,
+            change.error_code,
+            info,
+            vendor_id,
+            vendor_error_code,
+            change.charger_timestamp,
+            change.received_at,
+        )
         row = (
             charge_point_id,
             change.connector_id,
@@ -95,5 +102,9 @@ class ConnectorRepository:
             change.unexpected,
         )
         await self._writer.submit(
-            Write(apply, copies={STATUS_HISTORY: [row]}, label="StatusNotification")
+            Write(
+                copies={STATUS_HISTORY: [row]},
+                merges={CONNECTOR_STATUS: [current]},
+                label="StatusNotification",
+            )
         )

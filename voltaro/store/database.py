@@ -4,7 +4,8 @@ asyncpg is an asyncio library; Voltaro is a trio program. trio-asyncio runs an a
 inside trio (the caller must be inside ``trio_asyncio.open_loop()``), and every call from
 trio into asyncio costs a crossing (~80 µs here). So the rule is one crossing per whole
 operation: :meth:`Database.run` takes an asyncio function that does all its queries on one
-connection, never one query at a time.
+connection, never one query at a time. The group-commit writer's pool is the exception: it
+lives on an asyncio loop of its own thread (``own_thread``; why: :mod:`.loop_thread`).
 
 The pool is created with a no-op ``reset``: asyncpg's default runs a reset query (``RESET
 ALL``, ``UNLISTEN *``, ...) on every release, a round trip per operation for state Voltaro
@@ -98,10 +99,7 @@ class Database:
     async def cross(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``await fn(*args)`` on the asyncio loop that owns this pool: trio-asyncio's, or
         the pool's own thread (see :mod:`voltaro.store.loop_thread`)."""
-        if self._loop_thread is not None:
-            return await self._loop_thread.cross(fn, *args)
-        result: T = await trio_asyncio.aio_as_trio(fn)(*args)
-        return result
+        return await _cross(self._loop_thread, fn, *args)
 
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``await fn(connection, *args)`` in asyncio on a pooled connection: one crossing.
@@ -150,6 +148,13 @@ class Database:
         return {"size": self._pool.get_size(), "idle": self._pool.get_idle_size()}
 
 
+async def _cross(loop_thread: LoopThread | None, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    if loop_thread is not None:
+        return await loop_thread.cross(fn, *args)
+    result: T = await trio_asyncio.aio_as_trio(fn)(*args)
+    return result
+
+
 async def _create_pool(url: str, min_size: int, max_size: int) -> Any:
     return await asyncpg.create_pool(
         url,
@@ -174,9 +179,8 @@ async def open_database(
     """
     loop_thread = LoopThread("voltaro-db") if own_thread else None
     try:
-        bare = Database(url, None, loop_thread)
         try:
-            pool = await bare.cross(_create_pool, url, min_size, max_size)
+            pool = await _cross(loop_thread, _create_pool, url, min_size, max_size)
         except Exception as exc:
             if is_outage(exc):
                 raise StoreUnavailable(f"cannot connect to the database: {exc}") from exc
@@ -185,7 +189,7 @@ async def open_database(
             yield Database(url, pool, loop_thread)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(5) as scope:
-                await bare.cross(pool.close)
+                await _cross(loop_thread, pool.close)
             if scope.cancelled_caught:
                 pool.terminate()
     finally:

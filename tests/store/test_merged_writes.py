@@ -1,0 +1,81 @@
+"""Presence and connector status are written once per batch for many chargers: the last
+change of a charger (or connector) in a batch is the one that stays."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import trio
+import trio.testing
+
+from voltaro.store import Store
+from voltaro.store.records import StatusChange
+from voltaro.store.writer import Write
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+async def _hold_the_writer(store: Store, nursery: trio.Nursery) -> None:
+    """Start a slow write, so what is submitted next waits and shares one batch."""
+
+    async def slow(connection: Any) -> None:
+        await connection.execute("SELECT pg_sleep(0.3)")
+
+    nursery.start_soon(store.writer.submit, Write(slow, label="slow"))
+    await trio.sleep(0.05)
+
+
+def _status(connector_id: int, status: str, at: datetime) -> StatusChange:
+    return StatusChange(connector_id, status, None, "NoError", None, None, None, at, at, False)
+
+
+async def test_the_last_status_of_a_connector_in_a_batch_wins(store: Store) -> None:
+    await store.charge_points.register("CP-M1", "Accepted")
+    commits_before = store.writer.commits
+    statuses = ["Available", "Preparing", "Charging", "SuspendedEV", "Finishing"]
+    async with trio.open_nursery() as nursery:
+        await _hold_the_writer(store, nursery)
+        for n, status in enumerate(statuses):  # queued in this order, one batch
+            nursery.start_soon(
+                store.connectors.record_status, "CP-M1", _status(1, status, T0 + timedelta(n))
+            )
+            await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(store.connectors.record_status, "CP-M1", _status(2, "Faulted", T0))
+    assert store.writer.commits - commits_before == 2  # the slow write, then all the rest
+    assert await store.connectors.statuses("CP-M1") == {1: "Finishing", 2: "Faulted"}
+    history = await store.database.run(
+        lambda c: c.fetch(
+            "SELECT status FROM connector_status_history"
+            " WHERE charge_point_id = 'CP-M1' AND connector_id = 1 ORDER BY id"
+        )
+    )
+    assert [row[0] for row in history] == statuses  # every change is in the history
+
+
+async def test_the_last_presence_change_in_a_batch_wins(store: Store) -> None:
+    for cp in ("CP-P1", "CP-P2"):
+        await store.charge_points.register(cp, "Accepted")
+    async with trio.open_nursery() as nursery:
+        await _hold_the_writer(store, nursery)
+        store.charge_points.post_presence("CP-P1", True, "connected", T0)
+        store.charge_points.post_presence("CP-P1", False, "disconnected", T0 + timedelta(1))
+        store.charge_points.post_presence("CP-P2", False, "disconnected", T0)
+        store.charge_points.post_presence("CP-P2", True, "connected", T0 + timedelta(2))
+    await store.writer.flush()
+    p1 = await store.charge_points.get("CP-P1")
+    p2 = await store.charge_points.get("CP-P2")
+    assert p1 is not None and p2 is not None
+    assert (p1.online, p2.online) == (False, True)
+    assert p1.last_seen == T0  # going online counts as seen; going offline does not
+    assert p2.last_seen == T0 + timedelta(2)
+    events = await store.database.run(
+        lambda c: c.fetch(
+            "SELECT charge_point_id, online FROM presence_events"
+            " WHERE charge_point_id LIKE 'CP-P_' ORDER BY id"
+        )
+    )
+    assert [tuple(row) for row in events] == [
+        ("CP-P1", True),
+        ("CP-P1", False),
+        ("CP-P2", False),
+        ("CP-P2", True),
+    ]
