@@ -16,7 +16,7 @@ from trio_websocket import (
     open_websocket_url,
 )
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import Request
+from wsproto.events import CloseConnection, Request
 
 from tests.harness import LiveServer, RawCharger, start_test_server
 from voltaro.ocppj.endpoint import (
@@ -443,3 +443,41 @@ async def test_stale_connection_is_closed_by_keepalive(nursery: trio.Nursery) ->
     assert "LIVELY" in server.server.connections
     assert "LIVELY" in pongs and "SILENT" not in pongs
     await stream.aclose()
+
+
+async def test_a_ping_while_the_server_closes_does_not_break_the_server(
+    nursery: trio.Nursery, server: LiveServer
+) -> None:
+    """The charger's ping crosses the server's close frame (the server may no longer pong):
+    that connection ends, the server and its other chargers carry on."""
+    bystander = await connect(nursery, server, "BYSTANDER")
+    stream = await trio.open_tcp_stream("127.0.0.1", server.server.port)
+    client = WSConnection(ConnectionType.CLIENT)
+    await stream.send_all(
+        client.send(Request(host="127.0.0.1", target="/ocpp/PINGER", subprotocols=["ocpp1.6"]))
+    )
+    await server.endpoint("PINGER")
+    # a second connection replaces the first: the server sends its close frame to PINGER
+    await connect(nursery, server, "PINGER")
+    with trio.fail_after(5):
+        while not any(
+            isinstance(e, CloseConnection) for e in _events(client, await stream.receive_some())
+        ):
+            pass
+    await stream.send_all(_masked_ping(b"still there?"))  # instead of answering the close
+    await trio.sleep(0.3)
+    assert (await bystander.call("Heartbeat", {}))[0] == 3
+    assert (await connect(nursery, server, "AFTER")).websocket.subprotocol == "ocpp1.6"
+    await stream.aclose()
+
+
+def _masked_ping(payload: bytes) -> bytes:
+    """A client's ping frame, built by hand: wsproto will not send one after a close."""
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x89, 0x80 | len(payload)]) + mask + masked
+
+
+def _events(client: WSConnection, data: bytes) -> list[object]:
+    client.receive_data(data)
+    return list(client.events())

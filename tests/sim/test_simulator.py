@@ -11,6 +11,7 @@ import trio
 from tests.sim.helpers import REGISTRY, add_tags, base_url, rows, start, start_charger, wait_for
 from voltaro.config import Settings
 from voltaro.sim.charger import ChargerOptions, SimulatedChargePoint, default_id_tag
+from voltaro.sim.fleet import FleetOptions, charger_id, run_fleet_in_process
 from voltaro.sim.profiles import profile
 from voltaro.sim.stats import FleetStats
 
@@ -231,3 +232,32 @@ async def test_offline_messages_are_queued_and_replayed_once(
         cp,
     )
     assert ids == []
+
+
+async def test_a_reconnect_storm_drops_and_reboots_every_charger_at_once(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any
+) -> None:
+    voltaro = await start(nursery, voltaro_settings)
+    options = FleetOptions(
+        url=base_url(voltaro),
+        chargers=5,
+        profile=profile("storm", connect_window=0),
+        duration=4.0,
+        id_prefix="RS-",
+        source_addresses=False,
+        reconnect_at=2.0,
+    )
+    summary = await run_fleet_in_process(options)
+
+    assert summary["errors"] == 0
+    assert summary["connects"] == 10  # everyone connected twice
+    assert summary["accepted"] == 5  # and is booted again at the end
+    assert summary["actions"]["BootNotification"]["count"] == 10
+    events = await rows(
+        voltaro,
+        "SELECT charge_point_id, online FROM presence_events"
+        " WHERE charge_point_id LIKE 'RS-%' ORDER BY charge_point_id, id",
+    )
+    for n in range(1, 6):
+        cp = charger_id("RS-", n)
+        assert [e["online"] for e in events if e["charge_point_id"] == cp] == [True, False, True]

@@ -43,6 +43,7 @@ from trio_websocket import (
     WebSocketConnection,
     wrap_client_stream,
 )
+from wsproto.utilities import LocalProtocolError
 
 from voltaro.ocppj.endpoint import (
     CallErrorReceived,
@@ -290,6 +291,12 @@ class SimulatedChargePoint:
         if self._connection_scope is not None:
             self._connection_scope.cancel()
 
+    def reconnect(self) -> None:
+        """Drop the connection and connect again at once, without back-off (what a server
+        restart or a network blip does to a whole fleet)."""
+        self._reconnect_now = True
+        self.disconnect()
+
     def network_down(self) -> None:
         """Lose the network: drop the connection and stay offline until :meth:`network_up`
         (sessions go on; their transaction messages queue up)."""
@@ -350,6 +357,10 @@ class SimulatedChargePoint:
         except* (HandshakeError, *CONNECT_FAILURES) as group:
             # trio-websocket raises a refused handshake from its reader task
             failure = _first_leaf(group)
+        except* LocalProtocolError:
+            # trio-websocket's reader answered a server ping after our close frame: the
+            # connection is over, as it was going to be
+            log.debug("%s: the server pinged while we were closing", self.id)
         if failure is not None:
             raise failure
         self.stats.disconnects += 1
@@ -884,8 +895,7 @@ class SimulatedChargePoint:
                 with trio.move_on_after(5):
                     while self.queue and self.registered:
                         await trio.sleep(0.02)
-            self._reconnect_now = True
-            self.disconnect()
+            self.reconnect()
 
         self._later(reboot)
         return {"status": "Accepted"}

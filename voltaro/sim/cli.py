@@ -53,6 +53,14 @@ def add_simulate_command(commands: argparse._SubParsersAction[argparse.ArgumentP
         metavar="S",
         help="chargers connect at random within S seconds (default: per profile)",
     )
+    parser.add_argument(
+        "--reconnect-at",
+        type=float,
+        default=None,
+        metavar="S",
+        help="a reconnect storm: S seconds in, every charger drops its connection and "
+        "connects and boots again at once",
+    )
     parser.add_argument("--workers", type=int, default=None, help="processes (default: N/10000)")
     parser.add_argument(
         "--source-addresses",
@@ -72,6 +80,9 @@ def simulate(args: argparse.Namespace, settings: Settings | None = None) -> int:
     if args.chargers < 1 or args.connectors < 1:
         print("voltaro simulate: --chargers and --connectors must be at least 1", file=sys.stderr)
         return 2
+    if args.reconnect_at is not None and not 0 <= args.reconnect_at < args.duration:
+        print("voltaro simulate: --reconnect-at must be within --duration", file=sys.stderr)
+        return 2
     options = FleetOptions(
         url=args.url,
         chargers=args.chargers,
@@ -86,6 +97,7 @@ def simulate(args: argparse.Namespace, settings: Settings | None = None) -> int:
         workers=args.workers,
         source_addresses={"auto": None, "on": True, "off": False}[args.source_addresses],
         call_timeout=args.call_timeout,
+        reconnect_at=args.reconnect_at,
     )
     summary = run_fleet(options, progress=None if args.quiet else sys.stderr)
     if args.json:

@@ -56,6 +56,9 @@ class FleetOptions:
     measure_after: float = 0.0
     """Latencies and messages/s are measured from this many seconds after the start (the
     steady state after a ramp); errors are counted over the whole run."""
+    reconnect_at: float | None = None
+    """A reconnect storm: this many seconds after the start every charger drops its
+    connection and connects (and boots) again at once."""
 
     def worker_count(self) -> int:
         if self.workers is not None:
@@ -170,7 +173,9 @@ async def _run_measured(
     baseline = FleetStats()
     measure_from = started
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(run_chargers, options, indexes, stats)
+        chargers = await nursery.start(run_chargers, options, indexes, stats)
+        if options.reconnect_at is not None:
+            nursery.start_soon(_reconnect_all, chargers, started + options.reconnect_at)
 
         async def mark_window() -> None:
             nonlocal baseline, measure_from
@@ -189,6 +194,12 @@ async def _run_measured(
         elapsed = trio.current_time() - measure_from
         nursery.cancel_scope.cancel()
     return window, elapsed
+
+
+async def _reconnect_all(chargers: Sequence[SimulatedChargePoint], at: float) -> None:
+    await trio.sleep_until(at)
+    for charger in chargers:
+        charger.reconnect()
 
 
 async def run_fleet_in_process(

@@ -11,6 +11,11 @@ handshake completes without the header and the connection is closed at once.
 
 A second connection with the id of a live one replaces it: the old one is usually a dead
 TCP connection the charger has given up on.
+
+Each TCP connection runs inside its own error barrier: whatever fails in it (our session, or
+trio-websocket itself, which for instance raises when a charger's ping crosses our close
+frame) ends that connection only, and is logged. The accept loop is ours rather than
+``serve_websocket`` for that reason: there an error in one connection stops the server.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Protocol
 
 import trio
@@ -27,9 +31,9 @@ from trio_websocket import (
     ConnectionClosed,
     WebSocketConnection,
     WebSocketRequest,
-    WebSocketServer,
-    serve_websocket,
+    wrap_server_stream,
 )
+from wsproto.utilities import LocalProtocolError
 
 from voltaro.transport.channel import WebSocketChannel
 from voltaro.transport.handshake import SUBPROTOCOL, charge_point_id_from_path, password_for
@@ -113,14 +117,14 @@ class OcppServer:
         self._gate = gate
         self._session = session
         self._connections: dict[str, ChargePointConnection] = {}
-        self._websocket_server: WebSocketServer | None = None
+        self._port: int | None = None
 
     @property
     def port(self) -> int:
         """The bound port (useful when the options asked for port 0)."""
-        if self._websocket_server is None:
+        if self._port is None:
             raise RuntimeError("the server is not listening yet")
-        return int(self._websocket_server.port)
+        return self._port
 
     @property
     def connections(self) -> dict[str, ChargePointConnection]:
@@ -132,18 +136,10 @@ class OcppServer:
     ) -> None:
         """Listen until cancelled; ``await nursery.start(server.run)`` returns once bound."""
         options = self._options
-        listen = partial(
-            serve_websocket,
-            self.handle_request,
-            options.host,
-            options.port,
-            ssl_context=None,
-            max_message_size=options.max_frame,
-            connect_timeout=options.handshake_timeout,
-            disconnect_timeout=options.close_timeout,
-        )
+        listeners = await trio.open_tcp_listeners(options.port, host=options.host)
+        self._port = int(listeners[0].socket.getsockname()[1])
         async with trio.open_nursery() as nursery:
-            self._websocket_server = await nursery.start(listen)
+            nursery.start_soon(trio.serve_listeners, self._handle_stream, listeners)
             log.info(
                 "OCPP server listening on ws://%s:%d/ocpp/{chargePointId}", options.host, self.port
             )
@@ -164,6 +160,23 @@ class OcppServer:
             await connection.close(code, reason)
 
     # -- one connection -------------------------------------------------------------------
+
+    async def _handle_stream(self, stream: trio.SocketStream) -> None:
+        """One TCP connection, inside its error barrier (see the module docstring)."""
+        try:
+            async with trio.open_nursery() as nursery:
+                request = None
+                with trio.move_on_after(self._options.handshake_timeout):
+                    request = await wrap_server_stream(
+                        nursery, stream, max_message_size=self._options.max_frame
+                    )
+                if request is not None:
+                    await self.handle_request(request)
+                nursery.cancel_scope.cancel()
+        except Exception as error:
+            _log_connection_failure(stream, error)
+        finally:
+            await trio.aclose_forcefully(stream)
 
     async def handle_request(self, request: WebSocketRequest) -> None:
         charge_point_id = charge_point_id_from_path(request.path)
@@ -257,6 +270,20 @@ class OcppServer:
                 )
                 scope.cancel()
                 return
+
+
+def _log_connection_failure(stream: trio.SocketStream, error: Exception) -> None:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+        peer = f"{host}:{port}"
+    except OSError:
+        peer = "a client"
+    leaves = error.exceptions if isinstance(error, ExceptionGroup) else (error,)
+    if all(isinstance(leaf, LocalProtocolError) for leaf in leaves):
+        # the peer sent a ping (or data) after our close frame; nothing was lost
+        log.info("connection from %s ended while closing: %s", peer, leaves[0])
+    else:
+        log.error("connection from %s failed; the server carries on", peer, exc_info=error)
 
 
 def _address(endpoint: object) -> str:
