@@ -260,4 +260,6 @@ async def test_a_reconnect_storm_drops_and_reboots_every_charger_at_once(
     )
     for n in range(1, 6):
         cp = charger_id("RS-", n)
-        assert [e["online"] for e in events if e["charge_point_id"] == cp] == [True, False, True]
+        # connected, dropped, reconnected (and maybe already gone, as the fleet has ended)
+        presence = [e["online"] for e in events if e["charge_point_id"] == cp]
+        assert presence[:3] == [True, False, True] and len(presence) <= 4
