@@ -449,3 +449,21 @@ def test_keep_alive_survives_answers_given_before_the_body_was_needed(
             assert api.get("/api/v1/id-tags/A%00B", timeout=5).status_code == 400
     assert_problem(api.put("/api/v1/id-tags/BIG", content=b"x" * (2 << 20)), 413, "larger")
     assert api.get("/api/v1/id-tags", timeout=5).status_code == 200
+
+
+def test_removing_a_connected_charge_point_closes_its_connection(
+    live: Live, api: httpx.Client
+) -> None:
+    assert api.put(
+        "/api/v1/charge-points/GONE-1", json={"registrationStatus": "Accepted"}
+    ).is_success
+
+    async def connected_then_removed() -> int | None:
+        async with websockets.connect(live.ws_url("GONE-1"), subprotocols=["ocpp1.6"]) as ws:
+            await asyncio.to_thread(api.delete, "/api/v1/charge-points/GONE-1")
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), timeout=5)
+            return ws.close_code
+
+    assert asyncio.run(connected_then_removed()) == 1008
+    assert_problem(api.get("/api/v1/charge-points/GONE-1"), 404)

@@ -432,6 +432,8 @@ class AdminApi:
         charge_point_id = request.path["chargePointId"]
         if not await self._store.charge_points.remove(charge_point_id):
             raise not_found(f"charge point {charge_point_id!r} is not known")
+        if self.voltaro.server is not None:  # a removed charger may not stay connected
+            await self.voltaro.server.disconnect(charge_point_id, reason="charge point removed")
         return Status(204)
 
     async def status_history(self, request: Request) -> JsonObject:
@@ -690,7 +692,8 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             "DELETE",
             cp,
             "deleteChargePoint",
-            "Remove a charge point (its history and transactions stay)",
+            "Remove a charge point (its history and transactions stay); a live connection"
+            " of it is closed with 1008",
             api.delete_charge_point,
             "charge points",
             path_params=(CHARGE_POINT_ID,),

@@ -153,6 +153,16 @@ class OcppServer:
             for connection in list(self._connections.values()):
                 nursery.start_soon(self._close_bounded, connection, code, reason)
 
+    async def disconnect(
+        self, charge_point_id: str, code: int = CLOSE_POLICY_VIOLATION, reason: str = ""
+    ) -> bool:
+        """Close the charge point's live connection (time-bounded); False when it has none."""
+        connection = self._connections.get(charge_point_id)
+        if connection is None:
+            return False
+        await self._close_bounded(connection, code, reason)
+        return True
+
     async def _close_bounded(
         self, connection: ChargePointConnection, code: int, reason: str
     ) -> None:
