@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from voltaro.sim.profiles import PROFILES, profile
+from voltaro.sim.profiles import PROFILES, Profile, profile
 
 if TYPE_CHECKING:
     from voltaro.config import Settings
@@ -51,7 +51,8 @@ def add_simulate_command(commands: argparse._SubParsersAction[argparse.ArgumentP
         type=float,
         default=None,
         metavar="S",
-        help="chargers connect at random within S seconds (default: per profile)",
+        help="chargers connect at random within S seconds (default: per profile, at most "
+        "half of --duration)",
     )
     parser.add_argument(
         "--reconnect-at",
@@ -87,9 +88,7 @@ def simulate(args: argparse.Namespace, settings: Settings | None = None) -> int:
         url=args.url,
         chargers=args.chargers,
         connectors=args.connectors,
-        profile=profile(
-            args.profile, time_scale=args.time_scale, connect_window=args.connect_window
-        ),
+        profile=_profile(args),
         duration=args.duration,
         id_prefix=args.id_prefix,
         password=args.password,
@@ -105,3 +104,12 @@ def simulate(args: argparse.Namespace, settings: Settings | None = None) -> int:
     else:
         print(summary_table(summary))
     return 1 if summary["errors"] else 0
+
+
+def _profile(args: argparse.Namespace) -> Profile:
+    """The named profile; its connect window is kept within the first half of the run, so a
+    short run sees every charger connect."""
+    window = args.connect_window
+    if window is None:
+        window = min(PROFILES[args.profile].connect_window, args.duration / 2)
+    return profile(args.profile, time_scale=args.time_scale, connect_window=window)

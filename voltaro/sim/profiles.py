@@ -1,9 +1,10 @@
 """Load profiles of a simulated charge point: how often it talks, and how it charges.
 
 Every interval is in simulated seconds; :attr:`Profile.time_scale` compresses them (60 makes
-one simulated minute last one real second). Intervals the Central System sets (the
-BootNotification ``interval``, ChangeConfiguration of ``HeartbeatInterval`` or
-``MeterValueSampleInterval``) are real seconds, as on a real charger, and are not compressed.
+one simulated minute last one real second). That includes the intervals the Central System
+sets (the BootNotification ``interval``, ``HeartbeatInterval``, ``MeterValueSampleInterval``):
+the whole life of the charger runs faster, so registration and heartbeat scenarios are quick
+to test. Only the connect window is in real seconds.
 """
 
 from __future__ import annotations
