@@ -288,12 +288,18 @@ def _log_connection_failure(stream: trio.SocketStream, error: Exception) -> None
         peer = f"{host}:{port}"
     except OSError:
         peer = "a client"
-    leaves = error.exceptions if isinstance(error, ExceptionGroup) else (error,)
-    if all(isinstance(leaf, LocalProtocolError) for leaf in leaves):
-        # the peer sent a ping (or data) after our close frame; nothing was lost
-        log.info("connection from %s ended while closing: %s", peer, leaves[0])
+    leaves = _leaves(error)
+    if all(isinstance(leaf, LocalProtocolError | ConnectionClosed) for leaf in leaves):
+        # the peer left mid-handshake, or sent a ping after our close frame: nothing was lost
+        log.info("connection from %s ended early: %r", peer, leaves[0])
     else:
         log.error("connection from %s failed; the server carries on", peer, exc_info=error)
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
 
 
 def _address(endpoint: object) -> str:
