@@ -55,3 +55,16 @@ def test_simulate_reports_json_and_fails_on_errors(
     assert summary["actions"]["BootNotification"]["count"] == 3
     assert summary["actions"]["Heartbeat"]["count"] >= 3
     assert summary["messages_per_s"] > 0
+
+
+def test_the_default_connect_window_fits_in_half_the_run() -> None:
+    from voltaro.cli import build_parser
+    from voltaro.sim.cli import _profile
+
+    def window(*extra: str) -> float:
+        args = build_parser().parse_args(["simulate", "--profile", "stress", *extra])
+        return _profile(args).connect_window
+
+    assert window("--duration", "15") == 7.5  # the stress profile's own window is 60 s
+    assert window("--duration", "600") == 60.0
+    assert window("--duration", "15", "--connect-window", "30") == 30.0  # as asked

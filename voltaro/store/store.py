@@ -56,8 +56,9 @@ async def open_store(
 ) -> AsyncIterator[Store]:
     """A running :class:`Store` for the block (inside ``trio_asyncio.open_loop()``).
 
-    Order on the way in: database (embedded when ``url`` is None), migrations, pool, writer,
-    id tag cache (loaded). On the way out, the reverse: the writer fails whoever still waits,
+    Order on the way in: database (embedded when ``url`` is None), migrations, pool, the
+    writer's own pool (on its own thread, see :mod:`.loop_thread`), writer, id tag cache
+    (loaded). On the way out, the reverse: the writer fails whoever still waits,
     the pool closes, the embedded server stops.
 
     ``background=False`` (operator commands) starts neither the writer nor the cache: only
