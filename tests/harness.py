@@ -59,7 +59,7 @@ async def start_test_server(
     async def session(connection: ChargePointConnection) -> None:
         test_server = holder[0]
         endpoint = RpcEndpoint(
-            connection.channel,
+            connection.websocket,
             REGISTRY,
             handlers(connection.charge_point_id, test_server),
             name=connection.charge_point_id,

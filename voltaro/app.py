@@ -66,7 +66,7 @@ class Voltaro:
         """One charger's connection: the RPC endpoint, bound to the central system."""
         charge_point_id = connection.charge_point_id
         endpoint = RpcEndpoint(
-            connection.channel,
+            connection.websocket,
             self.registry,
             self.central.handlers(charge_point_id),
             name=charge_point_id,

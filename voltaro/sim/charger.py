@@ -37,18 +37,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    HandshakeError,
-    WebSocketConnection,
-    wrap_client_stream,
-)
-from wsproto.utilities import LocalProtocolError
 
 from voltaro.ocppj.endpoint import (
     CallErrorReceived,
     CallFailed,
     CallTimeout,
+    ChannelClosed,
     ConnectionLost,
     InvalidResponse,
     RpcEndpoint,
@@ -57,15 +51,15 @@ from voltaro.ocppj.frames import Payload
 from voltaro.ocppj.validation import SchemaRegistry
 from voltaro.sim.profiles import Profile
 from voltaro.sim.stats import FleetStats
-from voltaro.transport.channel import WebSocketChannel
+from voltaro.transport.websocket import HandshakeFailed, WebSocket, open_client
 
 log = logging.getLogger("voltaro.sim")
 
 TRANSACTION_ACTIONS = frozenset({"StartTransaction", "MeterValues", "StopTransaction"})
 # What a charger does while the server has not given an interval (Pending with interval 0).
 DEFAULT_BOOT_RETRY = 30.0
-# A connection attempt that failed (HandshakeError, a refused handshake, is counted apart).
-CONNECT_FAILURES = (OSError, trio.TooSlowError, trio.BrokenResourceError, ConnectionClosed)
+# A connection attempt that failed (HandshakeFailed, a refused handshake, is counted apart).
+CONNECT_FAILURES = (OSError, trio.TooSlowError, trio.BrokenResourceError, ChannelClosed)
 
 
 class Offline(Exception):
@@ -73,13 +67,12 @@ class Offline(Exception):
 
 
 async def connect_websocket(
-    nursery: trio.Nursery,
     url: str,
     *,
     source_address: str | None = None,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
     timeout: float = 30.0,
-) -> tuple[WebSocketConnection, trio.SocketStream]:
+) -> tuple[WebSocket, trio.SocketStream]:
     """Open a ``ws://`` connection, from ``source_address`` when given (any of 127.0.0.0/8
     works on Linux, so that many chargers do not share one address's ephemeral ports)."""
     parts = urllib.parse.urlsplit(url)
@@ -107,14 +100,12 @@ async def connect_websocket(
                 raise
             stream = trio.SocketStream(sock)
         try:
-            websocket = await wrap_client_stream(
-                nursery,
+            websocket = await open_client(
                 stream,
                 f"{host}:{port}",
                 resource,
                 subprotocols=["ocpp1.6"],
                 extra_headers=extra_headers,
-                max_message_size=1 << 20,
             )
         except BaseException:
             await trio.aclose_forcefully(stream)
@@ -317,7 +308,7 @@ class SimulatedChargePoint:
             await self._network.wait()
             try:
                 await self._connection()
-            except HandshakeError as error:
+            except HandshakeFailed as error:
                 self.stats.connect_failures += 1
                 self.stats.protocol_errors[f"handshake:{_handshake_reason(error)}"] += 1
             except CONNECT_FAILURES:
@@ -338,34 +329,18 @@ class SimulatedChargePoint:
             token = b64encode(f"{self.id}:{self.options.password}".encode()).decode()
             headers = [(b"Authorization", f"Basic {token}".encode())]
         self.stats.connects += 1
-        failure: BaseException | None = None
+        websocket, stream = await connect_websocket(
+            charger_url(self.options.url, self.id),
+            source_address=self.options.source_address,
+            extra_headers=headers,
+            timeout=self.options.call_timeout,
+        )
         try:
-            async with trio.open_nursery() as nursery:
-                try:
-                    websocket, stream = await connect_websocket(
-                        nursery,
-                        charger_url(self.options.url, self.id),
-                        source_address=self.options.source_address,
-                        extra_headers=headers,
-                        timeout=self.options.call_timeout,
-                    )
-                except (HandshakeError, *CONNECT_FAILURES) as error:
-                    failure = error
-                else:
-                    await self._connected(websocket, stream)
-                nursery.cancel_scope.cancel()
-        except* (HandshakeError, *CONNECT_FAILURES) as group:
-            # trio-websocket raises a refused handshake from its reader task
-            failure = _first_leaf(group)
-        except* LocalProtocolError:
-            # trio-websocket's reader answered a server ping after our close frame: the
-            # connection is over, as it was going to be
-            log.debug("%s: the server pinged while we were closing", self.id)
-        if failure is not None:
-            raise failure
-        self.stats.disconnects += 1
+            await self._connected(websocket)
+        finally:
+            await trio.aclose_forcefully(stream)
 
-    async def _connected(self, websocket: WebSocketConnection, stream: trio.SocketStream) -> None:
+    async def _connected(self, websocket: WebSocket) -> None:
         self.stats.connected += 1
         try:
             with trio.CancelScope() as scope:
@@ -380,18 +355,16 @@ class SimulatedChargePoint:
             self.endpoint = None
             if self.online.is_set():
                 self.online = trio.Event()
-            if trio.current_effective_deadline() == -math.inf:
-                # cancelled from outside (the fleet stops): the reader task is gone too, so
-                # no closing handshake can complete; just drop the TCP connection
-                await trio.aclose_forcefully(stream)
-            else:
+            if trio.current_effective_deadline() != -math.inf:
+                # not when cancelled from outside (the fleet stops): then the caller just
+                # drops the TCP connection
                 with trio.CancelScope(shield=True), trio.move_on_after(2):
                     await websocket.aclose()
         self.stats.disconnects += 1
 
-    async def _talk(self, websocket: WebSocketConnection) -> None:
+    async def _talk(self, websocket: WebSocket) -> None:
         endpoint = RpcEndpoint(
-            WebSocketChannel(websocket),
+            websocket,
             self.registry,
             self._handlers(),
             name=f"sim:{self.id}",
@@ -966,11 +939,5 @@ def default_id_tag(charge_point_id: str, connector_id: int) -> str:
     return charge_point_id[-(20 - len(suffix)) :] + suffix
 
 
-def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
-
-
-def _handshake_reason(error: HandshakeError) -> str:
-    status = getattr(error, "status_code", None)
-    return f"HTTP {status}" if status is not None else type(error).__name__
+def _handshake_reason(error: HandshakeFailed) -> str:
+    return f"HTTP {error.status_code}" if error.status_code is not None else "broken"

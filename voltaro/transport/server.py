@@ -1,4 +1,4 @@
-"""The OCPP WebSocket server on trio-websocket.
+"""The OCPP WebSocket server (WebSocket connections: :mod:`voltaro.transport.websocket`).
 
 One task per connection runs the handshake, then a nursery with the session (the RPC endpoint,
 given by the caller) and the keepalive. When either ends, the other is cancelled and the
@@ -12,10 +12,8 @@ handshake completes without the header and the connection is closed at once.
 A second connection with the id of a live one replaces it: the old one is usually a dead
 TCP connection the charger has given up on.
 
-Each TCP connection runs inside its own error barrier: whatever fails in it (our session, or
-trio-websocket itself, which for instance raises when a charger's ping crosses our close
-frame) ends that connection only, and is logged. The accept loop is ours rather than
-``serve_websocket`` for that reason: there an error in one connection stops the server.
+Each TCP connection runs inside its own error barrier: whatever fails in it ends that
+connection only, and is logged.
 """
 
 from __future__ import annotations
@@ -27,23 +25,32 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    WebSocketConnection,
-    WebSocketRequest,
-    wrap_server_stream,
-)
-from wsproto.utilities import LocalProtocolError
 
-from voltaro.transport.channel import WebSocketChannel
+from voltaro.ocppj.endpoint import ChannelClosed
 from voltaro.transport.handshake import SUBPROTOCOL, charge_point_id_from_path, password_for
+from voltaro.transport.websocket import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_PROTOCOL_ERROR,
+    HandshakeFailed,
+    UpgradeRequest,
+    WebSocket,
+    read_upgrade_request,
+)
 
 log = logging.getLogger("voltaro.transport")
 
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_POLICY_VIOLATION = 1008
+__all__ = [
+    "CLOSE_GOING_AWAY",
+    "CLOSE_NORMAL",
+    "CLOSE_POLICY_VIOLATION",
+    "CLOSE_PROTOCOL_ERROR",
+    "Admission",
+    "ChargePointConnection",
+    "OcppServer",
+    "ServerOptions",
+]
 
 
 class Verdict(Protocol):
@@ -72,14 +79,10 @@ class ChargePointConnection:
     """One admitted, open connection of a charge point."""
 
     charge_point_id: str
-    websocket: WebSocketConnection
+    websocket: WebSocket
     lenient: bool
     remote: str
     connected_at: float = field(default_factory=time.monotonic)
-    channel: WebSocketChannel = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.channel = WebSocketChannel(self.websocket)
 
     async def close(self, code: int, reason: str) -> None:
         await self.websocket.aclose(code, reason)
@@ -173,24 +176,20 @@ class OcppServer:
 
     async def _handle_stream(self, stream: trio.SocketStream) -> None:
         """One TCP connection, inside its error barrier (see the module docstring)."""
+        remote = _peer(stream)
         try:
-            async with trio.open_nursery() as nursery:
-                request = None
-                with trio.move_on_after(self._options.handshake_timeout):
-                    request = await wrap_server_stream(
-                        nursery, stream, max_message_size=self._options.max_frame
-                    )
-                if request is not None:
-                    await self.handle_request(request)
-                nursery.cancel_scope.cancel()
+            request = None
+            with trio.move_on_after(self._options.handshake_timeout):
+                request = await read_upgrade_request(stream, max_message=self._options.max_frame)
+            if request is not None:
+                await self.handle_request(request, remote)
         except Exception as error:
-            _log_connection_failure(stream, error)
+            _log_connection_failure(remote, error)
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def handle_request(self, request: WebSocketRequest) -> None:
+    async def handle_request(self, request: UpgradeRequest, remote: str) -> None:
         charge_point_id = charge_point_id_from_path(request.path)
-        remote = _address(request.remote)
         if charge_point_id is None:
             log.info("refused %s: path %.100r is not /ocpp/{chargePointId}", remote, request.path)
             await _reject(request, 404, b"Not Found: connect to /ocpp/{chargePointId}\n")
@@ -210,7 +209,7 @@ class OcppServer:
         await self._serve(connection)
 
     async def _refuse_subprotocol(
-        self, request: WebSocketRequest, charge_point_id: str, remote: str
+        self, request: UpgradeRequest, charge_point_id: str, remote: str
     ) -> None:
         # OCPP-J 1.6 section 3.1.2: complete the handshake without the header, then close.
         log.info(
@@ -268,7 +267,7 @@ class OcppServer:
             with trio.move_on_after(timeout) as waited:
                 try:
                     await connection.websocket.ping()
-                except ConnectionClosed:
+                except ChannelClosed:
                     return
                 if self._on_pong is not None:
                     self._on_pong(connection.charge_point_id)
@@ -282,15 +281,10 @@ class OcppServer:
                 return
 
 
-def _log_connection_failure(stream: trio.SocketStream, error: Exception) -> None:
-    try:
-        host, port = stream.socket.getpeername()[:2]
-        peer = f"{host}:{port}"
-    except OSError:
-        peer = "a client"
+def _log_connection_failure(peer: str, error: Exception) -> None:
     leaves = _leaves(error)
-    if all(isinstance(leaf, LocalProtocolError | ConnectionClosed) for leaf in leaves):
-        # the peer left mid-handshake, or sent a ping after our close frame: nothing was lost
+    if all(isinstance(leaf, HandshakeFailed | ChannelClosed) for leaf in leaves):
+        # not a WebSocket client, or one that left mid-handshake: nothing was lost
         log.info("connection from %s ended early: %r", peer, leaves[0])
     else:
         log.error("connection from %s failed; the server carries on", peer, exc_info=error)
@@ -302,20 +296,23 @@ def _leaves(error: BaseException) -> list[BaseException]:
     return [error]
 
 
-def _address(endpoint: object) -> str:
-    address, port = getattr(endpoint, "address", None), getattr(endpoint, "port", None)
-    return f"{address}:{port}" if address is not None else str(endpoint)
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "a client that left"
+    return f"{host}:{port}"
 
 
-async def _reject(request: WebSocketRequest, status: int, body: bytes | None = None) -> None:
+async def _reject(request: UpgradeRequest, status: int, body: bytes | None = None) -> None:
     """Answer the handshake with HTTP ``status``; a client that hung up meanwhile is fine."""
     headers: list[tuple[bytes, bytes]] = []
     body = _REJECTION_BODIES.get(status, b"") if body is None else body
     if status == 401:
         headers.append((b"WWW-Authenticate", b'Basic realm="Voltaro OCPP", charset="UTF-8"'))
     try:
-        await request.reject(status, extra_headers=headers, body=body)
-    except ConnectionClosed:
+        await request.reject(status, headers, body)
+    except ChannelClosed:
         log.debug("the client left before its HTTP %d", status)
 
 

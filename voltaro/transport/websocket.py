@@ -1,0 +1,389 @@
+"""A WebSocket connection on wsproto, read and written straight off the socket.
+
+Used by both ends: the server's charge point connections and the simulator's chargers.
+
+Why not trio-websocket, which DESIGN starts from (it stays as a test peer and in the echo
+benchmark): it runs a reader task per connection that hands each message on through a
+channel, and goes through trio's ``SocketStream``. Per OCPP message that cost the server
+0.11-0.18 ms of CPU; reading and writing the socket here costs 0.055-0.065 ms (an echo server
+each way, driven by ``voltaro simulate --profile throughput``). So there is no reader task: the
+task that wants the next message waits for the socket to be readable, reads what is there
+and feeds wsproto. Writes go out at once with ``os.write`` while the socket takes them; only a
+write that would block waits, and while it does, later writes queue behind it in order.
+
+Every read and write asks the socket for its descriptor first: once the connection's owner
+has closed the socket the answer is -1, and the number can never reach a newer connection
+that the kernel gave the same descriptor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import deque
+from dataclasses import dataclass
+from typing import cast
+
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import Connection, ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from voltaro.ocppj.endpoint import ChannelClosed
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_ABNORMAL = 1006  # never sent: the peer vanished without a close frame
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_MESSAGE_TOO_BIG = 1009
+
+READ_SIZE = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class CloseInfo:
+    """How a connection ended: the close frame's code and reason (1006: no close frame)."""
+
+    code: int
+    reason: str
+
+
+class HandshakeFailed(Exception):
+    """The opening handshake did not complete: refused with HTTP ``status_code``, or broken
+    (``status_code`` None)."""
+
+    def __init__(self, reason: str, status_code: int | None = None, body: bytes = b"") -> None:
+        super().__init__(reason)
+        self.status_code = status_code
+        self.body = body
+
+
+class _SocketIO:
+    """Reads and writes of one connected socket for trio, without trio's stream layer."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._socket = stream.socket
+        self._send_lock = trio.StrictFIFOLock()
+        self.broken = False  # a write was cut off mid-frame: nothing more may be written
+
+    async def read(self) -> bytes:
+        """The next bytes from the peer; b"" when it has closed or reset the connection."""
+        while True:
+            fd = self._socket.fileno()
+            if fd < 0:
+                return b""
+            try:
+                await trio.lowlevel.wait_readable(fd)
+            except trio.ClosedResourceError:
+                return b""
+            try:
+                return os.read(self._socket.fileno(), READ_SIZE)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return b""
+
+    async def write(self, data: bytes) -> None:
+        """Write all of ``data`` after every earlier write; ChannelClosed if it cannot be."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self.broken:
+            raise ChannelClosed
+        if not self._send_lock.locked():
+            data = self._write_now(data)
+            if not data:
+                return
+        async with self._send_lock:
+            try:
+                while data:
+                    await trio.lowlevel.wait_writable(self._fd())
+                    data = self._write_now(data)
+            except BaseException:
+                self.broken = bool(data)
+                raise
+
+    def _write_now(self, data: bytes) -> bytes:
+        try:
+            written = os.write(self._fd(), data)
+        except BlockingIOError:
+            return data
+        except OSError:
+            self.broken = True
+            raise ChannelClosed from None
+        return data[written:]
+
+    def _fd(self) -> int:
+        fd = self._socket.fileno()
+        if fd < 0:
+            raise ChannelClosed
+        return fd
+
+
+class WebSocket:
+    """An open WebSocket connection; a :class:`voltaro.ocppj.endpoint.MessageChannel`.
+
+    One task at a time receives (the RPC endpoint's reader); any task may send, ping or
+    close. The owner of the socket closes it when the connection's work is over.
+    """
+
+    def __init__(
+        self,
+        io: _SocketIO,
+        protocol: Connection,
+        *,
+        max_message: int,
+        subprotocol: str | None,
+    ) -> None:
+        self._io = io
+        self._protocol = protocol
+        self._max_message = max_message
+        self.subprotocol = subprotocol
+        self.closed: CloseInfo | None = None
+        self._inbox: deque[str | bytes] = deque()
+        self._parts: list[str | bytes] = []
+        self._size = 0
+        self._read_lock = trio.Lock()
+        self._pongs: deque[trio.Event] = deque()
+
+    async def receive(self) -> str | bytes:
+        """The next message; ChannelClosed once the connection is closed."""
+        while not self._inbox:
+            if self.closed is not None:
+                raise ChannelClosed
+            await self._read_once()
+        return self._inbox.popleft()
+
+    async def send(self, text: str) -> None:
+        await self._send_event(TextMessage(text))
+
+    async def take_early_frames(self) -> None:
+        """Act on frames that arrived together with the handshake's answer."""
+        await self._handle_events()
+
+    async def ping(self) -> None:
+        """Ping and wait for the pong (someone must be receiving meanwhile)."""
+        answered = trio.Event()
+        self._pongs.append(answered)
+        await self._send_event(Ping(b"voltaro"))
+        await answered.wait()
+
+    async def aclose(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Send a close frame and wait for the peer's (bound this with a timeout)."""
+        if self.closed is not None or self._io.broken:
+            return
+        if self._protocol.state is ConnectionState.OPEN:
+            try:
+                await self._send_event(CloseConnection(code, reason))
+            except ChannelClosed:
+                self.closed = CloseInfo(CLOSE_ABNORMAL, "")
+                return
+        while self.closed is None:
+            await self._read_once()
+
+    async def _send_event(self, event: Event) -> None:
+        if self.closed is not None:
+            raise ChannelClosed
+        try:
+            data = self._protocol.send(event)
+        except LocalProtocolError:  # a close frame went out already
+            raise ChannelClosed from None
+        await self._io.write(data)
+
+    async def _read_once(self) -> None:
+        """Read what the peer sent and act on it; the read lock keeps one reader at a time
+        (``aclose`` reads too, waiting for the peer's close frame)."""
+        if self._read_lock.locked():
+            await self._read_lock.acquire()
+        else:
+            self._read_lock.acquire_nowait()
+        try:
+            if self.closed is not None:
+                return
+            data = await self._io.read()
+            if not data:
+                self._protocol.receive_data(None)
+            else:
+                self._protocol.receive_data(data)
+            await self._handle_events()
+        finally:
+            self._read_lock.release()
+
+    async def _handle_events(self) -> None:
+        for event in self._protocol.events():
+            if isinstance(event, TextMessage):
+                await self._add_part(event.data, event.message_finished)
+            elif isinstance(event, BytesMessage):
+                await self._add_part(bytes(event.data), event.message_finished)
+            elif isinstance(event, Ping):
+                await self._send_quietly(event.response())
+            elif isinstance(event, Pong):
+                if self._pongs:
+                    self._pongs.popleft().set()
+            elif isinstance(event, CloseConnection):
+                await self._on_close(event)
+            if self.closed is not None:
+                return
+
+    async def _add_part(self, data: str | bytes, finished: bool) -> None:
+        self._parts.append(data)
+        self._size += len(data)
+        if self._size > self._max_message:
+            await self._fail(CLOSE_MESSAGE_TOO_BIG, f"message over {self._max_message} bytes")
+            return
+        if finished:
+            parts, self._parts, self._size = self._parts, [], 0
+            self._inbox.append(_joined(parts))
+
+    async def _on_close(self, event: CloseConnection) -> None:
+        state = self._protocol.state
+        if state is ConnectionState.REMOTE_CLOSING:  # the peer closes: answer in kind
+            await self._send_quietly(event.response())
+        elif state is ConnectionState.OPEN:  # wsproto's verdict on a frame it cannot parse
+            await self._fail(event.code, event.reason or "")
+            return
+        self.closed = CloseInfo(event.code, event.reason or "")
+
+    async def _fail(self, code: int, reason: str) -> None:
+        self.closed = CloseInfo(code, reason)
+        await self._send_quietly(CloseConnection(code, reason))
+
+    async def _send_quietly(self, event: Event) -> None:
+        """Send a control frame the protocol calls for; a peer already gone is no matter."""
+        with contextlib.suppress(ChannelClosed, LocalProtocolError):
+            await self._io.write(self._protocol.send(event))
+
+
+def _joined(parts: list[str | bytes]) -> str | bytes:
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], str):
+        return "".join(cast(list[str], parts))
+    return b"".join(cast(list[bytes], parts))
+
+
+# -- opening handshakes ---------------------------------------------------------------------
+
+
+class UpgradeRequest:
+    """A client's opening handshake, read by :func:`read_upgrade_request`; answer it with
+    :meth:`accept` or :meth:`reject`."""
+
+    def __init__(
+        self, io: _SocketIO, handshake: WSConnection, request: Request, max_message: int
+    ) -> None:
+        self._io = io
+        self._handshake = handshake
+        self._max_message = max_message
+        self.path = request.target
+        self.headers: list[tuple[bytes, bytes]] = list(request.extra_headers)
+        self.proposed_subprotocols: list[str] = list(request.subprotocols)
+
+    async def accept(self, subprotocol: str | None = None) -> WebSocket:
+        await self._io.write(self._handshake.send(AcceptConnection(subprotocol=subprotocol)))
+        return await _opened(self._io, self._handshake, self._max_message, subprotocol)
+
+    async def reject(
+        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b""
+    ) -> None:
+        await _send_rejection(self._io, self._handshake, status, headers, body)
+
+
+async def read_upgrade_request(
+    stream: trio.SocketStream, *, max_message: int
+) -> UpgradeRequest | None:
+    """Read a client's opening handshake. None when the client left first; a request that is
+    not a WebSocket upgrade (or over h11's 16 KiB) is answered 400 or 426 and raises
+    :class:`HandshakeFailed`."""
+    io = _SocketIO(stream)
+    handshake = WSConnection(ConnectionType.SERVER)
+    while True:
+        data = await io.read()
+        try:
+            handshake.receive_data(data or None)
+            for event in handshake.events():
+                if isinstance(event, Request):
+                    return UpgradeRequest(io, handshake, event, max_message)
+        except RemoteProtocolError as error:
+            hint = error.event_hint
+            if isinstance(hint, RejectConnection):
+                with contextlib.suppress(ChannelClosed, LocalProtocolError):
+                    await _send_rejection(io, handshake, hint.status_code, hint.headers, b"")
+            raise HandshakeFailed(f"not a WebSocket upgrade: {error}") from None
+        if not data:
+            return None
+
+
+async def _send_rejection(
+    io: _SocketIO,
+    handshake: WSConnection,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+) -> None:
+    headers = [*headers, (b"Content-Length", str(len(body)).encode())]
+    data = handshake.send(RejectConnection(status_code=status, headers=headers, has_body=True))
+    data += handshake.send(RejectData(body))
+    await io.write(data)
+
+
+async def open_client(
+    stream: trio.SocketStream,
+    host: str,
+    resource: str,
+    *,
+    subprotocols: list[str],
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+    max_message: int = 1 << 20,
+) -> WebSocket:
+    """Run the client's opening handshake on a connected stream. Raises
+    :class:`HandshakeFailed` when the server refuses, ChannelClosed when it hangs up."""
+    io = _SocketIO(stream)
+    handshake = WSConnection(ConnectionType.CLIENT)
+    request = Request(
+        host=host, target=resource, subprotocols=subprotocols, extra_headers=extra_headers or []
+    )
+    await io.write(handshake.send(request))
+    refusal: RejectConnection | None = None
+    body = b""
+    finished = False
+    while True:
+        data = await io.read()
+        if not data and refusal is None:
+            raise ChannelClosed
+        try:
+            handshake.receive_data(data or None)
+            for event in handshake.events():
+                if isinstance(event, AcceptConnection):
+                    return await _opened(io, handshake, max_message, event.subprotocol)
+                if isinstance(event, RejectConnection):
+                    refusal, finished = event, not event.has_body
+                elif isinstance(event, RejectData):
+                    body += event.data
+                    finished = event.body_finished
+        except RemoteProtocolError as error:
+            raise HandshakeFailed(f"bad handshake answer: {error}") from None
+        if refusal is not None and (finished or not data):
+            status = refusal.status_code
+            raise HandshakeFailed(f"the server answered HTTP {status}", status, body)
+
+
+async def _opened(
+    io: _SocketIO, handshake: WSConnection, max_message: int, subprotocol: str | None
+) -> WebSocket:
+    protocol = handshake.connection
+    assert protocol is not None  # the handshake completed
+    websocket = WebSocket(io, protocol, max_message=max_message, subprotocol=subprotocol)
+    await websocket.take_early_frames()
+    return websocket
