@@ -318,8 +318,9 @@ async def read_upgrade_request(
         except RemoteProtocolError as error:
             hint = error.event_hint
             if isinstance(hint, RejectConnection):
+                body = f"Bad Request: expected a WebSocket upgrade ({error})\n".encode()
                 with contextlib.suppress(ChannelClosed, LocalProtocolError):
-                    await _send_rejection(io, handshake, hint.status_code, hint.headers, b"")
+                    await _send_rejection(io, handshake, hint.status_code, hint.headers, body)
             raise HandshakeFailed(f"not a WebSocket upgrade: {error}") from None
         if not data:
             return None
