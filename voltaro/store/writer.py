@@ -33,6 +33,8 @@ Error handling:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -56,6 +58,7 @@ MIN_BACKOFF = 0.05  # seconds after a failed batch; doubles up to MAX_BACKOFF
 MAX_BACKOFF = 2.0
 FINAL_FLUSH_SECONDS = 2.0  # at shutdown, how long queued writes may take to commit
 BATCH_DEADLINE = 30.0  # seconds: a batch taking longer is abandoned (rolled back) as an outage
+DRAIN_SECONDS = 1.0  # batches back to back on the database's side before trio is asked again
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,8 @@ class _Pending:
 
 # What the asyncio side reports per write: (True, result) or (False, exception).
 _Outcome = tuple[bool, Any]
+# A batch that failed as a whole: the error, its submitted writes and its posted ones.
+_Failure = tuple[Exception, list[_Pending], list[Write[Any]]]
 
 
 class GroupCommitWriter:
@@ -158,6 +163,10 @@ class GroupCommitWriter:
         self._posted: deque[Write[Any]] = deque()
         self._wakeup = trio.Event()
         self._running = False
+        self._token: trio.lowlevel.TrioToken | None = None
+        # the batch being written, for whoever must fail it if that goes wrong
+        self._in_flight: list[_Pending] = []
+        self._in_flight_posted: list[Write[Any]] = []
         self.batch_sizes = Histogram(SIZE_BUCKETS)
         self.commit_seconds = Histogram(LATENCY_BUCKETS)
         self.commits = 0
@@ -206,44 +215,27 @@ class GroupCommitWriter:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The writer loop; runs until cancelled."""
         self._running = True
-        in_flight: list[_Pending] = []
+        self._token = trio.lowlevel.current_trio_token()
         backoff = MIN_BACKOFF
         try:
             task_status.started()
             while True:
                 await self._wakeup.wait()
                 self._wakeup = trio.Event()
-                while self._submitted or self._posted:
-                    in_flight = self._take(self._submitted, self._max_batch)
-                    posted = self._take(self._posted, self._max_batch - len(in_flight))
-                    writes = [p.write for p in in_flight] + posted
-                    started = time.perf_counter()
-                    try:
-                        # A batch is not abandoned halfway: cancelling the writer lets the
-                        # batch in flight finish (bounded), so its outcome is known.
-                        with trio.CancelScope(shield=True) as scope:
-                            scope.relative_deadline = BATCH_DEADLINE
-                            outcomes = await self._database.cross(self._commit_aio, writes)
-                        if scope.cancelled_caught:
-                            raise StoreUnavailable(f"batch took over {BATCH_DEADLINE} s")
-                    except Exception as exc:
-                        self._batch_failed(exc, in_flight, posted)
-                        in_flight = []
-                        await trio.sleep(backoff)
-                        backoff = min(backoff * 2, MAX_BACKOFF)
-                        continue
+                failure = await self._drain()
+                if failure is None:
                     backoff = MIN_BACKOFF
-                    self.commits += 1
-                    self.commit_seconds.observe(time.perf_counter() - started)
-                    self.batch_sizes.observe(len(writes))
-                    self._deliver(in_flight, posted, outcomes)
-                    in_flight = []
+                    continue
+                self._batch_failed(*failure)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                self._wakeup.set()  # what is still queued gets the next attempt
         finally:
             self._running = False
             # The interrupted batch may or may not have committed: its callers are told it
             # failed (their chargers retry). What was only queued gets one last chance.
             stopped = StoreUnavailable("the store's writer stopped")
-            for pending in in_flight:
+            for pending in self._in_flight:
                 pending.finish(error=stopped)
             with trio.CancelScope(shield=True), trio.move_on_after(FINAL_FLUSH_SECONDS):
                 await self._final_flush()
@@ -252,6 +244,26 @@ class GroupCommitWriter:
             self._submitted.clear()
             if self._posted:
                 log.warning("writer stopped with %d queued writes unsaved", len(self._posted))
+
+    async def _drain(self) -> _Failure | None:
+        """Commit batches on the database's side until the queues are empty (or a while has
+        passed: then cancellation gets its chance); the failure that stopped it, if any.
+
+        A drain is not abandoned halfway: cancelling the writer lets it finish (bounded), so
+        the outcome of its last batch is known.
+        """
+        failure: _Failure | None
+        with trio.CancelScope(shield=True) as scope:
+            scope.relative_deadline = DRAIN_SECONDS + BATCH_DEADLINE
+            try:
+                failure = await self._database.cross(self._drain_aio)
+            except Exception as exc:  # the crossing itself failed
+                failure = (exc, self._in_flight, self._in_flight_posted)
+        if scope.cancelled_caught:
+            late = StoreUnavailable(f"a batch took over {BATCH_DEADLINE} s")
+            failure = (late, self._in_flight, self._in_flight_posted)
+        self._in_flight, self._in_flight_posted = [], []
+        return failure
 
     async def _final_flush(self) -> None:
         in_flight = self._take(self._submitted, len(self._submitted))
@@ -314,7 +326,34 @@ class GroupCommitWriter:
                 self.failed_writes += 1
                 log.error("dropped %s rejected by the database: %s", write.label, value)
 
-    # ---- asyncio side: one crossing per batch -------------------------------------------
+    # ---- asyncio side: batch after batch, results handed to trio ------------------------
+
+    async def _drain_aio(self) -> _Failure | None:
+        """Batch after batch without going back to trio in between: the callers of a batch
+        are woken through the trio token while the next batch is already being written (a
+        return to trio costs a scheduling round or two, under load several ms per batch)."""
+        token = self._token
+        assert token is not None  # set by run()
+        until = time.monotonic() + DRAIN_SECONDS
+        while (self._submitted or self._posted) and time.monotonic() < until:
+            in_flight = self._take(self._submitted, self._max_batch)
+            posted = self._take(self._posted, self._max_batch - len(in_flight))
+            self._in_flight, self._in_flight_posted = in_flight, posted
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(BATCH_DEADLINE):
+                    outcomes = await self._commit_aio([p.write for p in in_flight] + posted)
+            except TimeoutError:
+                return StoreUnavailable(f"a batch took over {BATCH_DEADLINE} s"), in_flight, posted
+            except Exception as exc:
+                return exc, in_flight, posted
+            self.commits += 1
+            self.commit_seconds.observe(time.perf_counter() - started)
+            self.batch_sizes.observe(len(in_flight) + len(posted))
+            self._in_flight, self._in_flight_posted = [], []
+            with contextlib.suppress(trio.RunFinishedError):  # trio is gone: nobody waits
+                token.run_sync_soon(self._deliver, in_flight, posted, outcomes)
+        return None
 
     async def _commit_aio(self, writes: list[Write[Any]]) -> list[_Outcome]:
         async with self._database.acquire() as connection:
