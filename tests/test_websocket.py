@@ -179,6 +179,36 @@ async def test_the_peer_vanishing_ends_receive_with_1006(nursery: trio.Nursery) 
     assert accepted[0].closed is not None and accepted[0].closed.code == 1006
 
 
+async def test_a_peer_that_never_answers_our_close_is_dropped(nursery: trio.Nursery) -> None:
+    """A dead TCP connection, say: the reader waiting on it must end, not wait forever."""
+    accepted: list[WebSocket] = []
+    reader_ended = trio.Event()
+
+    async def close_unanswered(request: UpgradeRequest) -> None:
+        websocket = await request.accept("ocpp1.6")
+        accepted.append(websocket)
+
+        async def read() -> None:
+            with pytest.raises(ChannelClosed):
+                await websocket.receive()
+            reader_ended.set()
+
+        async with trio.open_nursery() as inner:
+            inner.start_soon(read)
+            await trio.sleep(0.05)  # the reader is waiting on the socket
+            with trio.move_on_after(0.3):
+                await websocket.aclose(1008, "replaced")
+
+    port = await serve(nursery, close_unanswered)
+    peer, stream = await _raw_client(port)
+    assert (await _close_of(peer, stream)).code == 1008  # received, never answered
+    with trio.fail_after(5):
+        await reader_ended.wait()
+        assert await stream.receive_some() == b""  # and the TCP connection is gone
+    closed = accepted[0].closed
+    assert closed is not None and closed.code == 1006
+
+
 async def _raw_client(port: int) -> tuple[WSConnection, trio.SocketStream]:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     peer = WSConnection(ConnectionType.CLIENT)

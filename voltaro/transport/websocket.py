@@ -114,6 +114,11 @@ class _SocketIO:
                 self.broken = bool(data)
                 raise
 
+    def abort(self) -> None:
+        """Close the socket now (its owner's later close does nothing more); a task waiting
+        to read or write on it wakes up."""
+        self._socket.close()
+
     def _write_now(self, data: bytes) -> bytes:
         try:
             written = os.write(self._fd(), data)
@@ -180,17 +185,21 @@ class WebSocket:
         await answered.wait()
 
     async def aclose(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
-        """Send a close frame and wait for the peer's (bound this with a timeout)."""
-        if self.closed is not None or self._io.broken:
+        """Send a close frame and wait for the peer's (bound this with a timeout). If it does
+        not come, the TCP connection is dropped: whoever is receiving gets ChannelClosed."""
+        if self.closed is not None:
             return
-        if self._protocol.state is ConnectionState.OPEN:
-            try:
+        try:
+            if self._protocol.state is ConnectionState.OPEN:
                 await self._send_event(CloseConnection(code, reason))
-            except ChannelClosed:
-                self.closed = CloseInfo(CLOSE_ABNORMAL, "")
-                return
-        while self.closed is None:
-            await self._read_once()
+            while self.closed is None:
+                await self._read_once()
+        except ChannelClosed:
+            pass
+        finally:
+            if self.closed is None:
+                self.closed = CloseInfo(CLOSE_ABNORMAL, "the closing handshake did not complete")
+                self._io.abort()
 
     async def _send_event(self, event: Event) -> None:
         if self.closed is not None:
