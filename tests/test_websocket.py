@@ -209,6 +209,36 @@ async def test_a_peer_that_never_answers_our_close_is_dropped(nursery: trio.Nurs
     assert closed is not None and closed.code == 1006
 
 
+async def test_a_send_cancelled_while_queued_leaves_the_connection_usable(
+    nursery: trio.Nursery,
+) -> None:
+    """Only a frame cut off halfway breaks the stream; one that never started does not."""
+    start_reading = trio.Event()
+    received: list[str | bytes] = []
+
+    async def read_later(request: UpgradeRequest) -> None:
+        websocket = await request.accept("ocpp1.6")
+        await start_reading.wait()
+        for _ in range(2):
+            received.append(await websocket.receive())
+
+    port = await serve(nursery, read_later, max_message=8 << 20)
+    websocket, stream = await client(port)
+    big = "x" * (4 << 20)  # more than the socket buffers hold: the send has to wait
+    nursery.start_soon(websocket.send, big)
+    await trio.sleep(0.1)
+    with trio.move_on_after(0.1) as queued:
+        await websocket.send("cancelled while waiting its turn")
+    assert queued.cancelled_caught
+    start_reading.set()
+    with trio.fail_after(10):
+        await websocket.send("after")
+        while len(received) < 2:
+            await trio.sleep(0.01)
+    assert received == [big, "after"]
+    await stream.aclose()
+
+
 async def _raw_client(port: int) -> tuple[WSConnection, trio.SocketStream]:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     peer = WSConnection(ConnectionType.CLIENT)

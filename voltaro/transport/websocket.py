@@ -101,18 +101,20 @@ class _SocketIO:
         await trio.lowlevel.checkpoint_if_cancelled()
         if self.broken:
             raise ChannelClosed
-        if not self._send_lock.locked():
-            data = self._write_now(data)
-            if not data:
-                return
-        async with self._send_lock:
-            try:
-                while data:
+        remaining = data
+        try:
+            if not self._send_lock.locked():
+                remaining = self._write_now(data)
+                if not remaining:
+                    return
+            async with self._send_lock:
+                while remaining:
                     await trio.lowlevel.wait_writable(self._fd())
-                    data = self._write_now(data)
-            except BaseException:
-                self.broken = bool(data)
-                raise
+                    remaining = self._write_now(remaining)
+        except BaseException:
+            # cancelled (say) with part of the frame sent: the stream is cut mid-frame
+            self.broken = self.broken or 0 < len(remaining) < len(data)
+            raise
 
     def abort(self) -> None:
         """Close the socket now (its owner's later close does nothing more); a task waiting
@@ -221,6 +223,8 @@ class WebSocket:
             if self.closed is not None:
                 return
             data = await self._io.read()
+            if self.closed is not None:  # aclose gave up on the peer meanwhile
+                return
             if not data:
                 self._protocol.receive_data(None)
             else:
