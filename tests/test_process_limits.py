@@ -6,7 +6,11 @@ import weakref
 
 import trio
 
-from voltaro.process_limits import freeze_long_lived_objects, raise_open_file_limit
+from voltaro.process_limits import (
+    GC_THRESHOLDS,
+    freeze_long_lived_objects,
+    raise_open_file_limit,
+)
 
 
 class Node:
@@ -24,10 +28,12 @@ def test_open_file_limit_is_raised_to_the_hard_limit() -> None:
 async def test_survivors_are_frozen_and_thawed_cycles_are_freed() -> None:
     node = Node()
     gone = weakref.ref(node)
+    thresholds = gc.get_threshold()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(freeze_long_lived_objects, 0.05, 0.5)
         await trio.sleep(0.02)
         assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == GC_THRESHOLDS
         del node  # garbage now, but frozen: a full collection does not look at it
         gc.collect()
         assert gone() is not None
@@ -35,3 +41,4 @@ async def test_survivors_are_frozen_and_thawed_cycles_are_freed() -> None:
         assert gone() is None
         nursery.cancel_scope.cancel()
     assert gc.get_freeze_count() == 0  # stopping the policy leaves nothing frozen
+    assert gc.get_threshold() == thresholds

@@ -9,6 +9,13 @@ process at every full collection, which came every few seconds while the fleet w
 collector's permanent generation (``gc.freeze``) every few seconds, so a full collection only
 walks what was created since. The price: reference cycles that became garbage before a freeze
 are only freed at the next thaw, a full collection over everything run once an hour.
+
+The youngest generation is also collected less often: every 50,000 allocations instead of
+CPython's 700. At a few thousand messages a second the default ran hundreds of collections a
+second, each walking the in-flight frames, payloads and tasks again. Under workload (a)
+(200 chargers flooding, seven runs each way on a noisy machine) the larger threshold took the
+server from 0.248 to 0.225 ms of CPU per message on average, and 3,380 to 3,640 msg/s. A
+young collection then walks at most ~50,000 objects: ~1-3 ms.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ T = TypeVar("T")
 
 FREEZE_INTERVAL = 5.0  # seconds between moving survivors into the permanent generation
 THAW_INTERVAL = 3600.0  # seconds between full collections over everything
+GC_THRESHOLDS = (50_000, 20, 100)  # allocations per young collection, then per older one
 
 
 def raise_open_file_limit() -> int:
@@ -47,8 +55,11 @@ def raise_open_file_limit() -> int:
 async def freeze_long_lived_objects(
     freeze_interval: float = FREEZE_INTERVAL, thaw_interval: float = THAW_INTERVAL
 ) -> None:
-    """Run until cancelled: the collector policy of the module docstring."""
+    """Run until cancelled: the collector policy of the module docstring (the thresholds
+    and the frozen objects are given back when it stops)."""
     last_thaw = time.monotonic()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         while True:
             gc.collect(1)  # young garbage is freed, not frozen
@@ -65,6 +76,7 @@ async def freeze_long_lived_objects(
                     (time.perf_counter() - started) * 1000,
                 )
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
