@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import trio
 
 from tests.central.helpers import call, fetch, fetchval
 from voltaro.central import CentralSystem, open_central_system
@@ -34,11 +35,14 @@ def sample(value: str, timestamp: str = "2024-05-01T10:30:00Z", **fields: str) -
 
 
 async def accepted_tag(central: CentralSystem, tag: str = "TAG1") -> None:
-    await central.store.id_tags.upsert(tag)
-    import trio
+    await tag_with_status(central, tag, "Accepted")
 
+
+async def tag_with_status(central: CentralSystem, tag: str, status: str) -> None:
+    """Store the tag and wait until the id tag cache (kept by LISTEN/NOTIFY) has it."""
+    await central.store.id_tags.upsert(tag, status=status)
     with trio.fail_after(10):
-        while (await central.authorizer.id_tag_info(tag))["status"] != "Accepted":
+        while (await central.authorizer.id_tag_info(tag))["status"] != status:
             await trio.sleep(0.01)
 
 
@@ -116,7 +120,7 @@ async def test_stop_unknown_transaction_is_answered(central: CentralSystem) -> N
 
 
 async def test_start_recorded_even_when_not_accepted(central: CentralSystem) -> None:
-    await central.store.id_tags.upsert("BLOCKED", status="Blocked")
+    await tag_with_status(central, "BLOCKED", "Blocked")
     reply = await call(central, "CP1", "StartTransaction", {**START, "idTag": "UNKNOWN"})
     assert reply["idTagInfo"] == {"status": "Invalid"}
     blocked = await call(
@@ -235,6 +239,28 @@ async def test_meter_values_are_all_stored(central: CentralSystem) -> None:
         central, "SELECT measurand || '/' || unit FROM meter_values_effective WHERE value = '1234'"
     )
     assert effective == "Energy.Active.Import.Register/Wh"
+
+
+async def test_meter_values_keep_microseconds_and_lose_only_nul(central: CentralSystem) -> None:
+    """The sampled values reach the table through jsonb: the one character PostgreSQL cannot
+    hold, U+0000, becomes U+FFFD; timestamps keep their microseconds."""
+    payload = {
+        "connectorId": 1,
+        "meterValue": [
+            {
+                "timestamp": "2024-05-01T10:00:00.123456Z",
+                "sampledValue": [{"value": "12\x0034", "unit": "W\u0000h", "phase": "L1"}],
+            }
+        ],
+    }
+    assert await call(central, "CP1", "MeterValues", payload) == {}
+    row = (await fetch(central, "SELECT sampled_at, value, unit, phase FROM meter_values"))[0]
+    assert row == {
+        "sampled_at": datetime(2024, 5, 1, 10, 0, 0, 123456, tzinfo=UTC),
+        "value": "12\ufffd34",
+        "unit": "W\ufffdh",
+        "phase": "L1",
+    }
 
 
 async def test_energy_register_keeps_running_energy(central: CentralSystem) -> None:

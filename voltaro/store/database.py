@@ -40,10 +40,29 @@ def _encode_jsonb(value: object) -> bytes:
     # Binary jsonb is a version byte (1) then the JSON text. PostgreSQL cannot store the
     # character U+0000 in jsonb, which JSON allows: it becomes U+FFFD rather than failing the
     # whole write (the only change Voltaro ever makes to what a charger sent).
-    data = orjson.dumps(value)
+    data = orjson.dumps(value, default=_plain)
     if b"\\u0000" in data:
         data = _replace_nul_escapes(data)
     return b"\x01" + data
+
+
+class JsonbElement:
+    """One element of a ``jsonb[]`` parameter: a bare list there would be taken by asyncpg
+    for a dimension of the array."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+def _plain(value: object) -> object:
+    """What orjson leaves out: named tuples (e.g. SampledValue) go as JSON arrays."""
+    if isinstance(value, JsonbElement):
+        return value.value
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _replace_nul_escapes(data: bytes) -> bytes:

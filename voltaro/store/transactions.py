@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from voltaro.store.database import Connection, Database
+from voltaro.store.database import Connection, Database, JsonbElement
 from voltaro.store.records import (
     EnergyReading,
     OpenTransaction,
@@ -61,6 +61,27 @@ ENERGY = MergedUpdate(
           ORDER BY id, at DESC) AS u
     WHERE t.transaction_id = u.id AND t.charge_point_id = u.cp AND t.stopped_at IS NULL
       AND (t.last_register_at IS NULL OR t.last_register_at <= u.at)
+    """,
+)
+
+# MeterValues rows, one INSERT per batch that PostgreSQL expands from one jsonb array of
+# sampled values per message (SampledValue order: sampled_at, value, context, format,
+# measurand, phase, location, unit). A message's ten values cost the writer one jsonb to
+# encode instead of 130 COPY fields, and the expansion runs in the database's process:
+# under workload (a), five alternating runs each way, 0.290 -> 0.250 ms of server CPU per
+# message and 2,886 -> 3,189 msg/s. (StopTransaction's transactionData stays a COPY.)
+METER_VALUE_ROWS = MergedUpdate(
+    "meter values",
+    """
+    INSERT INTO meter_values (charge_point_id, connector_id, transaction_id, sampled_at,
+                              received_at, source, value, context, format, measurand, phase,
+                              location, unit)
+    SELECT m.cp, m.connector, m.tx, (v->>0)::timestamptz, m.received, 'MeterValues',
+           v->>1, v->>2, v->>3, v->>4, v->>5, v->>6, v->>7
+    FROM unnest($1::text[], $2::integer[], $3::integer[], $4::timestamptz[], $5::jsonb[])
+         WITH ORDINALITY AS m(cp, connector, tx, received, sampled, n),
+         jsonb_array_elements(m.sampled) WITH ORDINALITY AS e(v, i)
+    ORDER BY m.n, e.i
     """,
 )
 
@@ -225,19 +246,16 @@ class TransactionRepository:
         received_at: datetime,
         digest: bytes,
     ) -> bool:
-        """Store every sampled value (one COPY per batch) and the transaction's energy.
+        """Store every sampled value (one INSERT per batch) and the transaction's energy.
 
         ``digest`` identifies the message's content: a retry of a message already stored
         stores nothing and returns False."""
-        rows = meter_rows(
-            charge_point_id, connector_id, transaction_id, received_at, "MeterValues", values
-        )
-        merges = {}
+        row = (charge_point_id, connector_id, transaction_id, received_at, JsonbElement(values))
+        merges: dict[MergedUpdate, list[tuple[object, ...]]] = {METER_VALUE_ROWS: [row]}
         if energy is not None:
             merges[ENERGY] = [(energy.transaction_id, charge_point_id, energy.wh, energy.at)]
         stored: object = await self._writer.submit(
             Write(
-                copies={METER_VALUES: rows},
                 merges=merges,
                 claim=(METER_MESSAGES, (charge_point_id, digest, received_at)),
                 label="MeterValues",

@@ -12,7 +12,7 @@ What a write is (:class:`Write`):
 
 - ``apply``: an asyncio function run on the batch's connection (its statements);
 - ``copies``: rows for append-only tables, merged across the whole batch into one COPY per
-  table (meter values, status history, the message log);
+  table (status history, the message log, the meter values of StopTransaction);
 - ``merges``: rows for a set-based statement run once per batch with the rows as arrays
   (e.g. the running energy of many transactions in one UPDATE).
 
