@@ -331,7 +331,8 @@ class GroupCommitWriter:
     async def _drain_aio(self) -> _Failure | None:
         """Batch after batch without going back to trio in between: the callers of a batch
         are woken through the trio token while the next batch is already being written (a
-        return to trio costs a scheduling round or two, under load several ms per batch)."""
+        return to trio costs a scheduling round or two, under load several ms per batch).
+        The queues are deques: trio's appends and the pops here are atomic under the GIL."""
         token = self._token
         assert token is not None  # set by run()
         until = time.monotonic() + DRAIN_SECONDS
