@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import pytest
 import trio
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
+from wsproto.events import AcceptConnection, CloseConnection, Event, Request, TextMessage
 
 from voltaro.ocppj.endpoint import ChannelClosed
 from voltaro.transport.websocket import (
@@ -21,6 +22,7 @@ from voltaro.transport.websocket import (
 )
 
 Answer = Callable[[UpgradeRequest], Awaitable[None]]
+E = TypeVar("E", bound=Event)
 
 
 async def serve(nursery: trio.Nursery, answer: Answer, *, max_message: int = 65536) -> int:
@@ -245,27 +247,25 @@ async def _raw_client(port: int) -> tuple[WSConnection, trio.SocketStream]:
     await stream.send_all(
         peer.send(Request(host="127.0.0.1", target="/ocpp/RAW", subprotocols=["ocpp1.6"]))
     )
-    with trio.fail_after(5):
-        while True:
-            peer.receive_data(await stream.receive_some())
-            if any(isinstance(event, AcceptConnection) for event in peer.events()):
-                return peer, stream
+    await _next_event(peer, stream, AcceptConnection)
+    return peer, stream
 
 
 async def _next_text(peer: WSConnection, stream: trio.SocketStream) -> str:
-    with trio.fail_after(5):
-        while True:
-            peer.receive_data(await stream.receive_some())
-            for event in peer.events():
-                if isinstance(event, TextMessage):
-                    assert event.message_finished
-                    return event.data
+    event = await _next_event(peer, stream, TextMessage)
+    assert event.message_finished
+    return str(event.data)
 
 
 async def _close_of(peer: WSConnection, stream: trio.SocketStream) -> CloseConnection:
+    return await _next_event(peer, stream, CloseConnection)
+
+
+async def _next_event(peer: WSConnection, stream: trio.SocketStream, kind: type[E]) -> E:
+    """Read until the hand-driven peer sees an event of ``kind`` (others are skipped)."""
     with trio.fail_after(5):
         while True:
             peer.receive_data(await stream.receive_some())
             for event in peer.events():
-                if isinstance(event, CloseConnection):
+                if isinstance(event, kind):
                     return event

@@ -41,17 +41,6 @@ from voltaro.transport.websocket import (
 
 log = logging.getLogger("voltaro.transport")
 
-__all__ = [
-    "CLOSE_GOING_AWAY",
-    "CLOSE_NORMAL",
-    "CLOSE_POLICY_VIOLATION",
-    "CLOSE_PROTOCOL_ERROR",
-    "Admission",
-    "ChargePointConnection",
-    "OcppServer",
-    "ServerOptions",
-]
-
 
 class Verdict(Protocol):
     """The gate's answer to a handshake: admit (``http_status`` None) or refuse with HTTP."""
