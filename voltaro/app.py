@@ -33,6 +33,7 @@ from voltaro.transport.server import (
 log = logging.getLogger("voltaro")
 
 SERVICE_UNAVAILABLE = Admission(http_status=503)
+REMOVALS_QUEUED = 10_000  # removed charge points waiting for their connection to be closed
 
 
 @dataclass
@@ -83,6 +84,40 @@ class Voltaro:
                 del self.endpoints[charge_point_id]
             with trio.CancelScope(shield=True):
                 await self.central.disconnected(charge_point_id, "disconnected")
+
+    async def close_removed_connections(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Close the live connection of each charge point removed anywhere (the CLI, SQL by
+        hand, another process), as the store's LISTEN connection reports them."""
+        send, receive = trio.open_memory_channel[str](REMOVALS_QUEUED)
+
+        def removed(charge_point_id: str) -> None:
+            try:
+                send.send_nowait(charge_point_id)
+            except trio.WouldBlock:
+                log.warning("%s was removed; its connection stays open", charge_point_id)
+
+        cache = self.central.store.id_tag_cache
+        cache.on_charge_point_removed = removed
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                async for charge_point_id in receive:
+                    nursery.start_soon(self._close_if_still_removed, charge_point_id)
+        finally:
+            cache.on_charge_point_removed = None
+
+    async def _close_if_still_removed(self, charge_point_id: str) -> None:
+        if self.server is None or charge_point_id not in self.endpoints:
+            return
+        try:
+            if await self.central.store.charge_points.get(charge_point_id) is not None:
+                return  # added again meanwhile: the charger may stay
+        except StoreUnavailable:
+            pass  # its removal is the last thing known about it
+        log.info("charge point %s was removed: closing its connection", charge_point_id)
+        await self.server.disconnect(charge_point_id, reason="charge point removed")
 
     def _hooks(self, charge_point_id: str) -> RpcHooks:
         central = self.central
@@ -162,6 +197,7 @@ async def start_voltaro(
         )
         try:
             await nursery.start(voltaro.server.run)
+            await nursery.start(voltaro.close_removed_connections)
             voltaro.admin_url = await nursery.start(serve_admin, voltaro)
             task_status.started(voltaro)
             await trio.sleep_forever()

@@ -3,8 +3,9 @@ and ``voltaro idtag add|block|list|remove``.
 
 They talk to the same database as ``voltaro serve`` (``VOLTARO_DATABASE_URL``, or the
 embedded server in ``VOLTARO_DATA_DIR``, which they share with a running server). A running
-server sees id tag changes at once (LISTEN/NOTIFY) and charge point changes at the next
-connection of that charger.
+server hears of id tag changes and of removed charge points at once (LISTEN/NOTIFY: it
+closes a removed charger's connection), and of other charge point changes at that charger's
+next connection.
 
 Each command is ``func(args, settings) -> exit code``: 0 done, 1 refused (unknown id, bad
 value), 2 database unavailable.

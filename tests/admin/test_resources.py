@@ -4,11 +4,13 @@ the `ocpp` package's ChargePoint)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import csv
 import dataclasses
 import io
+import json
 import os
 import stat
 import time
@@ -21,9 +23,11 @@ import websockets
 from ocpp.v16 import ChargePoint, call
 
 from tests.admin.conftest import Live, live_settings
+from voltaro import cli_admin
 from voltaro.admin.token import admin_token
 from voltaro.app import Voltaro, start_voltaro
 from voltaro.config import Settings, SettingsError
+from voltaro.store.testing import TestPostgres
 
 PROBLEM = "application/problem+json"
 
@@ -467,3 +471,57 @@ def test_removing_a_connected_charge_point_closes_its_connection(
 
     assert asyncio.run(connected_then_removed()) == 1008
     assert_problem(api.get("/api/v1/charge-points/GONE-1"), 404)
+
+
+def test_a_charge_point_removed_by_the_cli_loses_its_connection(
+    live: Live, api: httpx.Client
+) -> None:
+    """The CLI is another process: the server hears of the removal through NOTIFY."""
+    assert api.put("/api/v1/charge-points/GONE-2", json={"registrationStatus": "Accepted"})
+
+    async def connected_then_removed() -> tuple[int, int | None]:
+        async with websockets.connect(live.ws_url("GONE-2"), subprotocols=["ocpp1.6"]) as ws:
+            args = argparse.Namespace(id="GONE-2")
+            code = await asyncio.to_thread(
+                cli_admin.chargepoint_remove, args, live.voltaro.settings
+            )
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), timeout=5)
+            return code, ws.close_code
+
+    assert asyncio.run(connected_then_removed()) == (0, 1008)
+
+
+def test_a_charge_point_removed_and_added_back_at_once_stays_connected(
+    live: Live, api: httpx.Client, pg_server: TestPostgres
+) -> None:
+    """The removal is announced at commit, when the row is back: that charger stays, while
+    one removed by the same statement is closed."""
+    for charge_point_id in ("BACK-1", "GONE-3"):
+        assert api.put(
+            f"/api/v1/charge-points/{charge_point_id}", json={"registrationStatus": "Accepted"}
+        )
+    database = pg_server.database_name(live.voltaro.settings.database_url)
+
+    async def both_connected() -> tuple[int | None, list[Any]]:
+        async with (
+            websockets.connect(live.ws_url("BACK-1"), subprotocols=["ocpp1.6"]) as back,
+            websockets.connect(live.ws_url("GONE-3"), subprotocols=["ocpp1.6"]) as gone,
+        ):
+            await asyncio.to_thread(
+                pg_server.execute,
+                "DELETE FROM charge_points WHERE id IN ('BACK-1', 'GONE-3');"
+                " INSERT INTO charge_points (id, registration_status)"
+                " VALUES ('BACK-1', 'Accepted')",
+                database,
+            )
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await asyncio.wait_for(gone.recv(), timeout=5)
+            await asyncio.sleep(0.5)  # BACK-1, were it to be closed, would be by now
+            await back.send('[2,"hb-1","Heartbeat",{}]')
+            answer = json.loads(await asyncio.wait_for(back.recv(), timeout=5))
+            return gone.close_code, answer
+
+    gone_code, answer = asyncio.run(both_connected())
+    assert gone_code == 1008
+    assert answer[:2] == [3, "hb-1"]

@@ -15,11 +15,17 @@ Staleness, the one thing that must never happen (a blocked tag answered Accepted
   emptied and marked invalid at once; until it has reconnected and reloaded, lookups go to
   the database (and fail, as InternalError, if the database is away too).
 - A TRUNCATE of the table forces the same reconnect-and-reload.
+
+The same LISTEN connection also hears removed charge points (``voltaro_charge_points``, one
+connection rather than two) and hands their ids to :attr:`IdTagCache.on_charge_point_removed`.
+Unlike tags, nothing there can go stale: a removal announced while the connection is down is
+missed, and that charger keeps its connection until it reconnects (and is then refused).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +39,7 @@ from voltaro.store.records import IdTagRecord
 log = logging.getLogger(__name__)
 
 CHANNEL = "voltaro_id_tags"
+CHARGE_POINTS_CHANNEL = "voltaro_charge_points"
 HEALTH_CHECK_INTERVAL = 10.0  # seconds between pings of the LISTEN connection
 HEALTH_CHECK_TIMEOUT = 5.0  # a ping slower than this counts as a dead connection
 RECONNECT_BACKOFF = (0.1, 5.0)  # first and longest wait between reconnection attempts
@@ -68,6 +75,8 @@ class IdTagCache:
         self._buffer: list[str] | None = None  # notifications arriving during a load
         self._lost: trio.Event | None = None
         self.listener_pid: int | None = None  # backend pid of the LISTEN connection
+        self.on_charge_point_removed: Callable[[str], None] | None = None
+        """Called (in trio's thread) with the id of each charge point removed anywhere."""
         self.reloads = 0
         self.notifications = 0
         self.misses = 0
@@ -154,6 +163,7 @@ class IdTagCache:
             self._buffer = []
             connection.add_termination_listener(self._on_terminated)
             await connection.add_listener(CHANNEL, self._on_notify)
+            await connection.add_listener(CHARGE_POINTS_CHANNEL, self._on_charge_point_notify)
             records = await _fetch_all(connection)
             self._tags = {tag_key(r.id_tag): r for r in records}
             buffered, self._buffer = self._buffer, None
@@ -176,6 +186,18 @@ class IdTagCache:
             self._buffer.append(payload)
         else:
             self._apply(payload)
+
+    def _on_charge_point_notify(
+        self, connection: Connection, pid: int, channel: str, payload: str
+    ) -> None:
+        try:
+            change: dict[str, Any] = orjson.loads(payload)
+            removed = change["id"] if change.get("op") == "removed" else None
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.error("unreadable charge point notification %r; ignored", payload)
+            return
+        if isinstance(removed, str) and self.on_charge_point_removed is not None:
+            self.on_charge_point_removed(removed)
 
     def _apply(self, payload: str) -> None:
         try:
