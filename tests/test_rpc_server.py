@@ -305,6 +305,7 @@ async def test_one_outstanding_call_at_a_time_in_order(
     charger = await connect(nursery, server)
     endpoint = await server.endpoint("CP1")
     order: list[str] = []
+    message_ids: set[str] = set()
     async with trio.open_nursery() as inner:
         for key in ("k0", "k1", "k2"):
             inner.start_soon(endpoint.call, "GetConfiguration", {"key": [key]})
@@ -312,12 +313,15 @@ async def test_one_outstanding_call_at_a_time_in_order(
         for _ in range(3):
             frame = await charger.receive()
             order.append(frame[3]["key"][0])
+            assert isinstance(frame[1], str) and 0 < len(frame[1]) <= 36
+            message_ids.add(frame[1])
             # nothing else may arrive while this CALL is unanswered
             with trio.move_on_after(0.1):
                 extra = await charger.websocket.get_message()
                 pytest.fail(f"a second CALL was sent while one was outstanding: {extra}")
             await charger.send([3, frame[1], {"configurationKey": []}])
         assert order == ["k0", "k1", "k2"]
+        assert len(message_ids) == 3
 
 
 async def test_crossing_calls_do_not_deadlock(nursery: trio.Nursery, server: LiveServer) -> None:
