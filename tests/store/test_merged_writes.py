@@ -8,7 +8,7 @@ import trio
 import trio.testing
 
 from voltaro.store import Store
-from voltaro.store.records import StatusChange
+from voltaro.store.records import BootDetails, StatusChange
 from voltaro.store.writer import Write
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -78,4 +78,49 @@ async def test_the_last_presence_change_in_a_batch_wins(store: Store) -> None:
         ("CP-P1", False),
         ("CP-P2", False),
         ("CP-P2", True),
+    ]
+
+
+async def test_boots_in_one_batch_each_get_their_charge_points_status(store: Store) -> None:
+    """One statement answers every boot of a batch: a known charger keeps its status, a new
+    one gets the status for new chargers, a charger that booted twice keeps its last boot's
+    details, and every boot is in the history."""
+    await store.charge_points.register("CP-B1", "Rejected")
+    boots = [
+        ("CP-B1", BootDetails("V", "M", firmware_version="1.0")),
+        ("CP-B2", BootDetails("V", "M", firmware_version="1.0")),
+        ("CP-B1", BootDetails("V", "M", firmware_version="2.0\x00")),
+    ]
+    answers: dict[int, str] = {}
+
+    async def boot(n: int, charge_point_id: str, details: BootDetails) -> None:
+        payload = {"chargePointVendor": "V", "chargePointModel": "M", "n": n}
+        at = T0 + timedelta(seconds=n)
+        answers[n] = await store.charge_points.boot(
+            charge_point_id, details, payload, at, "Pending"
+        )
+
+    commits_before = store.writer.commits
+    async with trio.open_nursery() as nursery:
+        await _hold_the_writer(store, nursery)
+        for n, (charge_point_id, details) in enumerate(boots):
+            nursery.start_soon(boot, n, charge_point_id, details)
+            await trio.testing.wait_all_tasks_blocked()
+    assert store.writer.commits - commits_before == 2  # the slow write, then the three boots
+    assert answers == {0: "Rejected", 1: "Pending", 2: "Rejected"}
+    b1 = await store.charge_points.get("CP-B1")
+    b2 = await store.charge_points.get("CP-B2")
+    assert b1 is not None and b2 is not None
+    assert (b1.firmware_version, b1.last_boot_at) == ("2.0\ufffd", T0 + timedelta(seconds=2))
+    assert (b2.registration_status, b2.firmware_version) == ("Pending", "1.0")
+    history = await store.database.run(
+        lambda c: c.fetch(
+            "SELECT charge_point_id, registration_status, payload->>'n' FROM boot_notifications"
+            " WHERE charge_point_id LIKE 'CP-B_' ORDER BY id"
+        )
+    )
+    assert [tuple(row) for row in history] == [
+        ("CP-B1", "Rejected", "0"),
+        ("CP-B2", "Pending", "1"),
+        ("CP-B1", "Rejected", "2"),
     ]

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from voltaro.store.database import Connection, Database
+from voltaro.store.database import Connection, Database, JsonbElement
 from voltaro.store.records import BootDetails, ChargePointRecord, pg_text
-from voltaro.store.writer import CopyTarget, GroupCommitWriter, MergedUpdate, Write
+from voltaro.store.writer import CopyTarget, GroupCommitWriter, MergedQuery, MergedUpdate, Write
 
 PRESENCE_EVENTS = CopyTarget("presence_events", ("charge_point_id", "at", "online", "reason"))
 
@@ -50,21 +50,48 @@ LENIENT_DEVIATIONS = MergedUpdate(
     """,
 )
 
-_BOOT_SQL = """
-INSERT INTO charge_points AS c (
-    id, registration_status, vendor, model, serial_number, charge_box_serial_number,
-    firmware_version, iccid, imsi, meter_type, meter_serial_number, last_boot_at, last_seen)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
-ON CONFLICT (id) DO UPDATE SET
-    vendor = EXCLUDED.vendor, model = EXCLUDED.model, serial_number = EXCLUDED.serial_number,
-    charge_box_serial_number = EXCLUDED.charge_box_serial_number,
-    firmware_version = EXCLUDED.firmware_version, iccid = EXCLUDED.iccid, imsi = EXCLUDED.imsi,
-    meter_type = EXCLUDED.meter_type, meter_serial_number = EXCLUDED.meter_serial_number,
-    last_boot_at = EXCLUDED.last_boot_at,
-    last_seen = greatest(c.last_seen, EXCLUDED.last_seen),
-    updated_at = now()
-RETURNING registration_status
-"""
+# Every BootNotification of a batch in one statement (a storm of reconnecting chargers is all
+# boots). A charger that booted twice in one batch keeps its last boot's details; each boot
+# gets a history row and is answered the charge point's registration status.
+BOOTS = MergedQuery(
+    "BootNotification",
+    """
+    WITH boot AS (
+        SELECT * FROM unnest($1::integer[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                             $11::text[], $12::text[], $13::timestamptz[], $14::jsonb[])
+            AS b(n, id, status_if_new, vendor, model, serial_number, charge_box_serial_number,
+                 firmware_version, iccid, imsi, meter_type, meter_serial_number, received_at,
+                 payload)
+    ), charge_point AS (
+        INSERT INTO charge_points AS c (
+            id, registration_status, vendor, model, serial_number, charge_box_serial_number,
+            firmware_version, iccid, imsi, meter_type, meter_serial_number, last_boot_at,
+            last_seen)
+        SELECT DISTINCT ON (id) id, status_if_new, vendor, model, serial_number,
+               charge_box_serial_number, firmware_version, iccid, imsi, meter_type,
+               meter_serial_number, received_at, received_at
+        FROM boot ORDER BY id, n DESC
+        ON CONFLICT (id) DO UPDATE SET
+            vendor = EXCLUDED.vendor, model = EXCLUDED.model,
+            serial_number = EXCLUDED.serial_number,
+            charge_box_serial_number = EXCLUDED.charge_box_serial_number,
+            firmware_version = EXCLUDED.firmware_version, iccid = EXCLUDED.iccid,
+            imsi = EXCLUDED.imsi, meter_type = EXCLUDED.meter_type,
+            meter_serial_number = EXCLUDED.meter_serial_number,
+            last_boot_at = EXCLUDED.last_boot_at,
+            last_seen = greatest(c.last_seen, EXCLUDED.last_seen),
+            updated_at = now()
+        RETURNING c.id, c.registration_status
+    ), history AS (
+        INSERT INTO boot_notifications
+            (charge_point_id, received_at, registration_status, payload)
+        SELECT b.id, b.received_at, c.registration_status, b.payload
+        FROM boot b JOIN charge_point c USING (id) ORDER BY b.n
+    )
+    SELECT b.n, c.registration_status FROM boot b JOIN charge_point c USING (id)
+    """,
+)
 
 
 class ChargePointRepository:
@@ -109,34 +136,23 @@ class ChargePointRepository:
         """Store a BootNotification (details and a history row); returns the charge point's
         registration status (``status_if_new`` when it was not known)."""
 
-        async def apply(connection: Connection) -> str:
-            status: str = await connection.fetchval(
-                _BOOT_SQL,
-                charge_point_id,
-                status_if_new,
-                pg_text(details.vendor),
-                pg_text(details.model),
-                pg_text(details.serial_number),
-                pg_text(details.charge_box_serial_number),
-                pg_text(details.firmware_version),
-                pg_text(details.iccid),
-                pg_text(details.imsi),
-                pg_text(details.meter_type),
-                pg_text(details.meter_serial_number),
-                received_at,
-            )
-            await connection.execute(
-                "INSERT INTO boot_notifications"
-                " (charge_point_id, received_at, registration_status, payload)"
-                " VALUES ($1, $2, $3, $4)",
-                charge_point_id,
-                received_at,
-                status,
-                payload,
-            )
-            return status
-
-        return await self._writer.submit(Write(apply, label="BootNotification"))
+        row = (
+            charge_point_id,
+            status_if_new,
+            pg_text(details.vendor),
+            pg_text(details.model),
+            pg_text(details.serial_number),
+            pg_text(details.charge_box_serial_number),
+            pg_text(details.firmware_version),
+            pg_text(details.iccid),
+            pg_text(details.imsi),
+            pg_text(details.meter_type),
+            pg_text(details.meter_serial_number),
+            received_at,
+            JsonbElement(payload),
+        )
+        status: str = await self._writer.submit(Write(query=(BOOTS, row), label="BootNotification"))
+        return status
 
     async def presence(self, charge_point_id: str, online: bool, reason: str, at: datetime) -> None:
         """Record that the charge point went online or offline, and why."""

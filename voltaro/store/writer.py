@@ -14,7 +14,9 @@ What a write is (:class:`Write`):
 - ``copies``: rows for append-only tables, merged across the whole batch into one COPY per
   table (status history, the message log, the meter values of StopTransaction);
 - ``merges``: rows for a set-based statement run once per batch with the rows as arrays
-  (e.g. the running energy of many transactions in one UPDATE).
+  (e.g. the running energy of many transactions in one UPDATE);
+- ``query``: a row for a set-based statement that also answers each row (one statement for
+  all the batch's BootNotifications, each caller getting its charger's status).
 
 Error handling:
 
@@ -81,6 +83,16 @@ class MergedUpdate:
 
 
 @dataclass(frozen=True)
+class MergedQuery:
+    """A statement run once per batch that answers each of its rows: ``$1`` is the rows'
+    ordinals, ``$2..$n`` the columns as arrays; it returns records ``(ordinal, answer)``, and
+    a write's result is the answer for its row (None if it got none)."""
+
+    name: str
+    sql: str
+
+
+@dataclass(frozen=True)
 class ClaimTarget:
     """A de-duplication table claimed once per batch for all its writes.
 
@@ -117,6 +129,8 @@ class Write(Generic[T]):
     claim: tuple[ClaimTarget, tuple[Any, ...]] | None = None
     """A retry of content already stored is found by this claim: it then stores nothing and
     its result is :data:`DUPLICATE`."""
+    query: tuple[MergedQuery, tuple[Any, ...]] | None = None
+    """Without ``apply``, the write's result is this row's answer."""
     label: str = "write"
 
 
@@ -374,10 +388,7 @@ class GroupCommitWriter:
     @staticmethod
     async def _apply_together(connection: Connection, writes: list[Write[Any]]) -> list[Any]:
         duplicates = await _claim(connection, writes)
-        results = [
-            DUPLICATE if i in duplicates else (await w.apply(connection) if w.apply else None)
-            for i, w in enumerate(writes)
-        ]
+        results = await _results(connection, writes, duplicates)
         copies: dict[CopyTarget, list[tuple[Any, ...]]] = {}
         merges: dict[MergedUpdate, list[tuple[Any, ...]]] = {}
         for w, result in zip(writes, results, strict=True):
@@ -396,10 +407,7 @@ class GroupCommitWriter:
         for w in writes:
             try:
                 async with connection.transaction():  # a savepoint inside the batch
-                    if await _claim(connection, [w]):
-                        result = DUPLICATE
-                    else:
-                        result = await w.apply(connection) if w.apply else None
+                    (result,) = await _results(connection, [w], await _claim(connection, [w]))
                     if result is not DUPLICATE:
                         await _run_copies_and_merges(connection, w.copies, w.merges)
             except Exception as exc:
@@ -435,6 +443,29 @@ async def _claim(connection: Connection, writes: Sequence[Write[Any]]) -> set[in
         fresh = {tuple(record.values()) for record in inserted}
         duplicates.update(index for key, index in first.items() if key not in fresh)
     return duplicates
+
+
+async def _results(
+    connection: Connection, writes: Sequence[Write[Any]], duplicates: set[int]
+) -> list[Any]:
+    """Each write's result: DUPLICATE for a retry, else its ``apply``'s, else its query
+    row's answer. One statement per merged query for the whole batch."""
+    by_query: dict[MergedQuery, list[tuple[int, tuple[Any, ...]]]] = {}
+    for index, write in enumerate(writes):
+        if write.query is not None and write.apply is None and index not in duplicates:
+            query, row = write.query
+            by_query.setdefault(query, []).append((index, row))
+    answers: dict[int, Any] = {}
+    for query, rows in by_query.items():
+        columns = zip(*(row for _, row in rows), strict=True)
+        records = await connection.fetch(
+            query.sql, [index for index, _ in rows], *(list(column) for column in columns)
+        )
+        answers.update((record[0], record[1]) for record in records)
+    return [
+        DUPLICATE if i in duplicates else (await w.apply(connection) if w.apply else answers.get(i))
+        for i, w in enumerate(writes)
+    ]
 
 
 async def _run_copies_and_merges(
