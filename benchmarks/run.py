@@ -390,7 +390,30 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     ratios = ratio_lines(results)
     if ratios:
         lines += ["", *ratios]
+    lines += action_lines(results)
     return "\n".join(lines) + "\n"
+
+
+def action_lines(results: list[dict[str, Any]]) -> list[str]:
+    """Latency per action: for (a), (c) and each server's largest scale step held."""
+    largest_held: dict[str, int] = {}
+    for r in results:
+        if r["workload"] == "b-scale" and r.get("held"):
+            largest_held[r["server"]] = max(largest_held.get(r["server"], 0), r["chargers"])
+    lines = [
+        "",
+        "| workload | server | chargers | action | calls | p50 ms | p95 ms | p99 ms |",
+        "|---|---|--:|---|--:|--:|--:|--:|",
+    ]
+    for r in results:
+        if r["workload"] == "b-scale" and r["chargers"] != largest_held.get(r["server"]):
+            continue
+        actions = r.get("summary", {}).get("actions", {})
+        for action, latency in sorted(actions.items()):
+            row = (r["workload"], r["server"], r["chargers"], action, latency["count"])
+            row += (latency["p50_ms"], latency["p95_ms"], latency["p99_ms"])
+            lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+    return lines if len(lines) > 3 else []
 
 
 def ratio_lines(results: list[dict[str, Any]]) -> list[str]:
