@@ -7,7 +7,9 @@ a time, and counts the answers it gets after the warm-up.
 
     python -m benchmarks.cross_check --url ws://127.0.0.1:9000/ocpp --chargers 200
 
-It prints one JSON line: answers per second, CALLERRORs, and the driver's own CPU seconds.
+It prints one JSON line: answers per second and their latency, CALLERRORs and other wrong
+answers, and the driver's own CPU seconds. `python -m benchmarks.run` runs it as workload
+"x", against the same servers as (a).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import resource
 import sys
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from websockets.asyncio.client import connect
+from websockets.exceptions import WebSocketException
 
 BOOT = {"chargePointVendor": "CrossCheck", "chargePointModel": "Driver"}
 
@@ -48,26 +52,38 @@ def _meter_values(energy_wh: float) -> dict[str, object]:
 
 class Counts:
     def __init__(self) -> None:
-        self.answers = 0
+        self.latencies: list[float] = []  # seconds, of the answers counted
         self.errors = 0
+        self.booted = 0
+        self.failed = 0  # chargers whose connection failed
         self.counting = False
 
 
 async def _charger(url: str, name: str, counts: Counts, stop: float) -> None:
+    try:
+        await _run_charger(url, name, counts, stop)
+    except (OSError, WebSocketException) as error:
+        print(f"{name}: {error!r}", file=sys.stderr)
+        counts.failed += 1
+
+
+async def _run_charger(url: str, name: str, counts: Counts, stop: float) -> None:
     async with connect(f"{url}/{name}", subprotocols=["ocpp1.6"]) as ws:
         ids = itertools.count()
         energy = 0.0
 
         async def call(action: str, payload: object) -> None:
             message_id = str(next(ids))
+            started = time.perf_counter()
             await ws.send(json.dumps([2, message_id, action, payload]))
             answer = json.loads(await ws.recv())
             if answer[0] != 3 or answer[1] != message_id:
                 counts.errors += 1
             elif counts.counting:
-                counts.answers += 1
+                counts.latencies.append(time.perf_counter() - started)
 
         await call("BootNotification", BOOT)
+        counts.booted += 1
         for n in itertools.count():
             if time.monotonic() >= stop:
                 return
@@ -78,7 +94,7 @@ async def _charger(url: str, name: str, counts: Counts, stop: float) -> None:
                 await call("MeterValues", _meter_values(energy))
 
 
-async def _fleet(url: str, names: list[str], warmup: float, seconds: float) -> dict[str, float]:
+async def _fleet(url: str, names: list[str], warmup: float, seconds: float) -> dict[str, Any]:
     counts = Counts()
     stop = time.monotonic() + warmup + seconds
     tasks = [asyncio.create_task(_charger(url, name, counts, stop)) for name in names]
@@ -89,15 +105,46 @@ async def _fleet(url: str, names: list[str], warmup: float, seconds: float) -> d
     elapsed = time.monotonic() - started
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     return {
-        "answers": counts.answers,
+        "latencies": counts.latencies,
         "seconds": elapsed,
         "errors": counts.errors,
+        "booted": counts.booted,
+        "failed": counts.failed,
         "cpu_s": cpu.ru_utime + cpu.ru_stime,
     }
 
 
-def _worker(args: tuple[str, list[str], float, float]) -> dict[str, float]:
+def _worker(args: tuple[str, list[str], float, float]) -> dict[str, Any]:
     return asyncio.run(_fleet(*args))
+
+
+def _percentile_ms(ordered: list[float], fraction: float) -> float | None:
+    if not ordered:
+        return None
+    return round(1000 * ordered[min(len(ordered) - 1, int(fraction * len(ordered)))], 2)
+
+
+def run(url: str, chargers: int, processes: int, seconds: float, warmup: float) -> dict[str, Any]:
+    """Drive the fleet; the summary :func:`main` prints."""
+    names = [f"XCHK-{i:05d}" for i in range(chargers)]
+    shares = [(url, names[i::processes], warmup, seconds) for i in range(processes)]
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        results = pool.map(_worker, shares)
+    elapsed = max(r["seconds"] for r in results)
+    latencies = sorted(latency for r in results for latency in r["latencies"])
+    driver_cpu = sum(r["cpu_s"] for r in results)
+    return {
+        "chargers": chargers,
+        "booted": sum(r["booted"] for r in results),
+        "failed_connects": sum(r["failed"] for r in results),
+        "answers": len(latencies),
+        "messages_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": _percentile_ms(latencies, 0.50),
+        "p95_ms": _percentile_ms(latencies, 0.95),
+        "p99_ms": _percentile_ms(latencies, 0.99),
+        "errors": sum(r["errors"] for r in results),
+        "driver_cpu_s": round(driver_cpu, 1),
+    }
 
 
 def main() -> None:
@@ -107,24 +154,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=20.0, help="measured, after warm-up")
     parser.add_argument("--warmup", type=float, default=5.0)
-    parser.add_argument("--id-prefix", default="XCHK-")
     args = parser.parse_args()
-    names = [f"{args.id_prefix}{i:05d}" for i in range(args.chargers)]
-    shares = [
-        (args.url, names[i :: args.processes], args.warmup, args.seconds)
-        for i in range(args.processes)
-    ]
-    with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
-        results = pool.map(_worker, shares)
-    seconds = max(r["seconds"] for r in results)
-    answers = sum(r["answers"] for r in results)
-    summary = {
-        "chargers": args.chargers,
-        "answers_per_s": round(answers / seconds, 1),
-        "errors": sum(r["errors"] for r in results),
-        "driver_cpu_s": round(sum(r["cpu_s"] for r in results), 1),
-        "driver_cpu_ms_per_answer": round(1000 * sum(r["cpu_s"] for r in results) / answers, 3),
-    }
+    summary = run(args.url, args.chargers, args.processes, args.seconds, args.warmup)
     json.dump(summary, sys.stdout)
     print()
 

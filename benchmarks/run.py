@@ -10,12 +10,14 @@ processes, one 127.x.y.z source address per charger) and the same workloads, it 
 - ``baseline``: :mod:`benchmarks.baseline_server`, the ``ocpp`` package on ``websockets``,
   answering the Core messages from memory;
 - ``echo``: :mod:`benchmarks.echo_server`, trio-websocket answering each CALL with a fixed
-  CALLRESULT (the ceiling of the transport Voltaro uses).
+  CALLRESULT (the ceiling of a stock Python WebSocket transport).
 
 Workloads: (a) throughput: 200 chargers sending MeterValues (ten sampled values) and
 Heartbeats as fast as one outstanding call allows; (b) scale: stress-profile fleets of growing
 size until p99 passes 200 ms or an error appears (the largest step held is reported);
-(c) storm: N chargers connecting and booting at once.
+(c) storm: N chargers connecting and booting at once. And (x): (a) once more, driven by
+:mod:`benchmarks.cross_check` (asyncio + ``websockets``, none of Voltaro's code) to check
+that what the simulator measures is the server and not the simulator.
 
 Each run reports chargers connected, messages/s, p50/p95/p99 (overall and per action),
 errors, server CPU seconds (and the database's for Voltaro) and server RSS per connection.
@@ -38,13 +40,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks import cross_check
 from voltaro.process_limits import raise_open_file_limit
 from voltaro.sim.charger import default_id_tag
 from voltaro.sim.fleet import FleetOptions, charger_id, run_fleet
@@ -233,21 +236,40 @@ class RssSampler:
 
 
 def measure(server: Server, options: FleetOptions, workload: str, quiet: bool) -> dict[str, Any]:
+    """Drive ``options``' fleet with the simulator against ``server``; the result row."""
+    return measured(
+        server,
+        workload,
+        options.chargers,
+        options.duration,
+        lambda: run_fleet(options, progress=None if quiet else sys.stderr),
+    )
+
+
+def measured(
+    server: Server,
+    workload: str,
+    chargers: int,
+    seconds: float,
+    drive: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
+    """Run ``drive`` (it returns the simulator's summary, or one shaped like it) and
+    measure the server meanwhile."""
     print(
-        f"\n== {workload}: {server.name}, {options.chargers} chargers, {options.duration:g} s",
+        f"\n== {workload}: {server.name}, {chargers} chargers, {seconds:g} s",
         file=sys.stderr,
         flush=True,
     )
     rss_before = server.rss()
     cpu_before, db_before = server.cpu(), server.db_cpu()
     with RssSampler(server) as sampler:
-        summary = run_fleet(options, progress=None if quiet else sys.stderr)
+        summary = drive()
     connected = max(summary.get("peak_connected", 0), summary["connected"])
     grown = max(sampler.peak - rss_before, 0)
     return {
         "workload": workload,
         "server": server.name,
-        "chargers": options.chargers,
+        "chargers": chargers,
         "connected": connected,
         "booted": summary["accepted"],
         "messages_per_s": summary["messages_per_s"],
@@ -283,6 +305,26 @@ def throughput(server: Server, args: argparse.Namespace) -> list[dict[str, Any]]
         workers=args.workers,
     )
     return [measure(server, options, "a-throughput", args.quiet)]
+
+
+def cross_checked_throughput(server: Server, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """(a) again, driven by benchmarks/cross_check.py (asyncio + websockets) instead of our
+    simulator: the same server seen by a driver that shares none of Voltaro's code."""
+
+    def drive() -> dict[str, Any]:
+        summary = cross_check.run(
+            server.url,
+            args.throughput_chargers,
+            args.workers,
+            args.throughput_seconds,
+            args.throughput_warmup,
+        )
+        booted = summary["booted"]
+        failed = summary["failed_connects"]
+        return {**summary, "connected": booted, "accepted": booted, "connect_failures": failed}
+
+    seconds = args.throughput_seconds + args.throughput_warmup
+    return [measured(server, "a-cross-check", args.throughput_chargers, seconds, drive)]
 
 
 def scale(server: Server, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -325,7 +367,7 @@ def storm(server: Server, args: argparse.Namespace) -> list[dict[str, Any]]:
     return [measure(server, options, "c-storm", args.quiet)]
 
 
-WORKLOADS = {"a": throughput, "b": scale, "c": storm}
+WORKLOADS = {"a": throughput, "x": cross_checked_throughput, "b": scale, "c": storm}
 
 
 def id_tags(args: argparse.Namespace) -> list[str]:
@@ -428,6 +470,7 @@ def ratio_lines(results: list[dict[str, Any]]) -> list[str]:
     lines = []
     for workload, key, label in (
         ("a-throughput", "messages_per_s", "throughput (msg/s)"),
+        ("a-cross-check", "messages_per_s", "throughput, independent driver (msg/s)"),
         ("b-scale", "chargers", "largest scale step held (chargers)"),
     ):
         voltaro = best(workload, "voltaro", key)
@@ -465,7 +508,11 @@ def _ints(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--servers", default=",".join(SERVERS))
-    parser.add_argument("--workloads", default="a,b,c", help="a (throughput), b, c")
+    parser.add_argument(
+        "--workloads",
+        default="a,x,b,c",
+        help="a (throughput), x (a with an independent driver), b (scale), c (storm)",
+    )
     parser.add_argument("--throughput-chargers", type=int, default=200)
     parser.add_argument("--throughput-seconds", type=float, default=30.0)
     parser.add_argument(

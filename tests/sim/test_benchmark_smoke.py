@@ -14,16 +14,17 @@ def test_benchmark_command_runs_every_server_and_workload(tmp_path: Path) -> Non
     tiny += ["--throughput-warmup", "0"]
     tiny += ["--scale-steps", "2,4", "--scale-seconds", "0.5", "--storm-chargers", "4"]
     tiny += ["--storm-seconds", "0.5", "--quiet", "--out", str(tmp_path)]
-    assert main(["--servers", "voltaro", "--workloads", "a", *tiny]) == 0
-    assert main(["--servers", "baseline,echo", "--workloads", "a,b,c", *tiny]) == 0
+    assert main(["--servers", "voltaro", "--workloads", "a,x", *tiny]) == 0
+    assert main(["--servers", "baseline,echo", "--workloads", "a,x,b,c", *tiny]) == 0
 
     runs = sorted(tmp_path.glob("*.json"))
     assert len(runs) >= 1
     results = [r for run in runs for r in json.loads(run.read_text())["results"]]
     seen = {(r["server"], r["workload"]) for r in results}
-    assert ("voltaro", "a-throughput") in seen
+    assert {("voltaro", "a-throughput"), ("voltaro", "a-cross-check")} <= seen
     for server in ("baseline", "echo"):
-        assert {(server, w) for w in ("a-throughput", "b-scale", "c-storm")} <= seen
+        workloads = ("a-throughput", "a-cross-check", "b-scale", "c-storm")
+        assert {(server, w) for w in workloads} <= seen
     for result in results:
         assert result["errors"] == 0, result
         assert result["connected"] == result["chargers"]
