@@ -168,12 +168,14 @@ async def serve_admin(
 
 
 def server_options(settings: Settings) -> ServerOptions:
+    """Raises SettingsError when the TLS certificate cannot be loaded."""
     return ServerOptions(
         host=settings.ocpp_host,
         port=settings.ocpp_port,
         max_frame=settings.max_frame,
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
+        tls=settings.tls_context(),
     )
 
 
@@ -217,7 +219,8 @@ async def run_server(settings: Settings) -> None:
             nursery.start_soon(freeze_long_lived_objects)
             assert voltaro.server is not None
             log.info(
-                "Voltaro is ready: chargers connect to ws://%s:%d/ocpp/{chargePointId}",
+                "Voltaro is ready: chargers connect to %s://%s:%d/ocpp/{chargePointId}",
+                "ws" if settings.tls_cert is None else "wss",
                 settings.ocpp_host,
                 voltaro.server.port,
             )

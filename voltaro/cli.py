@@ -51,6 +51,11 @@ def _add_simulate_command(
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from voltaro.app import run_server
 
+    try:
+        settings.tls_context()  # a certificate that cannot be used stops us here, clearly
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     trio.run(run_server, settings)
     return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -63,6 +64,10 @@ def _optional_text(text: str) -> str | None:
     return text or None
 
 
+def _optional_path(text: str) -> Path | None:
+    return Path(text) if text else None
+
+
 def _admin_token(text: str) -> str | None:
     if not text:
         return None
@@ -91,6 +96,30 @@ class Settings:
     admin_host: str = "127.0.0.1"
     admin_port: int = 8080
     admin_token: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise SettingsError(
+                "VOLTARO_TLS_CERT and VOLTARO_TLS_KEY go together: set both (wss://) or neither"
+            )
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The OCPP server's TLS context (``wss://``), None without a certificate. TLS 1.2 at
+        least, as the OCPP 1.6 security whitepaper asks."""
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        except (OSError, ssl.SSLError) as error:
+            raise SettingsError(
+                f"VOLTARO_TLS_CERT={self.tls_cert}, VOLTARO_TLS_KEY={self.tls_key}: cannot load"
+                f" the certificate and key ({error})"
+            ) from None
+        return context
 
     @classmethod
     def from_env(
@@ -126,6 +155,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "admin_host": str,
     "admin_port": _port,
     "admin_token": _admin_token,
+    "tls_cert": _optional_path,
+    "tls_key": _optional_path,
 }
 
 

@@ -23,10 +23,12 @@ their answer one at a time, as OCPP-J requires.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import math
 import random
+import ssl
 import time
 import urllib.parse
 from base64 import b64encode
@@ -66,20 +68,30 @@ class Offline(Exception):
     """There is no accepted connection to send on right now."""
 
 
+@functools.cache
+def client_tls(ca_file: str | None) -> ssl.SSLContext:
+    """The TLS context of ``wss://`` connections: trusting ``ca_file`` (PEM), or the system's
+    certificate authorities. One per process, whatever the number of chargers."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
 async def connect_websocket(
     url: str,
     *,
     source_address: str | None = None,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
     timeout: float = 30.0,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[WebSocket, trio.SocketStream]:
-    """Open a ``ws://`` connection, from ``source_address`` when given (any of 127.0.0.0/8
-    works on Linux, so that many chargers do not share one address's ephemeral ports)."""
+    """Open a ``ws://`` or ``wss://`` connection (``tls``: default, the system's trust),
+    from ``source_address`` when given (any of 127.0.0.0/8 works on Linux, so that many
+    chargers do not share one address's ephemeral ports). Returns the WebSocket and the TCP
+    stream under it, for its owner to close."""
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "ws":
-        raise ValueError(f"only ws:// URLs are supported by the simulator, not {url!r}")
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(f"the simulator connects to ws:// or wss:// URLs, not {url!r}")
     host = parts.hostname or "localhost"
-    port = parts.port or 80
+    port = parts.port or (443 if parts.scheme == "wss" else 80)
     resource = parts.path or "/"
     if parts.query:
         resource += "?" + parts.query
@@ -100,8 +112,12 @@ async def connect_websocket(
                 raise
             stream = trio.SocketStream(sock)
         try:
+            secured: trio.abc.Stream = stream
+            if parts.scheme == "wss":
+                secured = trio.SSLStream(stream, tls or client_tls(None), server_hostname=host)
+                await secured.do_handshake()
             websocket = await open_client(
-                stream,
+                secured,
                 f"{host}:{port}",
                 resource,
                 subprotocols=["ocpp1.6"],
@@ -208,6 +224,8 @@ class ChargerOptions:
     id_tags: Sequence[str] = ()
     """Tags to charge with; empty means one tag per connector (``{id}-{n}`` shortened)."""
     source_address: str | None = None
+    ca_file: str | None = None
+    """For ``wss://``: the certificate authority to trust (PEM); None, the system's."""
     call_timeout: float = 30.0
     backoff_min: float = 1.0
     backoff_max: float = 60.0
@@ -334,6 +352,7 @@ class SimulatedChargePoint:
             source_address=self.options.source_address,
             extra_headers=headers,
             timeout=self.options.call_timeout,
+            tls=client_tls(self.options.ca_file),
         )
         try:
             await self._connected(websocket)

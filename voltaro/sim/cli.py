@@ -33,6 +33,12 @@ def add_simulate_command(commands: argparse._SubParsersAction[argparse.ArgumentP
     parser.add_argument("--id-prefix", default="SIM-", help="ids are PREFIX000001 and up")
     parser.add_argument("--password", default=None, help="Basic auth password of every charger")
     parser.add_argument(
+        "--ca-file",
+        default=None,
+        metavar="PEM",
+        help="for a wss:// URL: the certificate authority to trust (default: the system's)",
+    )
+    parser.add_argument(
         "--id-tag",
         action="append",
         default=[],
@@ -92,6 +98,7 @@ def simulate(args: argparse.Namespace, settings: Settings | None = None) -> int:
         duration=args.duration,
         id_prefix=args.id_prefix,
         password=args.password,
+        ca_file=args.ca_file,
         id_tags=tuple(args.id_tags),
         workers=args.workers,
         source_addresses={"auto": None, "on": True, "off": False}[args.source_addresses],

@@ -46,6 +46,8 @@ class FleetOptions:
     duration: float = 60.0
     id_prefix: str = "SIM-"
     password: str | None = None
+    ca_file: str | None = None
+    """For ``wss://``: the certificate authority to trust (PEM); None, the system's."""
     id_tags: tuple[str, ...] = ()
     workers: int | None = None
     """None: one per 10,000 chargers."""
@@ -94,6 +96,7 @@ def charger_options(options: FleetOptions, index: int) -> ChargerOptions:
         profile=options.profile,
         connectors=options.connectors,
         password=options.password,
+        ca_file=options.ca_file,
         id_tags=options.id_tags,
         source_address=source_address(index) if options.spread_addresses() else None,
         call_timeout=options.call_timeout,

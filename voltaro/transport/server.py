@@ -19,6 +19,7 @@ connection only, and is logged.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -89,6 +90,7 @@ class ServerOptions:
     ping_timeout: float = 30.0
     handshake_timeout: float = 10.0
     close_timeout: float = 5.0
+    tls: ssl.SSLContext | None = None  # set: wss:// only (the TLS handshake is in the timeout)
 
 
 class OcppServer:
@@ -133,7 +135,10 @@ class OcppServer:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(trio.serve_listeners, self._handle_stream, listeners)
             log.info(
-                "OCPP server listening on ws://%s:%d/ocpp/{chargePointId}", options.host, self.port
+                "OCPP server listening on %s://%s:%d/ocpp/{chargePointId}",
+                "ws" if options.tls is None else "wss",
+                options.host,
+                self.port,
             )
             task_status.started(self)
 
@@ -169,13 +174,26 @@ class OcppServer:
         try:
             request = None
             with trio.move_on_after(self._options.handshake_timeout):
-                request = await read_upgrade_request(stream, max_message=self._options.max_frame)
+                request = await read_upgrade_request(
+                    await self._secured(stream), max_message=self._options.max_frame
+                )
             if request is not None:
                 await self.handle_request(request, remote)
         except Exception as error:
             _log_connection_failure(remote, error)
         finally:
             await trio.aclose_forcefully(stream)
+
+    async def _secured(self, stream: trio.SocketStream) -> trio.abc.Stream:
+        """The stream the WebSocket runs on: TLS over ``stream`` when configured."""
+        if self._options.tls is None:
+            return stream
+        tls = trio.SSLStream(stream, self._options.tls, server_side=True)
+        try:
+            await tls.do_handshake()
+        except trio.BrokenResourceError as error:  # plain ws://, or a client distrusting us
+            raise HandshakeFailed(f"TLS handshake failed: {error.__cause__ or error}") from None
+        return tls
 
     async def handle_request(self, request: UpgradeRequest, remote: str) -> None:
         charge_point_id = charge_point_id_from_path(request.path)

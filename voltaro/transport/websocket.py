@@ -14,6 +14,9 @@ write that would block waits, and while it does, later writes queue behind it in
 Every read and write asks the socket for its descriptor first: once the connection's owner
 has closed the socket the answer is -1, and the number can never reach a newer connection
 that the kernel gave the same descriptor.
+
+Over TLS (``wss://``) the bytes go through ``trio.SSLStream`` instead (:class:`_StreamIO`):
+the encryption needs trio's stream layer, and costs its price.
 """
 
 from __future__ import annotations
@@ -138,6 +141,52 @@ class _SocketIO:
         return fd
 
 
+class _StreamIO:
+    """Reads and writes of any trio stream (a TLS one: ``trio.SSLStream``), with the same
+    meaning as :class:`_SocketIO`'s."""
+
+    def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType) -> None:
+        self._stream = stream
+        self._socket = socket  # underneath: what abort() closes
+        self._send_lock = trio.StrictFIFOLock()
+        self.broken = False
+
+    async def read(self) -> bytes:
+        try:
+            return bytes(await self._stream.receive_some(READ_SIZE))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return b""
+
+    async def write(self, data: bytes) -> None:
+        if self.broken:
+            raise ChannelClosed
+        async with self._send_lock:
+            try:
+                await self._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self.broken = True
+                raise ChannelClosed from None
+            except BaseException:
+                self.broken = True  # cancelled mid-record: a TLS stream cannot go on
+                raise
+
+    def abort(self) -> None:
+        self._socket.close()
+
+
+_ByteIO = _SocketIO | _StreamIO
+
+
+def _io_for(stream: trio.abc.Stream) -> _ByteIO:
+    if isinstance(stream, trio.SocketStream):
+        return _SocketIO(stream)
+    if isinstance(stream, trio.SSLStream) and isinstance(
+        stream.transport_stream, trio.SocketStream
+    ):
+        return _StreamIO(stream, stream.transport_stream.socket)
+    raise TypeError(f"a WebSocket needs a socket or TLS-over-socket stream, not {stream!r}")
+
+
 class WebSocket:
     """An open WebSocket connection; a :class:`voltaro.ocppj.endpoint.MessageChannel`.
 
@@ -147,7 +196,7 @@ class WebSocket:
 
     def __init__(
         self,
-        io: _SocketIO,
+        io: _ByteIO,
         protocol: Connection,
         *,
         max_message: int,
@@ -294,7 +343,7 @@ class UpgradeRequest:
     :meth:`accept` or :meth:`reject`."""
 
     def __init__(
-        self, io: _SocketIO, handshake: WSConnection, request: Request, max_message: int
+        self, io: _ByteIO, handshake: WSConnection, request: Request, max_message: int
     ) -> None:
         self._io = io
         self._handshake = handshake
@@ -314,12 +363,12 @@ class UpgradeRequest:
 
 
 async def read_upgrade_request(
-    stream: trio.SocketStream, *, max_message: int
+    stream: trio.abc.Stream, *, max_message: int
 ) -> UpgradeRequest | None:
-    """Read a client's opening handshake. None when the client left first; a request that is
-    not a WebSocket upgrade (or over h11's 16 KiB) is answered 400 or 426 and raises
-    :class:`HandshakeFailed`."""
-    io = _SocketIO(stream)
+    """Read a client's opening handshake (``stream``: a socket's, or TLS over one). None when
+    the client left first; a request that is not a WebSocket upgrade (or over h11's 16 KiB)
+    is answered 400 or 426 and raises :class:`HandshakeFailed`."""
+    io = _io_for(stream)
     handshake = WSConnection(ConnectionType.SERVER)
     while True:
         data = await io.read()
@@ -340,7 +389,7 @@ async def read_upgrade_request(
 
 
 async def _send_rejection(
-    io: _SocketIO,
+    io: _ByteIO,
     handshake: WSConnection,
     status: int,
     headers: list[tuple[bytes, bytes]],
@@ -353,7 +402,7 @@ async def _send_rejection(
 
 
 async def open_client(
-    stream: trio.SocketStream,
+    stream: trio.abc.Stream,
     host: str,
     resource: str,
     *,
@@ -361,9 +410,10 @@ async def open_client(
     extra_headers: list[tuple[bytes, bytes]] | None = None,
     max_message: int = 1 << 20,
 ) -> WebSocket:
-    """Run the client's opening handshake on a connected stream. Raises
-    :class:`HandshakeFailed` when the server refuses, ChannelClosed when it hangs up."""
-    io = _SocketIO(stream)
+    """Run the client's opening handshake on a connected stream (a socket's, or TLS over
+    one). Raises :class:`HandshakeFailed` when the server refuses, ChannelClosed when it
+    hangs up."""
+    io = _io_for(stream)
     handshake = WSConnection(ConnectionType.CLIENT)
     request = Request(
         host=host, target=resource, subprotocols=subprotocols, extra_headers=extra_headers or []
@@ -394,7 +444,7 @@ async def open_client(
 
 
 async def _opened(
-    io: _SocketIO, handshake: WSConnection, max_message: int, subprotocol: str | None
+    io: _ByteIO, handshake: WSConnection, max_message: int, subprotocol: str | None
 ) -> WebSocket:
     protocol = handshake.connection
     assert protocol is not None  # the handshake completed
