@@ -518,10 +518,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--throughput-warmup", type=float, default=2.0, help="seconds not measured (connecting)"
     )
-    parser.add_argument(  # up to past Voltaro's limit (15,000 held, 16,250 not: 2026-11-25)
+    parser.add_argument(  # up to past Voltaro's limit (17,500 held, 18,500 not: 2026-11-25)
         "--scale-steps",
         type=_ints,
-        default=_ints("1000,2500,5000,7500,10000,12500,15000,17500"),
+        default=_ints("1000,2500,5000,7500,10000,12500,15000,17500,18500"),
     )
     parser.add_argument("--scale-seconds", type=float, default=60.0, help="after connecting")
     parser.add_argument("--connect-rate", type=float, default=100.0, help="chargers/s ramp")
