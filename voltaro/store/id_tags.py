@@ -19,8 +19,8 @@ Staleness, the one thing that must never happen (a blocked tag answered Accepted
 The same LISTEN connection also hears removed charge points (``voltaro_charge_points``, one
 connection rather than two) and hands their ids to :attr:`IdTagCache.on_charge_point_removed`.
 Nothing is cached from those, so nothing goes stale; a removal announced while the
-connection is down is missed, and that charger keeps its connection until it reconnects (and
-is then refused).
+connection is down is missed, and that charger keeps its connection until it reconnects (as
+an unknown charger then).
 """
 
 from __future__ import annotations
