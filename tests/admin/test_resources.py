@@ -477,7 +477,9 @@ def test_a_charge_point_removed_by_the_cli_loses_its_connection(
     live: Live, api: httpx.Client
 ) -> None:
     """The CLI is another process: the server hears of the removal through NOTIFY."""
-    assert api.put("/api/v1/charge-points/GONE-2", json={"registrationStatus": "Accepted"})
+    assert api.put(
+        "/api/v1/charge-points/GONE-2", json={"registrationStatus": "Accepted"}
+    ).is_success
 
     async def connected_then_removed() -> tuple[int, int | None]:
         async with websockets.connect(live.ws_url("GONE-2"), subprotocols=["ocpp1.6"]) as ws:
@@ -500,7 +502,7 @@ def test_a_charge_point_removed_and_added_back_at_once_stays_connected(
     for charge_point_id in ("BACK-1", "GONE-3"):
         assert api.put(
             f"/api/v1/charge-points/{charge_point_id}", json={"registrationStatus": "Accepted"}
-        )
+        ).is_success
     database = pg_server.database_name(live.voltaro.settings.database_url)
 
     async def both_connected() -> tuple[int | None, list[Any]]:
