@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import trio
 
 from voltaro import __version__
-from voltaro.config import Settings, SettingsError, add_settings_flags
+from voltaro.config import CannotStart, Settings, SettingsError, add_settings_flags
 
 log = logging.getLogger("voltaro")
 
@@ -50,14 +50,22 @@ def _add_simulate_command(
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from voltaro.app import run_server
+    from voltaro.store.errors import StoreUnavailable
+    from voltaro.transport.server import leaf_exceptions
 
     try:
         settings.tls_context()  # a certificate that cannot be used stops us here, clearly
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    trio.run(run_server, settings)
-    return 0
+    failures: list[BaseException] = []
+    try:
+        trio.run(run_server, settings)
+    except* (CannotStart, StoreUnavailable) as group:  # a port in use, no database: no traceback
+        failures = leaf_exceptions(group)
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return 2 if failures else 0
 
 
 def configure_logging(level: str) -> None:

@@ -22,6 +22,11 @@ class SettingsError(ValueError):
     """A setting has a value Voltaro cannot use; the message names the variable."""
 
 
+class CannotStart(Exception):
+    """The settings are valid but do not work here (a port in use, say); the message says
+    what, for an operator to read without a traceback."""
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:

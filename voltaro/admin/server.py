@@ -43,7 +43,9 @@ from voltaro.admin.spec import (
     openapi_document,
 )
 from voltaro.admin.token import admin_token
+from voltaro.config import CannotStart
 from voltaro.store import StoreError
+from voltaro.transport.server import leaf_exceptions
 
 if TYPE_CHECKING:
     from voltaro.app import Voltaro
@@ -227,7 +229,12 @@ async def run_admin_server(
         await serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)
 
     async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(started)
+        try:
+            binds: list[str] = await nursery.start(started)
+        except* OSError as failed:
+            reason = leaf_exceptions(failed)[0]
+            where = config.bind[0]
+            raise CannotStart(f"cannot listen for the admin API on {where}: {reason}") from None
         url = binds[0] if binds else f"http://{host}:{settings.admin_port}"
         log.info("admin API on %s (docs: %s/api/docs; dashboard: %s/)", url, url, url)
         task_status.started(url)

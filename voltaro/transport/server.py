@@ -27,6 +27,7 @@ from typing import Protocol
 
 import trio
 
+from voltaro.config import CannotStart
 from voltaro.ocppj.endpoint import ChannelClosed
 from voltaro.transport.handshake import SUBPROTOCOL, charge_point_id_from_path, password_for
 from voltaro.transport.websocket import (
@@ -130,7 +131,11 @@ class OcppServer:
     ) -> None:
         """Listen until cancelled; ``await nursery.start(server.run)`` returns once bound."""
         options = self._options
-        listeners = await trio.open_tcp_listeners(options.port, host=options.host)
+        try:
+            listeners = await trio.open_tcp_listeners(options.port, host=options.host)
+        except OSError as error:
+            where = f"{options.host}:{options.port}"
+            raise CannotStart(f"cannot listen for chargers on {where}: {error}") from None
         self._port = int(listeners[0].socket.getsockname()[1])
         async with trio.open_nursery() as nursery:
             nursery.start_soon(trio.serve_listeners, self._handle_stream, listeners)
@@ -289,7 +294,7 @@ class OcppServer:
 
 
 def _log_connection_failure(peer: str, error: Exception) -> None:
-    leaves = _leaves(error)
+    leaves = leaf_exceptions(error)
     if all(isinstance(leaf, HandshakeFailed | ChannelClosed) for leaf in leaves):
         # not a WebSocket client, or one that left mid-handshake: nothing was lost
         log.info("connection from %s ended early: %r", peer, leaves[0])
@@ -297,9 +302,10 @@ def _log_connection_failure(peer: str, error: Exception) -> None:
         log.error("connection from %s failed; the server carries on", peer, exc_info=error)
 
 
-def _leaves(error: BaseException) -> list[BaseException]:
+def leaf_exceptions(error: BaseException) -> list[BaseException]:
+    """The exceptions in ``error``, exception groups taken apart."""
     if isinstance(error, BaseExceptionGroup):
-        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+        return [leaf for inner in error.exceptions for leaf in leaf_exceptions(inner)]
     return [error]
 
 

@@ -1,0 +1,41 @@
+"""`voltaro serve` that cannot start says why in one line and exits 2: a port in use (the
+chargers' or the admin API's), a database out of reach. No traceback for an operator's
+configuration problem."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from voltaro import cli
+
+
+def serve(*flags: str) -> int:
+    return cli.main(["serve", "--ocpp-host", "127.0.0.1", "--ocpp-port", "0", *flags])
+
+
+def test_ports_in_use_and_an_unreachable_database_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = str(tmp_path / "data")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+
+        assert serve("--data-dir", data_dir, "--ocpp-port", str(port), "--admin-port", "0") == 2
+        err = capsys.readouterr().err
+        assert f"error: cannot listen for chargers on 127.0.0.1:{port}:" in err
+        assert "Traceback" not in err
+
+        assert serve("--data-dir", data_dir, "--admin-port", str(port)) == 2
+        err = capsys.readouterr().err
+        assert f"error: cannot listen for the admin API on 127.0.0.1:{port}:" in err
+        assert "Traceback" not in err
+
+    assert serve("--database-url", "postgresql://nobody@127.0.0.1:1/none") == 2
+    err = capsys.readouterr().err
+    assert "error: cannot migrate: database unavailable" in err
+    assert "Traceback" not in err
