@@ -14,12 +14,10 @@ import trio
 import trustme
 from trio_websocket import open_websocket_url
 
-from tests.sim.helpers import REGISTRY, start
+from tests.sim.helpers import start, start_charger
 from voltaro import cli
 from voltaro.app import Voltaro
 from voltaro.config import Settings, SettingsError
-from voltaro.sim.charger import ChargerOptions, SimulatedChargePoint
-from voltaro.sim.profiles import profile
 from voltaro.sim.stats import FleetStats
 from voltaro.store.testing import aio_loop, database_url, pg_server, voltaro_settings
 
@@ -102,20 +100,10 @@ async def test_the_simulator_connects_over_wss(
 ) -> None:
     voltaro = await start_tls(nursery, voltaro_settings, certificate)
     stats = FleetStats()
-    charger = SimulatedChargePoint(
-        ChargerOptions(
-            "SIM-TLS",
-            wss_url(voltaro).rstrip("/"),
-            profile("realistic", connect_window=0),
-            ca_file=str(certificate["ca"]),
-            call_timeout=5,
-        ),
-        REGISTRY,
-        stats,
+    url = wss_url(voltaro).rstrip("/")
+    await start_charger(
+        nursery, voltaro, "SIM-TLS", stats=stats, url=url, ca_file=str(certificate["ca"])
     )
-    await nursery.start(charger.run)
-    with trio.fail_after(10):
-        await charger.wait_registered()
     assert stats.connect_failures == 0
     assert "SIM-TLS" in voltaro.endpoints
 

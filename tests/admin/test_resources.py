@@ -455,19 +455,29 @@ def test_keep_alive_survives_answers_given_before_the_body_was_needed(
     assert api.get("/api/v1/id-tags", timeout=5).status_code == 200
 
 
+def register_accepted(api: httpx.Client, *charge_point_ids: str) -> None:
+    for charge_point_id in charge_point_ids:
+        path = f"/api/v1/charge-points/{charge_point_id}"
+        assert api.put(path, json={"registrationStatus": "Accepted"}).is_success
+
+
+async def close_code(ws: Any) -> int | None:
+    """The code the server closes ``ws`` with (waits up to 5 s for it)."""
+    with contextlib.suppress(websockets.ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), timeout=5)
+    close: int | None = ws.close_code
+    return close
+
+
 def test_removing_a_connected_charge_point_closes_its_connection(
     live: Live, api: httpx.Client
 ) -> None:
-    assert api.put(
-        "/api/v1/charge-points/GONE-1", json={"registrationStatus": "Accepted"}
-    ).is_success
+    register_accepted(api, "GONE-1")
 
     async def connected_then_removed() -> int | None:
         async with websockets.connect(live.ws_url("GONE-1"), subprotocols=["ocpp1.6"]) as ws:
             await asyncio.to_thread(api.delete, "/api/v1/charge-points/GONE-1")
-            with contextlib.suppress(websockets.ConnectionClosed):
-                await asyncio.wait_for(ws.recv(), timeout=5)
-            return ws.close_code
+            return await close_code(ws)
 
     assert asyncio.run(connected_then_removed()) == 1008
     assert_problem(api.get("/api/v1/charge-points/GONE-1"), 404)
@@ -477,9 +487,7 @@ def test_a_charge_point_removed_by_the_cli_loses_its_connection(
     live: Live, api: httpx.Client
 ) -> None:
     """The CLI is another process: the server hears of the removal through NOTIFY."""
-    assert api.put(
-        "/api/v1/charge-points/GONE-2", json={"registrationStatus": "Accepted"}
-    ).is_success
+    register_accepted(api, "GONE-2")
 
     async def connected_then_removed() -> tuple[int, int | None]:
         async with websockets.connect(live.ws_url("GONE-2"), subprotocols=["ocpp1.6"]) as ws:
@@ -487,9 +495,7 @@ def test_a_charge_point_removed_by_the_cli_loses_its_connection(
             code = await asyncio.to_thread(
                 cli_admin.chargepoint_remove, args, live.voltaro.settings
             )
-            with contextlib.suppress(websockets.ConnectionClosed):
-                await asyncio.wait_for(ws.recv(), timeout=5)
-            return code, ws.close_code
+            return code, await close_code(ws)
 
     assert asyncio.run(connected_then_removed()) == (0, 1008)
 
@@ -499,10 +505,7 @@ def test_a_charge_point_removed_and_added_back_at_once_stays_connected(
 ) -> None:
     """The removal is announced at commit, when the row is back: that charger stays, while
     one removed by the same statement is closed."""
-    for charge_point_id in ("BACK-1", "GONE-3"):
-        assert api.put(
-            f"/api/v1/charge-points/{charge_point_id}", json={"registrationStatus": "Accepted"}
-        ).is_success
+    register_accepted(api, "BACK-1", "GONE-3")
     database = pg_server.database_name(live.voltaro.settings.database_url)
 
     async def both_connected() -> tuple[int | None, list[Any]]:
@@ -517,12 +520,11 @@ def test_a_charge_point_removed_and_added_back_at_once_stays_connected(
                 " VALUES ('BACK-1', 'Accepted')",
                 database,
             )
-            with contextlib.suppress(websockets.ConnectionClosed):
-                await asyncio.wait_for(gone.recv(), timeout=5)
+            gone_code = await close_code(gone)
             await asyncio.sleep(0.5)  # BACK-1, were it to be closed, would be by now
             await back.send('[2,"hb-1","Heartbeat",{}]')
             answer = json.loads(await asyncio.wait_for(back.recv(), timeout=5))
-            return gone.close_code, answer
+            return gone_code, answer
 
     gone_code, answer = asyncio.run(both_connected())
     assert gone_code == 1008

@@ -47,12 +47,14 @@ async def start_charger(
     *,
     sim_profile: Profile | None = None,
     stats: FleetStats | None = None,
+    url: str | None = None,
     **options: Any,
 ) -> SimulatedChargePoint:
+    """A simulated charger, registered; ``url`` when not the server's ``ws://`` one."""
     charger = SimulatedChargePoint(
         ChargerOptions(
             charge_point_id,
-            base_url(voltaro),
+            url or base_url(voltaro),
             sim_profile or profile("realistic", connect_window=0),
             backoff_min=0.05,
             backoff_max=0.2,
