@@ -314,19 +314,25 @@ class RpcEndpoint:
         if violation is not None:
             raise InvalidRequest(action, violation)
         timeout = self._call_timeout if timeout is None else timeout
-        async with self._call_lock:
-            started = trio.current_time()
-            outcome = "cancelled"
-            try:
-                result = await self._call_in_turn(action, payload, timeout)
-                outcome = "result"
-                return result
-            except CallFailed as failure:
-                outcome = failure.outcome
-                raise
-            finally:
-                if self._hooks.on_call is not None:
-                    self._hooks.on_call(action, outcome, trio.current_time() - started)
+        # A free lock is taken without a scheduling round (the wait for the answer is this
+        # call's checkpoint): a charger simulated for the benchmark calls back to back.
+        if self._call_lock.locked():
+            await self._call_lock.acquire()
+        else:
+            self._call_lock.acquire_nowait()
+        started = trio.current_time()
+        outcome = "cancelled"
+        try:
+            result = await self._call_in_turn(action, payload, timeout)
+            outcome = "result"
+            return result
+        except CallFailed as failure:
+            outcome = failure.outcome
+            raise
+        finally:
+            self._call_lock.release()
+            if self._hooks.on_call is not None:
+                self._hooks.on_call(action, outcome, trio.current_time() - started)
 
     async def _call_in_turn(self, action: str, payload: Payload, timeout: float) -> Payload:
         pending = _PendingCall(self._new_message_id(), action)
