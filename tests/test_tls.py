@@ -77,11 +77,18 @@ async def test_clients_that_cannot_talk_tls_to_us_do_not_stop_the_server(
     voltaro = await start_tls(nursery, voltaro_settings, certificate)
     assert voltaro.server is not None
     port = voltaro.server.port
-    with trio.fail_after(5):  # plain ws:// at the TLS port: hung up on at once
+    with trio.fail_after(5):  # plain ws:// at the TLS port: told to use wss://
         plain = await trio.open_tcp_stream("127.0.0.1", port)
         await plain.send_all(b"GET /ocpp/PLAIN HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert await plain.receive_some(1000) == b""
+        answer = b""
+        while chunk := await plain.receive_some(1000):
+            answer += chunk
         await plain.aclose()
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert answer.endswith(b"\r\n\r\nThis port speaks TLS: connect with wss://, not ws://\n")
+    with trio.fail_after(5):  # a client that leaves at once
+        gone = await trio.open_tcp_stream("127.0.0.1", port)
+        await gone.aclose()
     with trio.fail_after(5):  # a client without our authority refuses the certificate
         distrusting = trio.SSLStream(
             await trio.open_tcp_stream("127.0.0.1", port),

@@ -18,7 +18,9 @@ connection only, and is logged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -193,10 +195,11 @@ class OcppServer:
         """The stream the WebSocket runs on: TLS over ``stream`` when configured."""
         if self._options.tls is None:
             return stream
+        await _refuse_plain_http(stream)
         tls = trio.SSLStream(stream, self._options.tls, server_side=True)
         try:
             await tls.do_handshake()
-        except trio.BrokenResourceError as error:  # plain ws://, or a client distrusting us
+        except trio.BrokenResourceError as error:  # a client distrusting us, or not TLS after all
             raise HandshakeFailed(f"TLS handshake failed: {error.__cause__ or error}") from None
         return tls
 
@@ -291,6 +294,32 @@ class OcppServer:
                 )
                 scope.cancel()
                 return
+
+
+TLS_HANDSHAKE_RECORD = 0x16  # the first byte a TLS client sends
+MAX_PLAIN_REQUEST = 65536
+_PLAIN_HTTP_REASON = b"This port speaks TLS: connect with wss://, not ws://\n"
+PLAIN_HTTP_AT_TLS_PORT = (
+    b"HTTP/1.1 400 Bad Request\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Connection: close\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (len(_PLAIN_HTTP_REASON), _PLAIN_HTTP_REASON)
+)
+
+
+async def _refuse_plain_http(stream: trio.SocketStream) -> None:
+    """A plain ``ws://`` client at the TLS port is told so in plain HTTP; a charger's log then
+    says why it cannot connect, where a hang-up says nothing."""
+    first = await stream.socket.recv(1, socket.MSG_PEEK)
+    if not first:
+        raise HandshakeFailed("the client left before the TLS handshake")
+    if first[0] != TLS_HANDSHAKE_RECORD:
+        with contextlib.suppress(trio.BrokenResourceError):
+            # read the request first: closing with it unread would reset the connection,
+            # and the client could lose the answer
+            await stream.receive_some(MAX_PLAIN_REQUEST)
+            await stream.send_all(PLAIN_HTTP_AT_TLS_PORT)
+        raise HandshakeFailed("plain HTTP at the TLS port: told to use wss://", 400)
 
 
 def _log_connection_failure(peer: str, error: Exception) -> None:
