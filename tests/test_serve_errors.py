@@ -17,8 +17,9 @@ def serve(*flags: str) -> int:
 
 
 def test_ports_in_use_and_an_unreachable_database_are_one_line_errors(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("VOLTARO_ADMIN_TOKEN", raising=False)  # a start generates one
     data_dir = str(tmp_path / "data")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -31,9 +32,12 @@ def test_ports_in_use_and_an_unreachable_database_are_one_line_errors(
         assert "Traceback" not in err
 
         assert serve("--data-dir", data_dir, "--admin-port", str(port)) == 2
-        err = capsys.readouterr().err
+        out, err = capsys.readouterr()
         assert f"error: cannot listen for the admin API on 127.0.0.1:{port}:" in err
         assert "Traceback" not in err
+        # no token shown by a start that never listened, and none kept: the next shows one
+        assert "Admin API token" not in out
+        assert not (tmp_path / "data" / "admin-token").exists()
 
     assert serve("--database-url", "postgresql://nobody@127.0.0.1:1/none") == 2
     err = capsys.readouterr().err

@@ -24,7 +24,7 @@ from ocpp.v16 import ChargePoint, call
 
 from tests.admin.conftest import Live, live_settings
 from voltaro import cli_admin
-from voltaro.admin.token import admin_token
+from voltaro.admin.token import AdminToken, admin_token
 from voltaro.app import Voltaro, start_voltaro
 from voltaro.config import Settings, SettingsError
 from voltaro.store.testing import TestPostgres
@@ -77,9 +77,11 @@ def test_unknown_route_and_method_are_problems(api: httpx.Client) -> None:
 def test_generated_token_is_kept_private_and_reused(tmp_path: Any) -> None:
     first = admin_token(None, tmp_path / "data")
     path = tmp_path / "data" / "admin-token"
+    assert first.generated_in == path
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert admin_token(None, tmp_path / "data") == first
-    assert admin_token("configured-token-123456", tmp_path / "data") == "configured-token-123456"
+    assert admin_token(None, tmp_path / "data") == AdminToken(first.value)
+    configured = admin_token("configured-token-123456", tmp_path / "data")
+    assert configured == AdminToken("configured-token-123456")
 
 
 def test_admin_settings_from_environment() -> None:

@@ -212,7 +212,7 @@ async def run_admin_server(
     """Serve the admin API until cancelled; reports ``http://host:port`` once listening."""
     settings = voltaro.settings
     token = admin_token(settings.admin_token, settings.data_dir)
-    app = create_app(voltaro, token)
+    app = create_app(voltaro, token.value)
     config = Config()
     host = settings.admin_host
     config.bind = [
@@ -229,12 +229,18 @@ async def run_admin_server(
         await serve(app, config, shutdown_trigger=shutdown.wait, task_status=task_status)
 
     async with trio.open_nursery() as nursery:
+        listening = False
         try:
             binds: list[str] = await nursery.start(started)
+            listening = True
         except* OSError as failed:
             reason = leaf_exceptions(failed)[0]
             where = config.bind[0]
             raise CannotStart(f"cannot listen for the admin API on {where}: {reason}") from None
+        finally:
+            if not listening:
+                token.discard()
+        token.announce()
         url = binds[0] if binds else f"http://{host}:{settings.admin_port}"
         log.info("admin API on %s (docs: %s/api/docs; dashboard: %s/)", url, url, url)
         task_status.started(url)

@@ -1,7 +1,9 @@
 """The admin API's bearer token: from ``VOLTARO_ADMIN_TOKEN``, or generated once.
 
 A generated token is kept in ``<data dir>/admin-token`` (created with mode 0600, never
-widened) and printed once, when it is created; later starts read it back silently.
+widened) and printed once, by the start that generated it, when its admin API listens; later
+starts read it back silently. If that start fails before listening, the file is removed, so
+the next start generates a token and shows it (nobody could have used the first).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import logging
 import os
 import secrets
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -17,30 +20,47 @@ log = logging.getLogger(__name__)
 TOKEN_FILE = "admin-token"
 
 
-def admin_token(configured: str | None, data_dir: Path) -> str:
+@dataclass(frozen=True)
+class AdminToken:
+    value: str
+    generated_in: Path | None = None
+    """The file this start wrote it to; None when configured or read back."""
+
+    def announce(self) -> None:
+        """Print a token this start generated (call once the admin API listens)."""
+        if self.generated_in is not None:
+            print(
+                f"Admin API token (shown once; kept in {self.generated_in}, mode 0600):\n"
+                f"    {self.value}",
+                file=sys.stdout,
+                flush=True,
+            )
+
+    def discard(self) -> None:
+        """The start failed before the admin API listened: remove a token it generated."""
+        if self.generated_in is not None:
+            self.generated_in.unlink(missing_ok=True)
+
+
+def admin_token(configured: str | None, data_dir: Path) -> AdminToken:
     """The token to require: ``configured`` when set, else the data directory's one."""
     if configured:
-        return configured
+        return AdminToken(configured)
     path = data_dir / TOKEN_FILE
     try:
         existing = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         existing = ""
     if existing:
-        return existing
+        return AdminToken(existing)
     data_dir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:  # another process made it first: use theirs
-        return path.read_text(encoding="utf-8").strip()
+        return AdminToken(path.read_text(encoding="utf-8").strip())
     with os.fdopen(fd, "w", encoding="utf-8") as file:
         file.write(token + "\n")
-    print(
-        f"Admin API token (shown once; kept in {path}, mode 0600):\n    {token}",
-        file=sys.stdout,
-        flush=True,
-    )
     log.info("generated an admin API token in %s", path)
-    return token
+    return AdminToken(token, generated_in=path)
