@@ -363,6 +363,9 @@ class RpcEndpoint:
         self, pending: _PendingCall, payload: Payload, timeout: float
     ) -> CallResult | CallError:
         if self._closed:
+            # still a checkpoint (call() took a free lock without one): a caller retrying in
+            # a loop must not starve the other tasks
+            await trio.lowlevel.checkpoint()
             raise ConnectionLost(pending.action)
         self._pending = pending
         try:
