@@ -73,7 +73,7 @@ def _optional_path(text: str) -> Path | None:
     return Path(text) if text else None
 
 
-def _admin_token(text: str) -> str | None:
+def _bearer_token(text: str) -> str | None:
     if not text:
         return None
     if len(text) < 16 or any(c.isspace() or not c.isprintable() for c in text):
@@ -101,6 +101,7 @@ class Settings:
     admin_host: str = "127.0.0.1"
     admin_port: int = 8080
     admin_token: str | None = None
+    metrics_token: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
@@ -159,7 +160,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "heartbeat_grace": _positive_float,
     "admin_host": str,
     "admin_port": _port,
-    "admin_token": _admin_token,
+    "admin_token": _bearer_token,
+    "metrics_token": _bearer_token,
     "tls_cert": _optional_path,
     "tls_key": _optional_path,
 }

@@ -100,6 +100,9 @@ def test_admin_settings_from_environment() -> None:
     assert Settings().admin_port == 8080 and Settings().admin_host == "127.0.0.1"
     with pytest.raises(SettingsError, match="VOLTARO_ADMIN_TOKEN"):
         Settings.from_env({"VOLTARO_ADMIN_TOKEN": "short"})
+    assert Settings().metrics_token is None
+    with pytest.raises(SettingsError, match="VOLTARO_METRICS_TOKEN"):
+        Settings.from_env({"VOLTARO_METRICS_TOKEN": "short"})
 
 
 async def test_configured_token_and_own_port(
@@ -115,6 +118,26 @@ async def test_configured_token_and_own_port(
         )
         assert ok.status_code == 200
     assert not (settings.data_dir / "admin-token").exists()
+
+
+async def test_a_metrics_token_guards_metrics_and_only_metrics(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any
+) -> None:
+    settings = live_settings(voltaro_settings.database_url or "", voltaro_settings.data_dir)
+    settings = dataclasses.replace(
+        settings, admin_token="admin-token-1234567", metrics_token="metrics-token-1234567"
+    )
+    voltaro: Voltaro = await nursery.start(start_voltaro, settings)
+    assert voltaro.admin_url is not None
+    async with httpx.AsyncClient(base_url=voltaro.admin_url) as http:
+        assert_problem(await http.get("/metrics"), 401, "missing Authorization")
+        admin = {"Authorization": "Bearer admin-token-1234567"}
+        assert_problem(await http.get("/metrics", headers=admin), 401, "wrong bearer token")
+        scraper = {"Authorization": "Bearer metrics-token-1234567"}
+        scraped = await http.get("/metrics", headers=scraper)
+        assert scraped.status_code == 200 and "voltaro_ocpp_frames" in scraped.text
+        assert (await http.get("/api/v1/id-tags", headers=scraper)).status_code == 401
+        assert (await http.get("/healthz")).status_code == 200
 
 
 # ---- charge points ------------------------------------------------------------------------

@@ -4,8 +4,8 @@ own nursery (see ``voltaro.app.start_voltaro``).
 Routes outside ``/api/v1`` (see ``voltaro.admin.api`` for those):
 
 - ``GET /healthz``: liveness and database reachability, no token;
-- ``GET /metrics``: Prometheus text format, no token (bind the admin port to loopback or
-  a private network);
+- ``GET /metrics``: Prometheus text format; no token unless ``VOLTARO_METRICS_TOKEN`` sets
+  one of its own (else bind the admin port to loopback or a private network);
 - ``GET /api/v1/openapi.json``: the OpenAPI 3.1 document (token required);
 - ``GET /api/docs``: a self-contained page rendering that document (no token: it holds no
   data and asks for the token to fetch the document);
@@ -81,9 +81,12 @@ def create_app(voltaro: Voltaro, token: str) -> QuartTrio:
         version=VERSION,
         components={"schemas": SCHEMAS | ocpp_components()},
     )
-    expected = token.encode()
+    admin_token_bytes = token.encode()
 
     def check_token() -> None:
+        check_bearer(admin_token_bytes)
+
+    def check_bearer(expected: bytes) -> None:
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         if not header:
@@ -163,8 +166,12 @@ def create_app(voltaro: Voltaro, token: str) -> QuartTrio:
             raise Problem(503, "Service Unavailable", f"database unreachable: {error}") from None
         return json_response({"status": "ok", "database": "ok"})
 
+    metrics_token = voltaro.settings.metrics_token
+
     @app.get("/metrics")
     async def metrics() -> Response:
+        if metrics_token is not None:  # a token of its own: a scraper gets no admin rights
+            check_bearer(metrics_token.encode())
         return Response(voltaro.metrics.exposition(), content_type=METRICS_CONTENT_TYPE)
 
     @app.errorhandler(Problem)
