@@ -167,11 +167,12 @@ def create_app(voltaro: Voltaro, token: str) -> QuartTrio:
         return json_response({"status": "ok", "database": "ok"})
 
     metrics_token = voltaro.settings.metrics_token
+    metrics_token_bytes = None if metrics_token is None else metrics_token.encode()
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        if metrics_token is not None:  # a token of its own: a scraper gets no admin rights
-            check_bearer(metrics_token.encode())
+        if metrics_token_bytes is not None:  # a token of its own: no admin rights with it
+            check_bearer(metrics_token_bytes)
         return Response(voltaro.metrics.exposition(), content_type=METRICS_CONTENT_TYPE)
 
     @app.errorhandler(Problem)

@@ -310,7 +310,10 @@ PLAIN_HTTP_AT_TLS_PORT = (
 async def _refuse_plain_http(stream: trio.SocketStream) -> None:
     """A plain ``ws://`` client at the TLS port is told so in plain HTTP; a charger's log then
     says why it cannot connect, where a hang-up says nothing."""
-    first = await stream.socket.recv(1, socket.MSG_PEEK)
+    try:
+        first = await stream.socket.recv(1, socket.MSG_PEEK)
+    except OSError:  # reset: as quiet as a client that closed
+        first = b""
     if not first:
         raise HandshakeFailed("the client left before the TLS handshake")
     if first[0] != TLS_HANDSHAKE_RECORD:
