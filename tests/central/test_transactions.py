@@ -76,7 +76,7 @@ async def test_start_and_stop(central: CentralSystem) -> None:
     rows = await fetch(
         central,
         "SELECT transaction_id, connector_id, source, value, context,"
-        " measurand FROM meter_values ORDER BY id",
+        " measurand FROM meter_values ORDER BY set_id, ordinal",
     )
     assert rows == [
         {
@@ -217,7 +217,7 @@ async def test_meter_values_are_all_stored(central: CentralSystem) -> None:
     rows = await fetch(
         central,
         "SELECT connector_id, transaction_id, sampled_at, value, context, format, measurand,"
-        " phase, location, unit, source FROM meter_values ORDER BY id",
+        " phase, location, unit, source FROM meter_values ORDER BY set_id, ordinal",
     )
     assert len(rows) == 4
     assert rows[0] == {

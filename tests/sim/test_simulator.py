@@ -66,7 +66,7 @@ async def test_a_short_session_per_profile(
     meter = await rows(
         voltaro,
         "SELECT value FROM meter_values WHERE transaction_id = $1"
-        " AND measurand = 'Energy.Active.Import.Register' ORDER BY id",
+        " AND measurand = 'Energy.Active.Import.Register' ORDER BY set_id, ordinal",
         tx["transaction_id"],
     )
     readings = [float(r["value"]) for r in meter]

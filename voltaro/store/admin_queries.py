@@ -211,7 +211,7 @@ class AdminQueries:
                 return None
             values = await connection.fetch(
                 "SELECT * FROM meter_values_effective WHERE transaction_id = $1"
-                " AND charge_point_id = $2 ORDER BY sampled_at, id",
+                " AND charge_point_id = $2 ORDER BY sampled_at, set_id, ordinal",
                 transaction_id,
                 row["charge_point_id"],
             )

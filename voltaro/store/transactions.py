@@ -23,29 +23,9 @@ from voltaro.store.records import (
 from voltaro.store.writer import (
     DUPLICATE,
     ClaimTarget,
-    CopyTarget,
     GroupCommitWriter,
     MergedUpdate,
     Write,
-)
-
-METER_VALUES = CopyTarget(
-    "meter_values",
-    (
-        "charge_point_id",
-        "connector_id",
-        "transaction_id",
-        "sampled_at",
-        "received_at",
-        "source",
-        "value",
-        "context",
-        "format",
-        "measurand",
-        "phase",
-        "location",
-        "unit",
-    ),
 )
 
 # The running energy of open transactions, one UPDATE per batch; a reading older than the one
@@ -64,24 +44,16 @@ ENERGY = MergedUpdate(
     """,
 )
 
-# MeterValues rows, one INSERT per batch that PostgreSQL expands from one jsonb array of
-# sampled values per message (SampledValue order: sampled_at, value, context, format,
-# measurand, phase, location, unit). A message's ten values cost the writer one jsonb to
-# encode instead of 130 COPY fields, and the expansion runs in the database's process:
-# under workload (a), five alternating runs each way, 0.290 -> 0.250 ms of server CPU per
-# message and 2,886 -> 3,189 msg/s. (StopTransaction's transactionData stays a COPY.)
-METER_VALUE_ROWS = MergedUpdate(
+# Sampled values, one row per message (see migration 0005), one INSERT per batch: each
+# message's values go as one jsonb array of SampledValue tuples (sampled_at, value, context,
+# format, measurand, phase, location, unit), stored as they come.
+METER_VALUE_SETS = MergedUpdate(
     "meter values",
     """
-    INSERT INTO meter_values (charge_point_id, connector_id, transaction_id, sampled_at,
-                              received_at, source, value, context, format, measurand, phase,
-                              location, unit)
-    SELECT m.cp, m.connector, m.tx, (v->>0)::timestamptz, m.received, 'MeterValues',
-           v->>1, v->>2, v->>3, v->>4, v->>5, v->>6, v->>7
-    FROM unnest($1::text[], $2::integer[], $3::integer[], $4::timestamptz[], $5::jsonb[])
-         WITH ORDINALITY AS m(cp, connector, tx, received, sampled, n),
-         jsonb_array_elements(m.sampled) WITH ORDINALITY AS e(v, i)
-    ORDER BY m.n, e.i
+    INSERT INTO meter_value_sets (charge_point_id, connector_id, transaction_id, received_at,
+                                  source, sampled_values)
+    SELECT * FROM unnest($1::text[], $2::integer[], $3::integer[], $4::timestamptz[],
+                         $5::text[], $6::jsonb[])
     """,
 )
 
@@ -120,33 +92,17 @@ METER_MESSAGES = ClaimTarget(
 )
 
 
-def meter_rows(
+def meter_value_set(
     charge_point_id: str,
     connector_id: int,
     transaction_id: int | None,
     received_at: datetime,
     source: str,
     values: Sequence[SampledValue],
-) -> list[tuple[object, ...]]:
-    """COPY records for ``values``."""
-    return [
-        (
-            charge_point_id,
-            connector_id,
-            transaction_id,
-            v.sampled_at,
-            received_at,
-            source,
-            pg_text(v.value),
-            pg_text(v.context),
-            pg_text(v.format),
-            pg_text(v.measurand),
-            pg_text(v.phase),
-            pg_text(v.location),
-            pg_text(v.unit),
-        )
-        for v in values
-    ]
+) -> tuple[object, ...]:
+    """The METER_VALUE_SETS row of one message's ``values``."""
+    values_json = JsonbElement(values)
+    return (charge_point_id, connector_id, transaction_id, received_at, source, values_json)
 
 
 class TransactionRepository:
@@ -221,7 +177,7 @@ class TransactionRepository:
                 )
                 return StopOutcome.ALREADY_STOPPED if exists else StopOutcome.UNKNOWN
             if transaction_data:
-                rows = meter_rows(
+                row = meter_value_set(
                     charge_point_id,
                     connector_id,
                     transaction_id,
@@ -229,9 +185,7 @@ class TransactionRepository:
                     "StopTransaction",
                     transaction_data,
                 )
-                await connection.copy_records_to_table(
-                    METER_VALUES.table, records=rows, columns=list(METER_VALUES.columns)
-                )
+                await connection.execute(METER_VALUE_SETS.sql, *([column] for column in row))
             return StopOutcome.STOPPED
 
         return await self._writer.submit(Write(apply, label="StopTransaction"))
@@ -250,8 +204,10 @@ class TransactionRepository:
 
         ``digest`` identifies the message's content: a retry of a message already stored
         stores nothing and returns False."""
-        row = (charge_point_id, connector_id, transaction_id, received_at, JsonbElement(values))
-        merges: dict[MergedUpdate, list[tuple[object, ...]]] = {METER_VALUE_ROWS: [row]}
+        row = meter_value_set(
+            charge_point_id, connector_id, transaction_id, received_at, "MeterValues", values
+        )
+        merges: dict[MergedUpdate, list[tuple[object, ...]]] = {METER_VALUE_SETS: [row]}
         if energy is not None:
             merges[ENERGY] = [(energy.transaction_id, charge_point_id, energy.wh, energy.at)]
         stored: object = await self._writer.submit(
