@@ -20,42 +20,60 @@ from voltaro.store.records import (
     TransactionRecord,
     pg_text,
 )
-from voltaro.store.writer import (
-    DUPLICATE,
-    ClaimTarget,
-    GroupCommitWriter,
-    MergedUpdate,
-    Write,
-)
+from voltaro.store.writer import GroupCommitWriter, MergedQuery, Write
 
-# The running energy of open transactions, one UPDATE per batch; a reading older than the one
-# stored (a late, queued message) does not overwrite a newer one.
-ENERGY = MergedUpdate(
-    "energy",
-    """
-    UPDATE transactions AS t
-    SET last_register_wh = u.wh, last_register_at = u.at, energy_wh = u.wh - t.meter_start
-    FROM (SELECT DISTINCT ON (id) id, cp, wh, at
-          FROM unnest($1::integer[], $2::text[], $3::float8[], $4::timestamptz[])
-               AS x(id, cp, wh, at)
-          ORDER BY id, at DESC) AS u
-    WHERE t.transaction_id = u.id AND t.charge_point_id = u.cp AND t.stopped_at IS NULL
-      AND (t.last_register_at IS NULL OR t.last_register_at <= u.at)
-    """,
-)
-
-# Sampled values, one row per message (see migration 0005), one INSERT per batch: each
-# message's values go as one jsonb array of SampledValue tuples (sampled_at, value, context,
-# format, measurand, phase, location, unit), stored as they come.
-METER_VALUE_SETS = MergedUpdate(
+# MeterValues, one statement per batch for all of them (one round trip to the database):
+# - each message's content is claimed in meter_value_messages (charger, digest); a retry
+#   with a new message id, in this batch or after a restart, finds the claim and stores
+#   nothing (within a batch, the first of equal messages is the one stored);
+# - the sampled values of each message stored go in as one row (see migration 0005): a
+#   jsonb array of SampledValue tuples (sampled_at, value, context, format, measurand,
+#   phase, location, unit), as sent;
+# - the running energy of open transactions; a reading older than the one stored (a late,
+#   queued message) does not overwrite a newer one.
+# It answers (ordinal, true) for each message stored; a retry gets no row.
+METER_VALUES = MergedQuery(
     "meter values",
     """
-    INSERT INTO meter_value_sets (charge_point_id, connector_id, transaction_id, received_at,
-                                  source, sampled_values)
-    SELECT * FROM unnest($1::text[], $2::integer[], $3::integer[], $4::timestamptz[],
-                         $5::text[], $6::jsonb[])
+    WITH input AS (
+        SELECT * FROM unnest($1::integer[], $2::text[], $3::bytea[], $4::timestamptz[],
+                             $5::integer[], $6::integer[], $7::jsonb[], $8::integer[],
+                             $9::float8[], $10::timestamptz[])
+             AS i(n, cp, digest, received, connector, tx, sampled, energy_tx, wh, at)
+    ), claimed AS (
+        INSERT INTO meter_value_messages (charge_point_id, digest, received_at)
+        SELECT cp, digest, received FROM input ORDER BY n
+        ON CONFLICT DO NOTHING
+        RETURNING charge_point_id, digest
+    ), stored AS (
+        SELECT DISTINCT ON (i.cp, i.digest) i.*
+        FROM input AS i JOIN claimed AS c ON c.charge_point_id = i.cp AND c.digest = i.digest
+        ORDER BY i.cp, i.digest, i.n
+    ), sets AS (
+        INSERT INTO meter_value_sets (charge_point_id, connector_id, transaction_id,
+                                      received_at, source, sampled_values)
+        SELECT cp, connector, tx, received, 'MeterValues', sampled FROM stored ORDER BY n
+    ), energy AS (
+        UPDATE transactions AS t
+        SET last_register_wh = u.wh, last_register_at = u.at,
+            energy_wh = u.wh - t.meter_start
+        FROM (SELECT DISTINCT ON (energy_tx) energy_tx, cp, wh, at FROM stored
+              WHERE energy_tx IS NOT NULL ORDER BY energy_tx, at DESC) AS u
+        WHERE t.transaction_id = u.energy_tx AND t.charge_point_id = u.cp
+          AND t.stopped_at IS NULL
+          AND (t.last_register_at IS NULL OR t.last_register_at <= u.at)
+    )
+    SELECT n, true FROM stored
     """,
 )
+
+# A StopTransaction's transactionData: one row, like a MeterValues' (without the claim: a
+# retried stop is recognised by the transaction being stopped already).
+_INSERT_SET_SQL = """
+INSERT INTO meter_value_sets (charge_point_id, connector_id, transaction_id, received_at,
+                              source, sampled_values)
+VALUES ($1, $2, $3, $4, 'StopTransaction', $5)
+"""
 
 _INSERT_SQL = """
 INSERT INTO transactions (charge_point_id, connector_id, id_tag, id_tag_status, started_at,
@@ -77,32 +95,6 @@ UPDATE transactions SET stopped_at = $3, meter_stop = $4, stop_reason = $5, stop
 WHERE transaction_id = $1 AND charge_point_id = $2 AND stopped_at IS NULL
 RETURNING connector_id
 """
-
-
-# One MeterValues message's content, claimed once: a retry (new message id) finds the claim.
-METER_MESSAGES = ClaimTarget(
-    "meter_value_messages",
-    """
-    INSERT INTO meter_value_messages (charge_point_id, digest, received_at)
-    SELECT * FROM unnest($1::text[], $2::bytea[], $3::timestamptz[])
-    ON CONFLICT DO NOTHING
-    RETURNING charge_point_id, digest
-    """,
-    key_columns=2,
-)
-
-
-def meter_value_set(
-    charge_point_id: str,
-    connector_id: int,
-    transaction_id: int | None,
-    received_at: datetime,
-    source: str,
-    values: Sequence[SampledValue],
-) -> tuple[object, ...]:
-    """The METER_VALUE_SETS row of one message's ``values``."""
-    values_json = JsonbElement(values)
-    return (charge_point_id, connector_id, transaction_id, received_at, source, values_json)
 
 
 class TransactionRepository:
@@ -177,15 +169,14 @@ class TransactionRepository:
                 )
                 return StopOutcome.ALREADY_STOPPED if exists else StopOutcome.UNKNOWN
             if transaction_data:
-                row = meter_value_set(
+                await connection.execute(
+                    _INSERT_SET_SQL,
                     charge_point_id,
                     connector_id,
                     transaction_id,
                     received_at,
-                    "StopTransaction",
-                    transaction_data,
+                    JsonbElement(transaction_data),
                 )
-                await connection.execute(METER_VALUE_SETS.sql, *([column] for column in row))
             return StopOutcome.STOPPED
 
         return await self._writer.submit(Write(apply, label="StopTransaction"))
@@ -200,24 +191,19 @@ class TransactionRepository:
         received_at: datetime,
         digest: bytes,
     ) -> bool:
-        """Store every sampled value (one INSERT per batch) and the transaction's energy.
+        """Store the sampled values and the transaction's energy (one statement per batch).
 
         ``digest`` identifies the message's content: a retry of a message already stored
         stores nothing and returns False."""
-        row = meter_value_set(
-            charge_point_id, connector_id, transaction_id, received_at, "MeterValues", values
-        )
-        merges: dict[MergedUpdate, list[tuple[object, ...]]] = {METER_VALUE_SETS: [row]}
+        reading: tuple[object, ...] = (None, None, None)
         if energy is not None:
-            merges[ENERGY] = [(energy.transaction_id, charge_point_id, energy.wh, energy.at)]
-        stored: object = await self._writer.submit(
-            Write(
-                merges=merges,
-                claim=(METER_MESSAGES, (charge_point_id, digest, received_at)),
-                label="MeterValues",
-            )
+            reading = (energy.transaction_id, energy.wh, energy.at)
+        message = (charge_point_id, digest, received_at, connector_id, transaction_id)
+        row = (*message, JsonbElement(values), *reading)
+        stored = await self._writer.submit(
+            Write[bool | None](query=(METER_VALUES, row), label="MeterValues")
         )
-        return stored is not DUPLICATE
+        return stored is True
 
     async def purge_meter_messages_before(self, cutoff: datetime) -> int:
         """Forget the digests of MeterValues older than ``cutoff``; returns how many."""

@@ -92,33 +92,6 @@ class MergedQuery:
     sql: str
 
 
-@dataclass(frozen=True)
-class ClaimTarget:
-    """A de-duplication table claimed once per batch for all its writes.
-
-    ``sql`` inserts the rows given as arrays (``$1..$n``, one per column) with ``ON CONFLICT
-    DO NOTHING`` and returns the key columns of the rows it inserted; ``key_columns`` says
-    how many leading columns of a claim row form the key. A write whose key was not
-    inserted (claimed by an earlier write, in this batch or before) is a retry.
-    """
-
-    name: str
-    sql: str
-    key_columns: int
-
-
-class _Duplicate:
-    """The type of :data:`DUPLICATE`."""
-
-    def __repr__(self) -> str:
-        return "DUPLICATE"
-
-
-DUPLICATE: Any = _Duplicate()
-"""What a write's ``apply`` returns when it found its data already stored (a retry): its
-``copies`` and ``merges`` are then dropped, so the retry stores nothing twice."""
-
-
 @dataclass
 class Write(Generic[T]):
     """One caller's unit of work; see the module docstring."""
@@ -126,9 +99,6 @@ class Write(Generic[T]):
     apply: Callable[[Connection], Awaitable[T]] | None = None
     copies: Mapping[CopyTarget, Sequence[tuple[Any, ...]]] = field(default_factory=dict)
     merges: Mapping[MergedUpdate, Sequence[tuple[Any, ...]]] = field(default_factory=dict)
-    claim: tuple[ClaimTarget, tuple[Any, ...]] | None = None
-    """A retry of content already stored is found by this claim: it then stores nothing and
-    its result is :data:`DUPLICATE`."""
     query: tuple[MergedQuery, tuple[Any, ...]] | None = None
     """Without ``apply``, the write's result is this row's answer."""
     label: str = "write"
@@ -387,13 +357,10 @@ class GroupCommitWriter:
 
     @staticmethod
     async def _apply_together(connection: Connection, writes: list[Write[Any]]) -> list[Any]:
-        duplicates = await _claim(connection, writes)
-        results = await _results(connection, writes, duplicates)
+        results = await _results(connection, writes)
         copies: dict[CopyTarget, list[tuple[Any, ...]]] = {}
         merges: dict[MergedUpdate, list[tuple[Any, ...]]] = {}
-        for w, result in zip(writes, results, strict=True):
-            if result is DUPLICATE:
-                continue
+        for w in writes:
             for target, rows in w.copies.items():
                 copies.setdefault(target, []).extend(rows)
             for merge, rows in w.merges.items():
@@ -407,9 +374,8 @@ class GroupCommitWriter:
         for w in writes:
             try:
                 async with connection.transaction():  # a savepoint inside the batch
-                    (result,) = await _results(connection, [w], await _claim(connection, [w]))
-                    if result is not DUPLICATE:
-                        await _run_copies_and_merges(connection, w.copies, w.merges)
+                    (result,) = await _results(connection, [w])
+                    await _run_copies_and_merges(connection, w.copies, w.merges)
             except Exception as exc:
                 if is_outage(exc, connection):
                     raise
@@ -419,40 +385,12 @@ class GroupCommitWriter:
         return outcomes
 
 
-async def _claim(connection: Connection, writes: Sequence[Write[Any]]) -> set[int]:
-    """Claim every write's key, one statement per claim table; the indexes of the writes
-    that are retries (their key was claimed before, or earlier in this batch)."""
-    duplicates: set[int] = set()
-    by_target: dict[ClaimTarget, list[tuple[int, tuple[Any, ...]]]] = {}
-    for index, write in enumerate(writes):
-        if write.claim is not None:
-            target, row = write.claim
-            by_target.setdefault(target, []).append((index, row))
-    for target, claims in by_target.items():
-        first: dict[tuple[Any, ...], int] = {}
-        for index, row in claims:
-            key = row[: target.key_columns]
-            if key in first:
-                duplicates.add(index)
-            else:
-                first[key] = index
-        rows = [row for index, row in claims if index not in duplicates]
-        inserted = await connection.fetch(
-            target.sql, *(list(column) for column in zip(*rows, strict=True))
-        )
-        fresh = {tuple(record.values()) for record in inserted}
-        duplicates.update(index for key, index in first.items() if key not in fresh)
-    return duplicates
-
-
-async def _results(
-    connection: Connection, writes: Sequence[Write[Any]], duplicates: set[int]
-) -> list[Any]:
-    """Each write's result: DUPLICATE for a retry, else its ``apply``'s, else its query
-    row's answer. One statement per merged query for the whole batch."""
+async def _results(connection: Connection, writes: Sequence[Write[Any]]) -> list[Any]:
+    """Each write's result: its ``apply``'s, else its query row's answer. One statement per
+    merged query for the whole batch."""
     by_query: dict[MergedQuery, list[tuple[int, tuple[Any, ...]]]] = {}
     for index, write in enumerate(writes):
-        if write.query is not None and write.apply is None and index not in duplicates:
+        if write.query is not None and write.apply is None:
             query, row = write.query
             by_query.setdefault(query, []).append((index, row))
     answers: dict[int, Any] = {}
@@ -462,10 +400,7 @@ async def _results(
             query.sql, [index for index, _ in rows], *(list(column) for column in columns)
         )
         answers.update((record[0], record[1]) for record in records)
-    return [
-        DUPLICATE if i in duplicates else (await w.apply(connection) if w.apply else answers.get(i))
-        for i, w in enumerate(writes)
-    ]
+    return [await w.apply(connection) if w.apply else answers.get(i) for i, w in enumerate(writes)]
 
 
 async def _run_copies_and_merges(
