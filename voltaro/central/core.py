@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from voltaro.central.connector_state import is_expected
-from voltaro.central.metering import content_digest, energy_reading, sampled_values
+from voltaro.central.metering import content_digest, energy_reading, stored_meter_values
 from voltaro.central.timestamps import format_timestamp, parse_timestamp, utc_now
 from voltaro.ocppj.errors import ErrorCode, OcppError
 from voltaro.store.records import BootDetails, StatusChange, StopOutcome
@@ -214,7 +214,7 @@ class CoreHandlers:
         transaction_id = _integer(payload, "transactionId", -INT32_MAX, INT32_MAX)
         meter_stop = _integer(payload, "meterStop", -INT64_MAX, INT64_MAX)
         stopped_at = parse_timestamp(payload["timestamp"], "timestamp")
-        data = sampled_values(payload.get("transactionData", []), "transactionData")
+        data = stored_meter_values(payload.get("transactionData", []), "transactionData")
         id_tag: str | None = payload.get("idTag")
         outcome = await self._store.transactions.stop(
             self._cp,
@@ -252,7 +252,7 @@ class CoreHandlers:
         self._system.seen(self._cp)
         connector_id = _connector_id(payload, 0)
         transaction_id = _optional_integer(payload, "transactionId", INT32_MAX)
-        values = sampled_values(payload["meterValue"], "meterValue")
+        values = stored_meter_values(payload["meterValue"], "meterValue")
         energy = None if transaction_id is None else energy_reading(transaction_id, values)
         stored = await self._store.transactions.meter_values(
             self._cp,

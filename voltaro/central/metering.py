@@ -1,5 +1,5 @@
-"""Meter values: from the OCPP ``meterValue`` list to stored sampled values, and the
-transaction's energy register.
+"""Meter values: the OCPP ``meterValue`` list as stored, and the transaction's energy
+register.
 
 Values are stored exactly as sent (fields omitted stay omitted). The energy register is
 read by OCPP 1.6's defaults: a sampled value without ``measurand`` is
@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
 
 from voltaro.central.timestamps import parse_timestamp
-from voltaro.store.records import EnergyReading, SampledValue
+from voltaro.store.records import EnergyReading
+
+Payload = dict[str, Any]
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 _UNIT_FACTOR = {"Wh": 1.0, "kWh": 1000.0}
@@ -28,47 +31,42 @@ def content_digest(payload: dict[str, Any]) -> bytes:
     return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).digest()
 
 
-def sampled_values(meter_values: Sequence[dict[str, Any]], field: str) -> list[SampledValue]:
-    """Flatten ``meterValue`` objects into one SampledValue per sampled value."""
-    out: list[SampledValue] = []
-    for i, meter_value in enumerate(meter_values):
-        at = parse_timestamp(meter_value["timestamp"], f"{field}[{i}].timestamp")
-        for sample in meter_value["sampledValue"]:
-            get = sample.get
-            # positional: ten per message, and keyword arguments cost twice as much here
-            out.append(
-                SampledValue(
-                    at,
-                    sample["value"],
-                    get("context"),
-                    get("format"),
-                    get("measurand"),
-                    get("phase"),
-                    get("location"),
-                    get("unit"),
-                )
-            )
-    return out
+def stored_meter_values(meter_values: Sequence[dict[str, Any]], field: str) -> list[Payload]:
+    """The ``meterValue`` list as stored: each timestamp checked (a bad one is the charger's
+    error) and normalised to UTC; the sampled values as sent, so the database keeps them
+    without Python taking them apart (~6% of the server's CPU under load when it did)."""
+    return [
+        {
+            "timestamp": parse_timestamp(entry["timestamp"], f"{field}[{i}].timestamp"),
+            "sampledValue": entry["sampledValue"],
+        }
+        for i, entry in enumerate(meter_values)
+    ]
 
 
-def energy_reading(transaction_id: int, values: Sequence[SampledValue]) -> EnergyReading | None:
-    """The latest total (no phase) active import register at the outlet, in Wh; None if the
-    values hold none (or none readable as a number)."""
+def energy_reading(transaction_id: int, meter_values: Sequence[Payload]) -> EnergyReading | None:
+    """The latest total (no phase) active import register at the outlet, in Wh, from stored
+    ``meter_values``; None if they hold none (or none readable as a number)."""
     best: EnergyReading | None = None
-    for v in values:
-        if (v.measurand or ENERGY_REGISTER) != ENERGY_REGISTER or v.phase is not None:
-            continue
-        if (v.location or "Outlet") != "Outlet" or (v.format or "Raw") != "Raw":
-            continue
-        factor = _UNIT_FACTOR.get(v.unit or "Wh")
-        if factor is None:
-            continue
-        try:
-            wh = float(v.value) * factor
-        except ValueError:
-            continue
-        if wh != wh or wh in (float("inf"), float("-inf")):  # NaN or infinite
-            continue
-        if best is None or v.sampled_at >= best.at:
-            best = EnergyReading(transaction_id, wh, v.sampled_at)
+    for entry in meter_values:
+        at: datetime = entry["timestamp"]
+        for sample in entry["sampledValue"]:
+            get = sample.get
+            if (get("measurand") or ENERGY_REGISTER) != ENERGY_REGISTER:
+                continue
+            if get("phase") is not None:
+                continue
+            if (get("location") or "Outlet") != "Outlet" or (get("format") or "Raw") != "Raw":
+                continue
+            factor = _UNIT_FACTOR.get(get("unit") or "Wh")
+            if factor is None:
+                continue
+            try:
+                wh = float(sample["value"]) * factor
+            except (TypeError, ValueError):
+                continue
+            if wh != wh or wh in (float("inf"), float("-inf")):  # NaN or infinite
+                continue
+            if best is None or at >= best.at:
+                best = EnergyReading(transaction_id, wh, at)
     return best

@@ -57,7 +57,7 @@ class JsonbElement:
 
 
 def _plain(value: object) -> object:
-    """What orjson leaves out: named tuples (e.g. SampledValue) go as JSON arrays."""
+    """What orjson leaves out: a JsonbElement's value; named tuples go as JSON arrays."""
     if isinstance(value, JsonbElement):
         return value.value
     if isinstance(value, tuple):

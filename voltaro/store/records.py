@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any
 
 
 def pg_text(value: str | None) -> str | None:
@@ -101,22 +101,6 @@ class StatusChange:
     charger_timestamp: datetime | None
     received_at: datetime
     unexpected: bool
-
-
-class SampledValue(NamedTuple):
-    """One sampledValue of a meterValue, with the meterValue's timestamp; fields as sent.
-
-    A named tuple rather than a frozen dataclass: ten of them per MeterValues, and a frozen
-    dataclass costs ~1.5 µs each to build."""
-
-    sampled_at: datetime
-    value: str
-    context: str | None = None
-    format: str | None = None
-    measurand: str | None = None
-    phase: str | None = None
-    location: str | None = None
-    unit: str | None = None
 
 
 @dataclass(frozen=True)

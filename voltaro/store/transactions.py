@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from voltaro.store.database import Connection, Database, JsonbElement
 from voltaro.store.records import (
     EnergyReading,
     OpenTransaction,
-    SampledValue,
     StartedTransaction,
     StopOutcome,
     TransactionRecord,
@@ -22,13 +22,13 @@ from voltaro.store.records import (
 )
 from voltaro.store.writer import GroupCommitWriter, MergedQuery, Write
 
+Payload = dict[str, Any]  # an OCPP JSON object
+
 # MeterValues, one statement per batch for all of them (one round trip to the database):
 # - each message's content is claimed in meter_value_messages (charger, digest); a retry
 #   with a new message id, in this batch or after a restart, finds the claim and stores
 #   nothing (within a batch, the first of equal messages is the one stored);
-# - the sampled values of each message stored go in as one row (see migration 0005): a
-#   jsonb array of SampledValue tuples (sampled_at, value, context, format, measurand,
-#   phase, location, unit), as sent;
+# - each message stored goes in as one row (see migration 0005): its meterValue list;
 # - the running energy of open transactions; a reading older than the one stored (a late,
 #   queued message) does not overwrite a newer one.
 # It answers (ordinal, true) for each message stored; a retry gets no row.
@@ -51,7 +51,7 @@ METER_VALUES = MergedQuery(
         ORDER BY i.cp, i.digest, i.n
     ), sets AS (
         INSERT INTO meter_value_sets (charge_point_id, connector_id, transaction_id,
-                                      received_at, source, sampled_values)
+                                      received_at, source, meter_value)
         SELECT cp, connector, tx, received, 'MeterValues', sampled FROM stored ORDER BY n
     ), energy AS (
         UPDATE transactions AS t
@@ -71,7 +71,7 @@ METER_VALUES = MergedQuery(
 # retried stop is recognised by the transaction being stopped already).
 _INSERT_SET_SQL = """
 INSERT INTO meter_value_sets (charge_point_id, connector_id, transaction_id, received_at,
-                              source, sampled_values)
+                              source, meter_value)
 VALUES ($1, $2, $3, $4, 'StopTransaction', $5)
 """
 
@@ -143,7 +143,7 @@ class TransactionRepository:
         reason: str | None,
         id_tag: str | None,
         received_at: datetime,
-        transaction_data: Sequence[SampledValue] = (),
+        transaction_data: Sequence[Payload] = (),
     ) -> StopOutcome:
         """Close the transaction; its transactionData values are stored (on the transaction's
         connector) only when this call closed it, so a retried stop changes nothing."""
@@ -186,7 +186,7 @@ class TransactionRepository:
         charge_point_id: str,
         connector_id: int,
         transaction_id: int | None,
-        values: Sequence[SampledValue],
+        meter_value: Sequence[Payload],
         energy: EnergyReading | None,
         received_at: datetime,
         digest: bytes,
@@ -199,7 +199,7 @@ class TransactionRepository:
         if energy is not None:
             reading = (energy.transaction_id, energy.wh, energy.at)
         message = (charge_point_id, digest, received_at, connector_id, transaction_id)
-        row = (*message, JsonbElement(values), *reading)
+        row = (*message, JsonbElement(meter_value), *reading)
         stored = await self._writer.submit(
             Write[bool | None](query=(METER_VALUES, row), label="MeterValues")
         )
