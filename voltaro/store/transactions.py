@@ -22,8 +22,6 @@ from voltaro.store.records import (
 )
 from voltaro.store.writer import GroupCommitWriter, MergedQuery, Write
 
-Payload = dict[str, Any]  # an OCPP JSON object
-
 # MeterValues, one statement per batch for all of them (one round trip to the database):
 # - each message's content is claimed in meter_value_messages (charger, digest); a retry
 #   with a new message id, in this batch or after a restart, finds the claim and stores
@@ -39,7 +37,7 @@ METER_VALUES = MergedQuery(
         SELECT * FROM unnest($1::integer[], $2::text[], $3::bytea[], $4::timestamptz[],
                              $5::integer[], $6::integer[], $7::jsonb[], $8::integer[],
                              $9::float8[], $10::timestamptz[])
-             AS i(n, cp, digest, received, connector, tx, sampled, energy_tx, wh, at)
+             AS i(n, cp, digest, received, connector, tx, meter_value, energy_tx, wh, at)
     ), claimed AS (
         INSERT INTO meter_value_messages (charge_point_id, digest, received_at)
         SELECT cp, digest, received FROM input ORDER BY n
@@ -52,7 +50,7 @@ METER_VALUES = MergedQuery(
     ), sets AS (
         INSERT INTO meter_value_sets (charge_point_id, connector_id, transaction_id,
                                       received_at, source, meter_value)
-        SELECT cp, connector, tx, received, 'MeterValues', sampled FROM stored ORDER BY n
+        SELECT cp, connector, tx, received, 'MeterValues', meter_value FROM stored ORDER BY n
     ), energy AS (
         UPDATE transactions AS t
         SET last_register_wh = u.wh, last_register_at = u.at,
@@ -143,7 +141,7 @@ class TransactionRepository:
         reason: str | None,
         id_tag: str | None,
         received_at: datetime,
-        transaction_data: Sequence[Payload] = (),
+        transaction_data: Sequence[dict[str, Any]] = (),
     ) -> StopOutcome:
         """Close the transaction; its transactionData values are stored (on the transaction's
         connector) only when this call closed it, so a retried stop changes nothing."""
@@ -186,7 +184,7 @@ class TransactionRepository:
         charge_point_id: str,
         connector_id: int,
         transaction_id: int | None,
-        meter_value: Sequence[Payload],
+        meter_value: Sequence[dict[str, Any]],
         energy: EnergyReading | None,
         received_at: datetime,
         digest: bytes,
