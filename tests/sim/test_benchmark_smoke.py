@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
-from benchmarks.run import main
+from benchmarks.run import id_tags, main, scale_prefix
+from voltaro.sim.charger import default_id_tag
+from voltaro.sim.fleet import charger_id
 
 
 def test_benchmark_command_runs_every_server_and_workload(tmp_path: Path) -> None:
@@ -30,3 +33,18 @@ def test_benchmark_command_runs_every_server_and_workload(tmp_path: Path) -> Non
         assert result["connected"] == result["chargers"]
     table = sorted(tmp_path.glob("*.md"))[-1].read_text()
     assert "| a-throughput | echo |" in table
+
+
+def test_each_scale_step_charges_with_tags_of_its_own() -> None:
+    """A step's fleet stops mid-session and leaves its transactions open: the next step
+    must not reuse its tags (Authorize would answer ConcurrentTx, and fewer sessions run)."""
+
+    def step_tags(step: int) -> set[str]:
+        chargers = (charger_id(scale_prefix(step), i) for i in range(1, step + 1))
+        return {default_id_tag(cp, connector) for cp in chargers for connector in (1, 2)}
+
+    tags = id_tags(argparse.Namespace(scale_steps=[2, 4, 18500]))
+    assert len(tags) == len(set(tags)) == 2 * (2 + 4 + 18500)
+    assert set(tags) == step_tags(2) | step_tags(4) | step_tags(18500)
+    assert not step_tags(2) & step_tags(4)
+    assert max(len(tag) for tag in tags) <= 20  # the idTag limit
