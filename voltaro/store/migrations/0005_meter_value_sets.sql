@@ -3,7 +3,7 @@
 -- value. A charger's MeterValues usually carries ten or more values and is never read
 -- partially, and per row PostgreSQL pays a heap tuple, two index entries and their WAL:
 -- under benchmark workload (a) the database's CPU per message fell from ~0.085 ms to
--- ~0.053 ms (three alternating pairs, README "Performance analysis").
+-- ~0.053 ms (three alternating pairs; README, "Simulator and benchmarks").
 --
 -- `meter_values` stays readable as before, now a view with one row per sampled value; its
 -- per-value `id` becomes (set_id, ordinal).
