@@ -13,7 +13,7 @@ only freed at the next thaw, a full collection over everything run once an hour.
 Why every second: before each freeze the young generations are collected, and they hold
 every connection that did anything since the last freeze (its new coroutines, cancel scopes
 and calls). With 15,000 chargers on the stress profile that was ~180,000 objects after 5 s
-(half of them coroutines), and walking them stopped the process for 150-280 ms every 5 s,
+(52,000 of them coroutines), and walking them stopped the process for 150-280 ms every 5 s,
 which was the p99 of the whole fleet (189-286 ms). Freezing every second walks a fifth as
 many at a time: 20-65 ms, and the same fleet's p99 fell to 73 ms (the simulator, which uses
 this policy too, changed alike, so part of that is the load generator's).
