@@ -61,6 +61,7 @@ READY = {
     "echo": re.compile(r"^ready (\d+)", re.M),
 }
 P99_LIMIT_MS = 200.0
+SERVER_OWN_FILES = 100  # files a server holds besides chargers: listeners, database, logs
 README_START = "<!-- benchmarks:start -->"
 README_END = "<!-- benchmarks:end -->"
 
@@ -88,6 +89,18 @@ def rss_bytes(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def open_file_limit(pid: int) -> int | None:
+    """The soft RLIMIT_NOFILE of a running process (None: unlimited or unreadable)."""
+    try:
+        for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+            if line.startswith("Max open files"):
+                soft = line.split()[3]
+                return None if soft == "unlimited" else int(soft)
+    except OSError:
+        pass
+    return None
 
 
 def children_of(pid: int) -> list[int]:
@@ -129,6 +142,9 @@ class Server:
 
     def rss(self) -> int:
         return rss_bytes(self.process.pid)
+
+    def file_limit(self) -> int | None:
+        return open_file_limit(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -286,6 +302,7 @@ def measured(
         ),
         "server_rss_mib": round(sampler.peak / 2**20, 1),
         "rss_per_connection_kib": round(grown / connected / 1024, 1) if connected else None,
+        "server_file_limit": server.file_limit(),
         "summary": summary,
     }
 
@@ -401,6 +418,19 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def step_outcome(result: dict[str, Any]) -> str:
+    """How a scale step ended, for the table: held, not held, or not held because the
+    server had no file descriptors left for more chargers (then latency did not decide)."""
+    if "held" not in result:
+        return ""
+    if result["held"]:
+        return " (held)"
+    limit = result.get("server_file_limit")
+    if limit and result["failed_connects"] and result["chargers"] + SERVER_OWN_FILES >= limit:
+        return f" (not held: file limit {limit:,})"
+    return " (not held)"
+
+
 def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [
         f"Run {meta['timestamp']} on {meta['machine']}; server, database and load generator "
@@ -411,9 +441,7 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in results:
-        workload = r["workload"] + (" (held)" if r.get("held") else "")
-        if r.get("held") is False:
-            workload += " (not held)"
+        workload = r["workload"] + step_outcome(r)
         lines.append(
             "| "
             + " | ".join(
@@ -460,7 +488,8 @@ def action_lines(results: list[dict[str, Any]]) -> list[str]:
             continue
         actions = r.get("summary", {}).get("actions", {})
         for action, latency in sorted(actions.items()):
-            row = (r["workload"], r["server"], r["chargers"], action, latency["count"])
+            row: tuple[Any, ...] = (r["workload"], r["server"], r["chargers"], action)
+            row += (latency["count"],)
             row += (latency["p50_ms"], latency["p95_ms"], latency["p99_ms"])
             lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
     return lines if len(lines) > 3 else []

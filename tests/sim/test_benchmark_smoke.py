@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 from pathlib import Path
 
-from benchmarks.run import id_tags, main, scale_prefix
+from benchmarks.run import id_tags, main, open_file_limit, scale_prefix, step_outcome
 from voltaro.sim.charger import default_id_tag
 from voltaro.sim.fleet import charger_id
 
@@ -48,3 +50,19 @@ def test_each_scale_step_charges_with_tags_of_its_own() -> None:
     assert set(tags) == step_tags(2) | step_tags(4) | step_tags(18500)
     assert not step_tags(2) & step_tags(4)
     assert max(len(tag) for tag in tags) <= 20  # the idTag limit
+
+
+def test_a_scale_step_cut_short_by_the_servers_file_limit_says_so() -> None:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    expected = None if soft == resource.RLIM_INFINITY else soft
+    assert open_file_limit(os.getpid()) == expected
+
+    step = {"workload": "b-scale", "chargers": 20_000, "server_file_limit": 20_000}
+    assert step_outcome({**step, "held": True, "failed_connects": 0}) == " (held)"
+    short_of_files = {**step, "held": False, "failed_connects": 27}
+    assert step_outcome(short_of_files) == " (not held: file limit 20,000)"
+    too_slow = {**step, "held": False, "failed_connects": 0}
+    assert step_outcome(too_slow) == " (not held)"
+    far_below_the_limit = {**short_of_files, "server_file_limit": 1_048_576}
+    assert step_outcome(far_below_the_limit) == " (not held)"
+    assert step_outcome({"workload": "a-throughput", "chargers": 200}) == ""
