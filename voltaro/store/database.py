@@ -57,11 +57,9 @@ class JsonbElement:
 
 
 def _plain(value: object) -> object:
-    """What orjson leaves out: a JsonbElement's value; named tuples go as JSON arrays."""
+    """What orjson leaves out: a JsonbElement's value."""
     if isinstance(value, JsonbElement):
         return value.value
-    if isinstance(value, tuple):
-        return list(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
