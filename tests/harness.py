@@ -26,7 +26,9 @@ RECEIVE_TIMEOUT = 10.0
 HandlerFactory = Callable[[str, "LiveServer"], Mapping[str, Handler]]
 
 
-async def admit_everyone(charge_point_id: str, password: str | None) -> Admission:
+async def admit_everyone(
+    charge_point_id: str, password: str | None, address: str = ""
+) -> Admission:
     return Admission()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from typing import Any
 
 import asyncpg
@@ -19,6 +20,7 @@ from tests.e2e import e2e_settings, fetch, start_voltaro_with_loop, ws_url
 from tests.harness import RawCharger
 from tests.threaded import trio_in_thread
 from voltaro.app import Voltaro, start_voltaro
+from voltaro.central.login_throttle import LoginThrottle
 from voltaro.central.passwords import hash_password
 from voltaro.config import Settings
 from voltaro.store.testing import aio_loop, database_url, pg_server, voltaro_settings
@@ -70,7 +72,16 @@ async def test_basic_auth_password_is_required_when_set(
     )
     url = ws_url(voltaro, "LOCKED")
     assert await handshake_status(url) == 401
-    assert await handshake_status(url, [(b"Authorization", b"Basic TE9DS0VEOndyb25n")]) == 401
+    # a second failure right after the first is throttled: 429 with the time to wait
+    wrong = [(b"Authorization", b"Basic TE9DS0VEOndyb25n")]  # LOCKED:wrong
+    with pytest.raises(ConnectionRejected) as throttled:
+        async with open_websocket_url(url, subprotocols=["ocpp1.6"], extra_headers=wrong):
+            pass
+    assert throttled.value.status_code == 429
+    assert dict(throttled.value.headers)[b"retry-after"] == b"1"
+    hours = itertools.count(step=3600.0)  # from here on, an hour passes between attempts
+    voltaro.central.admitter.throttle = LoginThrottle(monotonic=lambda: next(hours))
+    assert await handshake_status(url, wrong) == 401
     good = [(b"Authorization", b"Basic TE9DS0VEOnMzY3JldA==")]  # LOCKED:s3cret
     async with open_websocket_url(url, subprotocols=["ocpp1.6"], extra_headers=good) as ws:
         await ws.send_message('[2,"h1","Heartbeat",{}]')

@@ -404,7 +404,7 @@ async def test_percent_encoded_id_is_decoded(nursery: trio.Nursery, server: Live
 
 
 async def test_gate_decides_404_and_401(nursery: trio.Nursery) -> None:
-    async def gate(charge_point_id: str, password: str | None) -> Admission:
+    async def gate(charge_point_id: str, password: str | None, address: str) -> Admission:
         if charge_point_id == "stranger":
             return Admission(http_status=404)
         if password != "s3cret":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -16,9 +17,10 @@ import trio_asyncio
 
 from voltaro.admin.metrics import VoltaroMetrics
 from voltaro.central import CentralSystem
+from voltaro.central.redaction import redacted
 from voltaro.config import Settings
 from voltaro.ocppj.endpoint import FrameDirection, RpcEndpoint, RpcHooks
-from voltaro.ocppj.frames import Call, CallError, CallResult, Frame
+from voltaro.ocppj.frames import Call, CallError, CallResult, Frame, encode
 from voltaro.ocppj.validation import Deviation, SchemaRegistry
 from voltaro.process_limits import freeze_long_lived_objects, raise_open_file_limit
 from voltaro.store import StoreUnavailable
@@ -31,8 +33,10 @@ from voltaro.transport.server import (
 )
 
 log = logging.getLogger("voltaro")
+frame_log = logging.getLogger("voltaro.ocppj.frames")  # every frame, at DEBUG
+_ARROWS = {"in": "<-", "out": "->"}
 
-SERVICE_UNAVAILABLE = Admission(http_status=503)
+SERVICE_UNAVAILABLE = Admission(http_status=503, retry_after=10)
 REMOVALS_QUEUED = 10_000  # removed charge points waiting for their connection to be closed
 
 
@@ -56,9 +60,9 @@ class Voltaro:
         except RuntimeError:
             return None
 
-    async def admit(self, charge_point_id: str, password: str | None) -> Verdict:
+    async def admit(self, charge_point_id: str, password: str | None, address: str) -> Verdict:
         try:
-            return await self.central.admit(charge_point_id, password)
+            return await self.central.admit(charge_point_id, password, address)
         except StoreUnavailable:
             log.warning("refused %s: the database is unavailable", charge_point_id)
             return SERVICE_UNAVAILABLE
@@ -123,14 +127,24 @@ class Voltaro:
         central = self.central
         metrics = self.metrics
 
-        def on_frame(direction: FrameDirection, frame: Frame, action: str | None) -> None:
+        def on_frame(
+            direction: FrameDirection, frame: Frame, action: str | None, size: int
+        ) -> None:
             if direction == "in":
                 central.seen(charge_point_id)
+            if frame_log.isEnabledFor(logging.DEBUG):
+                frame_log.debug("%s %s %s", charge_point_id, _ARROWS[direction], _shown(frame))
             if isinstance(frame, CallError):
                 metrics.frame(direction, action, "error", str(frame.error_code))
                 payload = {"errorDescription": frame.description, "errorDetails": frame.details}
                 central.log_frame(
-                    charge_point_id, direction, frame.message_id, action, payload, frame.error_code
+                    charge_point_id,
+                    direction,
+                    frame.message_id,
+                    action,
+                    payload,
+                    frame.error_code,
+                    size=size,
                 )
                 central.events.publish(
                     "error",
@@ -145,7 +159,7 @@ class Voltaro:
                     direction, action, "call" if isinstance(frame, Call) else "result", None
                 )
                 central.log_frame(
-                    charge_point_id, direction, frame.message_id, action, frame.payload
+                    charge_point_id, direction, frame.message_id, action, frame.payload, size=size
                 )
 
         def on_deviation(action: str, deviation: Deviation) -> None:
@@ -159,12 +173,65 @@ class Voltaro:
         )
 
 
+def _shown(frame: Frame) -> str:
+    """A frame as logged at DEBUG: its wire form, secret configuration values redacted."""
+    if isinstance(frame, Call):
+        frame = Call(frame.message_id, frame.action, redacted(frame.action, frame.payload))
+    elif isinstance(frame, CallResult):
+        # an answer's action is not in the frame; GetConfiguration's is the one to redact
+        frame = CallResult(frame.message_id, redacted("GetConfiguration", frame.payload))
+    return encode(frame)
+
+
 async def serve_admin(
     voltaro: Voltaro, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
 ) -> None:
     from voltaro.admin.server import run_admin_server  # the admin imports this module
 
     await run_admin_server(voltaro, task_status=task_status)
+
+
+def _watch_counters(voltaro: Voltaro) -> None:
+    """The counters the parts keep, as Prometheus counters (read at each scrape)."""
+    central = voltaro.central
+
+    def running(read: Callable[[], int]) -> Callable[[], int | None]:
+        def value() -> int | None:
+            try:
+                return read()
+            except RuntimeError:  # the central system is not running (yet, or any more)
+                return None
+
+        return value
+
+    for name, documentation, read in (
+        (
+            "voltaro_ocpp_login_failures",
+            "Handshakes refused for a wrong or missing Basic-auth password",
+            lambda: central.admitter.failed_logins,
+        ),
+        (
+            "voltaro_ocpp_logins_throttled",
+            "Handshakes refused with 429 after repeated failed logins (no password checked)",
+            lambda: central.admitter.throttled_logins,
+        ),
+        (
+            "voltaro_ocpp_logins_busy",
+            "Handshakes refused with 503: too many passwords waiting to be checked",
+            lambda: central.admitter.busy_refusals,
+        ),
+        (
+            "voltaro_ocpp_refused_database_unavailable",
+            "Charger messages answered InternalError because the database was unavailable",
+            lambda: central.refused_for_outage,
+        ),
+        (
+            "voltaro_db_dropped_writes",
+            "Background writes (message log, last-seen) dropped for a full write queue",
+            lambda: central.store.writer.dropped_posted,
+        ),
+    ):
+        voltaro.metrics.watch_count(name, documentation, running(read))
 
 
 def server_options(settings: Settings) -> ServerOptions:
@@ -192,6 +259,7 @@ async def start_voltaro(
     voltaro = Voltaro(settings, central, registry)
     voltaro.metrics.watch_connected(lambda: len(voltaro.endpoints))
     voltaro.metrics.watch_writer(voltaro.writer)
+    _watch_counters(voltaro)
     async with trio.open_nursery() as nursery:
         await nursery.start(central.run)
         voltaro.server = OcppServer(

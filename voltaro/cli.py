@@ -11,6 +11,7 @@ import trio
 
 from voltaro import __version__
 from voltaro.config import CannotStart, Settings, SettingsError, add_settings_flags
+from voltaro.logformat import configure_logging
 
 log = logging.getLogger("voltaro")
 
@@ -66,16 +67,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)
     return 2 if failures else 0
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # pgserver narrates every step of starting PostgreSQL at INFO; its warnings still show.
-    logging.getLogger("pgserver").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

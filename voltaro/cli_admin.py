@@ -27,6 +27,7 @@ from voltaro.central.passwords import hash_password
 from voltaro.config import Settings
 from voltaro.store import Store, StoreUnavailable, migrate, open_store
 from voltaro.store.store import database_url
+from voltaro.transport.handshake import charge_point_id_problem
 
 REGISTRATION_STATUSES = ("Accepted", "Pending", "Rejected")
 
@@ -180,6 +181,10 @@ def db_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def chargepoint_add(args: argparse.Namespace, settings: Settings) -> int:
+    problem = charge_point_id_problem(args.id)
+    if problem is not None:
+        print(f"error: {problem}: a charger could never connect as {args.id!r}", file=sys.stderr)
+        return 1
     password: str | None = args.password
     if password == "-":
         password = getpass.getpass(f"password for {args.id}: ")

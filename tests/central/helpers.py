@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from voltaro.central import CentralSystem
+from voltaro.central.core import ACCEPTED_ONLY
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
@@ -20,6 +21,15 @@ async def fetchval(system: CentralSystem, sql: str, *args: Any) -> Any:
 
 
 async def call(system: CentralSystem, cp: str, action: str, payload: dict[str, Any]) -> Any:
+    """The handler's answer, as a charger connected as ``cp`` gets it. A charge point not
+    registered yet is added as Accepted first (only Accepted ones get transactions and id
+    tag information); one a test registered stays as the test made it."""
+    if (
+        action in ACCEPTED_ONLY
+        and system.charger_state(cp).registration_status is None
+        and await system.store.charge_points.get(cp) is None
+    ):
+        await system.store.charge_points.upsert(cp, status="Accepted")
     return await system.handlers(cp)[action](payload)
 
 

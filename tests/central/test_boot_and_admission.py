@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any
 
 import trio
 
 from tests.central.helpers import TIMESTAMP, boot_payload, call, fetch, fetchval
 from voltaro.central import AdmissionDecision, CentralSystem, open_central_system
+from voltaro.central import admission as admission_module
+from voltaro.central.login_throttle import LoginThrottle
 from voltaro.central.passwords import hash_password
 from voltaro.config import Settings
 
@@ -92,6 +95,10 @@ async def test_policy_accept(voltaro_settings: Settings, aio_loop: Any) -> None:
 
 
 async def test_basic_auth(central: CentralSystem) -> None:
+    # failures one after the other would be throttled (its own test): a clock an hour on
+    # at every reading lets each attempt be judged on its password alone
+    hours = itertools.count(step=3600.0)
+    central.admitter.throttle = LoginThrottle(monotonic=lambda: next(hours))
     await central.store.charge_points.upsert(
         "CP-PW", password_hash=hash_password("s3cret-key"), lenient=True
     )
@@ -132,3 +139,92 @@ async def test_heartbeat_and_last_seen(central: CentralSystem) -> None:
     await central.store.writer.flush()
     later = await fetchval(central, "SELECT last_seen FROM charge_points WHERE id = 'CP-HB'")
     assert later > last_seen
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_failed_logins_back_off_per_charge_point_and_address(central: CentralSystem) -> None:
+    clock = ManualClock()
+    central.admitter.throttle = LoginThrottle(monotonic=clock)
+    await central.store.charge_points.upsert("CP-A", password_hash=hash_password("right-key-a"))
+    await central.store.charge_points.upsert("CP-B", password_hash=hash_password("right-key-b"))
+
+    assert (await central.admit("CP-A", "guess-1", "10.0.0.9")).http_status == 401
+    throttled = await central.admit("CP-A", "guess-2", "10.0.0.9")
+    assert (throttled.http_status, throttled.retry_after) == (429, 1)
+    # the address is blocked too, for every charge point; another address is not
+    assert (await central.admit("CP-B", "right-key-b", "10.0.0.9")).http_status == 429
+    assert (await central.admit("CP-B", "right-key-b", "10.0.0.7")).accepted
+    # the right password of a charger not verified yet waits like a guess would
+    assert (await central.admit("CP-A", "right-key-a", "10.0.0.7")).http_status == 429
+
+    clock.now += 1
+    assert (await central.admit("CP-A", "guess-3", "10.0.0.9")).http_status == 401
+    assert (await central.admit("CP-A", "guess-4", "10.0.0.9")).retry_after == 2  # doubled
+    clock.now += 2
+    assert (await central.admit("CP-A", "right-key-a", "10.0.0.7")).accepted
+    # verified once, the charger gets in even while someone keeps its id blocked
+    assert (await central.admit("CP-A", "guess-5", "10.0.0.9")).http_status == 401
+    assert (await central.admit("CP-A", "right-key-a", "10.0.0.7")).accepted
+    assert (central.admitter.failed_logins, central.admitter.throttled_logins) == (3, 4)
+
+    await central.store.writer.flush()
+    events = await fetch(
+        central,
+        "SELECT charge_point_id, remote_address, kind, detail FROM security_events ORDER BY id",
+    )
+    assert (
+        events
+        == [
+            {
+                "charge_point_id": "CP-A",
+                "remote_address": "10.0.0.9",
+                "kind": "login failed",
+                "detail": "wrong password",
+            }
+        ]
+        * 3
+    )
+
+
+async def test_missing_credentials_count_as_a_failed_login(central: CentralSystem) -> None:
+    central.admitter.throttle = LoginThrottle(monotonic=ManualClock())
+    await central.store.charge_points.upsert("CP-N", password_hash=hash_password("right-key"))
+    assert (await central.admit("CP-N", None, "10.0.0.5")).http_status == 401
+    assert (await central.admit("CP-N", None, "10.0.0.5")).http_status == 429
+    await central.store.writer.flush()
+    details = await fetch(central, "SELECT detail FROM security_events")
+    assert details == [{"detail": "no Basic credentials"}]
+
+
+async def test_a_full_hashing_queue_answers_503_instead_of_queueing(
+    central: CentralSystem, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(admission_module, "MAX_WAITING_VERIFICATIONS", 1)
+    await central.store.charge_points.upsert("CP-Q", password_hash=hash_password("right-key"))
+    hashing = central.admitter.hashing
+    holders = [object() for _ in range(int(hashing.total_tokens))]
+    for holder in holders:  # every hashing thread busy
+        hashing.acquire_on_behalf_of_nowait(holder)
+    results: list[Any] = []
+    async with trio.open_nursery() as nursery:
+
+        async def first() -> None:
+            results.append(await central.admit("CP-Q", "right-key", "10.0.0.1"))
+
+        nursery.start_soon(first)
+        with trio.fail_after(10):
+            while hashing.statistics().tasks_waiting < 1:
+                await trio.sleep(0.01)
+        busy = await central.admit("CP-Q", "right-key", "10.0.0.2")
+        assert (busy.http_status, busy.retry_after) == (503, admission_module.BUSY_RETRY_AFTER)
+        for holder in holders:
+            hashing.release_on_behalf_of(holder)
+    assert results[0].accepted  # the one that waited was served
+    assert central.admitter.busy_refusals == 1

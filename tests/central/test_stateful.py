@@ -91,6 +91,7 @@ class ChargerMachine(RuleBasedStateMachine):
     @initialize()
     def create_tags(self) -> None:
         async def setup() -> None:
+            await self.central.store.charge_points.upsert(self.cp, status="Accepted")
             tags = self.central.store.id_tags
             await tags.upsert(self.tags["ok"])
             await tags.upsert(self.tags["other"])

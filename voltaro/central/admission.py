@@ -11,26 +11,50 @@ scrypt is deliberately slow (tens of ms), so a verification runs in a worker thr
 two at a time) and a successful one is remembered, keyed by the stored hash and a SHA-256 of
 the password: a charger reconnecting with the same key costs a dictionary lookup, and a
 changed stored password invalidates the memory by itself.
+
+Guessing: failed logins are throttled per charge point id and per client address (see
+:mod:`voltaro.central.login_throttle`): HTTP 429 with ``Retry-After`` while blocked. At most
+``MAX_WAITING_VERIFICATIONS`` handshakes wait for a hashing thread; more are refused with 503
+and ``Retry-After`` instead of queueing (300 concurrent guessers once made an honest
+charger's connect wait 11.6 s). Every failed login is reported to ``on_failure``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 import trio
 
+from voltaro.central.login_throttle import LoginThrottle, address_key, id_key
 from voltaro.central.passwords import verify_password
 from voltaro.store.charge_points import ChargePointRepository
 
 POLICY_STATUS = {"accept": "Accepted", "pending": "Pending", "reject": "Rejected"}
+
+HASHING_THREADS = 2  # scrypt verifications at once (each ~16 MiB and tens of ms)
+MAX_WAITING_VERIFICATIONS = 32  # handshakes queued for a hashing thread; more get 503
+BUSY_RETRY_AFTER = 5  # seconds a charger refused for a full hashing queue is told to wait
 
 
 class AdmissionDecision(StrEnum):
     ACCEPT = "accept"
     UNKNOWN = "unknown"  # HTTP 404
     UNAUTHORIZED = "unauthorized"  # HTTP 401
+    THROTTLED = "throttled"  # HTTP 429: too many failed logins lately
+    BUSY = "busy"  # HTTP 503: too many passwords waiting to be checked
+
+
+_HTTP_STATUS = {
+    AdmissionDecision.ACCEPT: None,
+    AdmissionDecision.UNKNOWN: 404,
+    AdmissionDecision.UNAUTHORIZED: 401,
+    AdmissionDecision.THROTTLED: 429,
+    AdmissionDecision.BUSY: 503,
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +64,7 @@ class Admission:
     decision: AdmissionDecision
     lenient: bool = False  # accept the known schema breakers of real chargers (see DESIGN.md)
     registration_status: str | None = None  # Accepted | Pending | Rejected, when known
+    retry_after: int | None = None  # seconds, for a refusal the client should retry later
 
     @property
     def accepted(self) -> bool:
@@ -48,23 +73,41 @@ class Admission:
     @property
     def http_status(self) -> int | None:
         """None when accepted, else the HTTP status to refuse the handshake with."""
-        return {
-            AdmissionDecision.ACCEPT: None,
-            AdmissionDecision.UNKNOWN: 404,
-            AdmissionDecision.UNAUTHORIZED: 401,
-        }[self.decision]
+        return _HTTP_STATUS[self.decision]
+
+
+FailureReport = Callable[[str, str | None, str], None]
+"""``(charge_point_id, client address or None, why)`` for each failed login."""
 
 
 class Admitter:
-    def __init__(self, charge_points: ChargePointRepository, policy: str) -> None:
+    """Counters (read them): ``failed_logins`` (wrong or missing password),
+    ``throttled_logins`` (429 without checking), ``busy_refusals`` (503, hashing queue full).
+    """
+
+    def __init__(
+        self,
+        charge_points: ChargePointRepository,
+        policy: str,
+        *,
+        on_failure: FailureReport | None = None,
+        throttle: LoginThrottle | None = None,
+    ) -> None:
         if policy not in POLICY_STATUS:
             raise ValueError(f"unknown charger policy {policy!r}")
         self._charge_points = charge_points
         self._policy = policy
+        self._on_failure = on_failure
+        self.throttle = throttle or LoginThrottle()
         self._verified: dict[str, tuple[str, bytes]] = {}
-        self._limiter = trio.CapacityLimiter(2)
+        self.hashing = trio.CapacityLimiter(HASHING_THREADS)  # verifications at once
+        self.failed_logins = 0
+        self.throttled_logins = 0
+        self.busy_refusals = 0
 
-    async def admit(self, charge_point_id: str, password: str | None) -> Admission:
+    async def admit(
+        self, charge_point_id: str, password: str | None, address: str | None = None
+    ) -> Admission:
         record = await self._charge_points.get(charge_point_id)
         if record is None:
             if self._policy == "reject":
@@ -72,19 +115,45 @@ class Admitter:
             record = await self._charge_points.register(
                 charge_point_id, POLICY_STATUS[self._policy]
             )
-        if record.password_hash is not None and not await self._verify(
-            charge_point_id, password, record.password_hash
-        ):
-            return Admission(AdmissionDecision.UNAUTHORIZED)
+        if record.password_hash is not None:
+            refusal = await self._check_password(
+                charge_point_id, password, address, record.password_hash
+            )
+            if refusal is not None:
+                return refusal
         return Admission(AdmissionDecision.ACCEPT, record.lenient, record.registration_status)
 
-    async def _verify(self, charge_point_id: str, password: str | None, stored: str) -> bool:
-        if password is None:
-            return False
-        fingerprint = hashlib.sha256(password.encode("utf-8")).digest()
-        if self._verified.get(charge_point_id) == (stored, fingerprint):
-            return True
-        ok = await trio.to_thread.run_sync(verify_password, password, stored, limiter=self._limiter)
-        if ok:
-            self._verified[charge_point_id] = (stored, fingerprint)
-        return ok
+    async def _check_password(
+        self, charge_point_id: str, password: str | None, address: str | None, stored: str
+    ) -> Admission | None:
+        """None when ``password`` is the charge point's, else the refusal."""
+        fingerprint = None
+        if password is not None:
+            fingerprint = hashlib.sha256(password.encode("utf-8")).digest()
+            if self._verified.get(charge_point_id) == (stored, fingerprint):
+                return None  # verified before: let in even while its id is throttled
+        keys = [id_key(charge_point_id)] + ([address_key(address)] if address else [])
+        wait = self.throttle.retry_after(keys)
+        if wait > 0:
+            self.throttled_logins += 1
+            return Admission(AdmissionDecision.THROTTLED, retry_after=math.ceil(wait))
+        if password is None or fingerprint is None:
+            return self._failed(charge_point_id, address, keys, "no Basic credentials")
+        if self.hashing.statistics().tasks_waiting >= MAX_WAITING_VERIFICATIONS:
+            self.busy_refusals += 1
+            return Admission(AdmissionDecision.BUSY, retry_after=BUSY_RETRY_AFTER)
+        ok = await trio.to_thread.run_sync(verify_password, password, stored, limiter=self.hashing)
+        if not ok:
+            return self._failed(charge_point_id, address, keys, "wrong password")
+        self._verified[charge_point_id] = (stored, fingerprint)
+        self.throttle.succeeded(keys[0])
+        return None
+
+    def _failed(
+        self, charge_point_id: str, address: str | None, keys: list[str], why: str
+    ) -> Admission:
+        self.failed_logins += 1
+        self.throttle.failed(keys)
+        if self._on_failure is not None:
+            self._on_failure(charge_point_id, address, why)
+        return Admission(AdmissionDecision.UNAUTHORIZED)

@@ -33,6 +33,17 @@ PENDING_RETRY_INTERVAL = 60  # seconds between a Pending charger's BootNotificat
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
+# What a charge point may send only once it is Accepted (OCPP 1.6 section 4.2: until then it
+# gets no id tag information and creates no billing records). The rest of the Core Profile
+# (BootNotification, Heartbeat, StatusNotification) is served whatever its registration.
+ACCEPTED_ONLY = frozenset(
+    {"Authorize", "StartTransaction", "StopTransaction", "MeterValues", "DataTransfer"}
+)
+
+# OCPP 1.6 StopTransaction: "reason ... if absent, Local is assumed".
+DEFAULT_STOP_REASON = "Local"
+
+
 @dataclass
 class ChargerState:
     """What the central system remembers in memory about one charge point."""
@@ -40,6 +51,9 @@ class ChargerState:
     connectors: dict[int, str] | None = None  # current status per connector, loaded lazily
     lock: trio.Lock = field(default_factory=trio.Lock)
     unexpected_transitions: int = 0
+    registration_status: str | None = None
+    """Accepted, Pending or Rejected: as read at its last handshake, then as answered to its
+    last BootNotification or set by an operator since; None until one of those happened."""
 
 
 INT32_MAX = 2**31 - 1  # connector, transaction and reservation ids are stored as integer
@@ -106,6 +120,7 @@ class CoreHandlers:
         status = await self._store.charge_points.boot(
             self._cp, details, payload, now, self._system.status_for_new_charge_points
         )
+        self._system.charger_state(self._cp).registration_status = status
         self._system.events.publish(
             "boot", self._cp, status=status, vendor=details.vendor, model=details.model
         )
@@ -216,15 +231,9 @@ class CoreHandlers:
         stopped_at = parse_timestamp(payload["timestamp"], "timestamp")
         data = stored_meter_values(payload.get("transactionData", []), "transactionData")
         id_tag: str | None = payload.get("idTag")
+        reason: str = payload.get("reason", DEFAULT_STOP_REASON)
         outcome = await self._store.transactions.stop(
-            self._cp,
-            transaction_id,
-            stopped_at,
-            meter_stop,
-            payload.get("reason"),
-            id_tag,
-            utc_now(),
-            data,
+            self._cp, transaction_id, stopped_at, meter_stop, reason, id_tag, utc_now(), data
         )
         if outcome is StopOutcome.STOPPED:
             self._system.open_transactions.stopped(transaction_id)
@@ -233,7 +242,7 @@ class CoreHandlers:
                 self._cp,
                 transactionId=transaction_id,
                 meterStop=meter_stop,
-                reason=payload.get("reason"),
+                reason=reason,
             )
         else:
             log.warning(

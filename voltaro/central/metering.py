@@ -22,6 +22,12 @@ from voltaro.store.records import EnergyReading
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 _UNIT_FACTOR = {"Wh": 1.0, "kWh": 1000.0}
 
+# The largest register reading taken for a transaction's energy, in Wh: the range of
+# meterStart and meterStop (stored as bigint). A reading beyond it (a value of "1e20") is
+# stored as sent with its message but read as no reading at all, so no transaction's energy
+# is a number that cannot be billed or written out.
+MAX_READING_WH = float(2**63 - 1)
+
 
 def content_digest(payload: dict[str, Any]) -> bytes:
     """What makes two MeterValues messages the same message: connector, transaction and the
@@ -45,7 +51,7 @@ def stored_meter_values(meter_values: Sequence[Payload], field: str) -> list[Pay
 
 def energy_reading(transaction_id: int, meter_values: Sequence[Payload]) -> EnergyReading | None:
     """The latest total (no phase) active import register at the outlet, in Wh, from stored
-    ``meter_values``; None if they hold none (or none readable as a number)."""
+    ``meter_values``; None if they hold none (or none readable as a number in range)."""
     best: EnergyReading | None = None
     for entry in meter_values:
         at: datetime = entry["timestamp"]
@@ -64,7 +70,7 @@ def energy_reading(transaction_id: int, meter_values: Sequence[Payload]) -> Ener
                 wh = float(sample["value"]) * factor
             except (TypeError, ValueError):
                 continue
-            if wh != wh or wh in (float("inf"), float("-inf")):  # NaN or infinite
+            if not -MAX_READING_WH <= wh <= MAX_READING_WH:  # also NaN and infinities
                 continue
             if best is None or at >= best.at:
                 best = EnergyReading(transaction_id, wh, at)

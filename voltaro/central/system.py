@@ -21,13 +21,16 @@ import trio
 
 from voltaro.central.admission import POLICY_STATUS, Admission, Admitter
 from voltaro.central.authorization import Authorizer, OpenTransactions
-from voltaro.central.core import ChargerState, CoreHandlers, Handler
+from voltaro.central.core import ACCEPTED_ONLY, ChargerState, CoreHandlers, Handler
 from voltaro.central.datatransfer import DataTransferRegistry
 from voltaro.central.events import EventBus
+from voltaro.central.passwords import hash_password
 from voltaro.central.presence import PresenceTracker
+from voltaro.central.redaction import redacted
 from voltaro.central.timestamps import utc_now
 from voltaro.config import Settings
-from voltaro.store import Store, StoreError, open_store
+from voltaro.ocppj.errors import ErrorCode, OcppError
+from voltaro.store import Store, StoreError, StoreUnavailable, open_store
 from voltaro.store.store import collapse_single_exception
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,7 @@ class CentralSystem:
         self.open_transactions = OpenTransactions()
         self.events = EventBus()  # what happened, for live views (published after commits)
         self.unexpected_transitions = 0
+        self.refused_for_outage = 0  # charger messages answered InternalError: no database
         self.deviations: Counter[str] = Counter()  # lenient-mode deviations per charge point
         self.deviation_kinds: Counter[str] = Counter()
         self._unflushed_deviations: Counter[str] = Counter()
@@ -68,7 +72,9 @@ class CentralSystem:
                 left = await store.charge_points.mark_all_offline("server restarted", utc_now())
                 if left:
                     log.info("%d charge points left online by a previous run: offline", len(left))
-                self._admitter = Admitter(store.charge_points, settings.unknown_chargers)
+                self._admitter = Admitter(
+                    store.charge_points, settings.unknown_chargers, on_failure=self._login_failed
+                )
                 self._authorizer = Authorizer(store.id_tag_cache, self.open_transactions)
                 self._presence = PresenceTracker(
                     store.charge_points,
@@ -110,10 +116,12 @@ class CentralSystem:
                 log.warning("housekeeping postponed: %s", exc)
 
     async def purge_message_log(self) -> int:
-        """Delete message-log entries older than the retention; returns how many."""
+        """Delete message-log entries (and security events) older than the retention; returns
+        how many message-log entries."""
         cutoff = utc_now() - timedelta(days=self.settings.message_log_retention_days)
         purged = await self.store.message_log.purge_before(cutoff)
         await self.store.transactions.purge_meter_messages_before(cutoff)
+        await self.store.security_events.purge_before(cutoff)
         if purged:
             log.info("message log: purged %d entries older than %s", purged, cutoff)
         return purged
@@ -131,6 +139,12 @@ class CentralSystem:
         if self._authorizer is None:
             raise RuntimeError("the central system is not running")
         return self._authorizer
+
+    @property
+    def admitter(self) -> Admitter:
+        if self._admitter is None:
+            raise RuntimeError("the central system is not running")
+        return self._admitter
 
     @property
     def presence(self) -> PresenceTracker:
@@ -151,15 +165,73 @@ class CentralSystem:
 
     # ---- entry points for the transport and the RPC endpoint ------------------------------
 
-    async def admit(self, charge_point_id: str, password: str | None) -> Admission:
-        """Decide a WebSocket handshake (see ``voltaro.central.admission``)."""
-        if self._admitter is None:
-            raise RuntimeError("the central system is not running")
-        return await self._admitter.admit(charge_point_id, password)
+    async def admit(
+        self, charge_point_id: str, password: str | None, address: str | None = None
+    ) -> Admission:
+        """Decide a WebSocket handshake (see ``voltaro.central.admission``); ``address`` is
+        the client's, for throttling password guesses."""
+        admission = await self.admitter.admit(charge_point_id, password, address)
+        if admission.accepted:
+            self.charger_state(charge_point_id).registration_status = admission.registration_status
+        return admission
+
+    def registration_changed(self, charge_point_id: str, status: str) -> None:
+        """An operator set the charge point's registration status: its live session follows
+        at once (a charger Rejected mid-session stops being served transactions)."""
+        state = self._chargers.get(charge_point_id)
+        if state is not None:
+            state.registration_status = status
 
     def handlers(self, charge_point_id: str) -> Mapping[str, Handler]:
-        """The charger-initiated Core Profile handlers bound to ``charge_point_id``."""
-        return CoreHandlers(self, charge_point_id).as_mapping()
+        """The charger-initiated Core Profile handlers bound to ``charge_point_id``, each
+        behind :meth:`_served`."""
+        core = CoreHandlers(self, charge_point_id).as_mapping()
+        return {
+            action: self._served(charge_point_id, action, handler)
+            for action, handler in core.items()
+        }
+
+    def _served(self, charge_point_id: str, action: str, handler: Handler) -> Handler:
+        """``handler`` with the rules every charger-initiated message is answered by:
+
+        - a charge point that is not Accepted gets CALLERROR SecurityError for the actions
+          of ``ACCEPTED_ONLY``; nothing is stored or acknowledged, so a charger keeps what
+          it queued and sends it again once it is accepted;
+        - a database outage is an InternalError telling the charger to send the message
+          again later; the outage is the store's to log (once, not per message).
+        """
+        state = self.charger_state(charge_point_id)
+        needs_acceptance = action in ACCEPTED_ONLY
+
+        async def served(payload: dict[str, Any]) -> dict[str, Any]:
+            if needs_acceptance:
+                await self._require_accepted(charge_point_id, action, state)
+            try:
+                return await handler(payload)
+            except StoreUnavailable:
+                self.refused_for_outage += 1
+                log.debug("%s: %s refused, database unavailable", charge_point_id, action)
+                raise OcppError(
+                    ErrorCode.INTERNAL_ERROR,
+                    f"{action} could not be saved now (database unavailable); send it again",
+                ) from None
+
+        return served
+
+    async def _require_accepted(
+        self, charge_point_id: str, action: str, state: ChargerState
+    ) -> None:
+        if state.registration_status is None:  # served without a handshake (tests, tools)
+            record = await self.store.charge_points.get(charge_point_id)
+            state.registration_status = None if record is None else record.registration_status
+        status = state.registration_status
+        if status != "Accepted":
+            raise OcppError(
+                ErrorCode.SECURITY_ERROR,
+                f"{action} refused: this charge point is {status or 'not registered'}, not "
+                "Accepted; until a BootNotification is answered Accepted it gets no id tag "
+                "information and cannot start, stop or meter transactions",
+            )
 
     async def connected(self, charge_point_id: str) -> None:
         await self.presence.connected(charge_point_id)
@@ -182,16 +254,42 @@ class CentralSystem:
         action: str | None,
         payload: Any,
         error_code: str | None = None,
+        *,
+        size: int | None = None,
     ) -> None:
         """Queue a frame for the message log; never blocks, never raises for the database
-        (frames logged while the system is not running are dropped)."""
+        (frames logged while the system is not running are dropped). ``size``: the frame's
+        bytes on the wire, when known. Secret configuration values are redacted."""
         if direction not in ("in", "out"):
             raise ValueError(f"direction must be 'in' or 'out', not {direction!r}")
         if self._store is None:
             return
         self._store.message_log.post(
-            utc_now(), charge_point_id, direction, message_id, action, payload, error_code
+            utc_now(),
+            charge_point_id,
+            direction,
+            message_id,
+            action,
+            redacted(action, payload) if isinstance(payload, dict) else payload,
+            error_code,
+            size=size,
         )
+
+    async def authorization_key_changed(self, charge_point_id: str, key: str) -> None:
+        """The charger accepted a new AuthorizationKey: from now on it is its Basic-auth
+        password (only its hash is kept; scrypt runs off the event loop)."""
+        password_hash = await trio.to_thread.run_sync(hash_password, key)
+        await self.store.charge_points.upsert(charge_point_id, password_hash=password_hash)
+        log.info(
+            "charge point %s: new AuthorizationKey accepted, password updated", charge_point_id
+        )
+
+    def _login_failed(self, charge_point_id: str, address: str | None, why: str) -> None:
+        log.info("login failed for %s from %s: %s", charge_point_id, address or "?", why)
+        if self._store is not None:
+            self._store.security_events.post(
+                utc_now(), charge_point_id, address, "login failed", why
+            )
 
     def count_deviation(self, charge_point_id: str, deviation: object) -> None:
         """A schema deviation that lenient mode let through: counted and logged."""

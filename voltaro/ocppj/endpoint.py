@@ -11,8 +11,15 @@ Outbound calls go through :meth:`RpcEndpoint.call`: one outstanding CALL per con
 rest wait their turn in FIFO order (``trio.Lock`` is fair).
 
 Error handling: nothing a peer sends can raise out of :meth:`serve`; every bad CALL gets the
-CALLERROR of the OCPP-J 1.6 table, a bad CALLRESULT/CALLERROR is logged and dropped, and
-a handler's exception becomes InternalError on the wire with the traceback in the log.
+CALLERROR of the OCPP-J 1.6 table, a bad CALLRESULT/CALLERROR is logged and dropped (when
+its id shows it answers our outstanding CALL, that call fails at once with
+:class:`InvalidResponse` instead of waiting for its timeout), and a handler's exception
+becomes InternalError on the wire with the traceback in the log (a handler that means to
+answer an error raises :class:`~voltaro.ocppj.errors.OcppError`: no traceback).
+
+Frames are not logged here at DEBUG: the owner of the endpoint hears every frame through
+:attr:`RpcHooks.on_frame` and knows what in it must not be written down (a charger's
+password, say).
 """
 
 from __future__ import annotations
@@ -130,8 +137,9 @@ class ConnectionLost(CallFailed):
 class RpcHooks:
     """Observers of an endpoint; each is called synchronously and must not block."""
 
-    on_frame: Callable[[FrameDirection, Frame, str | None], None] | None = None
-    """Every frame that went in or out, with the action it belongs to when known."""
+    on_frame: Callable[[FrameDirection, Frame, str | None, int], None] | None = None
+    """Every frame that went in or out, with the action it belongs to when known and its
+    size on the wire in bytes."""
     on_deviation: Callable[[str, Deviation], None] | None = None
     on_handled: Callable[[str, str, float], None] | None = None
     """An inbound CALL was answered: (action, ``result`` or ``error``, seconds from dequeue to
@@ -150,6 +158,7 @@ class _PendingCall:
     action: str
     answered: trio.Event = field(default_factory=trio.Event)
     answer: CallResult | CallError | None = None
+    broken_answer: FrameError | None = None  # an answer with our id that could not be read
 
 
 class RpcEndpoint:
@@ -221,15 +230,19 @@ class RpcEndpoint:
         if isinstance(frame, UnknownFrame):
             log.warning("%s: ignored a frame of unknown type %r", self.name, frame.message_type)
             return
-        log.debug("%s <- %s", self.name, _text(message))
+        size = wire_size(message)
         if isinstance(frame, Call):
-            self._notify_frame("in", frame, frame.action)
+            self._notify_frame("in", frame, frame.action, size)
             await self._accept_call(frame)
         else:
-            self._on_answer(frame)
+            self._on_answer(frame, size)
 
     async def _on_frame_error(self, error: FrameError, message: str | bytes) -> None:
         log.warning("%s: bad frame (%s): %.200s", self.name, error, _text(message))
+        pending = self._pending
+        if pending is not None and not error.answerable and error.message_id == pending.message_id:
+            pending.broken_answer = error  # our call fails now, not at its timeout
+            pending.answered.set()
         if error.answerable:
             await self._send(
                 CallError(
@@ -337,6 +350,8 @@ class RpcEndpoint:
     async def _call_in_turn(self, action: str, payload: Payload, timeout: float) -> Payload:
         pending = _PendingCall(self._new_message_id(), action)
         answer = await self._exchange(pending, payload, timeout)
+        if isinstance(answer, FrameError):
+            raise InvalidResponse(action, Violation(answer.code, "$", answer.description))
         if isinstance(answer, CallError):
             raise CallErrorReceived(action, answer.error_code, answer.description, answer.details)
         checked = self._check(action, Direction.RESPONSE, answer.payload)
@@ -361,7 +376,7 @@ class RpcEndpoint:
 
     async def _exchange(
         self, pending: _PendingCall, payload: Payload, timeout: float
-    ) -> CallResult | CallError:
+    ) -> CallResult | CallError | FrameError:
         if self._closed:
             # still a checkpoint (call() took a free lock without one): a caller retrying in
             # a loop must not starve the other tasks
@@ -377,16 +392,18 @@ class RpcEndpoint:
                 await pending.answered.wait()
         finally:
             self._pending = None
+        if pending.broken_answer is not None:
+            return pending.broken_answer
         if pending.answer is None:
             if self._closed:
                 raise ConnectionLost(pending.action)
             raise CallTimeout(pending.action, timeout)
         return pending.answer
 
-    def _on_answer(self, answer: CallResult | CallError) -> None:
+    def _on_answer(self, answer: CallResult | CallError, size: int) -> None:
         pending = self._pending
         matched = pending is not None and pending.message_id == answer.message_id
-        self._notify_frame("in", answer, pending.action if pending and matched else None)
+        self._notify_frame("in", answer, pending.action if pending and matched else None, size)
         if pending is None or not matched:
             log.warning(
                 "%s: dropped an answer to message %r: no CALL of ours is waiting for it",
@@ -404,7 +421,6 @@ class RpcEndpoint:
 
     async def _send(self, frame: Frame, action: str | None = None) -> None:
         text = encode(frame)
-        log.debug("%s -> %s", self.name, text)
         try:
             await self._channel.send(text)
         except ChannelClosed:
@@ -412,11 +428,15 @@ class RpcEndpoint:
                 raise
             log.info("%s: connection closed before an answer could be sent", self.name)
             return
-        self._notify_frame("out", frame, frame.action if isinstance(frame, Call) else action)
+        self._notify_frame(
+            "out", frame, frame.action if isinstance(frame, Call) else action, wire_size(text)
+        )
 
-    def _notify_frame(self, direction: FrameDirection, frame: Frame, action: str | None) -> None:
+    def _notify_frame(
+        self, direction: FrameDirection, frame: Frame, action: str | None, size: int
+    ) -> None:
         if self._hooks.on_frame is not None:
-            self._hooks.on_frame(direction, frame, action)
+            self._hooks.on_frame(direction, frame, action, size)
 
 
 def _error(call: Call, code: ErrorCode, description: str) -> CallError:
@@ -431,6 +451,13 @@ def _text(message: str | bytes) -> str:
     return message if isinstance(message, str) else repr(message)
 
 
+def wire_size(message: str | bytes) -> int:
+    """Bytes of a message on the wire (UTF-8); an ASCII text's length, found in O(1)."""
+    if isinstance(message, bytes) or message.isascii():
+        return len(message)
+    return len(message.encode("utf-8", "surrogatepass"))
+
+
 __all__ = [
     "CallErrorReceived",
     "CallFailed",
@@ -443,4 +470,5 @@ __all__ = [
     "MessageChannel",
     "RpcEndpoint",
     "RpcHooks",
+    "wire_size",
 ]

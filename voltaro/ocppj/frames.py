@@ -23,6 +23,12 @@ CALL_ERROR = 4
 
 MAX_MESSAGE_ID_LENGTH = 36
 
+# How deep a frame's arrays and objects may nest (the frame itself is level 1). The deepest
+# OCPP 1.6 frame (SetChargingProfile's schedule periods) nests 6 levels; past ~254 levels
+# orjson cannot encode a value again and the schema validator gives up with an exception,
+# so a limit here, where every frame comes in, keeps such values out of everything after.
+MAX_NESTING = 32
+
 # The id used to answer a frame whose own id could not be read (as OCPP 2.0.1 prescribes;
 # OCPP 1.6 is silent, and an answer the charger can log beats silence).
 UNKNOWN_MESSAGE_ID = "-1"
@@ -112,6 +118,13 @@ def decode(text: str | bytes) -> Frame | UnknownFrame:
     message_type = message[0]
     if message_type not in _EXPECTED_LENGTH:
         return UnknownFrame(message_type)
+    if _may_nest_deeper(text) and nested_deeper_than(message, MAX_NESTING):
+        raise FrameError(
+            ErrorCode.FORMATION_VIOLATION,
+            f"frame nests arrays and objects more than {MAX_NESTING} levels deep",
+            message_id=_readable_id(message),
+            message_type=message_type,
+        )
     message_id = _message_id(message, message_type)
     _check_length(message, message_type, message_id)
     if message_type == CALL:
@@ -119,6 +132,32 @@ def decode(text: str | bytes) -> Frame | UnknownFrame:
     if message_type == CALL_RESULT:
         return CallResult(message_id, _payload(message[2], message_id, message_type, "payload"))
     return _call_error(message, message_id)
+
+
+def _may_nest_deeper(text: str | bytes) -> bool:
+    """False when the frame has too few brackets to nest past the limit: the check most
+    frames get (a 10-value MeterValues has 15), counted in C without walking anything."""
+    if isinstance(text, str):
+        return text.count("[") + text.count("{") > MAX_NESTING
+    return text.count(b"[") + text.count(b"{") > MAX_NESTING
+
+
+def nested_deeper_than(value: object, limit: int) -> bool:
+    """Whether the arrays and objects in a decoded JSON ``value`` nest more than ``limit``
+    levels (``value`` itself is level 1). Walks level by level, containers only, without
+    recursion, so no depth can make it fail."""
+    level: list[dict[Any, Any] | list[Any]] = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        inner: list[dict[Any, Any] | list[Any]] = []
+        for container in level:
+            items = container.values() if isinstance(container, dict) else container
+            inner.extend(item for item in items if isinstance(item, dict | list))
+        level = inner
+    return False
 
 
 def _readable_id(message: list[Any]) -> str | None:

@@ -38,6 +38,8 @@ class MessageLogRepository:
         action: str | None,
         payload: object,
         error_code: str | None,
+        *,
+        size: int | None = None,
     ) -> None:
         """Fire-and-forget: the frame goes into the next batch's COPY."""
         row = (

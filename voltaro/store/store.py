@@ -19,6 +19,7 @@ from voltaro.store.embedded import embedded_postgres
 from voltaro.store.id_tags import IdTagCache, IdTagRepository
 from voltaro.store.message_log import MessageLogRepository
 from voltaro.store.migrate import migrate
+from voltaro.store.security_events import SecurityEventRepository
 from voltaro.store.transactions import TransactionRepository
 from voltaro.store.writer import GroupCommitWriter
 
@@ -36,6 +37,7 @@ class Store:
         self.connectors = ConnectorRepository(database, writer)
         self.transactions = TransactionRepository(database, writer)
         self.message_log = MessageLogRepository(database, writer)
+        self.security_events = SecurityEventRepository(database, writer)
         self.id_tags = IdTagRepository(database)
         self.admin = AdminQueries(database)
 

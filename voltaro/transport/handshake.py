@@ -15,9 +15,25 @@ OCPP_PATH_PREFIX = "/ocpp/"
 SUBPROTOCOL = "ocpp1.6"
 
 # chargeBoxIdentity is a CiString48 in OCPP 1.6. Control characters and '/' can only come
-# from a malformed or hostile URL; no real charge point id contains them.
+# from a malformed or hostile URL; no real charge point id contains them. "." and ".." are
+# path segments every URL resolver removes: a charger could never be addressed by them.
 MAX_CHARGE_POINT_ID_LENGTH = 48
 _FORBIDDEN_IN_ID = re.compile(r"[\x00-\x1f\x7f/]")
+_DOT_SEGMENTS = frozenset({".", ".."})
+
+
+def charge_point_id_problem(charge_point_id: str) -> str | None:
+    """Why ``charge_point_id`` can never connect, or None when it is a valid id. The one
+    rule for ids, at the handshake and wherever an operator creates a charge point."""
+    if not charge_point_id:
+        return "a charge point id must not be empty"
+    if len(charge_point_id) > MAX_CHARGE_POINT_ID_LENGTH:
+        return f"a charge point id has at most {MAX_CHARGE_POINT_ID_LENGTH} characters"
+    if _FORBIDDEN_IN_ID.search(charge_point_id):
+        return "a charge point id must not contain '/' or control characters"
+    if charge_point_id in _DOT_SEGMENTS:
+        return "'.' and '..' cannot be charge point ids (URLs drop them as path segments)"
+    return None
 
 
 def charge_point_id_from_path(path: str) -> str | None:
@@ -32,9 +48,7 @@ def charge_point_id_from_path(path: str) -> str | None:
         charge_point_id = unquote(encoded, errors="strict")
     except UnicodeDecodeError:
         return None
-    if len(charge_point_id) > MAX_CHARGE_POINT_ID_LENGTH or _FORBIDDEN_IN_ID.search(
-        charge_point_id
-    ):
+    if charge_point_id_problem(charge_point_id) is not None:
         return None
     return charge_point_id
 

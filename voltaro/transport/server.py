@@ -55,6 +55,11 @@ class Verdict(Protocol):
     @property
     def lenient(self) -> bool: ...
 
+    @property
+    def retry_after(self) -> int | None:
+        """Seconds for a ``Retry-After`` header (a 429 or 503 the client should retry)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Admission:
@@ -62,9 +67,11 @@ class Admission:
 
     http_status: int | None = None
     lenient: bool = False
+    retry_after: int | None = None
 
 
-Gate = Callable[[str, str | None], Awaitable[Verdict]]
+Gate = Callable[[str, str | None, str], Awaitable[Verdict]]
+"""``(charge_point_id, Basic-auth password or None, client address) -> Verdict``."""
 
 
 @dataclass(eq=False)
@@ -210,11 +217,11 @@ class OcppServer:
             await _reject(request, 404, b"Not Found: connect to /ocpp/{chargePointId}\n")
             return
         admission = await self._gate(
-            charge_point_id, password_for(charge_point_id, request.headers)
+            charge_point_id, password_for(charge_point_id, request.headers), _host(remote)
         )
         if admission.http_status is not None:
             log.info("refused %s from %s: HTTP %d", charge_point_id, remote, admission.http_status)
-            await _reject(request, admission.http_status)
+            await _reject(request, admission.http_status, retry_after=admission.retry_after)
             return
         if SUBPROTOCOL not in request.proposed_subprotocols:
             await self._refuse_subprotocol(request, charge_point_id, remote)
@@ -341,6 +348,11 @@ def leaf_exceptions(error: BaseException) -> list[BaseException]:
     return [error]
 
 
+def _host(remote: str) -> str:
+    """The address part of ``host:port`` (IPv6 hosts keep their colons)."""
+    return remote.rpartition(":")[0] or remote
+
+
 def _peer(stream: trio.SocketStream) -> str:
     try:
         host, port = stream.socket.getpeername()[:2]
@@ -349,12 +361,20 @@ def _peer(stream: trio.SocketStream) -> str:
     return f"{host}:{port}"
 
 
-async def _reject(request: UpgradeRequest, status: int, body: bytes | None = None) -> None:
+async def _reject(
+    request: UpgradeRequest,
+    status: int,
+    body: bytes | None = None,
+    *,
+    retry_after: int | None = None,
+) -> None:
     """Answer the handshake with HTTP ``status``; a client that hung up meanwhile is fine."""
     headers: list[tuple[bytes, bytes]] = []
     body = _REJECTION_BODIES.get(status, b"") if body is None else body
     if status == 401:
         headers.append((b"WWW-Authenticate", b'Basic realm="Voltaro OCPP", charset="UTF-8"'))
+    if retry_after is not None:
+        headers.append((b"Retry-After", str(retry_after).encode()))
     try:
         await request.reject(status, headers, body)
     except ChannelClosed:
@@ -364,5 +384,7 @@ async def _reject(request: UpgradeRequest, status: int, body: bytes | None = Non
 _REJECTION_BODIES = {
     401: b"Unauthorized: wrong or missing Basic credentials for this charge point\n",
     404: b"Not Found: unknown charge point\n",
-    503: b"Service Unavailable: the database is unavailable; retry later\n",
+    429: b"Too Many Requests: too many failed logins for this charge point or address;"
+    b" retry after the time given\n",
+    503: b"Service Unavailable: the server cannot admit charge points now; retry later\n",
 }

@@ -1,0 +1,68 @@
+"""Log lines that say only what they say: a record is one line, whatever it quotes.
+
+Voltaro logs what others send it: a charger's bad frame, a request path, a charge point id,
+an error a library raised about its input. One of those with a line break in it would forge
+whole log lines (``... ERROR voltaro.admin.server: FORGED-LINE``) for whoever reads or
+parses the log; terminal escape sequences could rewrite what an operator sees. So the one
+formatter every ``voltaro`` command logs through escapes control characters in the
+message (``\\n``, ``\\x1b``, ...), and indents every line of a traceback that follows it: no
+line but a record's first starts at the left margin.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_CONTROL = re.compile("[\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+TRACEBACK_INDENT = "  "
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\n``, ``\\x1b``)."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+class OneLineFormatter(logging.Formatter):
+    """See the module docstring."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        message = record.message
+        record.message = escape_controls(message)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = message
+
+    def formatException(self, ei: object) -> str:
+        return _indented(super().formatException(ei))  # type: ignore[arg-type]
+
+    def formatStack(self, stack_info: str) -> str:
+        return _indented(super().formatStack(stack_info))
+
+
+def _indented(text: str) -> str:
+    lines = (escape_controls(line) for line in text.splitlines())
+    return "\n".join(TRACEBACK_INDENT + line for line in lines)
+
+
+def configure_logging(level: str) -> None:
+    """Every record to stderr, one line each (tracebacks indented below it)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter(FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
+    # pgserver narrates every step of starting PostgreSQL at INFO; its warnings still show.
+    logging.getLogger("pgserver").setLevel(max(logging.WARNING, logging.getLogger().level))
