@@ -10,6 +10,7 @@ import contextlib
 import csv
 import dataclasses
 import io
+import itertools
 import json
 import os
 import stat
@@ -26,6 +27,7 @@ from tests.admin.conftest import Live, live_settings
 from voltaro import cli_admin
 from voltaro.admin.token import AdminToken, admin_token
 from voltaro.app import Voltaro, start_voltaro
+from voltaro.central.login_throttle import LoginThrottle
 from voltaro.config import Settings, SettingsError
 from voltaro.store.testing import TestPostgres
 
@@ -401,13 +403,15 @@ def test_transactions_csv_matches_the_session(api: httpx.Client, session: list[i
         "meterStop",
         "energyWh",
         "stopReason",
+        "energyAnomaly",
     ]
     assert [list(row.values()) for row in rows] == [
         [str(first), "SESSION-1", "1", "BILL-1", "2026-11-24T10:00:00Z", "2026-11-24T10:30:00Z",
-         "1000", "1750", "750", "Local"],
+         "1000", "1750", "750", "Local", ""],
         [str(second), "SESSION-1", "1", "BILL-1", "2026-11-24T12:00:00Z", "2026-11-24T13:00:00Z",
-         "1750", "9000", "7250", "EVDisconnected"],
-        [str(running), "SESSION-1", "2", "OTHER", "2026-11-25T08:00:00Z", "", "5", "", "0", ""],
+         "1750", "9000", "7250", "EVDisconnected", ""],
+        [str(running), "SESSION-1", "2", "OTHER", "2026-11-25T08:00:00Z", "", "5", "", "0", "",
+         ""],
     ]  # fmt: skip
     stopped = api.get("/api/v1/transactions.csv", params={"active": "false", "idTag": "BILL-1"})
     assert len(stopped.text.strip().splitlines()) == 3
@@ -446,6 +450,7 @@ def test_password_set_through_the_api_is_required_at_the_handshake(
     live: Live, api: httpx.Client
 ) -> None:
     assert api.put("/api/v1/charge-points/LOCKED-1", json={"password": "s3cret-key"}).is_success
+    unthrottled(live.voltaro)
 
     async def handshake(password: str | None) -> int:
         url = live.ws_url("LOCKED-1")
@@ -478,6 +483,13 @@ def test_keep_alive_survives_answers_given_before_the_body_was_needed(
             assert api.get("/api/v1/id-tags/A%00B", timeout=5).status_code == 400
     assert_problem(api.put("/api/v1/id-tags/BIG", content=b"x" * (2 << 20)), 413, "larger")
     assert api.get("/api/v1/id-tags", timeout=5).status_code == 200
+
+
+def unthrottled(voltaro: Voltaro) -> None:
+    """Failed logins judged on the password alone: a clock an hour on at every reading
+    outlasts every back-off (the throttling has tests of its own)."""
+    hours = itertools.count(step=3600.0)
+    voltaro.central.admitter.throttle = LoginThrottle(monotonic=lambda: next(hours))
 
 
 def register_accepted(api: httpx.Client, *charge_point_ids: str) -> None:

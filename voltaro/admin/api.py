@@ -7,8 +7,10 @@ documents them in the OpenAPI document.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -26,12 +28,14 @@ from voltaro.admin.spec import (
     Param,
     Request,
     Variant,
+    bad_request,
     not_found,
     parse_datetime,
 )
 from voltaro.central.passwords import hash_password
 from voltaro.ocppj.actions import Direction, schema_file
 from voltaro.store.admin_queries import Page, Row, TransactionFilter
+from voltaro.transport.handshake import charge_point_id_problem
 
 if TYPE_CHECKING:
     from voltaro.app import Voltaro
@@ -52,7 +56,23 @@ CSV_COLUMNS = (
     "meterStop",
     "energyWh",
     "stopReason",
+    "energyAnomaly",
 )
+
+# A text cell starting with one of these is a formula to Excel, LibreOffice and Google
+# Sheets (a tab or carriage return too, for some of them): `=HYPERLINK(...)` in an id tag
+# must reach the spreadsheet as text. OWASP's advice: prefix such a cell with '.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A CSV cell: None empty, text that a spreadsheet would run as a formula neutralised
+    with a leading apostrophe; numbers as they are."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 def ref(name: str) -> JsonObject:
@@ -180,6 +200,9 @@ SCHEMAS: JsonObject = {
             "meterStart": INTEGER,
             "meterStop": nullable(INTEGER),
             "energyWh": nullable({"type": "number"}),
+            "energyAnomaly": nullable(
+                {"type": "string", "description": "why energyWh is not given (not billed)"}
+            ),
             "stopReason": N_STRING,
             "stopIdTag": N_STRING,
         },
@@ -271,9 +294,16 @@ ID_TAG_BODY: JsonObject = {
 
 
 def iso(value: datetime | None) -> str | None:
+    """RFC 3339, UTC; total over anything the database can hold. asyncpg hands PostgreSQL's
+    ``-infinity``/``infinity`` back as naive ``datetime.min``/``max``: they are shown as
+    those instants in UTC, not converted as local times (which fails at year 1)."""
     if value is None:
         return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    with contextlib.suppress(OverflowError, ValueError):  # leaves years 1-9999: keep its zone
+        value = value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def charge_point_json(row: Row) -> JsonObject:
@@ -313,7 +343,7 @@ def connector_json(row: Row) -> JsonObject:
 
 
 def transaction_json(row: Row) -> JsonObject:
-    energy = row["energy_wh"]
+    energy, anomaly = billable_energy(row)
     return {
         "transactionId": row["transaction_id"],
         "chargePointId": row["charge_point_id"],
@@ -326,14 +356,40 @@ def transaction_json(row: Row) -> JsonObject:
         "stopTimestamp": iso(row["stopped_at"]),
         "meterStart": row["meter_start"],
         "meterStop": row["meter_stop"],
-        "energyWh": None if energy is None else _number(energy),
+        "energyWh": energy,
+        "energyAnomaly": anomaly,
         "stopReason": row["stop_reason"],
         "stopIdTag": row["stop_id_tag"],
     }
 
 
+NEGATIVE_ENERGY = "negative energy: the meter reading fell below meterStart"
+
+
+def billable_energy(row: Row) -> tuple[int | float | None, str | None]:
+    """The transaction's energy in Wh as it may be billed, and why it may not be.
+
+    Negative energy (meterStop, or the last reading, below meterStart: a replaced meter, a
+    register that wrapped, a charger's bug) is flagged and not billed: energy None, the
+    anomaly said. A number that is not finite is no energy at all.
+    """
+    energy = row["energy_wh"]
+    if energy is None or not math.isfinite(energy):
+        return None, None
+    if energy < 0:
+        return None, NEGATIVE_ENERGY
+    return _number(energy), None
+
+
+# Integers JSON readers keep exactly (JavaScript's Number.MAX_SAFE_INTEGER); beyond it a
+# float is written, which orjson can always encode (an int over 64 bits it cannot).
+MAX_EXACT_INTEGER = 2**53
+
+
 def _number(value: float) -> int | float:
-    return int(value) if float(value).is_integer() else value
+    if float(value).is_integer() and abs(value) <= MAX_EXACT_INTEGER:
+        return int(value)
+    return value
 
 
 def id_tag_json(row: Any) -> JsonObject:
@@ -416,6 +472,9 @@ class AdminApi:
     async def put_charge_point(self, request: Request) -> Status:
         charge_point_id = request.path["chargePointId"]
         body = request.body
+        problem = charge_point_id_problem(charge_point_id)
+        if problem is not None and await self._store.charge_points.get(charge_point_id) is None:
+            raise bad_request(f"{problem}: a charger could never connect as {charge_point_id!r}")
         password = body.get("password")
         password_hash = None
         if password is not None:  # scrypt costs tens of ms: not on the event loop
@@ -426,6 +485,8 @@ class AdminApi:
             password_hash=password_hash,
             lenient=body.get("lenient"),
         )
+        if body.get("registrationStatus") is not None:
+            self.voltaro.central.registration_changed(charge_point_id, body["registrationStatus"])
         return Status(201 if created else 200, await self._charge_point_detail(charge_point_id))
 
     async def delete_charge_point(self, request: Request) -> Status:
@@ -524,7 +585,7 @@ class AdminApi:
         writer.writerow(CSV_COLUMNS)
         for row in rows:
             t = transaction_json(row)
-            writer.writerow(["" if t[c] is None else t[c] for c in CSV_COLUMNS])
+            writer.writerow([csv_cell(t[c]) for c in CSV_COLUMNS])
         return Csv(out.getvalue(), "transactions.csv")
 
     async def get_transaction(self, request: Request) -> JsonObject:

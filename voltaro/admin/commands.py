@@ -3,7 +3,9 @@
 The body is validated against the action's official request schema before anything is
 sent; the charger's answer decides the HTTP status (see :func:`send_command`). Every frame
 goes through the endpoint's hooks into the message log; known configuration is updated from
-GetConfiguration results and accepted ChangeConfiguration commands.
+GetConfiguration results and accepted ChangeConfiguration commands. An accepted new
+``AuthorizationKey`` becomes the charge point's Basic-auth password (its hash is stored); the
+key itself is redacted wherever it would be shown or logged.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from voltaro.admin.spec import Problem, bad_request, not_found
+from voltaro.central.redaction import is_secret, redacted
 from voltaro.central.timestamps import utc_now
 from voltaro.ocppj.actions import CENTRAL_SYSTEM_INITIATED, Direction
 from voltaro.ocppj.endpoint import (
@@ -145,7 +148,7 @@ async def _record_effects(
     if action == "GetConfiguration":
         keys = [
             (str(item["key"]), item.get("value"), item.get("readonly"))
-            for item in result.get("configurationKey", [])
+            for item in redacted(action, result).get("configurationKey", [])
         ]
         await admin.replace_configuration(
             charge_point_id, keys, now, complete=not payload.get("key")
@@ -154,6 +157,9 @@ async def _record_effects(
         "Accepted",
         "RebootRequired",
     ):
+        key, value = str(payload["key"]), str(payload["value"])
+        if is_secret(key):  # the charger's new password: keep its hash, show nothing
+            await voltaro.central.authorization_key_changed(charge_point_id, value)
         await admin.set_configuration_value(
-            charge_point_id, str(payload["key"]), str(payload["value"]), now
+            charge_point_id, key, redacted(action, payload)["value"], now
         )

@@ -126,8 +126,11 @@ def command_payload(action: str, form: Mapping[str, str]) -> dict[str, Any]:
 
 
 def local_path(target: str | None, default: str = "/") -> str:
-    """``target`` if it is a path on this site (no scheme, no host), else ``default``."""
+    """``target`` if it is a path on this site (no scheme, no host, nothing a Location header
+    cannot carry), else ``default``."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    if not target.isprintable():  # control characters, line breaks
         return default
     parts = urlsplit(target)
     return default if parts.scheme or parts.netloc else target

@@ -1,7 +1,13 @@
 """Prometheus metrics of a running Voltaro, one registry per server (tests run several).
 
 The RPC endpoints report through their hooks (frames, CALLERRORs, handling and call
-latency); connected chargers and the store's writer statistics are read when scraped.
+latency); connected chargers, the store's writer statistics and the counters other parts
+keep (:meth:`VoltaroMetrics.watch_count`) are read when scraped.
+
+Every label takes its values from a closed set (the OCPP actions, the CALLERROR codes of
+OCPP-J, directions, outcomes): whatever a charger invents becomes ``unknown``, so no peer
+can grow the registry, and a scrape stays small. A scrape is rendered on a worker thread
+(:meth:`VoltaroMetrics.render`), one at a time, so it never holds up the chargers' loop.
 """
 
 from __future__ import annotations
@@ -9,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from voltaro.ocppj.actions import ALL_ACTIONS
+from voltaro.ocppj.errors import parse_error_code
 from voltaro.store.metrics import Histogram as StoreHistogram
 
 LATENCY_BUCKETS = (
@@ -36,7 +44,6 @@ LATENCY_BUCKETS = (
 CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-MAX_LABEL_LENGTH = 50
 
 
 def _action_label(action: str | None) -> str:
@@ -47,9 +54,17 @@ def _action_label(action: str | None) -> str:
     return action if action in ALL_ACTIONS else "unknown"
 
 
+def _code_label(code: str) -> str:
+    """A CALLERROR code as a label: one of OCPP-J's (2.0.1 spellings read as 1.6's), else
+    "unknown"."""
+    known = parse_error_code(code)
+    return "unknown" if known is None else str(known)
+
+
 class VoltaroMetrics:
     def __init__(self) -> None:
         self._children: dict[tuple[object, ...], Any] = {}
+        self._scrapes = trio.CapacityLimiter(1)
         self.registry = CollectorRegistry(auto_describe=True)
         self.connected = Gauge(
             "voltaro_connected_chargers",
@@ -89,10 +104,15 @@ class VoltaroMetrics:
     def watch_writer(self, writer: Callable[[], object | None]) -> None:
         self.registry.register(_WriterCollector(writer))
 
+    def watch_count(self, name: str, documentation: str, read: Callable[[], int | None]) -> None:
+        """A counter kept elsewhere (a plain int attribute), read at each scrape; ``read``
+        answering None (the part is not running) leaves it out of that scrape."""
+        self.registry.register(_ReadCounter(name, documentation, read))
+
     def frame(self, direction: str, action: str | None, kind: str, code: str | None) -> None:
         self._child(self.frames, direction, _action_label(action), kind).inc()
         if code is not None:
-            self._child(self.call_errors, direction, code[:MAX_LABEL_LENGTH]).inc()
+            self._child(self.call_errors, direction, _code_label(code)).inc()
 
     def inbound_handled(self, action: str, outcome: str, seconds: float) -> None:
         self._child(self.handled, _action_label(action), outcome).observe(seconds)
@@ -110,6 +130,25 @@ class VoltaroMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+    async def render(self) -> bytes:
+        """:meth:`exposition` on a worker thread, one scrape at a time (callers queue)."""
+        return await trio.to_thread.run_sync(self.exposition, limiter=self._scrapes)
+
+
+class _ReadCounter(Collector):
+    def __init__(self, name: str, documentation: str, read: Callable[[], int | None]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._read = read
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        value = self._read()
+        if value is not None:
+            yield CounterMetricFamily(self._name, self._documentation, value=value)
 
 
 class _WriterCollector(Collector):

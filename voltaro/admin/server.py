@@ -173,7 +173,7 @@ def create_app(voltaro: Voltaro, token: str) -> QuartTrio:
     async def metrics() -> Response:
         if metrics_token_bytes is not None:  # a token of its own: no admin rights with it
             check_bearer(metrics_token_bytes)
-        return Response(voltaro.metrics.exposition(), content_type=METRICS_CONTENT_TYPE)
+        return Response(await voltaro.metrics.render(), content_type=METRICS_CONTENT_TYPE)
 
     @app.errorhandler(Problem)
     async def on_problem(problem: Problem) -> Response:

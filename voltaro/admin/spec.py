@@ -16,6 +16,8 @@ from typing import Any
 
 import jsonschema_rs
 
+from voltaro.central.timestamps import BadTimestamp, read_timestamp
+from voltaro.ocppj.frames import MAX_NESTING, nested_deeper_than
 from voltaro.ocppj.validation import json_path
 
 JsonObject = dict[str, Any]
@@ -144,17 +146,21 @@ class Param:
 
 
 def parse_datetime(value: str, name: str) -> datetime:
+    """``value`` as an aware UTC datetime, by the rules chargers' times follow (RFC 3339
+    with a zone, within the range Voltaro accepts: see ``voltaro.central.timestamps``)."""
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
+        if not _HAS_ZONE.search(value):
+            raise BadTimestamp("no zone (Z or an offset such as +01:00)")
+        return read_timestamp(value)
+    except BadTimestamp as why:
         raise bad_request(
-            f"{name!r}: {value!r} is not an RFC 3339 date-time with a zone "
+            f"{name!r}: {value!r} is not a date-time Voltaro accepts: {why} "
             "(e.g. 2026-01-31T12:00:00Z)",
             path=name,
-        )
-    return parsed
+        ) from None
+
+
+_HAS_ZONE = re.compile(r"(?:[Zz]|[+-]\d{2}:\d{2})$")
 
 
 # ---- operations -------------------------------------------------------------------------
@@ -255,6 +261,8 @@ class Operation:
         return values
 
     def validate_body(self, body: object) -> Any:
+        if nested_deeper_than(body, MAX_NESTING):
+            raise bad_request(f"the body nests arrays and objects more than {MAX_NESTING} levels")
         if self._body_checker is not None:
             found = self._body_checker.first_error(body)
             if found is not None:

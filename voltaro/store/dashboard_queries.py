@@ -44,7 +44,8 @@ class DashboardQueries:
 
     async def overview(self, day_start: datetime, month_start: datetime) -> Overview:
         """Counts for the overview; energy is that of transactions started since the start
-        of the day / month (running energy for the active ones)."""
+        of the day / month (running energy for the active ones), negative energy (flagged,
+        not billed) left out."""
 
         async def read(connection: Connection) -> Overview:
             counts = await connection.fetchrow(
@@ -58,8 +59,10 @@ class DashboardQueries:
                 " ORDER BY c.charge_point_id, c.connector_id"
             )
             energy = await connection.fetchrow(
-                "SELECT coalesce(sum(energy_wh) FILTER (WHERE started_at >= $1), 0) AS today,"
-                " coalesce(sum(energy_wh) FILTER (WHERE started_at >= $2), 0) AS month,"
+                "SELECT coalesce(sum(energy_wh) FILTER (WHERE started_at >= $1"
+                " AND energy_wh >= 0), 0) AS today,"
+                " coalesce(sum(energy_wh) FILTER (WHERE started_at >= $2"
+                " AND energy_wh >= 0), 0) AS month,"
                 " count(*) FILTER (WHERE stopped_at IS NULL) AS active"
                 " FROM transactions WHERE started_at >= $2 OR stopped_at IS NULL",
                 day_start,
