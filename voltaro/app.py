@@ -64,7 +64,9 @@ class Voltaro:
         try:
             return await self.central.admit(charge_point_id, password, address)
         except StoreUnavailable:
-            log.warning("refused %s: the database is unavailable", charge_point_id)
+            # one line per refusal comes from the transport (HTTP 503); the outage itself
+            # is logged once by the store
+            log.debug("refused %s: the database is unavailable", charge_point_id)
             return SERVICE_UNAVAILABLE
 
     async def session(self, connection: ChargePointConnection) -> None:

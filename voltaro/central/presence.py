@@ -78,7 +78,8 @@ class PresenceTracker:
         try:
             await self._charge_points.presence(charge_point_id, online, reason, at)
         except StoreError as exc:
-            log.warning("charge point %s: presence event queued (%s)", charge_point_id, exc)
+            # the outage is the store's to log, once; this is one of its many effects
+            log.debug("charge point %s: presence event queued (%s)", charge_point_id, exc)
             self._charge_points.post_presence(charge_point_id, online, reason, at)
 
     def seen(self, charge_point_id: str) -> None:
