@@ -11,18 +11,20 @@ reported started; call from trio code inside ``trio_asyncio.open_loop()``):
     migrations, the group-commit writer, the id tag cache and housekeeping; runs until
     cancelled. Or: ``async with open_central_system(settings) as system: ...``.
 
-``await system.admit(charge_point_id, password) -> Admission``
+``await system.admit(charge_point_id, password, address) -> Admission``
     At the WebSocket handshake. ``password`` is the Basic-auth password, or None when the
-    request had none. ``admission.accepted``; ``admission.http_status`` (None, 404 unknown
-    charge point under policy ``reject``, 401 missing/wrong password);
-    ``admission.lenient`` for the schema validator. May raise ``StoreUnavailable``
-    (answer 503).
+    request had none; ``address`` the client's (failed logins are throttled per id and per
+    address). ``admission.accepted``; ``admission.http_status`` (None, 404 unknown charge
+    point under policy ``reject``, 401 missing/wrong password, 429 throttled, 503 too many
+    passwords waiting to be checked) with ``admission.retry_after``; ``admission.lenient``
+    for the schema validator. May raise ``StoreUnavailable`` (answer 503).
 
 ``system.handlers(charge_point_id) -> Mapping[action, async (payload) -> payload]``
     The charger-initiated Core Profile actions bound to the charge point. Each returns the
     CALLRESULT payload after its data is committed; raises ``OcppError`` to answer a
-    CALLERROR (invalid dates: PropertyConstraintViolation); anything else (e.g.
-    ``StoreUnavailable``) means InternalError.
+    CALLERROR (invalid dates: PropertyConstraintViolation; a transaction or id tag message
+    from a charge point that is not Accepted: SecurityError; a database outage:
+    InternalError); anything else means InternalError with the traceback logged.
 
 ``await system.connected(charge_point_id)`` / ``await system.disconnected(charge_point_id,
 reason)``
