@@ -13,7 +13,7 @@ import trio
 from tests.harness import LiveServer, RawCharger, start_test_server
 from tests.test_rpc_server import core_handlers, handshake_rejection
 from voltaro.logformat import FORMAT, OneLineFormatter, escape_controls
-from voltaro.ocppj.endpoint import InvalidResponse
+from voltaro.ocppj.endpoint import MAX_QUEUED_BYTES, InvalidResponse
 from voltaro.ocppj.errors import ErrorCode
 from voltaro.ocppj.frames import MAX_NESTING, FrameError, decode, nested_deeper_than
 
@@ -146,3 +146,23 @@ def test_tracebacks_are_indented_under_their_record(log_lines: io.StringIO) -> N
 def test_escape_controls_keeps_printable_text() -> None:
     assert escape_controls("Zoë's charger: 42 kWh") == "Zoë's charger: 42 kWh"
     assert escape_controls("a\tb\nc\x00\x7f\x85") == "a\\tb\\nc\\x00\\x7f\\x85"
+
+
+async def test_calls_queued_beyond_the_byte_bound_are_refused(nursery: trio.Nursery) -> None:
+    """OCPP-J allows one outstanding CALL; a peer that pipelines big ones may have at most
+    MAX_QUEUED_BYTES of them waiting (besides the first), not 16 frames of any size."""
+    server = await start_test_server(nursery, core_handlers, max_frame=65536, call_timeout=30.0)
+    charger = await RawCharger.connect(nursery, server.url("PIPELINE"))
+    await charger.send([2, "busy", "DataTransfer", {"vendorId": "v"}])
+    callback = await charger.receive()  # the handler now waits for our answer to this
+    assert callback[:3] == [2, callback[1], "GetConfiguration"]
+    junk = "x" * (30 * 1024)
+    count = MAX_QUEUED_BYTES // len(junk) + 1
+    for n in range(count):
+        await charger.send([2, f"big{n}", "Heartbeat", {"junk": junk}])
+    refused = await charger.receive()
+    assert refused[:3] == [4, f"big{count - 1}", "ProtocolError"]
+    await charger.send([3, callback[1], {"configurationKey": []}])
+    answers = [await charger.receive() for _ in range(count)]
+    assert [a[1] for a in answers] == ["busy"] + [f"big{n}" for n in range(count - 1)]
+    assert all(a[2] == "FormationViolation" for a in answers[1:])  # unknown property

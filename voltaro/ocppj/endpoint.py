@@ -57,8 +57,11 @@ Handler = Callable[[Payload], Awaitable[Payload]]
 FrameDirection = Literal["in", "out"]
 
 # CALLs accepted before the first is answered. OCPP-J allows one outstanding CALL, so only a
-# misbehaving peer ever queues; the bound keeps such a peer from growing our memory.
+# misbehaving peer ever queues; the bounds keep such a peer from growing our memory: at most
+# this many CALLs, and this many bytes of them beyond the first one waiting (16 frames of
+# 64 KiB would otherwise be a MiB per connection).
 MAX_QUEUED_CALLS = 16
+MAX_QUEUED_BYTES = 128 * 1024
 
 
 class ChannelClosed(Exception):
@@ -190,7 +193,10 @@ class RpcEndpoint:
         self._pending: _PendingCall | None = None
         self._inbound_ids: set[str] = set()
         self._closed = False
-        self._inbound_send, self._inbound_receive = trio.open_memory_channel[Call](MAX_QUEUED_CALLS)
+        self._inbound_send, self._inbound_receive = trio.open_memory_channel[tuple[Call, int]](
+            MAX_QUEUED_CALLS
+        )
+        self._queued_bytes = 0
 
     # -- inbound --------------------------------------------------------------------------
 
@@ -233,7 +239,7 @@ class RpcEndpoint:
         size = wire_size(message)
         if isinstance(frame, Call):
             self._notify_frame("in", frame, frame.action, size)
-            await self._accept_call(frame)
+            await self._accept_call(frame, size)
         else:
             self._on_answer(frame, size)
 
@@ -252,7 +258,7 @@ class RpcEndpoint:
                 )
             )
 
-    async def _accept_call(self, call: Call) -> None:
+    async def _accept_call(self, call: Call, size: int) -> None:
         if call.message_id in self._inbound_ids:
             await self._send_error(
                 call,
@@ -260,20 +266,25 @@ class RpcEndpoint:
                 f"message id {call.message_id!r} is already in use by a CALL still in progress",
             )
             return
+        queued = self._queued_bytes
         try:
-            self._inbound_send.send_nowait(call)
+            if queued and queued + size > MAX_QUEUED_BYTES:
+                raise trio.WouldBlock
+            self._inbound_send.send_nowait((call, size))
         except trio.WouldBlock:
             await self._send_error(
                 call,
                 ErrorCode.PROTOCOL_ERROR,
-                f"more than {MAX_QUEUED_CALLS} CALLs unanswered; "
-                "OCPP-J allows one outstanding CALL",
+                f"too many CALLs unanswered (at most {MAX_QUEUED_CALLS} or "
+                f"{MAX_QUEUED_BYTES} bytes wait); OCPP-J allows one outstanding CALL",
             )
             return
+        self._queued_bytes += size
         self._inbound_ids.add(call.message_id)
 
     async def _answer_calls(self) -> None:
-        async for call in self._inbound_receive:
+        async for call, size in self._inbound_receive:
+            self._queued_bytes -= size
             started = trio.current_time()
             try:
                 answer = await self._answer(call)
