@@ -150,13 +150,11 @@ def parse_datetime(value: str, name: str) -> datetime:
     with a zone, within the range Voltaro accepts: see ``voltaro.central.timestamps``)."""
     try:
         if not _HAS_ZONE.search(value):
-            raise BadTimestamp("no zone (Z or an offset such as +01:00)")
+            raise BadTimestamp("not an RFC 3339 date-time with a zone (Z or an offset)")
         return read_timestamp(value)
     except BadTimestamp as why:
         raise bad_request(
-            f"{name!r}: {value!r} is not a date-time Voltaro accepts: {why} "
-            "(e.g. 2026-01-31T12:00:00Z)",
-            path=name,
+            f"{name!r}: {value!r}: {why}; e.g. 2026-01-31T12:00:00Z", path=name
         ) from None
 
 
