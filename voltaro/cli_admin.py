@@ -24,6 +24,7 @@ import trio
 import trio_asyncio
 
 from voltaro.central.passwords import hash_password
+from voltaro.central.timestamps import BadTimestamp, read_timestamp
 from voltaro.config import Settings
 from voltaro.store import Store, StoreUnavailable, migrate, open_store
 from voltaro.store.store import database_url
@@ -155,11 +156,11 @@ def _when(value: datetime | None) -> str:
 
 
 def _parse_expiry(text: str) -> datetime:
+    """An RFC 3339 date-time (no offset: UTC) in the range Voltaro accepts everywhere."""
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise CommandError(f"--expiry {text!r} is not an ISO 8601 date-time") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return read_timestamp(text)
+    except BadTimestamp as why:
+        raise CommandError(f"--expiry {text!r}: {why}; e.g. 2027-12-31T23:59:59Z") from None
 
 
 # ---- commands ---------------------------------------------------------------------------

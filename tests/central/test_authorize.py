@@ -145,3 +145,35 @@ async def test_truncate_forces_a_reload(central: CentralSystem, pg_server: TestP
     name = pg_server.database_name(central.store.database.url)
     await trio.to_thread.run_sync(pg_server.execute, "TRUNCATE id_tags", name)
     await eventually(central, "CARD", "Invalid")
+
+
+async def test_expiry_at_the_databases_infinities_still_authorizes(central: CentralSystem) -> None:
+    """PostgreSQL's 'infinity' comes back from asyncpg as a naive datetime; a tag whose expiry
+    an operator set to it by SQL must not make Authorize fail (it did: naive vs aware)."""
+    await central.store.id_tags.upsert("FOREVER")
+    await central.store.id_tags.upsert("NEVER")
+    await central.store.database.run(
+        lambda c: c.execute(
+            "UPDATE id_tags SET expiry_date = CASE id_tag WHEN 'FOREVER' THEN 'infinity'"
+            "::timestamptz ELSE '-infinity'::timestamptz END"
+        )
+    )
+    await eventually(central, "NEVER", "Expired")
+    forever = await authorize(central, "FOREVER")
+    assert forever == {"status": "Accepted", "expiryDate": "9999-12-31T23:59:59.999Z"}
+
+
+async def test_a_notification_the_cache_cannot_use_makes_it_reload(central: CentralSystem) -> None:
+    """It runs in the LISTEN connection's callback, where an exception ended the server."""
+    cache = central.store.id_tag_cache
+    await central.store.id_tags.upsert("STAYS")
+    await eventually(central, "STAYS", "Accepted")
+    reloads = cache.reloads
+    for junk in ('{"op": "upsert"}', '{"op": "delete"}', "[1]", "not json"):
+        await central.store.database.run(
+            lambda c, junk=junk: c.execute("SELECT pg_notify('voltaro_id_tags', $1)", junk)
+        )
+    with trio.fail_after(10):
+        while cache.reloads < reloads + 1 or not cache.valid:
+            await trio.sleep(0.01)
+    assert (await authorize(central, "STAYS"))["status"] == "Accepted"

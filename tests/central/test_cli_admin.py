@@ -83,7 +83,9 @@ def test_idtag_commands(voltaro_settings: Settings, capsys: pytest.CaptureFixtur
     assert run(s, "idtag", "block", "GHOST") == 1
     assert "no id tag 'GHOST'" in capsys.readouterr().err
     assert run(s, "idtag", "add", "X", "--expiry", "next tuesday") == 1
-    assert "not an ISO 8601" in capsys.readouterr().err
+    assert "not an RFC 3339 date-time" in capsys.readouterr().err
+    assert run(s, "idtag", "add", "X", "--expiry", "0001-01-01T00:00:00") == 1
+    assert "outside the times Voltaro accepts" in capsys.readouterr().err
 
 
 def test_db_migrate(

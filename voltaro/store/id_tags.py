@@ -201,28 +201,47 @@ class IdTagCache:
             self.on_charge_point_removed(removed)
 
     def _apply(self, payload: str) -> None:
+        """Apply one notification. This runs in the LISTEN connection's callback, where an
+        exception would end the whole server: a notification that cannot be applied makes
+        the cache reload instead (it is trusted for nothing until then)."""
+        self.notifications += 1
         try:
             change: dict[str, Any] = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            log.error("id tag cache: unreadable notification %r; reloading", payload)
-            change = {"op": "reload"}
-        self.notifications += 1
-        op = change.get("op")
-        if op == "upsert":
-            expiry = change.get("expiry")
-            record = IdTagRecord(
-                change["id_tag"],
-                change["status"],
-                None if expiry is None else datetime.fromtimestamp(float(expiry), UTC),
-                change.get("parent_id_tag"),
-            )
-            self._tags[tag_key(record.id_tag)] = record
-        elif op == "delete":
-            self._tags.pop(tag_key(change["id_tag"]), None)
-        else:  # reload (TRUNCATE) or unknown: trust nothing in memory
-            self._invalidate()
-            if self._lost is not None:
-                self._lost.set()
+            op = change.get("op")
+            if op == "upsert":
+                expiry = change.get("expiry")
+                record = IdTagRecord(
+                    str(change["id_tag"]),
+                    str(change["status"]),
+                    None if expiry is None else _from_epoch(expiry),
+                    change.get("parent_id_tag"),
+                )
+                self._tags[tag_key(record.id_tag)] = record
+                return
+            if op == "delete":
+                self._tags.pop(tag_key(str(change["id_tag"])), None)
+                return
+        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+            log.error("id tag cache: unusable notification %r; reloading", payload)
+        # reload (a TRUNCATE), unknown or unusable: trust nothing in memory
+        self._invalidate()
+        if self._lost is not None:
+            self._lost.set()
+
+
+def _from_epoch(seconds: object) -> datetime:
+    """A notification's expiry (epoch seconds) as an aware datetime. PostgreSQL's
+    ``infinity`` and ``-infinity`` arrive as infinite numbers: they are the latest and the
+    earliest times, as the table's rows read (see ``records``)."""
+    value = float(seconds)  # type: ignore[arg-type]  # a number or its text; else ValueError
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):  # infinite, NaN, or beyond year 9999
+        return _LATEST if value > 0 else _EARLIEST
+
+
+_LATEST = datetime.max.replace(tzinfo=UTC)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 class IdTagRepository:

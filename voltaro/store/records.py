@@ -4,7 +4,7 @@ rows. They carry what was stored, not OCPP semantics."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -15,6 +15,18 @@ def pg_text(value: str | None) -> str | None:
     if value is None or "\x00" not in value:
         return value
     return value.replace("\x00", "\ufffd")
+
+
+def _fields(cls: Any, row: Any) -> dict[str, Any]:
+    """The row's values for the record's fields. A naive datetime is UTC: asyncpg hands
+    PostgreSQL's ``-infinity``/``infinity`` back as naive ``datetime.min``/``max``, which
+    would not compare with the aware times everywhere else (an id tag whose expiry is
+    ``infinity`` must not make Authorize fail)."""
+    values = {name: row[name] for name in cls.__dataclass_fields__}
+    for name, value in values.items():
+        if isinstance(value, datetime) and value.tzinfo is None:
+            values[name] = value.replace(tzinfo=UTC)
+    return values
 
 
 @dataclass(frozen=True)
@@ -40,7 +52,7 @@ class ChargePointRecord:
 
     @classmethod
     def from_row(cls, row: Any) -> ChargePointRecord:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+        return cls(**_fields(cls, row))
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,7 @@ class IdTagRecord:
 
     @classmethod
     def from_row(cls, row: Any) -> IdTagRecord:
-        return cls(row["id_tag"], row["status"], row["expiry_date"], row["parent_id_tag"])
+        return cls(**_fields(cls, row))
 
 
 @dataclass(frozen=True)
@@ -84,7 +96,7 @@ class ConnectorRecord:
 
     @classmethod
     def from_row(cls, row: Any) -> ConnectorRecord:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+        return cls(**_fields(cls, row))
 
 
 @dataclass(frozen=True)
@@ -136,7 +148,7 @@ class TransactionRecord:
 
     @classmethod
     def from_row(cls, row: Any) -> TransactionRecord:
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+        return cls(**_fields(cls, row))
 
 
 @dataclass(frozen=True)
