@@ -132,15 +132,24 @@ class GroupCommitWriter:
     """Batches writes into shared commits. Start :meth:`run` in a nursery, then
     :meth:`submit` (await the commit) or :meth:`post` (fire and forget).
 
+    ``drain_seconds`` bounds how long one drain writes batch after batch before trio gets a
+    turn; the writer then comes back for what is left by itself.
+
     Metrics (read them, do not write them): ``batch_sizes`` and ``commit_seconds``
     (histograms), ``commits``, ``failed_batches`` (outages), ``failed_writes`` (bad writes),
     ``dropped_posted``.
     """
 
     def __init__(
-        self, database: Database, *, max_batch: int = MAX_BATCH, max_posted: int = MAX_POSTED
+        self,
+        database: Database,
+        *,
+        max_batch: int = MAX_BATCH,
+        max_posted: int = MAX_POSTED,
+        drain_seconds: float = DRAIN_SECONDS,
     ) -> None:
         self._database = database
+        self._drain_seconds = drain_seconds
         self._max_batch = max_batch
         self._max_posted = max_posted
         self._submitted: deque[_Pending] = deque()
@@ -209,6 +218,10 @@ class GroupCommitWriter:
                 failure = await self._drain()
                 if failure is None:
                     backoff = MIN_BACKOFF
+                    if self._submitted or self._posted:
+                        # The drain stopped at its time budget with work left: nothing else
+                        # would wake the writer for it until the next write arrives.
+                        self._wakeup.set()
                     continue
                 self._batch_failed(*failure)
                 await trio.sleep(backoff)
@@ -238,7 +251,7 @@ class GroupCommitWriter:
         """
         failure: _Failure | None
         with trio.CancelScope(shield=True) as scope:
-            scope.relative_deadline = DRAIN_SECONDS + BATCH_DEADLINE
+            scope.relative_deadline = self._drain_seconds + BATCH_DEADLINE
             try:
                 failure = await self._database.cross(self._drain_aio)
             except Exception as exc:  # the crossing itself failed
@@ -319,8 +332,8 @@ class GroupCommitWriter:
         The queues are deques: trio's appends and the pops here are atomic under the GIL."""
         token = self._token
         assert token is not None  # set by run()
-        until = time.monotonic() + DRAIN_SECONDS
-        while (self._submitted or self._posted) and time.monotonic() < until:
+        until = time.monotonic() + self._drain_seconds
+        while self._submitted or self._posted:
             in_flight = self._take(self._submitted, self._max_batch)
             posted = self._take(self._posted, self._max_batch - len(in_flight))
             self._in_flight, self._in_flight_posted = in_flight, posted
@@ -338,6 +351,8 @@ class GroupCommitWriter:
             self._in_flight, self._in_flight_posted = [], []
             with contextlib.suppress(trio.RunFinishedError):  # trio is gone: nobody waits
                 token.run_sync_soon(self._deliver, in_flight, posted, outcomes)
+            if time.monotonic() >= until:  # trio's turn; run() comes back for the rest
+                break
         return None
 
     async def _commit_aio(self, writes: list[Write[Any]]) -> list[_Outcome]:
