@@ -104,6 +104,7 @@ class Settings:
     metrics_token: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    database_deadline: float = 10.0
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -164,6 +165,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "metrics_token": _bearer_token,
     "tls_cert": _optional_path,
     "tls_key": _optional_path,
+    "database_deadline": _positive_float,
 }
 
 

@@ -61,7 +61,9 @@ class CentralSystem:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; reports started once every entry point is usable."""
         settings = self.settings
-        async with open_store(settings.database_url, settings.data_dir) as store:
+        async with open_store(
+            settings.database_url, settings.data_dir, deadline=settings.database_deadline
+        ) as store:
             try:
                 self._store = store
                 self.open_transactions.load(await store.transactions.open_transactions())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from voltaro.store.database import Connection, Database
+from voltaro.store.database import LONG_DEADLINE, Connection, Database
 from voltaro.store.records import pg_text
 from voltaro.store.writer import CopyTarget, GroupCommitWriter, Write
 
@@ -55,7 +55,7 @@ class MessageLogRepository:
         """Delete entries logged before ``cutoff``, a chunk per transaction; returns the count."""
         total = 0
         while True:
-            deleted = await self._database.run(_purge_chunk, cutoff)
+            deleted = await self._database.run(_purge_chunk, cutoff, deadline=LONG_DEADLINE)
             total += deleted
             if deleted < PURGE_CHUNK:
                 return total

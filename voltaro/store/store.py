@@ -14,7 +14,7 @@ import trio
 from voltaro.store.admin_queries import AdminQueries
 from voltaro.store.charge_points import ChargePointRepository
 from voltaro.store.connectors import ConnectorRepository
-from voltaro.store.database import Database, open_database
+from voltaro.store.database import DEFAULT_DEADLINE, Database, open_database
 from voltaro.store.embedded import embedded_postgres
 from voltaro.store.id_tags import IdTagCache, IdTagRepository
 from voltaro.store.message_log import MessageLogRepository
@@ -52,7 +52,12 @@ async def database_url(url: str | None, data_dir: Path) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def open_store(
-    url: str | None, data_dir: Path, *, migrate_first: bool = True, background: bool = True
+    url: str | None,
+    data_dir: Path,
+    *,
+    migrate_first: bool = True,
+    background: bool = True,
+    deadline: float = DEFAULT_DEADLINE,
 ) -> AsyncIterator[Store]:
     """A running :class:`Store` for the block (inside ``trio_asyncio.open_loop()``).
 
@@ -63,17 +68,24 @@ async def open_store(
 
     ``background=False`` (operator commands) starts neither the writer nor the cache: only
     the direct reads and operator commands of the repositories work then.
+
+    ``deadline``: seconds any database operation may take unless it asks for longer (the
+    writer's batches and submits, reads, the id tag cache's health check; see
+    :mod:`.database`). Migrations are not bounded (only their connect is): how long one takes
+    depends on the data, and one stopped halfway would only start over at the next start.
     """
     with collapse_single_exception():
         async with AsyncExitStack() as stack:
             resolved = await stack.enter_async_context(database_url(url, data_dir))
             if migrate_first:
                 await migrate(resolved)
-            database = await stack.enter_async_context(open_database(resolved))
+            database = await stack.enter_async_context(open_database(resolved, deadline=deadline))
             writer_database = database
             if background:
                 writer_database = await stack.enter_async_context(
-                    open_database(resolved, min_size=1, max_size=1, own_thread=True)
+                    open_database(
+                        resolved, min_size=1, max_size=1, own_thread=True, deadline=deadline
+                    )
                 )
             nursery = await stack.enter_async_context(trio.open_nursery())
             writer = GroupCommitWriter(writer_database)
