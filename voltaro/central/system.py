@@ -28,6 +28,7 @@ from voltaro.central.presence import PresenceTracker
 from voltaro.central.timestamps import utc_now
 from voltaro.config import Settings
 from voltaro.store import Store, StoreError, open_store
+from voltaro.store.message_log import MessageLogLimits
 from voltaro.store.store import collapse_single_exception
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,16 @@ class CentralSystem:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; reports started once every entry point is usable."""
         settings = self.settings
+        limits = MessageLogLimits(
+            max_payload=settings.message_log_max_payload,
+            charger_bytes=settings.message_log_charger_bytes,
+            max_bytes=settings.message_log_max_bytes,
+        )
         async with open_store(
-            settings.database_url, settings.data_dir, deadline=settings.database_deadline
+            settings.database_url,
+            settings.data_dir,
+            deadline=settings.database_deadline,
+            message_log_limits=limits,
         ) as store:
             try:
                 self._store = store
@@ -105,6 +114,7 @@ class CentralSystem:
             try:
                 for charge_point_id in await presence.check_overdue():
                     self.events.publish("offline", charge_point_id, reason="heartbeat overdue")
+                await self.store.message_log.enforce_bounds()  # one query when within them
                 if trio.current_time() >= next_purge:
                     next_purge = trio.current_time() + PURGE_PERIOD
                     await self.purge_message_log()

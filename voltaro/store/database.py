@@ -50,11 +50,18 @@ CONNECT_TIMEOUT = 10.0  # seconds; a partitioned network must fail a connect, no
 COMMAND_TIMEOUT = 60.0  # seconds; generous: a batch COPY of many rows is legitimate work
 
 
+def json_bytes(value: object) -> bytes:
+    """``value`` as compact JSON, as the jsonb codec serialises it (before NUL replacement).
+
+    Raises TypeError for what JSON cannot hold."""
+    return orjson.dumps(value, default=_plain)
+
+
 def _encode_jsonb(value: object) -> bytes:
     # Binary jsonb is a version byte (1) then the JSON text. PostgreSQL cannot store the
     # character U+0000 in jsonb, which JSON allows: it becomes U+FFFD rather than failing the
     # whole write (the only change Voltaro ever makes to what a charger sent).
-    data = orjson.dumps(value, default=_plain)
+    data = json_bytes(value)
     if b"\\u0000" in data:
         data = _replace_nul_escapes(data)
     return b"\x01" + data

@@ -17,7 +17,7 @@ from voltaro.store.connectors import ConnectorRepository
 from voltaro.store.database import DEFAULT_DEADLINE, Database, open_database
 from voltaro.store.embedded import embedded_postgres
 from voltaro.store.id_tags import IdTagCache, IdTagRepository
-from voltaro.store.message_log import MessageLogRepository
+from voltaro.store.message_log import MessageLogLimits, MessageLogRepository
 from voltaro.store.migrate import migrate
 from voltaro.store.transactions import TransactionRepository
 from voltaro.store.writer import GroupCommitWriter
@@ -28,14 +28,20 @@ log = logging.getLogger(__name__)
 class Store:
     """Repositories over one database, sharing one writer."""
 
-    def __init__(self, database: Database, writer: GroupCommitWriter, id_tag_cache: IdTagCache):
+    def __init__(
+        self,
+        database: Database,
+        writer: GroupCommitWriter,
+        id_tag_cache: IdTagCache,
+        message_log_limits: MessageLogLimits | None = None,
+    ):
         self.database = database
         self.writer = writer
         self.id_tag_cache = id_tag_cache
         self.charge_points = ChargePointRepository(database, writer)
         self.connectors = ConnectorRepository(database, writer)
         self.transactions = TransactionRepository(database, writer)
-        self.message_log = MessageLogRepository(database, writer)
+        self.message_log = MessageLogRepository(database, writer, message_log_limits)
         self.id_tags = IdTagRepository(database)
         self.admin = AdminQueries(database)
 
@@ -58,6 +64,7 @@ async def open_store(
     migrate_first: bool = True,
     background: bool = True,
     deadline: float = DEFAULT_DEADLINE,
+    message_log_limits: MessageLogLimits | None = None,
 ) -> AsyncIterator[Store]:
     """A running :class:`Store` for the block (inside ``trio_asyncio.open_loop()``).
 
@@ -73,6 +80,7 @@ async def open_store(
     writer's batches and submits, reads, the id tag cache's health check; see
     :mod:`.database`). Migrations are not bounded (only their connect is): how long one takes
     depends on the data, and one stopped halfway would only start over at the next start.
+    ``message_log_limits``: the message log's bounds (default :class:`MessageLogLimits`).
     """
     with collapse_single_exception():
         async with AsyncExitStack() as stack:
@@ -94,7 +102,7 @@ async def open_store(
                 await nursery.start(writer.run)
                 await nursery.start(cache.run)
             try:
-                yield Store(database, writer, cache)
+                yield Store(database, writer, cache, message_log_limits)
             finally:
                 nursery.cancel_scope.cancel()
 

@@ -27,7 +27,9 @@ Error handling:
   :class:`StoreUnavailable`. The writer sleeps a little (doubling up to 2 s) and tries the
   next batch, so it recovers by itself once the database is back. Fire-and-forget writes
   (:meth:`GroupCommitWriter.post`, used for the message log and last-seen) are kept and
-  retried, up to ``max_posted`` of them; beyond that the oldest are dropped and counted.
+  retried, up to ``max_posted`` of them and ``max_posted_bytes`` of their sizes (each
+  write's ``size``, an estimate of what it holds); beyond that the oldest are dropped and
+  counted.
 - A database that stops answering (frozen, partitioned) is an outage too, found by the
   deadline (the database's ``deadline``, ``VOLTARO_DATABASE_DEADLINE``): :meth:`submit`
   returns within it whatever happens. A write not yet taken into a batch when its caller's
@@ -69,6 +71,11 @@ T = TypeVar("T")
 
 MAX_BATCH = 2000  # writes per transaction; beyond this a batch's latency grows for no gain
 MAX_POSTED = 100_000  # fire-and-forget writes kept through an outage before dropping the oldest
+# ... and their sizes: what a queued frame costs in memory is ~5x its JSON (a 1.4 KB
+# MeterValues parsed is ~7 KB of Python objects), so ~160 MB at most; a stall at the
+# benchmark's full load (~3.5 MB/s of frames logged) keeps its frames ~9 s, longer at
+# ordinary loads. Without it, 100,000 writes of 64 KiB frames were ~150 MB/s of growth.
+MAX_POSTED_BYTES = 32 * 1024 * 1024
 MIN_BACKOFF = 0.05  # seconds after a failed batch; doubles up to MAX_BACKOFF
 MAX_BACKOFF = 2.0
 FINAL_FLUSH_SECONDS = 2.0  # at shutdown, how long queued writes may take to commit
@@ -114,6 +121,8 @@ class Write(Generic[T]):
     query: tuple[MergedQuery, tuple[Any, ...]] | None = None
     """Without ``apply``, the write's result is this row's answer."""
     label: str = "write"
+    size: int = 0
+    """Bytes it holds, roughly (a logged frame's size): what the queue's byte bound counts."""
 
 
 class _Pending:
@@ -175,7 +184,8 @@ class GroupCommitWriter:
     (histograms), ``commits``, ``failed_batches`` (outages), ``failed_writes`` (bad writes),
     ``refused_writes`` (submitted writes answered :class:`StoreUnavailable`: failed batches
     and deadlines), ``outages`` (episodes begun), ``dropped_posted`` (fire-and-forget writes
-    dropped because the queue was full).
+    dropped because the queue was full) and ``dropped_posted_bytes`` (their sizes); the
+    gauge ``queued_posted_bytes``.
     """
 
     def __init__(
@@ -184,6 +194,7 @@ class GroupCommitWriter:
         *,
         max_batch: int = MAX_BATCH,
         max_posted: int = MAX_POSTED,
+        max_posted_bytes: int = MAX_POSTED_BYTES,
         drain_seconds: float = DRAIN_SECONDS,
         deadline: float | None = None,
     ) -> None:
@@ -192,6 +203,11 @@ class GroupCommitWriter:
         self._drain_seconds = drain_seconds
         self._max_batch = max_batch
         self._max_posted = max_posted
+        self._max_posted_bytes = max_posted_bytes
+        # The queued bytes of posted writes, from counters each written by one thread only:
+        # trio's appends (and re-queues) and drops, the writer thread's takes.
+        self._posted_in_bytes = 0
+        self._posted_out_bytes = 0
         self._submitted: deque[_Pending] = deque()
         self._posted: deque[Write[Any]] = deque()
         self._take_lock = threading.Lock()  # taking a submitted write vs its caller giving up
@@ -212,10 +228,16 @@ class GroupCommitWriter:
         self.refused_writes = 0
         self.outages = 0
         self.dropped_posted = 0
+        self.dropped_posted_bytes = 0
 
     @property
     def running(self) -> bool:
         return self._running
+
+    @property
+    def queued_posted_bytes(self) -> int:
+        """Sizes of the fire-and-forget writes waiting (or being written)."""
+        return self._posted_in_bytes - self._posted_out_bytes - self.dropped_posted_bytes
 
     async def submit(self, write: Write[T]) -> T:
         """Queue ``write`` and return its result once committed; returns or raises within
@@ -233,45 +255,58 @@ class GroupCommitWriter:
         with trio.move_on_after(self._deadline):
             await pending.done.wait()
         if not pending.done.is_set():
-            raise self._give_up(pending)
+            self._give_up(pending)
         if pending.error is not None:
             raise pending.error
         result: T = pending.result
         return result
 
-    def _give_up(self, pending: _Pending) -> StoreUnavailable:
+    def _give_up(self, pending: _Pending) -> None:
         """The caller's deadline passed: a write not in a batch yet is never written."""
         with self._take_lock:
             pending.gave_up = True
             taken = pending.taken
         deadline = self._deadline
         self._refused(1, f"no commit within {deadline:g} s", waited=deadline)
+        label = pending.write.label
         if taken:
-            return StoreUnavailable(
-                f"{pending.write.label}: not committed within {deadline:g} s; it may or may"
-                " not be saved"
+            error = StoreUnavailable(
+                f"{label}: not committed within {deadline:g} s; it may or may not be saved"
             )
-        return StoreUnavailable(
-            f"{pending.write.label}: not written, the database took nothing within {deadline:g} s"
-        )
+        else:
+            error = StoreUnavailable(
+                f"{label}: not written, the database took nothing within {deadline:g} s"
+            )
+        pending.finish(error=error)
 
     def post(self, write: Write[Any]) -> None:
         """Queue ``write`` without waiting: it goes into the next batch. Never blocks."""
         self._posted.append(write)
         self._posted_count += 1
+        self._posted_in_bytes += write.size
         self._wakeup.set()
-        if len(self._posted) > self._max_posted:
-            self._drop_oldest()
+        self._drop_oldest()
+
+    def _over_bounds(self) -> bool:
+        return (
+            len(self._posted) > self._max_posted
+            or self.queued_posted_bytes > self._max_posted_bytes
+        )
 
     def _drop_oldest(self) -> None:
-        while len(self._posted) > self._max_posted:
+        """Drop the oldest posted writes while the queue is over a bound (trio's thread)."""
+        if not self._over_bounds():
+            return
+        dropped_before = self.dropped_posted
+        while self._over_bounds():
             try:  # the writer's thread may have emptied the queue meanwhile
-                self._posted.popleft()
+                oldest = self._posted.popleft()
             except IndexError:
                 break
             self.dropped_posted += 1
+            self.dropped_posted_bytes += oldest.size
         if self._outage is None and self._overflow is None:
-            self._overflow = (time.monotonic(), self.dropped_posted)
+            self._overflow = (time.monotonic(), dropped_before)
             log.warning(
                 "write queue full (%d background writes): dropping the oldest until the"
                 " database catches up",
@@ -286,26 +321,9 @@ class GroupCommitWriter:
         """The writer loop; runs until cancelled."""
         self._running = True
         self._token = trio.lowlevel.current_trio_token()
-        backoff = MIN_BACKOFF
         try:
             task_status.started()
-            while True:
-                await self._wakeup.wait()
-                self._wakeup = trio.Event()
-                failure = await self._drain()
-                if failure is None:
-                    backoff = MIN_BACKOFF
-                    if self._submitted or self._posted:
-                        # The drain stopped at its time budget with work left: nothing else
-                        # would wake the writer for it until the next write arrives.
-                        self._wakeup.set()
-                    else:
-                        self._caught_up()
-                    continue
-                self._batch_failed(*failure)
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-                self._wakeup.set()  # what is still queued gets the next attempt
+            await self._write_batches()
         finally:
             self._running = False
             # The interrupted batch may or may not have committed: its callers are told it
@@ -321,6 +339,26 @@ class GroupCommitWriter:
             unsaved = len(self._posted) + len(self._in_flight_posted)
             if unsaved:
                 log.warning("writer stopped with %d queued writes unsaved", unsaved)
+
+    async def _write_batches(self) -> None:
+        backoff = MIN_BACKOFF
+        while True:
+            await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            failure = await self._drain()
+            if failure is None:
+                backoff = MIN_BACKOFF
+                if self._submitted or self._posted:
+                    # The drain stopped at its time budget with work left: nothing else
+                    # would wake the writer for it until the next write arrives.
+                    self._wakeup.set()
+                else:
+                    self._caught_up()
+                continue
+            self._batch_failed(*failure)
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+            self._wakeup.set()  # what is still queued gets the next attempt
 
     async def _drain(self) -> _Failure | None:
         """Commit batches on the database's side until the queues are empty (or a while has
@@ -373,11 +411,10 @@ class GroupCommitWriter:
             self._refused(refused, _reason(exc))
         else:
             self.refused_writes += refused
-        # Keep fire-and-forget writes for the next attempt, oldest first, within the bound.
-        room = self._max_posted - len(self._posted)
-        keep = posted[-room:] if room > 0 else []
-        self.dropped_posted += len(posted) - len(keep)
-        self._posted.extendleft(reversed(keep))
+        # Keep fire-and-forget writes for the next attempt, oldest first, within the bounds.
+        self._posted.extendleft(reversed(posted))
+        self._posted_in_bytes += sum(write.size for write in posted)
+        self._drop_oldest()
 
     def _begin_outage(self, reason: str, *, caught: int = 0, waited: float = 0.0) -> None:
         since = time.monotonic() - waited  # a write given up had waited its deadline
@@ -459,11 +496,15 @@ class GroupCommitWriter:
 
     def _take_posted(self, limit: int) -> list[Write[Any]]:
         taken: list[Write[Any]] = []
+        size = 0
         while self._posted and len(taken) < limit:
             try:  # trio's thread may drop the oldest meanwhile (queue full)
-                taken.append(self._posted.popleft())
+                write = self._posted.popleft()
             except IndexError:
                 break
+            taken.append(write)
+            size += write.size
+        self._posted_out_bytes += size
         return taken
 
     async def _drain_aio(self) -> _Failure | None:
