@@ -150,8 +150,7 @@ class _Pending:
 class _Outage:
     """An outage as the log tells it (see the module docstring); trio's thread only."""
 
-    def __init__(self, reason: str, posted: int, dropped: int, caught: int, since: float) -> None:
-        self.reason = reason
+    def __init__(self, posted: int, dropped: int, caught: int, since: float) -> None:
         self.started = since
         self.last_refusal = time.monotonic()
         self.refused = 0
@@ -282,7 +281,8 @@ class GroupCommitWriter:
                 await trio.sleep_until(oldest.deadline)
                 continue
             del self._waiting[oldest]
-            self._give_up(oldest)
+            if not oldest.done.is_set():  # (answered, its caller not yet resumed)
+                self._give_up(oldest)
 
     def _give_up(self, pending: _Pending) -> None:
         """The caller's deadline passed: a write not in a batch yet is never written."""
@@ -443,7 +443,7 @@ class GroupCommitWriter:
 
     def _begin_outage(self, reason: str, *, caught: int = 0, waited: float = 0.0) -> None:
         since = time.monotonic() - waited  # a write given up had waited its deadline
-        self._outage = _Outage(reason, self._posted_count, self.dropped_posted, caught, since)
+        self._outage = _Outage(self._posted_count, self.dropped_posted, caught, since)
         self.outages += 1
         log.warning("database unavailable (%s): refusing writes until it is back", reason)
 
