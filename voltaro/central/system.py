@@ -114,7 +114,7 @@ class CentralSystem:
             try:
                 for charge_point_id in await presence.check_overdue():
                     self.events.publish("offline", charge_point_id, reason="heartbeat overdue")
-                await self.store.message_log.enforce_bounds()  # one query when within them
+                await self.store.message_log.enforce_bounds()  # one crossing when within
                 if trio.current_time() >= next_purge:
                     next_purge = trio.current_time() + PURGE_PERIOD
                     await self.purge_message_log()

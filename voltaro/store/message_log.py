@@ -188,7 +188,7 @@ class MessageLogRepository:
         """Delete the oldest entries of each charge point over its bound, then the oldest
         overall while the whole log is over its bound (at most :data:`MAX_BOUND_ROWS` rows in
         :data:`MAX_BOUND_DELETES` DELETEs; the next call goes on). Two short queries when
-        nothing is over.
+        nothing is over (one crossing).
 
         Several instances may do this at once: each DELETE measures the excess it removes in
         the same statement, so they do not delete twice what one of them should.
