@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -43,6 +44,23 @@ def _non_negative_float(text: str) -> float:
 
 def _positive_int(text: str) -> int:
     value = int(text)
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+_BYTE_UNITS = {"": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+
+_BYTE_SIZE = re.compile(r"(\d+)\s*([a-z]*)")
+
+
+def _byte_size(text: str) -> int:
+    """A number of bytes, optionally with a binary unit: ``8192``, ``8KiB``, ``64 MiB``."""
+    match = _BYTE_SIZE.fullmatch(text.lower())
+    if match is None or match[2] not in _BYTE_UNITS:
+        raise ValueError("must be a whole number of bytes, optionally with KiB, MiB, GiB or TiB")
+    value = int(match[1]) * _BYTE_UNITS[match[2]]
     if value <= 0:
         raise ValueError("must be greater than 0")
     return value
@@ -104,6 +122,10 @@ class Settings:
     metrics_token: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    database_deadline: float = 10.0
+    message_log_max_payload: int = 8 * 1024
+    message_log_charger_bytes: int = 64 * 1024**2
+    message_log_max_bytes: int = 32 * 1024**3
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -164,6 +186,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "metrics_token": _bearer_token,
     "tls_cert": _optional_path,
     "tls_key": _optional_path,
+    "database_deadline": _positive_float,
+    "message_log_max_payload": _byte_size,
+    "message_log_charger_bytes": _byte_size,
+    "message_log_max_bytes": _byte_size,
 }
 
 

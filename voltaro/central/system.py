@@ -31,6 +31,7 @@ from voltaro.central.timestamps import utc_now
 from voltaro.config import Settings
 from voltaro.ocppj.errors import ErrorCode, OcppError
 from voltaro.store import Store, StoreError, StoreUnavailable, open_store
+from voltaro.store.message_log import MessageLogLimits
 from voltaro.store.store import collapse_single_exception
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,17 @@ class CentralSystem:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; reports started once every entry point is usable."""
         settings = self.settings
-        async with open_store(settings.database_url, settings.data_dir) as store:
+        limits = MessageLogLimits(
+            max_payload=settings.message_log_max_payload,
+            charger_bytes=settings.message_log_charger_bytes,
+            max_bytes=settings.message_log_max_bytes,
+        )
+        async with open_store(
+            settings.database_url,
+            settings.data_dir,
+            deadline=settings.database_deadline,
+            message_log_limits=limits,
+        ) as store:
             try:
                 self._store = store
                 self.open_transactions.load(await store.transactions.open_transactions())
@@ -109,6 +120,7 @@ class CentralSystem:
             try:
                 for charge_point_id in await presence.check_overdue():
                     self.events.publish("offline", charge_point_id, reason="heartbeat overdue")
+                await self.store.message_log.enforce_bounds()  # one crossing when within
                 if trio.current_time() >= next_purge:
                     next_purge = trio.current_time() + PURGE_PERIOD
                     await self.purge_message_log()

@@ -9,8 +9,9 @@
   database per test).
 
 Callers are trio code running inside ``trio_asyncio.open_loop()``. Errors: every operation
-may raise :class:`StoreUnavailable` (database away: nothing saved) and writes may raise
-:class:`WriteFailed` (this write was rejected).
+may raise :class:`StoreUnavailable` (database away, or not answering within its deadline:
+see :mod:`.database`) and writes may raise :class:`WriteFailed` (this write was rejected).
+The message log keeps within byte bounds (:mod:`.message_log`).
 """
 
 from voltaro.store.errors import StoreError, StoreUnavailable, WriteFailed

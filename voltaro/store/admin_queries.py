@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from voltaro.store.database import Connection, Database
+from voltaro.store.database import LONG_DEADLINE, Connection, Database
 from voltaro.store.records import pg_text
 
 Row = dict[str, Any]
@@ -198,7 +198,8 @@ class AdminQueries:
             )
             return [dict(row) for row in rows]
 
-        return await self._database.run(read)
+        # every transaction there is: long by nature, so the long deadline
+        return await self._database.run(read, deadline=LONG_DEADLINE)
 
     async def transaction_detail(self, transaction_id: int) -> tuple[Row, list[Row]] | None:
         """The transaction and its meter values (OCPP defaults filled in), in time order."""

@@ -10,10 +10,22 @@ lives on an asyncio loop of its own thread (``own_thread``; why: :mod:`.loop_thr
 The pool is created with a no-op ``reset``: asyncpg's default runs a reset query (``RESET
 ALL``, ``UNLISTEN *``, ...) on every release, a round trip per operation for state Voltaro
 never sets. asyncpg still rolls back a transaction left open, which is all we need.
+
+Deadlines: every operation on a pooled connection (:meth:`Database.run`, the writer's
+batches) has one, the database's ``deadline`` unless the operation asks for another (the
+CSV export and the purges ask for :data:`LONG_DEADLINE`). Getting the connection counts.
+A database that stops answering (its processes stopped, a hung disk, a network partition)
+keeps the TCP connection open and simply never replies; cancelling an asyncpg operation
+then hangs too (the rollback waits for the server, and so does asyncpg's cancel request,
+sent on a new connection). So an operation still running at its deadline has its connection
+*terminated* (:class:`Watchdog`): everything waiting on it fails at once, the caller gets
+:class:`StoreUnavailable`, and the pool replaces the connection on its next use. New
+connections are bounded the same way (the connect, and the codec set-up after it).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
@@ -32,15 +44,24 @@ P = ParamSpec("P")
 # asyncpg has no type stubs; this alias names what a parameter is without pretending.
 Connection = Any
 
-CONNECT_TIMEOUT = 10.0  # seconds; a partitioned network must fail a batch, not hang it
+DEFAULT_DEADLINE = 10.0  # seconds; VOLTARO_DATABASE_DEADLINE (the README says why 10)
+LONG_DEADLINE = 600.0  # seconds; for operations long by nature: the CSV export, purges
+CONNECT_TIMEOUT = 10.0  # seconds; a partitioned network must fail a connect, not hang it
 COMMAND_TIMEOUT = 60.0  # seconds; generous: a batch COPY of many rows is legitimate work
+
+
+def json_bytes(value: object) -> bytes:
+    """``value`` as compact JSON, as the jsonb codec serialises it (before NUL replacement).
+
+    Raises TypeError for what JSON cannot hold."""
+    return orjson.dumps(value, default=_plain)
 
 
 def _encode_jsonb(value: object) -> bytes:
     # Binary jsonb is a version byte (1) then the JSON text. PostgreSQL cannot store the
     # character U+0000 in jsonb, which JSON allows: it becomes U+FFFD rather than failing the
     # whole write (the only change Voltaro ever makes to what a charger sent).
-    data = orjson.dumps(value, default=_plain)
+    data = json_bytes(value)
     if b"\\u0000" in data:
         data = _replace_nul_escapes(data)
     return b"\x01" + data
@@ -98,18 +119,66 @@ async def _no_reset(connection: Connection) -> None:
     """Pool reset hook that sends nothing (see the module docstring)."""
 
 
-async def connect(url: str) -> Connection:
-    """One connection outside the pool (migrations, the LISTEN connection); asyncio side."""
-    connection = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT)
-    await _setup_connection(connection)
+async def connect(url: str, timeout: float = CONNECT_TIMEOUT) -> Connection:
+    """One connection outside the pool (migrations, the LISTEN connection); asyncio side.
+
+    Connecting and setting the connection up take at most ``timeout`` seconds together (the
+    set-up reads the server's catalog: against a frozen server it would hang); past that,
+    TimeoutError.
+    """
+    connection = None
+    try:
+        async with asyncio.timeout(timeout):
+            connection = await asyncpg.connect(url, timeout=timeout)
+            await _setup_connection(connection)
+    except BaseException:
+        if connection is not None:
+            connection.terminate()
+        raise
     return connection
 
 
-class Database:
-    """An asyncpg pool used from trio. Create with :func:`open_database`."""
+class Watchdog:
+    """Terminates ``connection`` if the block is still running ``seconds`` after it began
+    (asyncio side; see the module docstring for why termination and not cancellation).
+    ``fired`` says whether it did: an exception from the block is then the watchdog's doing.
+    """
 
-    def __init__(self, url: str, pool: Any, loop_thread: LoopThread | None = None) -> None:
+    def __init__(self, connection: Connection, seconds: float, *, start: float | None = None):
+        loop = asyncio.get_running_loop()
+        self.fired = False
+        self._connection = connection
+        at = (loop.time() if start is None else start) + seconds
+        self._handle = loop.call_at(at, self._fire)
+
+    def _fire(self) -> None:
+        self.fired = True
+        self._connection.terminate()
+
+    def __enter__(self) -> Watchdog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._handle.cancel()
+
+
+class Database:
+    """An asyncpg pool used from trio. Create with :func:`open_database`.
+
+    ``deadline``: seconds an operation may take, getting its connection included, unless it
+    asks for another (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        pool: Any,
+        loop_thread: LoopThread | None = None,
+        *,
+        deadline: float = DEFAULT_DEADLINE,
+    ) -> None:
         self.url = url
+        self.deadline = deadline
         self._pool = pool
         self._loop_thread = loop_thread
 
@@ -118,14 +187,17 @@ class Database:
         the pool's own thread (see :mod:`voltaro.store.loop_thread`)."""
         return await _cross(self._loop_thread, fn, *args)
 
-    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def run(
+        self, fn: Callable[..., Awaitable[T]], *args: Any, deadline: float | None = None
+    ) -> T:
         """``await fn(connection, *args)`` in asyncio on a pooled connection: one crossing.
 
-        Raises :class:`StoreUnavailable` when the database cannot be reached; other database
-        errors propagate as they are.
+        ``deadline``: seconds it may take, default the database's (see the module docstring).
+        Raises :class:`StoreUnavailable` when the database cannot be reached or does not
+        answer in time; other database errors propagate as they are.
         """
         try:
-            result: T = await self.cross(self._run_aio, fn, *args)
+            result: T = await self.cross(self._run_aio, fn, args, deadline)
         except StoreUnavailable:
             raise
         except Exception as exc:
@@ -134,31 +206,52 @@ class Database:
             raise
         return result
 
-    async def _run_aio(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        async with self.acquire() as connection:
+    async def _run_aio(
+        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], deadline: float | None
+    ) -> T:
+        async with self.acquire(deadline) as connection:
             return await fn(connection, *args)
 
     @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[Connection]:
-        """A pooled connection (asyncio side). Failing to get one is always an outage,
-        whatever the error says (e.g. "database does not accept connections" is 55000)."""
+    async def acquire(self, deadline: float | None = None) -> AsyncIterator[Connection]:
+        """A pooled connection for a block that must be done within ``deadline`` seconds
+        (default the database's), getting the connection included (asyncio side).
+
+        Failing to get one is always an outage, whatever the error says (e.g. "database does
+        not accept connections" is 55000). At the deadline the connection is terminated and
+        the block fails with :class:`StoreUnavailable`.
+        """
+        seconds = self.deadline if deadline is None else deadline
+        start = asyncio.get_running_loop().time()
         try:
-            connection = await self._pool.acquire()
+            async with asyncio.timeout(seconds):
+                connection = await self._pool.acquire()
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"no connection to the database within {seconds:g} s") from exc
         except Exception as exc:
             raise StoreUnavailable(f"cannot connect to the database: {exc}") from exc
-        try:
-            yield connection
-        finally:
-            await self._pool.release(connection)
+        with Watchdog(connection, seconds, start=start) as watchdog:
+            try:
+                yield connection
+            except Exception as exc:
+                if watchdog.fired:
+                    raise StoreUnavailable(
+                        f"no answer from the database within {seconds:g} s"
+                    ) from exc
+                raise
+            finally:
+                await self._pool.release(connection)  # a terminated one is dropped
 
-    async def run_in_transaction(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def run_in_transaction(
+        self, fn: Callable[..., Awaitable[T]], *args: Any, deadline: float | None = None
+    ) -> T:
         """Like :meth:`run`, inside one transaction."""
 
         async def in_transaction(connection: Connection, *inner: Any) -> T:
             async with connection.transaction():
                 return await fn(connection, *inner)
 
-        return await self.run(in_transaction, *args)
+        return await self.run(in_transaction, *args, deadline=deadline)
 
     def pool_stats(self) -> dict[str, int]:
         """Open and idle connections, for metrics."""
@@ -172,38 +265,46 @@ async def _cross(loop_thread: LoopThread | None, fn: Callable[..., Awaitable[T]]
     return result
 
 
-async def _create_pool(url: str, min_size: int, max_size: int) -> Any:
-    return await asyncpg.create_pool(
-        url,
-        min_size=min_size,
-        max_size=max_size,
-        init=_setup_connection,
-        reset=_no_reset,
-        timeout=CONNECT_TIMEOUT,
-        command_timeout=COMMAND_TIMEOUT,
-    )
+async def _create_pool(url: str, min_size: int, max_size: int, deadline: float) -> Any:
+    # The first connections (and their set-up queries) within the deadline too.
+    async with asyncio.timeout(deadline):
+        return await asyncpg.create_pool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            init=_setup_connection,
+            reset=_no_reset,
+            timeout=min(CONNECT_TIMEOUT, deadline),
+            command_timeout=COMMAND_TIMEOUT,
+        )
 
 
 @asynccontextmanager
 async def open_database(
-    url: str, *, min_size: int = 2, max_size: int = 10, own_thread: bool = False
+    url: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    own_thread: bool = False,
+    deadline: float = DEFAULT_DEADLINE,
 ) -> AsyncIterator[Database]:
     """A :class:`Database` for the block; the pool is closed (at most 5 s) on the way out.
 
     Must run inside ``trio_asyncio.open_loop()``, unless ``own_thread``: then the pool lives
     on an asyncio loop of its own thread (the writer's, see :mod:`voltaro.store.loop_thread`).
-    Raises :class:`StoreUnavailable` when the database cannot be reached at start.
+    ``deadline``: seconds an operation may take (see the module docstring). Raises
+    :class:`StoreUnavailable` when the database cannot be reached at start.
     """
     loop_thread = LoopThread("voltaro-db") if own_thread else None
     try:
         try:
-            pool = await _cross(loop_thread, _create_pool, url, min_size, max_size)
+            pool = await _cross(loop_thread, _create_pool, url, min_size, max_size, deadline)
         except Exception as exc:
             if is_outage(exc):
                 raise StoreUnavailable(f"cannot connect to the database: {exc}") from exc
             raise
         try:
-            yield Database(url, pool, loop_thread)
+            yield Database(url, pool, loop_thread, deadline=deadline)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(5) as scope:
                 await _cross(loop_thread, pool.close)

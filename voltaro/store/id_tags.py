@@ -25,6 +25,7 @@ an unknown charger then).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ import orjson
 import trio
 import trio_asyncio
 
-from voltaro.store.database import Connection, Database, connect
+from voltaro.store.database import CONNECT_TIMEOUT, Connection, Database, connect
 from voltaro.store.records import IdTagRecord
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "voltaro_id_tags"
 CHARGE_POINTS_CHANNEL = "voltaro_charge_points"
 HEALTH_CHECK_INTERVAL = 10.0  # seconds between pings of the LISTEN connection
-HEALTH_CHECK_TIMEOUT = 5.0  # a ping slower than this counts as a dead connection
+HEALTH_CHECK_TIMEOUT = 5.0  # a ping slower than this (or the database's deadline) is a loss
 RECONNECT_BACKOFF = (0.1, 5.0)  # first and longest wait between reconnection attempts
 
 
@@ -67,10 +68,23 @@ class IdTagCache:
 
     Counters: ``reloads`` (full loads), ``notifications`` (changes applied), ``misses``
     (lookups that went to the database because the cache was invalid).
+
+    A frozen database (it keeps the connection open and answers nothing) is noticed by the
+    health check: a ping unanswered within ``health_check_timeout`` (at most the
+    database's deadline) invalidates the cache. Connecting and loading again are bounded by
+    the deadline too, and retried until the database answers.
     """
 
-    def __init__(self, database: Database) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        health_check_interval: float = HEALTH_CHECK_INTERVAL,
+        health_check_timeout: float = HEALTH_CHECK_TIMEOUT,
+    ) -> None:
         self._database = database
+        self._check_interval = health_check_interval
+        self._check_timeout = min(health_check_timeout, database.deadline)
         self._tags: dict[str, IdTagRecord] = {}
         self._valid = False
         self._buffer: list[str] | None = None  # notifications arriving during a load
@@ -100,19 +114,30 @@ class IdTagCache:
         read the table until a later attempt succeeds)."""
         started = False
         backoff = RECONNECT_BACKOFF[0]
+        failing_since: float | None = None  # the first failed attempt of this stretch
         while True:
             lost = trio.Event()
             self._lost = lost
             try:
                 connection = await trio_asyncio.aio_as_trio(self._listen_and_load)()
             except Exception as exc:
-                log.warning("id tag cache: cannot listen (%s); retrying in %.1f s", exc, backoff)
+                if failing_since is None:  # one line for the stretch, not one per attempt
+                    failing_since = trio.current_time()
+                    log.warning("id tag cache: cannot listen (%s); retrying until it can", exc)
+                else:
+                    log.debug("id tag cache: still cannot listen (%s)", exc)
                 if not started:  # serve anyway: lookups go to the table until it works
                     task_status.started()
                     started = True
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, RECONNECT_BACKOFF[1])
                 continue
+            if failing_since is not None:
+                log.warning(
+                    "id tag cache: listening again after %.1f s; reloaded",
+                    trio.current_time() - failing_since,
+                )
+                failing_since = None
             backoff = RECONNECT_BACKOFF[0]
             self._valid = not lost.is_set()
             if not started:
@@ -132,10 +157,10 @@ class IdTagCache:
 
     async def _watch(self, connection: Connection, lost: trio.Event) -> None:
         while not lost.is_set():
-            with trio.move_on_after(HEALTH_CHECK_INTERVAL):
+            with trio.move_on_after(self._check_interval):
                 await lost.wait()
                 return
-            with trio.move_on_after(HEALTH_CHECK_TIMEOUT) as scope:
+            with trio.move_on_after(self._check_timeout) as scope:
                 try:
                     await trio_asyncio.aio_as_trio(connection.fetchval)("SELECT 1")
                 except Exception as exc:
@@ -158,24 +183,29 @@ class IdTagCache:
     # ---- asyncio side -------------------------------------------------------------
 
     async def _listen_and_load(self) -> Connection:
-        connection = await connect(self._database.url)
+        deadline = self._database.deadline
+        connection = await connect(self._database.url, min(deadline, CONNECT_TIMEOUT))
         try:
-            self.listener_pid = connection.get_server_pid()
-            self._buffer = []
-            connection.add_termination_listener(self._on_terminated)
-            await connection.add_listener(CHANNEL, self._on_notify)
-            await connection.add_listener(CHARGE_POINTS_CHANNEL, self._on_charge_point_notify)
-            records = await _fetch_all(connection)
-            self._tags = {tag_key(r.id_tag): r for r in records}
-            buffered, self._buffer = self._buffer, None
-            for payload in buffered:
-                self._apply(payload)
-            self.reloads += 1
-            return connection
+            async with asyncio.timeout(deadline):
+                return await self._load(connection)
         except BaseException:
             self._buffer = None
             connection.terminate()
             raise
+
+    async def _load(self, connection: Connection) -> Connection:
+        self.listener_pid = connection.get_server_pid()
+        self._buffer = []
+        connection.add_termination_listener(self._on_terminated)
+        await connection.add_listener(CHANNEL, self._on_notify)
+        await connection.add_listener(CHARGE_POINTS_CHANNEL, self._on_charge_point_notify)
+        records = await _fetch_all(connection)
+        self._tags = {tag_key(r.id_tag): r for r in records}
+        buffered, self._buffer = self._buffer, None
+        for payload in buffered:
+            self._apply(payload)
+        self.reloads += 1
+        return connection
 
     def _on_terminated(self, connection: Connection) -> None:
         self._valid = False

@@ -14,10 +14,10 @@ import trio
 from voltaro.store.admin_queries import AdminQueries
 from voltaro.store.charge_points import ChargePointRepository
 from voltaro.store.connectors import ConnectorRepository
-from voltaro.store.database import Database, open_database
+from voltaro.store.database import DEFAULT_DEADLINE, Database, open_database
 from voltaro.store.embedded import embedded_postgres
 from voltaro.store.id_tags import IdTagCache, IdTagRepository
-from voltaro.store.message_log import MessageLogRepository
+from voltaro.store.message_log import MessageLogLimits, MessageLogRepository
 from voltaro.store.migrate import migrate
 from voltaro.store.security_events import SecurityEventRepository
 from voltaro.store.transactions import TransactionRepository
@@ -29,14 +29,20 @@ log = logging.getLogger(__name__)
 class Store:
     """Repositories over one database, sharing one writer."""
 
-    def __init__(self, database: Database, writer: GroupCommitWriter, id_tag_cache: IdTagCache):
+    def __init__(
+        self,
+        database: Database,
+        writer: GroupCommitWriter,
+        id_tag_cache: IdTagCache,
+        message_log_limits: MessageLogLimits | None = None,
+    ):
         self.database = database
         self.writer = writer
         self.id_tag_cache = id_tag_cache
         self.charge_points = ChargePointRepository(database, writer)
         self.connectors = ConnectorRepository(database, writer)
         self.transactions = TransactionRepository(database, writer)
-        self.message_log = MessageLogRepository(database, writer)
+        self.message_log = MessageLogRepository(database, writer, message_log_limits)
         self.security_events = SecurityEventRepository(database, writer)
         self.id_tags = IdTagRepository(database)
         self.admin = AdminQueries(database)
@@ -54,7 +60,13 @@ async def database_url(url: str | None, data_dir: Path) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def open_store(
-    url: str | None, data_dir: Path, *, migrate_first: bool = True, background: bool = True
+    url: str | None,
+    data_dir: Path,
+    *,
+    migrate_first: bool = True,
+    background: bool = True,
+    deadline: float = DEFAULT_DEADLINE,
+    message_log_limits: MessageLogLimits | None = None,
 ) -> AsyncIterator[Store]:
     """A running :class:`Store` for the block (inside ``trio_asyncio.open_loop()``).
 
@@ -65,17 +77,25 @@ async def open_store(
 
     ``background=False`` (operator commands) starts neither the writer nor the cache: only
     the direct reads and operator commands of the repositories work then.
+
+    ``deadline``: seconds any database operation may take unless it asks for longer (the
+    writer's batches and submits, reads, the id tag cache's health check; see
+    :mod:`.database`). Migrations are not bounded (only their connect is): how long one takes
+    depends on the data, and one stopped halfway would only start over at the next start.
+    ``message_log_limits``: the message log's bounds (default :class:`MessageLogLimits`).
     """
     with collapse_single_exception():
         async with AsyncExitStack() as stack:
             resolved = await stack.enter_async_context(database_url(url, data_dir))
             if migrate_first:
                 await migrate(resolved)
-            database = await stack.enter_async_context(open_database(resolved))
+            database = await stack.enter_async_context(open_database(resolved, deadline=deadline))
             writer_database = database
             if background:
                 writer_database = await stack.enter_async_context(
-                    open_database(resolved, min_size=1, max_size=1, own_thread=True)
+                    open_database(
+                        resolved, min_size=1, max_size=1, own_thread=True, deadline=deadline
+                    )
                 )
             nursery = await stack.enter_async_context(trio.open_nursery())
             writer = GroupCommitWriter(writer_database)
@@ -84,7 +104,7 @@ async def open_store(
                 await nursery.start(writer.run)
                 await nursery.start(cache.run)
             try:
-                yield Store(database, writer, cache)
+                yield Store(database, writer, cache, message_log_limits)
             finally:
                 nursery.cancel_scope.cancel()
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from voltaro.store.database import Connection, Database, JsonbElement
+from voltaro.store.database import LONG_DEADLINE, Connection, Database, JsonbElement
 from voltaro.store.records import (
     EnergyReading,
     OpenTransaction,
@@ -212,7 +212,8 @@ class TransactionRepository:
             )
             return int(result.split()[-1])
 
-        return await self._database.run(purge)
+        # one statement for all that is due: after a long stop, many rows
+        return await self._database.run(purge, deadline=LONG_DEADLINE)
 
     # ---- reads ----------------------------------------------------------------------
 
