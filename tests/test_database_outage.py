@@ -48,7 +48,10 @@ async def proxy(database_url: str, aio_loop: Any) -> AsyncIterator[FreezableProx
 
 
 async def test_meter_values_during_a_frozen_database_get_internal_error_then_recover(
-    nursery: trio.Nursery, proxy: FreezableProxy, voltaro_settings: Settings
+    nursery: trio.Nursery,
+    proxy: FreezableProxy,
+    voltaro_settings: Settings,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = e2e_settings(
         voltaro_settings,
@@ -62,14 +65,18 @@ async def test_meter_values_during_a_frozen_database_get_internal_error_then_rec
 
     proxy.freeze()
     try:
-        answer = await charger.call("MeterValues", meter_values(1))
-        assert answer[0] == 4 and answer[2] == "InternalError", answer
+        for volts in (1, 2, 3):
+            answer = await charger.call("MeterValues", meter_values(volts))
+            assert answer[0] == 4 and answer[2] == "InternalError", answer
+            assert "database unavailable" in answer[3]
     finally:
         proxy.thaw()
+    # the outage is logged as an episode; no refused message leaves a traceback behind
+    assert not [r for r in caplog.records if r.exc_info and r.name.startswith("voltaro")]
 
     answered = None
     with trio.fail_after(RECOVERY):
-        for volts in range(2, 1000):
+        for volts in range(4, 1000):
             answer = await charger.call("MeterValues", meter_values(volts))
             if answer[0] == 3:
                 answered = (answer[1], volts)

@@ -232,8 +232,43 @@ def _watch_counters(voltaro: Voltaro) -> None:
             "Background writes (message log, last-seen) dropped for a full write queue",
             lambda: central.store.writer.dropped_posted,
         ),
+        (
+            "voltaro_db_dropped_write_bytes",
+            "Bytes of the background writes dropped for a full write queue",
+            lambda: central.store.writer.dropped_posted_bytes,
+        ),
+        (
+            "voltaro_db_refused_writes",
+            "Writes answered 'database unavailable': their batch failed or their deadline passed",
+            lambda: central.store.writer.refused_writes,
+        ),
+        (
+            "voltaro_db_outages",
+            "Database outages begun (writes refused until a batch commits again)",
+            lambda: central.store.writer.outages,
+        ),
+        (
+            "voltaro_message_log_truncated_payloads",
+            "Message-log payloads over VOLTARO_MESSAGE_LOG_MAX_PAYLOAD stored as size and digest",
+            lambda: central.store.message_log.truncated_payloads,
+        ),
+        (
+            "voltaro_message_log_purged_over_charger_bound",
+            "Message-log entries deleted to keep a charge point within its bound",
+            lambda: central.store.message_log.purged_over_charger_bound,
+        ),
+        (
+            "voltaro_message_log_purged_over_total_bound",
+            "Message-log entries deleted to keep the whole log within its bound",
+            lambda: central.store.message_log.purged_over_total_bound,
+        ),
     ):
         voltaro.metrics.watch_count(name, documentation, running(read))
+    voltaro.metrics.watch_level(
+        "voltaro_db_queued_background_bytes",
+        "Bytes of background writes (message log, last-seen) waiting for a commit",
+        running(lambda: central.store.writer.queued_posted_bytes),
+    )
 
 
 def server_options(settings: Settings) -> ServerOptions:

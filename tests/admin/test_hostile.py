@@ -553,3 +553,22 @@ def test_unsolicited_error_codes_do_not_grow_the_metrics(live: Live) -> None:
     text = httpx.get(live.base + "/metrics").text
     assert "JunkCode" not in text
     assert 'voltaro_ocpp_callerrors_total{code="unknown",direction="in"}' in text
+
+
+def test_what_was_refused_dropped_or_cut_is_counted_on_metrics(live: Live) -> None:
+    text = httpx.get(live.base + "/metrics").text
+    for name in (
+        "voltaro_ocpp_login_failures_total",
+        "voltaro_ocpp_logins_throttled_total",
+        "voltaro_ocpp_logins_busy_total",
+        "voltaro_ocpp_refused_database_unavailable_total",
+        "voltaro_db_dropped_writes_total",
+        "voltaro_db_dropped_write_bytes_total",
+        "voltaro_db_refused_writes_total",
+        "voltaro_db_outages_total",
+        "voltaro_db_queued_background_bytes",
+        "voltaro_message_log_truncated_payloads_total",
+        "voltaro_message_log_purged_over_charger_bound_total",
+        "voltaro_message_log_purged_over_total_bound_total",
+    ):
+        assert f"\n{name} " in text, name

@@ -17,7 +17,12 @@ from typing import Any
 
 import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from voltaro.ocppj.actions import ALL_ACTIONS
@@ -107,7 +112,11 @@ class VoltaroMetrics:
     def watch_count(self, name: str, documentation: str, read: Callable[[], int | None]) -> None:
         """A counter kept elsewhere (a plain int attribute), read at each scrape; ``read``
         answering None (the part is not running) leaves it out of that scrape."""
-        self.registry.register(_ReadCounter(name, documentation, read))
+        self.registry.register(_ReadValue(CounterMetricFamily, name, documentation, read))
+
+    def watch_level(self, name: str, documentation: str, read: Callable[[], int | None]) -> None:
+        """Like :meth:`watch_count`, for a value that goes up and down (a gauge)."""
+        self.registry.register(_ReadValue(GaugeMetricFamily, name, documentation, read))
 
     def frame(self, direction: str, action: str | None, kind: str, code: str | None) -> None:
         self._child(self.frames, direction, _action_label(action), kind).inc()
@@ -136,8 +145,15 @@ class VoltaroMetrics:
         return await trio.to_thread.run_sync(self.exposition, limiter=self._scrapes)
 
 
-class _ReadCounter(Collector):
-    def __init__(self, name: str, documentation: str, read: Callable[[], int | None]) -> None:
+class _ReadValue(Collector):
+    def __init__(
+        self,
+        family: type[CounterMetricFamily | GaugeMetricFamily],
+        name: str,
+        documentation: str,
+        read: Callable[[], int | None],
+    ) -> None:
+        self._family = family
         self._name = name
         self._documentation = documentation
         self._read = read
@@ -148,7 +164,7 @@ class _ReadCounter(Collector):
     def collect(self) -> Iterator[Metric]:
         value = self._read()
         if value is not None:
-            yield CounterMetricFamily(self._name, self._documentation, value=value)
+            yield self._family(self._name, self._documentation, value=value)
 
 
 class _WriterCollector(Collector):

@@ -31,6 +31,7 @@ from voltaro.central.timestamps import utc_now
 from voltaro.config import Settings
 from voltaro.ocppj.errors import ErrorCode, OcppError
 from voltaro.store import Store, StoreError, StoreUnavailable, open_store
+from voltaro.store.episodes import Episode
 from voltaro.store.message_log import MessageLogLimits
 from voltaro.store.store import collapse_single_exception
 
@@ -113,6 +114,7 @@ class CentralSystem:
         presence = self.presence
         period = min(HOUSEKEEPING_PERIOD, presence.overdue_after / 4)
         next_purge = trio.current_time()
+        postponed = Episode(quiet=0)  # logged when it starts and when a round works again
         while True:
             await trio.sleep(period)
             presence.flush()
@@ -125,7 +127,12 @@ class CentralSystem:
                     next_purge = trio.current_time() + PURGE_PERIOD
                     await self.purge_message_log()
             except StoreError as exc:
-                log.warning("housekeeping postponed: %s", exc)
+                if postponed.event():
+                    log.warning("housekeeping postponed until the database answers: %s", exc)
+                continue
+            over = postponed.end_if_quiet()
+            if over is not None:
+                log.info("housekeeping resumed after %.0f s", over.seconds)
 
     async def purge_message_log(self) -> int:
         """Delete message-log entries (and security events) older than the retention; returns
