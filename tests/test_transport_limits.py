@@ -1,21 +1,28 @@
 """What a hostile or broken client cannot do to the OCPP server any more: pass the frame limit
-with multi-byte characters."""
+with multi-byte characters, hold every file descriptor with connections that never speak,
+or hold a handshake slot with a slow gate."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
+import logging
+import resource
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import trio
 
 from tests.harness import LiveServer, start_test_server
 from voltaro.ocppj.endpoint import ChannelClosed, Handler
 from voltaro.sim.charger import connect_websocket
-from voltaro.transport.websocket import WebSocket
+from voltaro.transport import accepting
+from voltaro.transport.websocket import HandshakeFailed, WebSocket
 
 Payload = dict[str, Any]
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,3 +104,124 @@ async def test_the_frame_limit_counts_utf8_bytes_not_characters(nursery: trio.Nu
         await call(websocket, "DataTransfer", {"vendorId": "V", "data": "\U0001d11e" * 65000}, "2")
     await until(lambda: theirs.closed is not None)
     assert theirs.closed is not None and theirs.closed.code == 1009
+
+
+# -- connections in their handshake ---------------------------------------------------------
+
+
+async def test_handshakes_over_the_per_address_cap_are_refused_at_once(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(accepting, "EPISODE_QUIET_SECONDS", 0.2)
+    caplog.set_level(logging.INFO, logger="voltaro.transport")
+    server = await start_test_server(
+        nursery, handlers, max_handshakes_per_address=3, handshake_timeout=30
+    )
+    held = [await silent(server, "127.0.0.1") for _ in range(3)]
+    await until(lambda: server.server.stats().accept.pending_handshakes == 3)
+    for _ in range(4):
+        assert await refused(server, "127.0.0.1")
+    with pytest.raises((ChannelClosed, OSError)):  # an honest charger at that address too
+        await charger(server, "CP-SAME", "127.0.0.1")
+    websocket = await charger(server, "CP-OTHER", "127.0.0.2")  # another address gets in
+    assert (await call(websocket, "BootNotification", BOOT))[2]["status"] == "Accepted"
+    stats = server.server.stats().accept
+    assert stats.refused_per_address == 5
+    assert stats.pending_handshakes == 3  # the silent ones; the admitted one is not pending
+    await until(lambda: any("refused 5 connections" in m for m in caplog.messages))
+    assert sum("refusing connections from 127.0.0.1" in m for m in caplog.messages) == 1
+    assert sum("refused 5 connections over the per-address" in m for m in caplog.messages) == 1
+    for stream in held:
+        await stream.aclose()
+
+
+async def test_connections_beyond_the_pending_cap_wait_in_the_listen_queue_and_get_in(
+    nursery: trio.Nursery,
+) -> None:
+    server = await start_test_server(
+        nursery, handlers, max_pending_handshakes=2, max_handshakes_per_address=0
+    )
+    held = [await silent(server, "127.0.0.1") for _ in range(2)]
+    await until(lambda: server.server.stats().accept.pending_handshakes == 2)
+    booted: list[str] = []
+
+    async def boot(n: int) -> None:
+        websocket = await charger(server, f"CP{n}", "127.0.0.1")
+        booted.append((await call(websocket, "BootNotification", BOOT))[2]["status"])
+
+    async with trio.open_nursery() as storm:  # ten at once while both places are taken
+        for n in range(10):
+            storm.start_soon(boot, n)
+        await until(lambda: server.server.stats().accept.accept_waits_pending >= 1)
+        for stream in held:
+            await stream.aclose()
+    assert booted == ["Accepted"] * 10  # delayed, not refused
+    stats = server.server.stats()
+    assert stats.accept.pending_handshakes_peak == 2
+    assert stats.accept.refused_per_address == 0
+    assert stats.handshake_timeouts == 0
+
+
+async def test_a_gate_that_does_not_decide_in_time_gets_503_and_frees_the_place(
+    nursery: trio.Nursery,
+) -> None:
+    async def stuck(charge_point_id: str, password: str | None) -> Any:
+        await trio.sleep_forever()
+
+    server = await start_test_server(nursery, handlers, gate=stuck, handshake_timeout=0.5)
+    with pytest.raises(HandshakeFailed) as refused:
+        await charger(server, "CP1", "127.0.0.1")
+    assert refused.value.status_code == 503
+    await until(lambda: server.server.stats().accept.live_connections == 0)
+    stats = server.server.stats()
+    assert stats.handshake_timeouts == 1
+    assert stats.accept.pending_handshakes == 0
+
+
+async def test_a_connection_that_never_speaks_is_closed_and_counted(
+    nursery: trio.Nursery,
+) -> None:
+    server = await start_test_server(nursery, handlers, handshake_timeout=0.3)
+    assert await hung_up(await silent(server, "127.0.0.1"))
+    await until(lambda: server.server.stats().accept.live_connections == 0)
+    assert server.server.stats().handshake_timeouts == 1
+
+
+async def test_accepting_waits_at_the_open_file_limit_minus_the_reserve(
+    nursery: trio.Nursery,
+) -> None:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    server = await start_test_server(nursery, handlers, reserved_files=soft - 4)  # room for 4
+    chargers = [await charger(server, f"CP{n}", "127.0.0.1") for n in range(4)]
+    for websocket in chargers:
+        assert (await call(websocket, "BootNotification", BOOT))[0] == 3
+    fifth: list[str] = []
+
+    async def connect_fifth() -> None:
+        websocket = await charger(server, "CP5", "127.0.0.1")
+        fifth.append((await call(websocket, "BootNotification", BOOT))[2]["status"])
+
+    async with trio.open_nursery() as waiting:
+        waiting.start_soon(connect_fifth)
+        await until(lambda: server.server.stats().accept.accept_waits_files >= 1)
+        with trio.fail_after(5):
+            await chargers[0].aclose()
+    assert fifth == ["Accepted"]
+    stats = server.server.stats().accept
+    assert stats.accept_errors == {}
+    assert stats.live_connections <= 4
+
+
+async def test_running_out_of_file_descriptors_is_logged_once_and_accepting_resumes() -> None:
+    """In a process of its own (``tests/emfile_child.py``): it takes every descriptor."""
+    with trio.fail_after(60):
+        done = await trio.run_process(
+            [sys.executable, "-m", "tests.emfile_child"], cwd=ROOT, capture_stdout=True
+        )
+    report = json.loads(done.stdout)
+    assert report["booted"] == ["Accepted"] * 3
+    assert report["accept_errors"]["EMFILE"] >= 3
+    logs = report["logs"]
+    assert sum(m.startswith("cannot accept connections: EMFILE") for m in logs) == 1
+    assert sum(m.startswith("accept failures stopped") for m in logs) == 1
+    assert not any("Traceback" in m for m in logs)

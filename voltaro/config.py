@@ -14,6 +14,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from voltaro.transport import accepting
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 UNKNOWN_CHARGER_POLICIES = ("accept", "pending", "reject")
 
@@ -45,6 +47,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise ValueError("must be greater than 0")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 (off) or more")
     return value
 
 
@@ -104,6 +113,9 @@ class Settings:
     metrics_token: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    max_pending_handshakes: int = accepting.MAX_PENDING_HANDSHAKES
+    max_handshakes_per_address: int = accepting.MAX_HANDSHAKES_PER_ADDRESS
+    reserved_files: int = accepting.RESERVED_FILES
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -164,6 +176,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "metrics_token": _bearer_token,
     "tls_cert": _optional_path,
     "tls_key": _optional_path,
+    "max_pending_handshakes": _positive_int,
+    "max_handshakes_per_address": _non_negative_int,
+    "reserved_files": _non_negative_int,
 }
 
 
