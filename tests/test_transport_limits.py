@@ -1,6 +1,6 @@
 """What a hostile or broken client cannot do to the OCPP server any more: pass the frame limit
 with multi-byte characters, hold every file descriptor with connections that never speak,
-or hold a handshake slot with a slow gate."""
+hold a handshake slot with a slow gate, or flood the server faster than its inbound rate."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from tests.harness import LiveServer, start_test_server
 from voltaro.ocppj.endpoint import ChannelClosed, Handler
 from voltaro.sim.charger import connect_websocket
 from voltaro.transport import accepting
-from voltaro.transport.websocket import HandshakeFailed, WebSocket
+from voltaro.transport.websocket import FRAME_COST, HandshakeFailed, WebSocket
 
 Payload = dict[str, Any]
 ROOT = Path(__file__).resolve().parent.parent
@@ -225,3 +225,33 @@ async def test_running_out_of_file_descriptors_is_logged_once_and_accepting_resu
     assert sum(m.startswith("cannot accept connections: EMFILE") for m in logs) == 1
     assert sum(m.startswith("accept failures stopped") for m in logs) == 1
     assert not any("Traceback" in m for m in logs)
+
+
+# -- inbound pacing -------------------------------------------------------------------------
+
+
+async def test_a_client_sending_faster_than_the_inbound_rate_is_paced_not_dropped(
+    nursery: trio.Nursery,
+) -> None:
+    server = await start_test_server(nursery, handlers, inbound_rate=200_000, inbound_burst=16_384)
+    websocket = await charger(server, "CP1", "127.0.0.1")
+    for n in range(12):  # 12 x 6 KB back to back, the burst is 16 KiB
+        await websocket.send(
+            orjson.dumps(
+                [2, f"m{n}", "DataTransfer", {"vendorId": "V", "data": "x" * 6000}]
+            ).decode()
+        )
+    answers = [orjson.loads(await websocket.receive()) for _ in range(12)]
+    assert [(a[0], a[1]) for a in answers] == [(3, f"m{n}") for n in range(12)]
+    assert server.server.stats().paced_reads > 0
+    assert server.server.connections["CP1"].websocket.paced_reads > 0
+    assert websocket.paced_reads == 0  # a client's reads are never paced
+
+
+async def test_tiny_frames_are_paced_by_their_frame_cost(nursery: trio.Nursery) -> None:
+    server = await start_test_server(nursery, handlers, inbound_rate=100_000, inbound_burst=8192)
+    websocket = await charger(server, "CP1", "127.0.0.1")
+    assert 40 * len('[2,"h40","Heartbeat",{}]') < 8192 < 40 * FRAME_COST
+    for n in range(40):
+        assert (await call(websocket, "Heartbeat", {}, f"h{n}"))[0] == 3
+    assert server.server.stats().paced_reads > 0

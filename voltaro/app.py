@@ -179,6 +179,8 @@ def server_options(settings: Settings) -> ServerOptions:
         max_pending_handshakes=settings.max_pending_handshakes,
         max_handshakes_per_address=settings.max_handshakes_per_address,
         reserved_files=settings.reserved_files,
+        inbound_rate=settings.inbound_rate,
+        inbound_burst=settings.inbound_burst,
     )
 
 

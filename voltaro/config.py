@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from voltaro.transport import accepting
+from voltaro.transport import accepting, websocket
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 UNKNOWN_CHARGER_POLICIES = ("accept", "pending", "reject")
@@ -116,6 +116,8 @@ class Settings:
     max_pending_handshakes: int = accepting.MAX_PENDING_HANDSHAKES
     max_handshakes_per_address: int = accepting.MAX_HANDSHAKES_PER_ADDRESS
     reserved_files: int = accepting.RESERVED_FILES
+    inbound_rate: int = websocket.INBOUND_RATE
+    inbound_burst: int = websocket.INBOUND_BURST
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -179,6 +181,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_pending_handshakes": _positive_int,
     "max_handshakes_per_address": _non_negative_int,
     "reserved_files": _non_negative_int,
+    "inbound_rate": _non_negative_int,
+    "inbound_burst": _positive_int,
 }
 
 

@@ -20,6 +20,9 @@ decision share that one deadline. A gate that has not decided by then (the datab
 say) is given up on and the charger is answered HTTP 503, retry later: the place the
 connection held among those in their handshake is worth more than a late answer.
 
+An admitted connection's reader is paced by the inbound limit (``inbound_rate`` bytes a
+second, ``inbound_burst`` at once; :class:`voltaro.transport.websocket.InboundLimit`).
+
 Each TCP connection runs inside its own error barrier: whatever fails in it ends that
 connection only, and is logged.
 """
@@ -54,7 +57,12 @@ from voltaro.transport.websocket import (
     CLOSE_NORMAL,
     CLOSE_POLICY_VIOLATION,
     CLOSE_PROTOCOL_ERROR,
+    INBOUND_BURST,
+    INBOUND_RATE,
     HandshakeFailed,
+    InboundLimit,
+    PacingTotals,
+    ReadPacer,
     UpgradeRequest,
     WebSocket,
     read_upgrade_request,
@@ -115,6 +123,8 @@ class ServerOptions:
     max_pending_handshakes: int = MAX_PENDING_HANDSHAKES
     max_handshakes_per_address: int = MAX_HANDSHAKES_PER_ADDRESS
     reserved_files: int = RESERVED_FILES
+    inbound_rate: float = INBOUND_RATE  # bytes a second per connection; 0: off
+    inbound_burst: float = INBOUND_BURST
 
     def accept_limits(self) -> AcceptLimits:
         return AcceptLimits(
@@ -131,6 +141,8 @@ class TransportStats:
     handshake_timeouts: int
     """Connections not admitted within ``handshake_timeout``: closed, or answered HTTP 503
     when the gate was still deciding."""
+    paced_reads: int
+    """Reads of admitted connections that waited for the inbound limit's tokens."""
 
 
 _BUSY_BODY = b"Service Unavailable: no admission decision in time; retry later\n"
@@ -156,6 +168,12 @@ class OcppServer:
         self._connections: dict[str, ChargePointConnection] = {}
         self._port: int | None = None
         self._acceptor = Acceptor(options.accept_limits())
+        self._pacing = PacingTotals()
+        self._inbound = (
+            InboundLimit(options.inbound_rate, options.inbound_burst)
+            if options.inbound_rate > 0
+            else None
+        )
         self._handshake_timeouts = 0
 
     @property
@@ -175,6 +193,7 @@ class OcppServer:
         return TransportStats(
             accept=self._acceptor.stats(),
             handshake_timeouts=self._handshake_timeouts,
+            paced_reads=self._pacing.paced_reads,
         )
 
     async def run(
@@ -244,8 +263,9 @@ class OcppServer:
         deadline = trio.current_time() + self._options.handshake_timeout
         request = None
         with trio.move_on_at(deadline) as reading:
+            pacer = None if self._inbound is None else ReadPacer(self._inbound, self._pacing)
             request = await read_upgrade_request(
-                await self._secured(stream), max_message=self._options.max_frame
+                await self._secured(stream), max_message=self._options.max_frame, pacer=pacer
             )
         if request is None:
             if reading.cancelled_caught:
