@@ -19,10 +19,18 @@ import pytest
 import trio
 
 from tests.harness import LiveServer, start_test_server
+from voltaro.app import server_options
+from voltaro.config import Settings, SettingsError
 from voltaro.ocppj.endpoint import ChannelClosed, Handler
 from voltaro.sim.charger import connect_websocket
 from voltaro.transport import accepting
-from voltaro.transport.websocket import FRAME_COST, HandshakeFailed, WebSocket
+from voltaro.transport.websocket import (
+    FRAME_COST,
+    INBOUND_BURST,
+    INBOUND_RATE,
+    HandshakeFailed,
+    WebSocket,
+)
 
 Payload = dict[str, Any]
 ROOT = Path(__file__).resolve().parent.parent
@@ -255,3 +263,29 @@ async def test_tiny_frames_are_paced_by_their_frame_cost(nursery: trio.Nursery) 
     for n in range(40):
         assert (await call(websocket, "Heartbeat", {}, f"h{n}"))[0] == 3
     assert server.server.stats().paced_reads > 0
+
+
+# -- settings -------------------------------------------------------------------------------
+
+
+def test_the_limits_are_settings_that_reach_the_server() -> None:
+    settings = Settings.from_env(
+        {
+            "VOLTARO_MAX_PENDING_HANDSHAKES": "50",
+            "VOLTARO_MAX_HANDSHAKES_PER_ADDRESS": "0",
+            "VOLTARO_RESERVED_FILES": "64",
+            "VOLTARO_INBOUND_RATE": "0",
+            "VOLTARO_INBOUND_BURST": "1024",
+        }
+    )
+    options = server_options(settings)
+    assert (options.max_pending_handshakes, options.max_handshakes_per_address) == (50, 0)
+    assert (options.reserved_files, options.inbound_rate, options.inbound_burst) == (64, 0, 1024)
+    defaults = server_options(Settings())
+    assert defaults.accept_limits() == accepting.AcceptLimits()
+    assert (defaults.inbound_rate, defaults.inbound_burst) == (INBOUND_RATE, INBOUND_BURST)
+    for variable in ("VOLTARO_MAX_PENDING_HANDSHAKES", "VOLTARO_INBOUND_BURST"):
+        with pytest.raises(SettingsError, match=variable):
+            Settings.from_env({variable: "0"})
+    with pytest.raises(SettingsError, match="VOLTARO_MAX_HANDSHAKES_PER_ADDRESS"):
+        Settings.from_env({"VOLTARO_MAX_HANDSHAKES_PER_ADDRESS": "-1"})
