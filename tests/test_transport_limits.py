@@ -20,7 +20,7 @@ import trio
 
 from tests.harness import LiveServer, start_test_server
 from voltaro.app import server_options
-from voltaro.config import Settings, SettingsError
+from voltaro.config import CannotStart, Settings, SettingsError
 from voltaro.ocppj.endpoint import ChannelClosed, Handler
 from voltaro.sim.charger import connect_websocket
 from voltaro.transport import accepting
@@ -218,6 +218,12 @@ async def test_accepting_waits_at_the_open_file_limit_minus_the_reserve(
     stats = server.server.stats().accept
     assert stats.accept_errors == {}
     assert stats.live_connections <= 4
+
+
+async def test_a_reserve_that_leaves_no_descriptors_stops_the_start(nursery: trio.Nursery) -> None:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    with pytest.raises(CannotStart, match="VOLTARO_RESERVED_FILES"):
+        await start_test_server(nursery, handlers, reserved_files=soft)
 
 
 async def test_running_out_of_file_descriptors_is_logged_once_and_accepting_resumes() -> None:

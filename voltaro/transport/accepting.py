@@ -43,8 +43,8 @@ ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, e
 ACCEPT_RETRY_SECONDS = 0.1
 # Failed accepts, and refusals over the per-address cap, come in runs (episodes): a run is
 # over when none came for this long, and only then is its end logged, with how many. Ended
-# at the first accept that works instead, a process short of descriptors, where each one
-# freed lets one accept through, logged a start and an end per descriptor.
+# at the first accept that works instead, a process short of descriptors (where each one
+# freed lets one accept through) would log a start and an end per descriptor freed.
 EPISODE_QUIET_SECONDS = 10.0
 # Addresses remembered per refusal episode, for its summary; more are counted, not kept.
 MAX_ADDRESSES_NOTED = 1000
@@ -220,6 +220,14 @@ class Acceptor:
         self._failing = _Episode(_log_accept_failures_over)
         self._refusing = _Episode(self._log_refusals_over)
 
+    def room_for_connections(self) -> int:
+        """Sockets the server may hold now: the soft open-file limit minus the reserve."""
+        return _soft_file_limit() - self._limits.reserved_files
+
+    def pending_cap(self) -> int:
+        """Connections that may be in their handshake at once now (see AcceptLimits)."""
+        return max(1, min(self._limits.max_pending_handshakes, self.room_for_connections() // 2))
+
     def stats(self) -> AcceptStats:
         room = self._room
         return AcceptStats(
@@ -304,11 +312,9 @@ class Acceptor:
     def _full(self) -> str | None:
         """Why no connection may be accepted now: "pending", "files", or None."""
         room = self._room
-        usable = _soft_file_limit() - self._limits.reserved_files
-        if room.live + room.accepting >= usable:
+        if room.live + room.accepting >= self.room_for_connections():
             return "files"
-        cap = max(1, min(self._limits.max_pending_handshakes, usable // 2))
-        if room.pending + room.accepting >= cap:
+        if room.pending + room.accepting >= self.pending_cap():
             return "pending"
         return None
 

@@ -207,6 +207,22 @@ class OcppServer:
             where = f"{options.host}:{options.port}"
             raise CannotStart(f"cannot listen for chargers on {where}: {error}") from None
         self._port = int(listeners[0].socket.getsockname()[1])
+        room = self._acceptor.room_for_connections()
+        if room < 1:
+            for listener in listeners:
+                await listener.aclose()
+            raise CannotStart(
+                f"VOLTARO_RESERVED_FILES={options.reserved_files} leaves no file descriptors"
+                f" for chargers: the open-file limit is {room + options.reserved_files}"
+            )
+        log.info(
+            "accepting up to %d connections (the open-file limit minus %d reserved), %d at"
+            " once in their handshake, %s from one address",
+            room,
+            options.reserved_files,
+            self._acceptor.pending_cap(),
+            options.max_handshakes_per_address or "any number",
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(self._acceptor.serve, listeners, self._handle_stream)
             log.info(
