@@ -280,6 +280,11 @@ def server_options(settings: Settings) -> ServerOptions:
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
         tls=settings.tls_context(),
+        max_pending_handshakes=settings.max_pending_handshakes,
+        max_handshakes_per_address=settings.max_handshakes_per_address,
+        reserved_files=settings.reserved_files,
+        inbound_rate=settings.inbound_rate,
+        inbound_burst=settings.inbound_burst,
     )
 
 

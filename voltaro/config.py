@@ -15,6 +15,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from voltaro.transport import accepting, websocket
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 UNKNOWN_CHARGER_POLICIES = ("accept", "pending", "reject")
 
@@ -63,6 +65,13 @@ def _byte_size(text: str) -> int:
     value = int(match[1]) * _BYTE_UNITS[match[2]]
     if value <= 0:
         raise ValueError("must be greater than 0")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 (off) or more")
     return value
 
 
@@ -126,6 +135,11 @@ class Settings:
     message_log_max_payload: int = 8 * 1024
     message_log_charger_bytes: int = 64 * 1024**2
     message_log_max_bytes: int = 32 * 1024**3
+    max_pending_handshakes: int = accepting.MAX_PENDING_HANDSHAKES
+    max_handshakes_per_address: int = accepting.MAX_HANDSHAKES_PER_ADDRESS
+    reserved_files: int = accepting.RESERVED_FILES
+    inbound_rate: int = websocket.INBOUND_RATE
+    inbound_burst: int = websocket.INBOUND_BURST
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -190,6 +204,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "message_log_max_payload": _byte_size,
     "message_log_charger_bytes": _byte_size,
     "message_log_max_bytes": _byte_size,
+    "max_pending_handshakes": _positive_int,
+    "max_handshakes_per_address": _non_negative_int,
+    "reserved_files": _non_negative_int,
+    "inbound_rate": _non_negative_int,
+    "inbound_burst": _positive_int,
 }
 
 

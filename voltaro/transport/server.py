@@ -12,6 +12,17 @@ handshake completes without the header and the connection is closed at once.
 A second connection with the id of a live one replaces it: the old one is usually a dead
 TCP connection the charger has given up on.
 
+Connections are accepted within limits (:mod:`voltaro.transport.accepting`): so many in
+their handshake at once, so many from one address, and a reserve of file descriptors. A
+connection is unauthenticated until the gate admits it, and it is so for at most
+``handshake_timeout`` seconds in all: the TLS handshake, the upgrade request and the gate's
+decision share that one deadline. A gate that has not decided by then (the database slow,
+say) is given up on and the charger is answered HTTP 503, retry later: the place the
+connection held among those in their handshake is worth more than a late answer.
+
+An admitted connection's reader is paced by the inbound limit (``inbound_rate`` bytes a
+second, ``inbound_burst`` at once; :class:`voltaro.transport.websocket.InboundLimit`).
+
 Each TCP connection runs inside its own error barrier: whatever fails in it ends that
 connection only, and is logged.
 """
@@ -31,13 +42,27 @@ import trio
 
 from voltaro.config import CannotStart
 from voltaro.ocppj.endpoint import ChannelClosed
+from voltaro.transport.accepting import (
+    MAX_HANDSHAKES_PER_ADDRESS,
+    MAX_PENDING_HANDSHAKES,
+    RESERVED_FILES,
+    AcceptLimits,
+    Acceptor,
+    AcceptStats,
+    HandshakeSlot,
+)
 from voltaro.transport.handshake import SUBPROTOCOL, charge_point_id_from_path, password_for
 from voltaro.transport.websocket import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
     CLOSE_POLICY_VIOLATION,
     CLOSE_PROTOCOL_ERROR,
+    INBOUND_BURST,
+    INBOUND_RATE,
     HandshakeFailed,
+    InboundLimit,
+    PacingTotals,
+    ReadPacer,
     UpgradeRequest,
     WebSocket,
     read_upgrade_request,
@@ -98,9 +123,37 @@ class ServerOptions:
     max_frame: int = 65536
     ping_interval: float = 60.0
     ping_timeout: float = 30.0
-    handshake_timeout: float = 10.0
+    handshake_timeout: float = 10.0  # from accept until admitted: TLS, request and gate
     close_timeout: float = 5.0
     tls: ssl.SSLContext | None = None  # set: wss:// only (the TLS handshake is in the timeout)
+    # see voltaro.transport.accepting.AcceptLimits
+    max_pending_handshakes: int = MAX_PENDING_HANDSHAKES
+    max_handshakes_per_address: int = MAX_HANDSHAKES_PER_ADDRESS
+    reserved_files: int = RESERVED_FILES
+    inbound_rate: float = INBOUND_RATE  # bytes a second per connection; 0: off
+    inbound_burst: float = INBOUND_BURST
+
+    def accept_limits(self) -> AcceptLimits:
+        return AcceptLimits(
+            self.max_pending_handshakes, self.max_handshakes_per_address, self.reserved_files
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TransportStats:
+    """The OCPP server's counters at one moment (counters: since the server started)."""
+
+    accept: AcceptStats
+    """Connections live and in their handshake, refusals, pauses and failures of accept."""
+    handshake_timeouts: int
+    """Connections not admitted within ``handshake_timeout``: closed, or answered HTTP 503
+    when the gate was still deciding."""
+    paced_reads: int
+    """Reads of admitted connections that waited for the inbound limit's tokens."""
+
+
+_BUSY_BODY = b"Service Unavailable: no admission decision in time; retry later\n"
+BUSY_RETRY_AFTER = 10  # seconds a charger refused for a slow admission is told to wait
 
 
 class OcppServer:
@@ -122,6 +175,14 @@ class OcppServer:
         self._session = session
         self._connections: dict[str, ChargePointConnection] = {}
         self._port: int | None = None
+        self._acceptor = Acceptor(options.accept_limits())
+        self._pacing = PacingTotals()
+        self._inbound = (
+            InboundLimit(options.inbound_rate, options.inbound_burst)
+            if options.inbound_rate > 0
+            else None
+        )
+        self._handshake_timeouts = 0
 
     @property
     def port(self) -> int:
@@ -135,6 +196,14 @@ class OcppServer:
         """Live connections by charge point id (read-only use, please)."""
         return self._connections
 
+    def stats(self) -> TransportStats:
+        """The server's counters now (a copy: later changes do not show in it)."""
+        return TransportStats(
+            accept=self._acceptor.stats(),
+            handshake_timeouts=self._handshake_timeouts,
+            paced_reads=self._pacing.paced_reads,
+        )
+
     async def run(
         self, *, task_status: trio.TaskStatus[OcppServer] = trio.TASK_STATUS_IGNORED
     ) -> None:
@@ -146,8 +215,24 @@ class OcppServer:
             where = f"{options.host}:{options.port}"
             raise CannotStart(f"cannot listen for chargers on {where}: {error}") from None
         self._port = int(listeners[0].socket.getsockname()[1])
+        room = self._acceptor.room_for_connections()
+        if room < 1:
+            for listener in listeners:
+                await listener.aclose()
+            raise CannotStart(
+                f"VOLTARO_RESERVED_FILES={options.reserved_files} leaves no file descriptors"
+                f" for chargers: the open-file limit is {room + options.reserved_files}"
+            )
+        log.info(
+            "accepting up to %d connections (the open-file limit minus %d reserved), %d at"
+            " once in their handshake, %s from one address",
+            room,
+            options.reserved_files,
+            self._acceptor.pending_cap(),
+            options.max_handshakes_per_address or "any number",
+        )
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.serve_listeners, self._handle_stream, listeners)
+            await nursery.start(self._acceptor.serve, listeners, self._handle_stream)
             log.info(
                 "OCPP server listening on %s://%s:%d/ocpp/{chargePointId}",
                 "ws" if options.tls is None else "wss",
@@ -182,21 +267,80 @@ class OcppServer:
 
     # -- one connection -------------------------------------------------------------------
 
-    async def _handle_stream(self, stream: trio.SocketStream) -> None:
-        """One TCP connection, inside its error barrier (see the module docstring)."""
+    async def _handle_stream(self, stream: trio.SocketStream, slot: HandshakeSlot) -> None:
+        """One TCP connection, inside its error barrier (see the module docstring); the
+        acceptor closes the socket after."""
         remote = _peer(stream)
         try:
-            request = None
-            with trio.move_on_after(self._options.handshake_timeout):
-                request = await read_upgrade_request(
-                    await self._secured(stream), max_message=self._options.max_frame
-                )
-            if request is not None:
-                await self.handle_request(request, remote)
+            connection = await self._handshake(stream, remote)
+            if connection is not None:
+                slot.release()
+                await self._serve(connection)
         except Exception as error:
             _log_connection_failure(remote, error)
-        finally:
-            await trio.aclose_forcefully(stream)
+
+    async def _handshake(
+        self, stream: trio.SocketStream, remote: str
+    ) -> ChargePointConnection | None:
+        """The unauthenticated part of a connection, within the handshake timeout: the
+        admitted connection, or None when it was refused, timed out or left."""
+        deadline = trio.current_time() + self._options.handshake_timeout
+        request = None
+        with trio.move_on_at(deadline) as reading:
+            pacer = None if self._inbound is None else ReadPacer(self._inbound, self._pacing)
+            request = await read_upgrade_request(
+                await self._secured(stream), max_message=self._options.max_frame, pacer=pacer
+            )
+        if request is None:
+            if reading.cancelled_caught:
+                self._handshake_timeouts += 1
+                log.info("connection from %s: no WebSocket handshake in time", remote)
+            return None
+        charge_point_id = charge_point_id_from_path(request.path)
+        if charge_point_id is None:
+            log.info("refused %s: path %.100r is not /ocpp/{chargePointId}", remote, request.path)
+            await self._refuse(request, 404, b"Not Found: connect to /ocpp/{chargePointId}\n")
+            return None
+        admission = None
+        with trio.move_on_at(deadline):
+            admission = await self._gate(
+                charge_point_id, password_for(charge_point_id, request.headers), _host(remote)
+            )
+        if admission is None:
+            self._handshake_timeouts += 1
+            log.info(
+                "refused %s from %s: HTTP 503, no admission decision within %g s",
+                charge_point_id,
+                remote,
+                self._options.handshake_timeout,
+            )
+            await self._refuse(request, 503, _BUSY_BODY, retry_after=BUSY_RETRY_AFTER)
+            return None
+        if admission.http_status is not None:
+            log.info("refused %s from %s: HTTP %d", charge_point_id, remote, admission.http_status)
+            await self._refuse(request, admission.http_status, retry_after=admission.retry_after)
+            return None
+        if SUBPROTOCOL not in request.proposed_subprotocols:
+            await self._refuse_subprotocol(request, charge_point_id, remote)
+            return None
+        websocket = None
+        with trio.move_on_at(deadline):
+            websocket = await request.accept(subprotocol=SUBPROTOCOL)
+        if websocket is None:
+            self._handshake_timeouts += 1
+            return None
+        return ChargePointConnection(charge_point_id, websocket, admission.lenient, remote)
+
+    async def _refuse(
+        self,
+        request: UpgradeRequest,
+        status: int,
+        body: bytes | None = None,
+        *,
+        retry_after: int | None = None,
+    ) -> None:
+        with trio.move_on_after(self._options.close_timeout):
+            await _reject(request, status, body, retry_after=retry_after)
 
     async def _secured(self, stream: trio.SocketStream) -> trio.abc.Stream:
         """The stream the WebSocket runs on: TLS over ``stream`` when configured."""
@@ -209,26 +353,6 @@ class OcppServer:
         except trio.BrokenResourceError as error:  # a client distrusting us, or not TLS after all
             raise HandshakeFailed(f"TLS handshake failed: {error.__cause__ or error}") from None
         return tls
-
-    async def handle_request(self, request: UpgradeRequest, remote: str) -> None:
-        charge_point_id = charge_point_id_from_path(request.path)
-        if charge_point_id is None:
-            log.info("refused %s: path %.100r is not /ocpp/{chargePointId}", remote, request.path)
-            await _reject(request, 404, b"Not Found: connect to /ocpp/{chargePointId}\n")
-            return
-        admission = await self._gate(
-            charge_point_id, password_for(charge_point_id, request.headers), _host(remote)
-        )
-        if admission.http_status is not None:
-            log.info("refused %s from %s: HTTP %d", charge_point_id, remote, admission.http_status)
-            await _reject(request, admission.http_status, retry_after=admission.retry_after)
-            return
-        if SUBPROTOCOL not in request.proposed_subprotocols:
-            await self._refuse_subprotocol(request, charge_point_id, remote)
-            return
-        websocket = await request.accept(subprotocol=SUBPROTOCOL)
-        connection = ChargePointConnection(charge_point_id, websocket, admission.lenient, remote)
-        await self._serve(connection)
 
     async def _refuse_subprotocol(
         self, request: UpgradeRequest, charge_point_id: str, remote: str

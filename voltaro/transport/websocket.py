@@ -17,6 +17,11 @@ that the kernel gave the same descriptor.
 
 Over TLS (``wss://``) the bytes go through ``trio.SSLStream`` instead (:class:`_StreamIO`):
 the encryption needs trio's stream layer, and costs its price.
+
+A server's connection may pace what its peer sends (:class:`InboundLimit`, a token bucket):
+while the bucket is empty its reader does not read the socket, so the kernel's buffers fill,
+TCP tells the sender to wait, and the server holds nothing more than one read. A flood is
+slowed down at its source, never buffered, and nothing that was sent is dropped.
 """
 
 from __future__ import annotations
@@ -54,6 +59,64 @@ CLOSE_POLICY_VIOLATION = 1008
 CLOSE_MESSAGE_TOO_BIG = 1009
 
 READ_SIZE = 65536
+# What a frame costs in the inbound token bucket besides its bytes: a frame's handling has a
+# fixed price (parsing, a task switch, a log row), so a flood of tiny frames is paced too.
+# About the size of a small OCPP message with its frame; a MeterValues of ~1.7 KB costs ~2.7 KB.
+FRAME_COST = 1024
+# The server's inbound limit by default: 256 KiB/s a connection, far above any real charger's
+# traffic and ~3.5 times what a charger of benchmark (a) sends (~26 MeterValues/s of ~2.7 KB
+# with their frame cost, one outstanding call); 4 MiB at once, a charger's replay of a few
+# thousand queued transaction messages after a reconnect (README, Configuration).
+INBOUND_RATE = 262_144
+INBOUND_BURST = 4_194_304
+
+
+@dataclass(frozen=True, slots=True)
+class InboundLimit:
+    """How fast a peer may send: ``rate`` bytes a second on average and up to ``burst`` bytes
+    at once, each frame costing :data:`FRAME_COST` bytes more than its length."""
+
+    rate: float
+    burst: float
+
+
+class PacingTotals:
+    """Counted across connections (the server's): reads that waited for tokens."""
+
+    def __init__(self) -> None:
+        self.paced_reads = 0
+
+
+class ReadPacer:
+    """One connection's token bucket (:class:`InboundLimit`). The bucket may go into debt by
+    one read (the reader cannot know a read's size before it is made); the next read waits
+    until the debt is paid back."""
+
+    __slots__ = ("_burst", "_rate", "_stamp", "_tokens", "_totals", "paced_reads")
+
+    def __init__(self, limit: InboundLimit, totals: PacingTotals | None = None) -> None:
+        self._rate = limit.rate
+        self._burst = limit.burst
+        self._tokens = limit.burst
+        self._stamp = trio.current_time()
+        self._totals = totals
+        self.paced_reads = 0
+
+    def spend(self, amount: int) -> None:
+        self._tokens -= amount
+
+    async def wait_for_tokens(self) -> None:
+        """Return once the bucket is out of debt (at once, without a checkpoint, when it is)."""
+        now = trio.current_time()
+        tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        self._tokens = tokens
+        if tokens >= 0:
+            return
+        self.paced_reads += 1
+        if self._totals is not None:
+            self._totals.paced_reads += 1
+        await trio.sleep(-tokens / self._rate)  # the next call counts the time slept
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,10 +264,12 @@ class WebSocket:
         *,
         max_message: int,
         subprotocol: str | None,
+        pacer: ReadPacer | None = None,
     ) -> None:
         self._io = io
         self._protocol = protocol
         self._max_message = max_message
+        self._pacer = pacer
         self.subprotocol = subprotocol
         self.closed: CloseInfo | None = None
         self._inbox: deque[str | bytes] = deque()
@@ -212,6 +277,11 @@ class WebSocket:
         self._size = 0
         self._read_lock = trio.Lock()
         self._pongs: deque[trio.Event] = deque()
+
+    @property
+    def paced_reads(self) -> int:
+        """Reads that waited for the inbound limit's tokens (0 without a limit)."""
+        return 0 if self._pacer is None else self._pacer.paced_reads
 
     async def receive(self) -> str | bytes:
         """The next message; ChannelClosed once the connection is closed."""
@@ -271,6 +341,9 @@ class WebSocket:
         try:
             if self.closed is not None:
                 return
+            pacer = self._pacer
+            if pacer is not None:
+                await pacer.wait_for_tokens()
             data = await self._io.read()
             if self.closed is not None:  # aclose gave up on the peer meanwhile
                 return
@@ -278,12 +351,17 @@ class WebSocket:
                 self._protocol.receive_data(None)
             else:
                 self._protocol.receive_data(data)
+                if pacer is not None:
+                    pacer.spend(len(data))
             await self._handle_events()
         finally:
             self._read_lock.release()
 
     async def _handle_events(self) -> None:
+        pacer = self._pacer
         for event in self._protocol.events():
+            if pacer is not None:
+                pacer.spend(FRAME_COST)
             if isinstance(event, TextMessage):
                 await self._add_part(event.data, event.message_finished)
             elif isinstance(event, BytesMessage):
@@ -300,7 +378,7 @@ class WebSocket:
 
     async def _add_part(self, data: str | bytes, finished: bool) -> None:
         self._parts.append(data)
-        self._size += len(data)
+        self._size += _wire_size(data)
         if self._size > self._max_message:
             await self._fail(CLOSE_MESSAGE_TOO_BIG, f"message over {self._max_message} bytes")
             return
@@ -327,6 +405,15 @@ class WebSocket:
             await self._io.write(self._protocol.send(event))
 
 
+def _wire_size(data: str | bytes) -> int:
+    """The bytes ``data`` took on the wire: the limit is in bytes, and wsproto hands text on
+    decoded (65,000 four-byte characters are 260,000 bytes). An ASCII string's length is its
+    size (``isascii`` is O(1) in CPython), so only other text pays for an encoding."""
+    if isinstance(data, bytes) or data.isascii():
+        return len(data)
+    return len(data.encode("utf-8"))
+
+
 def _joined(parts: list[str | bytes]) -> str | bytes:
     if len(parts) == 1:
         return parts[0]
@@ -343,18 +430,24 @@ class UpgradeRequest:
     :meth:`accept` or :meth:`reject`."""
 
     def __init__(
-        self, io: _ByteIO, handshake: WSConnection, request: Request, max_message: int
+        self,
+        io: _ByteIO,
+        handshake: WSConnection,
+        request: Request,
+        max_message: int,
+        pacer: ReadPacer | None = None,
     ) -> None:
         self._io = io
         self._handshake = handshake
         self._max_message = max_message
+        self._pacer = pacer
         self.path = request.target
         self.headers: list[tuple[bytes, bytes]] = list(request.extra_headers)
         self.proposed_subprotocols: list[str] = list(request.subprotocols)
 
     async def accept(self, subprotocol: str | None = None) -> WebSocket:
         await self._io.write(self._handshake.send(AcceptConnection(subprotocol=subprotocol)))
-        return await _opened(self._io, self._handshake, self._max_message, subprotocol)
+        return await _opened(self._io, self._handshake, self._max_message, subprotocol, self._pacer)
 
     async def reject(
         self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b""
@@ -363,11 +456,12 @@ class UpgradeRequest:
 
 
 async def read_upgrade_request(
-    stream: trio.abc.Stream, *, max_message: int
+    stream: trio.abc.Stream, *, max_message: int, pacer: ReadPacer | None = None
 ) -> UpgradeRequest | None:
     """Read a client's opening handshake (``stream``: a socket's, or TLS over one). None when
     the client left first; a request that is not a WebSocket upgrade (or over h11's 16 KiB)
-    is answered 400 or 426 and raises :class:`HandshakeFailed`."""
+    is answered 400 or 426 and raises :class:`HandshakeFailed`. ``pacer``: the accepted
+    WebSocket's inbound limit (none: unlimited)."""
     io = _io_for(stream)
     handshake = WSConnection(ConnectionType.SERVER)
     while True:
@@ -376,7 +470,7 @@ async def read_upgrade_request(
             handshake.receive_data(data or None)
             for event in handshake.events():
                 if isinstance(event, Request):
-                    return UpgradeRequest(io, handshake, event, max_message)
+                    return UpgradeRequest(io, handshake, event, max_message, pacer)
         except RemoteProtocolError as error:
             hint = error.event_hint
             if isinstance(hint, RejectConnection):
@@ -444,10 +538,16 @@ async def open_client(
 
 
 async def _opened(
-    io: _ByteIO, handshake: WSConnection, max_message: int, subprotocol: str | None
+    io: _ByteIO,
+    handshake: WSConnection,
+    max_message: int,
+    subprotocol: str | None,
+    pacer: ReadPacer | None = None,
 ) -> WebSocket:
     protocol = handshake.connection
     assert protocol is not None  # the handshake completed
-    websocket = WebSocket(io, protocol, max_message=max_message, subprotocol=subprotocol)
+    websocket = WebSocket(
+        io, protocol, max_message=max_message, subprotocol=subprotocol, pacer=pacer
+    )
     await websocket.take_early_frames()
     return websocket
