@@ -173,7 +173,7 @@ async def test_connections_beyond_the_pending_cap_wait_in_the_listen_queue_and_g
 async def test_a_gate_that_does_not_decide_in_time_gets_503_and_frees_the_place(
     nursery: trio.Nursery,
 ) -> None:
-    async def stuck(charge_point_id: str, password: str | None) -> Any:
+    async def stuck(charge_point_id: str, password: str | None, address: str) -> Any:
         await trio.sleep_forever()
 
     server = await start_test_server(nursery, handlers, gate=stuck, handshake_timeout=0.5)

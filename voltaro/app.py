@@ -301,6 +301,9 @@ async def start_voltaro(
     voltaro = Voltaro(settings, central, registry)
     voltaro.metrics.watch_connected(lambda: len(voltaro.endpoints))
     voltaro.metrics.watch_writer(voltaro.writer)
+    voltaro.metrics.watch_transport(
+        lambda: None if voltaro.server is None else voltaro.server.stats()
+    )
     _watch_counters(voltaro)
     async with trio.open_nursery() as nursery:
         await nursery.start(central.run)

@@ -570,5 +570,11 @@ def test_what_was_refused_dropped_or_cut_is_counted_on_metrics(live: Live) -> No
         "voltaro_message_log_truncated_payloads_total",
         "voltaro_message_log_purged_over_charger_bound_total",
         "voltaro_message_log_purged_over_total_bound_total",
+        "voltaro_ocpp_sockets_open",
+        "voltaro_ocpp_handshakes_in_progress",
+        "voltaro_ocpp_handshake_timeouts_total",
+        "voltaro_ocpp_refused_per_address_total",
+        "voltaro_ocpp_paced_reads_total",
     ):
         assert f"\n{name} " in text, name
+    assert 'voltaro_ocpp_accept_pauses_total{reason="files"}' in text

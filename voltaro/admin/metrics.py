@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 from voltaro.ocppj.actions import ALL_ACTIONS
 from voltaro.ocppj.errors import parse_error_code
 from voltaro.store.metrics import Histogram as StoreHistogram
+from voltaro.transport.server import TransportStats
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -118,6 +119,11 @@ class VoltaroMetrics:
         """Like :meth:`watch_count`, for a value that goes up and down (a gauge)."""
         self.registry.register(_ReadValue(GaugeMetricFamily, name, documentation, read))
 
+    def watch_transport(self, stats: Callable[[], TransportStats | None]) -> None:
+        """The OCPP server's connection counters (:meth:`OcppServer.stats`), read when
+        scraped; None (not listening yet) leaves them out."""
+        self.registry.register(_TransportCollector(stats))
+
     def frame(self, direction: str, action: str | None, kind: str, code: str | None) -> None:
         self._child(self.frames, direction, _action_label(action), kind).inc()
         if code is not None:
@@ -195,3 +201,64 @@ class _WriterCollector(Collector):
                     ],
                     sum_value=histogram.total,
                 )
+
+
+class _TransportCollector(Collector):
+    def __init__(self, stats: Callable[[], TransportStats | None]) -> None:
+        self._stats = stats
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            stats = self._stats()
+        except RuntimeError:  # its counters changed size while copied (another thread): next
+            return
+        if stats is None:
+            return
+        accept = stats.accept
+        yield GaugeMetricFamily(
+            "voltaro_ocpp_sockets_open",
+            "Sockets the OCPP server holds: in their handshake, admitted or closing",
+            value=accept.live_connections,
+        )
+        yield GaugeMetricFamily(
+            "voltaro_ocpp_handshakes_in_progress",
+            "Connections accepted and not yet admitted or refused",
+            value=accept.pending_handshakes,
+        )
+        for name, documentation, value in (
+            (
+                "voltaro_ocpp_handshake_timeouts",
+                "Connections not admitted within the handshake timeout",
+                stats.handshake_timeouts,
+            ),
+            (
+                "voltaro_ocpp_refused_per_address",
+                "Connections closed at once: their address had the most handshakes allowed",
+                accept.refused_per_address,
+            ),
+            (
+                "voltaro_ocpp_paced_reads",
+                "Reads of chargers' connections that waited for the inbound rate limit",
+                stats.paced_reads,
+            ),
+        ):
+            yield CounterMetricFamily(name, documentation, value=value)
+        pauses = CounterMetricFamily(
+            "voltaro_ocpp_accept_pauses",
+            "Times accepting paused: too many handshakes, or too few file descriptors left",
+            labels=["reason"],
+        )
+        pauses.add_metric(["handshakes"], accept.accept_waits_pending)
+        pauses.add_metric(["files"], accept.accept_waits_files)
+        yield pauses
+        errors = CounterMetricFamily(
+            "voltaro_ocpp_accept_errors",
+            "Accepts that failed for want of descriptors or memory, by errno",
+            labels=["errno"],
+        )
+        for errno_name, count in sorted(accept.accept_errors.items()):
+            errors.add_metric([errno_name], count)
+        yield errors
