@@ -10,8 +10,11 @@ other test's database) carries on.
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 import trio
 
 CHUNK = 65536
@@ -82,3 +85,17 @@ class FreezableProxy:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         both.cancel()  # one side closed: close the other
+
+
+@pytest.fixture
+async def proxy(database_url: str, aio_loop: Any) -> AsyncIterator[FreezableProxy]:
+    """A proxy in front of this test's database, running for the test (thawed at the end,
+    whatever the test did, so that the connections through it can close)."""
+    proxy = FreezableProxy(database_url)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(proxy.run)
+        try:
+            yield proxy
+        finally:
+            proxy.thaw()
+            nursery.cancel_scope.cancel()

@@ -4,20 +4,19 @@ again the next one is answered and stored, without anybody restarting anything."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import trio
 
 from tests.e2e import e2e_settings, fetch, ws_url
-from tests.freezable_proxy import FreezableProxy
+from tests.freezable_proxy import FreezableProxy, proxy
 from tests.harness import RawCharger
 from voltaro.app import Voltaro, start_voltaro
 from voltaro.config import Settings
 from voltaro.store.testing import aio_loop, database_url, pg_server, voltaro_settings
 
-__all__ = ["aio_loop", "database_url", "pg_server", "voltaro_settings"]
+__all__ = ["aio_loop", "database_url", "pg_server", "proxy", "voltaro_settings"]
 
 BOOT = {"chargePointVendor": "Acme", "chargePointModel": "Volt 1"}
 RECOVERY = 60  # seconds: a bound for a server that never recovers, not a timing assertion
@@ -33,18 +32,6 @@ def meter_values(volts: int) -> dict[str, Any]:
             }
         ],
     }
-
-
-@pytest.fixture
-async def proxy(database_url: str, aio_loop: Any) -> AsyncIterator[FreezableProxy]:
-    proxy = FreezableProxy(database_url)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(proxy.run)
-        try:
-            yield proxy
-        finally:
-            proxy.thaw()
-            nursery.cancel_scope.cancel()
 
 
 async def test_meter_values_during_a_frozen_database_get_internal_error_then_recover(

@@ -15,27 +15,17 @@ from typing import Any
 import pytest
 import trio
 
-from tests.freezable_proxy import FreezableProxy
+from tests.freezable_proxy import FreezableProxy, proxy
 from voltaro.store import Store, StoreUnavailable, open_store
 from voltaro.store.database import Database, open_database
 from voltaro.store.id_tags import IdTagCache, IdTagRepository
 from voltaro.store.writer import CopyTarget, GroupCommitWriter, Write
 
+__all__ = ["proxy"]  # a fixture: used by name
+
 DEADLINE = 1.0  # seconds: short, so that the test is; the outcomes are asserted, not times
 NOTES = CopyTarget("notes", ("n",))
 RECOVERY = 60  # seconds: a bound for a writer that never recovers, not a timing assertion
-
-
-@pytest.fixture
-async def proxy(database_url: str, aio_loop: Any) -> AsyncIterator[FreezableProxy]:
-    proxy = FreezableProxy(database_url)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(proxy.run)
-        try:
-            yield proxy
-        finally:
-            proxy.thaw()  # whatever the test did: let the connections close
-            nursery.cancel_scope.cancel()
 
 
 async def _insert(store: Store, n: int) -> None:

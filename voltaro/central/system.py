@@ -29,9 +29,9 @@ from voltaro.central.presence import PresenceTracker
 from voltaro.central.redaction import redacted
 from voltaro.central.timestamps import utc_now
 from voltaro.config import Settings
+from voltaro.episodes import Episode
 from voltaro.ocppj.errors import ErrorCode, OcppError
 from voltaro.store import Store, StoreError, StoreUnavailable, open_store
-from voltaro.store.episodes import Episode
 from voltaro.store.message_log import MessageLogLimits
 from voltaro.store.store import collapse_single_exception
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from voltaro.episodes import Episode
 from voltaro.store.database import LONG_DEADLINE, Connection, Database, json_bytes
-from voltaro.store.episodes import Episode
 from voltaro.store.records import pg_text
 from voltaro.store.writer import CopyTarget, GroupCommitWriter, Write
 

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 import trio
 
+from voltaro.episodes import Episode
+
 log = logging.getLogger("voltaro.transport")
 
 # Errors of accept(2) that say the process or the system is out of something for now: the
@@ -145,41 +147,34 @@ class _Room:
         self.lot.unpark_all()
 
 
-class _Episode:
-    """Something that happens many times in a row, logged when it starts and once it is over
-    (none for :data:`EPISODE_QUIET_SECONDS`), with how long and how many, instead of each
-    time."""
+class _Episode(Episode):
+    """An :class:`~voltaro.episodes.Episode` that ends itself: once it has been quiet for
+    :data:`EPISODE_QUIET_SECONDS`, a task of the nursery it started in logs its summary.
+    It also notes the kinds of what happened, and from which addresses."""
 
     def __init__(self, summary: Callable[[_Episode, float], None]) -> None:
+        super().__init__(EPISODE_QUIET_SECONDS, clock=trio.current_time)
         self._summary = summary  # logs the end: (the episode, seconds it lasted)
-        self.started: float | None = None
-        self.last = 0.0
         self.kinds: Counter[str] = Counter()
         self.addresses: set[str] = set()
 
     def happened(self, nursery: trio.Nursery, kind: str, address: str | None = None) -> bool:
         """Count one occurrence; True when it starts an episode (whose end a task of
         ``nursery`` then waits for)."""
-        now = trio.current_time()
-        starts = self.started is None
+        starts = self.event()
         if starts:
-            self.started = now
             self.kinds.clear()
             self.addresses.clear()
             nursery.start_soon(self._end_when_quiet)
-        self.last = now
         self.kinds[kind] += 1
         if address is not None and len(self.addresses) < MAX_ADDRESSES_NOTED:
             self.addresses.add(address)
         return starts
 
     async def _end_when_quiet(self) -> None:
-        while (wait := self.last + EPISODE_QUIET_SECONDS - trio.current_time()) > 0:
-            await trio.sleep(wait)
-        assert self.started is not None
-        lasted = self.last - self.started
-        self._summary(self, lasted)
-        self.started = None
+        while (over := self.end_if_quiet()) is None:
+            await trio.sleep_until(self.quiet_at)
+        self._summary(self, over.seconds)
 
 
 Handler = Callable[[trio.SocketStream, HandshakeSlot], Awaitable[None]]
