@@ -7,13 +7,14 @@ wins over the environment, the environment over the default.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from voltaro.transport import accepting, websocket
 
@@ -30,25 +31,50 @@ class CannotStart(Exception):
     what, for an operator to read without a traceback."""
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise ValueError("must be greater than 0")
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("must be a whole number") from None
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
     return value
 
 
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError("must be 0 (off) or more")
-    return value
+N = TypeVar("N", int, float)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise ValueError("must be greater than 0")
-    return value
+def _positive(read: Callable[[str], N]) -> Callable[[str], N]:
+    def parse(text: str) -> N:
+        value = read(text)
+        if value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
+
+    return parse
+
+
+def _non_negative(read: Callable[[str], N]) -> Callable[[str], N]:
+    def parse(text: str) -> N:
+        value = read(text)
+        if value < 0:
+            raise ValueError("must be 0 (off) or more")
+        return value
+
+    return parse
+
+
+_positive_float = _positive(_number)
+_non_negative_float = _non_negative(_number)
+_positive_int = _positive(_whole_number)
+_non_negative_int = _non_negative(_whole_number)
 
 
 _BYTE_UNITS = {"": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
@@ -68,15 +94,8 @@ def _byte_size(text: str) -> int:
     return value
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError("must be 0 (off) or more")
-    return value
-
-
 def _port(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if not 0 <= value <= 65535:
         raise ValueError("must be a TCP port, 0-65535 (0 picks a free one)")
     return value
