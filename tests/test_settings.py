@@ -16,7 +16,11 @@ from voltaro.config import Settings, SettingsError
         ("VOLTARO_CALL_TIMEOUT", "nan", "must be a finite number"),
         ("VOLTARO_PING_INTERVAL", "-1", "must be 0 (off) or more"),
         ("VOLTARO_OCPP_PORT", "http", "must be a whole number"),
-        ("VOLTARO_MESSAGE_LOG_MAX_BYTES", "12 parsecs", "KiB, MiB, GiB or TiB"),
+        (
+            "VOLTARO_MESSAGE_LOG_MAX_BYTES",
+            "12 parsecs",
+            "must be a whole number of bytes, optionally with KiB, MiB, GiB or TiB",
+        ),
     ],
 )
 def test_a_setting_that_cannot_be_used_says_why(variable: str, text: str, says: str) -> None:
