@@ -57,7 +57,9 @@ _RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
 # The defaults of AcceptLimits, with the reasons in the README's Configuration table.
 MAX_PENDING_HANDSHAKES = 1000
-MAX_HANDSHAKES_PER_ADDRESS = 100
+# Half the handshake slots: no one address can take them all, and 200 chargers behind one
+# NAT reconnecting at once (benchmark (x) connects 200 from 127.0.0.1) are not refused.
+MAX_HANDSHAKES_PER_ADDRESS = 500
 RESERVED_FILES = 256
 
 

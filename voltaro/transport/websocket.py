@@ -49,7 +49,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from voltaro.ocppj.endpoint import ChannelClosed
+from voltaro.ocppj.endpoint import ChannelClosed, wire_size
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
@@ -378,7 +378,9 @@ class WebSocket:
 
     async def _add_part(self, data: str | bytes, finished: bool) -> None:
         self._parts.append(data)
-        self._size += _wire_size(data)
+        # the limit is in bytes, and wsproto hands text on decoded (65,000 four-byte
+        # characters are 260,000 bytes)
+        self._size += wire_size(data)
         if self._size > self._max_message:
             await self._fail(CLOSE_MESSAGE_TOO_BIG, f"message over {self._max_message} bytes")
             return
@@ -403,15 +405,6 @@ class WebSocket:
         """Send a control frame the protocol calls for; a peer already gone is no matter."""
         with contextlib.suppress(ChannelClosed, LocalProtocolError):
             await self._io.write(self._protocol.send(event))
-
-
-def _wire_size(data: str | bytes) -> int:
-    """The bytes ``data`` took on the wire: the limit is in bytes, and wsproto hands text on
-    decoded (65,000 four-byte characters are 260,000 bytes). An ASCII string's length is its
-    size (``isascii`` is O(1) in CPython), so only other text pays for an encoding."""
-    if isinstance(data, bytes) or data.isascii():
-        return len(data)
-    return len(data.encode("utf-8"))
 
 
 def _joined(parts: list[str | bytes]) -> str | bytes:
