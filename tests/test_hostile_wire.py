@@ -166,3 +166,17 @@ async def test_calls_queued_beyond_the_byte_bound_are_refused(nursery: trio.Nurs
     answers = [await charger.receive() for _ in range(count)]
     assert [a[1] for a in answers] == ["busy"] + [f"big{n}" for n in range(count - 1)]
     assert all(a[2] == "FormationViolation" for a in answers[1:])  # unknown property
+
+
+def test_frames_logged_at_debug_show_no_authorization_key() -> None:
+    from voltaro.app import _shown
+    from voltaro.ocppj.frames import Call, CallResult
+
+    change = Call("c1", "ChangeConfiguration", {"key": "AuthorizationKey", "value": "s3cret-key"})
+    report = CallResult(
+        "c2", {"configurationKey": [{"key": "authorizationkey", "readonly": False, "value": "k"}]}
+    )
+    other = Call("c3", "ChangeConfiguration", {"key": "HeartbeatInterval", "value": "60"})
+    assert "s3cret-key" not in _shown(change) and "(redacted)" in _shown(change)
+    assert '"value":"k"' not in _shown(report)
+    assert '"value":"60"' in _shown(other)
