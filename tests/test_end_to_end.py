@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 from typing import Any
 
 import asyncpg
@@ -16,11 +15,11 @@ import websockets
 from ocpp.v16 import ChargePoint, call
 from trio_websocket import ConnectionRejected, open_websocket_url
 
+from tests.central.helpers import never_throttled
 from tests.e2e import e2e_settings, fetch, start_voltaro_with_loop, ws_url
 from tests.harness import RawCharger
 from tests.threaded import trio_in_thread
 from voltaro.app import Voltaro, start_voltaro
-from voltaro.central.login_throttle import LoginThrottle
 from voltaro.central.passwords import hash_password
 from voltaro.config import Settings
 from voltaro.store.testing import aio_loop, database_url, pg_server, voltaro_settings
@@ -79,8 +78,7 @@ async def test_basic_auth_password_is_required_when_set(
             pass
     assert throttled.value.status_code == 429
     assert dict(throttled.value.headers)[b"retry-after"] == b"1"
-    hours = itertools.count(step=3600.0)  # from here on, an hour passes between attempts
-    voltaro.central.admitter.throttle = LoginThrottle(monotonic=lambda: next(hours))
+    voltaro.central.admitter.throttle = never_throttled()  # from here on
     assert await handshake_status(url, wrong) == 401
     good = [(b"Authorization", b"Basic TE9DS0VEOnMzY3JldA==")]  # LOCKED:s3cret
     async with open_websocket_url(url, subprotocols=["ocpp1.6"], extra_headers=good) as ws:

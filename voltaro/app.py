@@ -135,7 +135,8 @@ class Voltaro:
             if direction == "in":
                 central.seen(charge_point_id)
             if frame_log.isEnabledFor(logging.DEBUG):
-                frame_log.debug("%s %s %s", charge_point_id, _ARROWS[direction], _shown(frame))
+                shown = _shown(frame, action)
+                frame_log.debug("%s %s %s", charge_point_id, _ARROWS[direction], shown)
             if isinstance(frame, CallError):
                 metrics.frame(direction, action, "error", str(frame.error_code))
                 payload = {"errorDescription": frame.description, "errorDetails": frame.details}
@@ -175,13 +176,13 @@ class Voltaro:
         )
 
 
-def _shown(frame: Frame) -> str:
-    """A frame as logged at DEBUG: its wire form, secret configuration values redacted."""
+def _shown(frame: Frame, action: str | None) -> str:
+    """A frame as logged at DEBUG: its wire form, secret configuration values of its
+    ``action`` (an answer's is the call's) redacted."""
     if isinstance(frame, Call):
-        frame = Call(frame.message_id, frame.action, redacted(frame.action, frame.payload))
+        frame = Call(frame.message_id, frame.action, redacted(action, frame.payload))
     elif isinstance(frame, CallResult):
-        # an answer's action is not in the frame; GetConfiguration's is the one to redact
-        frame = CallResult(frame.message_id, redacted("GetConfiguration", frame.payload))
+        frame = CallResult(frame.message_id, redacted(action, frame.payload))
     return encode(frame)
 
 

@@ -10,7 +10,6 @@ import contextlib
 import csv
 import dataclasses
 import io
-import itertools
 import json
 import os
 import stat
@@ -24,10 +23,10 @@ import websockets
 from ocpp.v16 import ChargePoint, call
 
 from tests.admin.conftest import Live, live_settings
+from tests.central.helpers import never_throttled
 from voltaro import cli_admin
 from voltaro.admin.token import AdminToken, admin_token
 from voltaro.app import Voltaro, start_voltaro
-from voltaro.central.login_throttle import LoginThrottle
 from voltaro.config import Settings, SettingsError
 from voltaro.store.testing import TestPostgres
 
@@ -486,10 +485,8 @@ def test_keep_alive_survives_answers_given_before_the_body_was_needed(
 
 
 def unthrottled(voltaro: Voltaro) -> None:
-    """Failed logins judged on the password alone: a clock an hour on at every reading
-    outlasts every back-off (the throttling has tests of its own)."""
-    hours = itertools.count(step=3600.0)
-    voltaro.central.admitter.throttle = LoginThrottle(monotonic=lambda: next(hours))
+    """Failed logins judged on the password alone (see ``never_throttled``)."""
+    voltaro.central.admitter.throttle = never_throttled()
 
 
 def register_accepted(api: httpx.Client, *charge_point_ids: str) -> None:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from typing import Any
 
 import trio
 
-from tests.central.helpers import TIMESTAMP, boot_payload, call, fetch, fetchval
+from tests.central.helpers import (
+    TIMESTAMP,
+    boot_payload,
+    call,
+    fetch,
+    fetchval,
+    never_throttled,
+)
 from voltaro.central import AdmissionDecision, CentralSystem, open_central_system
 from voltaro.central import admission as admission_module
 from voltaro.central.login_throttle import LoginThrottle
@@ -95,10 +101,7 @@ async def test_policy_accept(voltaro_settings: Settings, aio_loop: Any) -> None:
 
 
 async def test_basic_auth(central: CentralSystem) -> None:
-    # failures one after the other would be throttled (its own test): a clock an hour on
-    # at every reading lets each attempt be judged on its password alone
-    hours = itertools.count(step=3600.0)
-    central.admitter.throttle = LoginThrottle(monotonic=lambda: next(hours))
+    central.admitter.throttle = never_throttled()  # failures one after the other
     await central.store.charge_points.upsert(
         "CP-PW", password_hash=hash_password("s3cret-key"), lenient=True
     )
