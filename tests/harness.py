@@ -36,6 +36,8 @@ async def admit_everyone(
 class LiveServer:
     server: OcppServer
     endpoints: dict[str, RpcEndpoint] = field(default_factory=dict)
+    connections: dict[str, ChargePointConnection] = field(default_factory=dict)
+    """Live connections by charge point id (the transport keeps no such record)."""
     connected: dict[str, trio.Event] = field(default_factory=dict)
 
     def url(self, charge_point_id: str) -> str:
@@ -69,8 +71,13 @@ async def start_test_server(
             lenient=connection.lenient,
         )
         test_server.endpoints[connection.charge_point_id] = endpoint
+        test_server.connections[connection.charge_point_id] = connection
         test_server.connected.setdefault(connection.charge_point_id, trio.Event()).set()
-        await endpoint.serve()
+        try:
+            await endpoint.serve()
+        finally:
+            if test_server.connections.get(connection.charge_point_id) is connection:
+                del test_server.connections[connection.charge_point_id]
 
     # Tests end by cancelling both sides at once: nobody answers the close handshake.
     options.setdefault("close_timeout", 0.5)

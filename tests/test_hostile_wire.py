@@ -169,7 +169,7 @@ async def test_calls_queued_beyond_the_byte_bound_are_refused(nursery: trio.Nurs
 
 
 def test_frames_logged_at_debug_show_no_authorization_key() -> None:
-    from voltaro.app import _shown
+    from voltaro.central.sessions import _shown
     from voltaro.ocppj.frames import Call, CallResult
 
     change = Call("c1", "ChangeConfiguration", {"key": "AuthorizationKey", "value": "s3cret-key"})

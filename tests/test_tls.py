@@ -112,7 +112,7 @@ async def test_the_simulator_connects_over_wss(
         nursery, voltaro, "SIM-TLS", stats=stats, url=url, ca_file=str(certificate["ca"])
     )
     assert stats.connect_failures == 0
-    assert "SIM-TLS" in voltaro.endpoints
+    assert "SIM-TLS" in voltaro.sessions
 
 
 def test_tls_settings_are_checked_before_anything_starts(

@@ -107,7 +107,7 @@ async def test_the_frame_limit_counts_utf8_bytes_not_characters(nursery: trio.Nu
     answer = await call(websocket, "DataTransfer", {"vendorId": "V", "data": "\U0001d11e" * 16000})
     assert answer[0] == 3 and answer[2]["data"] == "16000"
     # 65,000 of them: under 65,536 characters, but 260,000 bytes
-    theirs = server.server.connections["CP1"].websocket
+    theirs = server.connections["CP1"].websocket
     with contextlib.suppress(ChannelClosed):  # the server may hang up before all is sent
         await call(websocket, "DataTransfer", {"vendorId": "V", "data": "\U0001d11e" * 65000}, "2")
     await until(lambda: theirs.closed is not None)
@@ -258,7 +258,7 @@ async def test_a_client_sending_faster_than_the_inbound_rate_is_paced_not_droppe
     answers = [orjson.loads(await websocket.receive()) for _ in range(12)]
     assert [(a[0], a[1]) for a in answers] == [(3, f"m{n}") for n in range(12)]
     assert server.server.stats().paced_reads > 0
-    assert server.server.connections["CP1"].websocket.paced_reads > 0
+    assert server.connections["CP1"].websocket.paced_reads > 0
     assert websocket.paced_reads == 0  # a client's reads are never paced
 
 

@@ -1,4 +1,5 @@
-"""The running Voltaro: the central system, the OCPP WebSocket server, and signal handling.
+"""The running Voltaro: the central system, the OCPP WebSocket server and the admin API,
+wired together, and signal handling. Nothing here decides anything: the parts do.
 
 One trio nursery at the top holds them all (inside one trio-asyncio loop for the database).
 SIGINT/SIGTERM close every charger connection with 1001 (going away), so that chargers
@@ -10,18 +11,17 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import trio
 import trio_asyncio
 
 from voltaro.admin.metrics import VoltaroMetrics
+from voltaro.admin.server import run_admin_server
 from voltaro.central import CentralSystem
-from voltaro.central.redaction import redacted
-from voltaro.config import Settings
-from voltaro.ocppj.endpoint import FrameDirection, RpcEndpoint, RpcHooks
-from voltaro.ocppj.frames import Call, CallError, CallResult, Frame, encode
-from voltaro.ocppj.validation import Deviation, SchemaRegistry
+from voltaro.central.operations import Operations
+from voltaro.central.sessions import CLOSE_GOING_AWAY, SessionRegistry
+from voltaro.config import Settings, default_instance_id
 from voltaro.process_limits import freeze_long_lived_objects, raise_open_file_limit
 from voltaro.store import StoreUnavailable
 from voltaro.transport.server import (
@@ -33,32 +33,26 @@ from voltaro.transport.server import (
 )
 
 log = logging.getLogger("voltaro")
-frame_log = logging.getLogger("voltaro.ocppj.frames")  # every frame, at DEBUG
-_ARROWS = {"in": "<-", "out": "->"}
 
 SERVICE_UNAVAILABLE = Admission(http_status=503, retry_after=10)
-REMOVALS_QUEUED = 10_000  # removed charge points waiting for their connection to be closed
 
 
 @dataclass
 class Voltaro:
-    """The parts of a running server, for the admin surface and for tests."""
+    """The parts of a running server, wired together (for the command line and for tests)."""
 
     settings: Settings
     central: CentralSystem
-    registry: SchemaRegistry
-    server: OcppServer | None = None
-    endpoints: dict[str, RpcEndpoint] = field(default_factory=dict)
-    metrics: VoltaroMetrics = field(default_factory=VoltaroMetrics)
+    server: OcppServer
+    operations: Operations
+    metrics: VoltaroMetrics
     admin_url: str | None = None
     """``http://host:port`` of the admin HTTP API once it listens."""
 
-    def writer(self) -> object | None:
-        """The store's group-commit writer while the central system runs (for metrics)."""
-        try:
-            return self.central.store.writer
-        except RuntimeError:
-            return None
+    @property
+    def sessions(self) -> SessionRegistry:
+        """The live sessions (the central system's registry)."""
+        return self.central.sessions
 
     async def admit(self, charge_point_id: str, password: str | None, address: str) -> Verdict:
         try:
@@ -70,128 +64,7 @@ class Voltaro:
             return SERVICE_UNAVAILABLE
 
     async def session(self, connection: ChargePointConnection) -> None:
-        """One charger's connection: the RPC endpoint, bound to the central system."""
-        charge_point_id = connection.charge_point_id
-        endpoint = RpcEndpoint(
-            connection.websocket,
-            self.registry,
-            self.central.handlers(charge_point_id),
-            name=charge_point_id,
-            call_timeout=self.settings.call_timeout,
-            lenient=connection.lenient,
-            hooks=self._hooks(charge_point_id),
-        )
-        self.endpoints[charge_point_id] = endpoint
-        await self.central.connected(charge_point_id)
-        try:
-            await endpoint.serve()
-        finally:
-            if self.endpoints.get(charge_point_id) is endpoint:
-                del self.endpoints[charge_point_id]
-            with trio.CancelScope(shield=True):
-                await self.central.disconnected(charge_point_id, "disconnected")
-
-    async def close_removed_connections(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Close the live connection of each charge point removed anywhere (the CLI, SQL by
-        hand, another process), as the store's LISTEN connection reports them."""
-        send, receive = trio.open_memory_channel[str](REMOVALS_QUEUED)
-
-        def removed(charge_point_id: str) -> None:
-            try:
-                send.send_nowait(charge_point_id)
-            except trio.WouldBlock:
-                log.warning("%s was removed; its connection stays open", charge_point_id)
-
-        cache = self.central.store.id_tag_cache
-        cache.on_charge_point_removed = removed
-        try:
-            async with trio.open_nursery() as nursery:
-                task_status.started()
-                async for charge_point_id in receive:
-                    nursery.start_soon(self._close_if_still_removed, charge_point_id)
-        finally:
-            cache.on_charge_point_removed = None
-
-    async def _close_if_still_removed(self, charge_point_id: str) -> None:
-        if self.server is None or charge_point_id not in self.endpoints:
-            return
-        try:
-            if await self.central.store.charge_points.get(charge_point_id) is not None:
-                return  # added again meanwhile: the charger may stay
-        except StoreUnavailable:
-            pass  # its removal is the last thing known about it
-        log.info("charge point %s was removed: closing its connection", charge_point_id)
-        await self.server.disconnect(charge_point_id, reason="charge point removed")
-
-    def _hooks(self, charge_point_id: str) -> RpcHooks:
-        central = self.central
-        metrics = self.metrics
-
-        def on_frame(
-            direction: FrameDirection, frame: Frame, action: str | None, size: int
-        ) -> None:
-            if direction == "in":
-                central.seen(charge_point_id)
-            if frame_log.isEnabledFor(logging.DEBUG):
-                shown = _shown(frame, action)
-                frame_log.debug("%s %s %s", charge_point_id, _ARROWS[direction], shown)
-            if isinstance(frame, CallError):
-                metrics.frame(direction, action, "error", str(frame.error_code))
-                payload = {"errorDescription": frame.description, "errorDetails": frame.details}
-                central.log_frame(
-                    charge_point_id,
-                    direction,
-                    frame.message_id,
-                    action,
-                    payload,
-                    frame.error_code,
-                    size=size,
-                )
-                central.events.publish(
-                    "error",
-                    charge_point_id,
-                    direction=direction,
-                    action=action,
-                    code=str(frame.error_code),
-                    description=frame.description,
-                )
-            elif isinstance(frame, Call | CallResult):
-                metrics.frame(
-                    direction, action, "call" if isinstance(frame, Call) else "result", None
-                )
-                central.log_frame(
-                    charge_point_id, direction, frame.message_id, action, frame.payload, size=size
-                )
-
-        def on_deviation(action: str, deviation: Deviation) -> None:
-            central.count_deviation(charge_point_id, deviation)
-
-        return RpcHooks(
-            on_frame=on_frame,
-            on_deviation=on_deviation,
-            on_handled=metrics.inbound_handled,
-            on_call=metrics.outbound_call,
-        )
-
-
-def _shown(frame: Frame, action: str | None) -> str:
-    """A frame as logged at DEBUG: its wire form, secret configuration values of its
-    ``action`` (an answer's is the call's) redacted."""
-    if isinstance(frame, Call):
-        frame = Call(frame.message_id, frame.action, redacted(action, frame.payload))
-    elif isinstance(frame, CallResult):
-        frame = CallResult(frame.message_id, redacted(action, frame.payload))
-    return encode(frame)
-
-
-async def serve_admin(
-    voltaro: Voltaro, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
-) -> None:
-    from voltaro.admin.server import run_admin_server  # the admin imports this module
-
-    await run_admin_server(voltaro, task_status=task_status)
+        await self.central.sessions.serve(connection)
 
 
 def _watch_counters(voltaro: Voltaro) -> None:
@@ -292,35 +165,46 @@ def server_options(settings: Settings) -> ServerOptions:
 async def start_voltaro(
     settings: Settings, *, task_status: trio.TaskStatus[Voltaro] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Run the central system and the OCPP server until cancelled (inside a trio-asyncio loop).
+    """Run the central system, the OCPP server and the admin API until cancelled (inside a
+    trio-asyncio loop). ``await nursery.start(start_voltaro, settings)`` returns the
+    :class:`Voltaro` once chargers can connect.
 
-    ``await nursery.start(start_voltaro, settings)`` returns the :class:`Voltaro` once
-    chargers can connect.
+    Order: the OCPP port is bound first, so that a second instance started by mistake on
+    the same port fails before it touches anything shared; then the central system starts
+    (the store; the chargers this instance left online are recorded offline), then the
+    admin API, then chargers are accepted. On the way out, chargers are closed first (1001),
+    so their disconnections are recorded while the store is up.
     """
-    registry = SchemaRegistry.load()
-    central = CentralSystem(settings)
-    voltaro = Voltaro(settings, central, registry)
-    voltaro.metrics.watch_connected(lambda: len(voltaro.endpoints))
-    voltaro.metrics.watch_writer(voltaro.writer)
-    voltaro.metrics.watch_transport(
-        lambda: None if voltaro.server is None else voltaro.server.stats()
+    metrics = VoltaroMetrics()
+    server = OcppServer(
+        server_options(settings),
+        lambda *args: voltaro.admit(*args),
+        lambda connection: voltaro.session(connection),
+        on_pong=lambda charge_point_id: central.seen(charge_point_id),
     )
+    await server.listen()
+    central = CentralSystem(
+        settings,
+        observer=metrics.rpc_hooks(),
+        instance_id=settings.instance_id or default_instance_id(server.port),
+    )
+    voltaro = Voltaro(settings, central, server, Operations(central), metrics)
+    metrics.watch_connected(lambda: len(central.sessions) if central.running else 0)
+    metrics.watch_writer(lambda: central.store.writer if central.running else None)
+    metrics.watch_transport(server.stats)
     _watch_counters(voltaro)
     async with trio.open_nursery() as nursery:
         await nursery.start(central.run)
-        voltaro.server = OcppServer(
-            server_options(settings), voltaro.admit, voltaro.session, on_pong=central.seen
-        )
         try:
-            await nursery.start(voltaro.server.run)
-            await nursery.start(voltaro.close_removed_connections)
-            voltaro.admin_url = await nursery.start(serve_admin, voltaro)
+            voltaro.admin_url = await nursery.start(
+                run_admin_server, voltaro.operations, metrics, settings
+            )
+            await nursery.start(server.run)
             task_status.started(voltaro)
             await trio.sleep_forever()
         finally:
-            # Chargers first, so their disconnections are recorded while the store is up.
             with trio.CancelScope(shield=True):
-                await voltaro.server.close_all()
+                await central.sessions.close_all(CLOSE_GOING_AWAY, "server shutting down")
 
 
 async def run_server(settings: Settings) -> None:
@@ -331,7 +215,6 @@ async def run_server(settings: Settings) -> None:
         async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
             voltaro: Voltaro = await nursery.start(start_voltaro, settings)
             nursery.start_soon(freeze_long_lived_objects)
-            assert voltaro.server is not None
             log.info(
                 "Voltaro is ready: chargers connect to %s://%s:%d/ocpp/{chargePointId}",
                 "ws" if settings.tls_cert is None else "wss",

@@ -10,6 +10,7 @@ import argparse
 import math
 import os
 import re
+import socket
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -127,6 +128,21 @@ def _bearer_token(text: str) -> str | None:
     return text
 
 
+def _instance_id(text: str) -> str | None:
+    if not text:
+        return None
+    if len(text) > 200 or not text.isprintable():
+        raise ValueError("must be at most 200 printable characters")
+    return text
+
+
+def default_instance_id(port: int) -> str:
+    """This host's name and the OCPP port it listens on: unique among running instances
+    (two cannot hold one port on one host) and the same again when the instance restarts,
+    so that it finds the chargers it left online."""
+    return f"{socket.gethostname()}:{port}"
+
+
 @dataclass(frozen=True)
 class Settings:
     """What a running Voltaro is configured with. Field name = lower-case variable name."""
@@ -159,6 +175,7 @@ class Settings:
     reserved_files: int = accepting.RESERVED_FILES
     inbound_rate: int = websocket.INBOUND_RATE
     inbound_burst: int = websocket.INBOUND_BURST
+    instance_id: str | None = None
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -228,6 +245,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "reserved_files": _non_negative_int,
     "inbound_rate": _non_negative_int,
     "inbound_burst": _positive_int,
+    "instance_id": _instance_id,
 }
 
 

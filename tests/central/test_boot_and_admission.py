@@ -128,20 +128,10 @@ async def test_no_password_stored_ignores_credentials(central: CentralSystem) ->
     assert not (await central.admit("CP-OPEN", None)).lenient
 
 
-async def test_heartbeat_and_last_seen(central: CentralSystem) -> None:
+async def test_heartbeat_answers_the_time(central: CentralSystem) -> None:
     await central.store.charge_points.upsert("CP-HB")
     reply = await call(central, "CP-HB", "Heartbeat", {})
     assert TIMESTAMP.match(reply["currentTime"])
-    central.presence.flush()
-    await central.store.writer.flush()
-    last_seen = await fetchval(central, "SELECT last_seen FROM charge_points WHERE id = 'CP-HB'")
-    assert last_seen is not None
-    await trio.sleep(0.01)
-    await call(central, "CP-HB", "Heartbeat", {})
-    central.presence.flush()
-    await central.store.writer.flush()
-    later = await fetchval(central, "SELECT last_seen FROM charge_points WHERE id = 'CP-HB'")
-    assert later > last_seen
 
 
 class ManualClock:

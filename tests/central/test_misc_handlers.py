@@ -10,7 +10,6 @@ import trio
 
 from tests.central.helpers import boot_payload, call, fetch, fetchval
 from voltaro.central import CentralSystem
-from voltaro.central.presence import PresenceTracker
 from voltaro.ocppj.errors import ErrorCode, OcppError
 from voltaro.ocppj.validation import Deviation
 from voltaro.store import StoreUnavailable
@@ -33,59 +32,6 @@ async def test_data_transfer(central: CentralSystem) -> None:
     assert await call(central, "CP1", "DataTransfer", {"vendorId": "com.other"}) == {
         "status": "UnknownVendorId"
     }
-
-
-async def test_presence_events(central: CentralSystem) -> None:
-    await central.store.charge_points.upsert("CP1")
-    await central.connected("CP1")
-    await central.connected("CP1")  # the replacing connection arrives first
-    await central.disconnected("CP1", "replaced")  # then the old one goes: still online
-    assert (await central.store.charge_points.get("CP1")).online  # type: ignore[union-attr]
-    await central.disconnected("CP1", "closed by peer (1006)")
-    record = await central.store.charge_points.get("CP1")
-    assert record is not None and not record.online and record.last_seen is not None
-    events = await fetch(central, "SELECT online, reason FROM presence_events ORDER BY id")
-    assert events == [
-        {"online": True, "reason": "connected"},
-        {"online": False, "reason": "disconnected: closed by peer (1006)"},
-    ]
-
-
-async def test_heartbeat_overdue(central: CentralSystem) -> None:
-    settings = central.settings
-    assert (
-        central.presence.overdue_after == 2 * settings.heartbeat_interval + settings.heartbeat_grace
-    )
-    now = [1000.0]
-    tracker = PresenceTracker(
-        central.store.charge_points, overdue_after=10, monotonic=lambda: now[0]
-    )
-    for cp in ("CP1", "CP2"):
-        await central.store.charge_points.upsert(cp)
-        await tracker.connected(cp)
-    now[0] += 9
-    tracker.seen("CP1")
-    assert await tracker.check_overdue() == []
-    now[0] += 2  # CP2 silent for 11 s, CP1 for 2 s
-    assert await tracker.check_overdue() == ["CP2"]
-    assert not tracker.is_online("CP2") and tracker.is_online("CP1")
-    now[0] += 30
-    assert await tracker.check_overdue() == ["CP1"]  # CP2 is not reported twice
-    tracker.seen("CP1")  # it speaks again: online
-    await central.store.writer.flush()
-    await tracker.disconnected("CP1", "gone")
-    await tracker.disconnected("CP2", "gone")  # already offline: no second event
-    events = await fetch(
-        central, "SELECT charge_point_id AS cp, online, reason FROM presence_events ORDER BY id"
-    )
-    assert events == [
-        {"cp": "CP1", "online": True, "reason": "connected"},
-        {"cp": "CP2", "online": True, "reason": "connected"},
-        {"cp": "CP2", "online": False, "reason": "heartbeat overdue"},
-        {"cp": "CP1", "online": False, "reason": "heartbeat overdue"},
-        {"cp": "CP1", "online": True, "reason": "message received"},
-        {"cp": "CP1", "online": False, "reason": "disconnected: gone"},
-    ]
 
 
 async def test_message_log(central: CentralSystem) -> None:
@@ -211,7 +157,7 @@ async def test_shutdown_and_restart_record_chargers_offline(
 
     async with open_central_system(voltaro_settings) as central:
         await central.store.charge_points.upsert("CP1")
-        await central.connected("CP1")
+        await central.presence.online("CP1")
         central.seen("CP1")
         central.log_frame("CP1", "in", "m1", "Heartbeat", {})
     # stopped: the hooks are harmless, and nobody is left online
@@ -231,7 +177,7 @@ async def test_presence_during_outage_is_queued_not_raised(
     central: CentralSystem, pg_server: TestPostgres
 ) -> None:
     await central.store.charge_points.upsert("CP1")
-    await central.connected("CP1")
+    await central.presence.online("CP1")
     name = pg_server.database_name(central.store.database.url)
 
     def go_down() -> None:
@@ -241,7 +187,7 @@ async def test_presence_during_outage_is_queued_not_raised(
         )
 
     await trio.to_thread.run_sync(go_down)
-    await central.disconnected("CP1", "network")  # must not raise
+    await central.presence.offline("CP1", "network")  # must not raise
     await trio.to_thread.run_sync(
         pg_server.execute, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'
     )

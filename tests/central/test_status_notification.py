@@ -110,7 +110,7 @@ async def test_fields_are_stored_and_time_normalised(central: CentralSystem) -> 
 async def test_state_survives_restart(central: CentralSystem) -> None:
     # the state machine's memory is loaded from the database for a charger seen before
     await call(central, "CP1", "StatusNotification", status(1, "Charging"))
-    central._chargers.clear()  # as after a restart
+    central.domain.chargers.clear()  # as after a restart
     await call(central, "CP1", "StatusNotification", status(1, "Reserved"))  # Charging -> Reserved
     [last] = await fetch(
         central,

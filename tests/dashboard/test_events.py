@@ -7,60 +7,71 @@ import trio
 
 from tests.dashboard.conftest import no_browser
 from voltaro.admin.chart import transaction_chart
-from voltaro.admin.dashboard import command_payload, frame_kind, local_path, utc_from_input
-from voltaro.admin.spec import Problem
+from voltaro.admin.dashboard import frame_kind, local_path, utc_from_input
+from voltaro.central.commands import CommandCatalog, UnknownCommand
+from voltaro.central.domain_events import Connected, StatusChanged, event_json
 from voltaro.central.events import EventBus
+from voltaro.central.profiles import PROFILES
+from voltaro.ocppj.actions import CENTRAL_SYSTEM_INITIATED
 
 
 async def test_subscribers_get_the_events_published_while_subscribed() -> None:
     bus = EventBus(recent=2)
-    bus.publish("connected", "CP-0")
+    bus.publish(Connected(charge_point_id="CP-0"))
     with bus.subscribe() as events:
-        first = bus.publish("connected", "CP-1")
-        bus.publish("status", "CP-1", connectorId=1, status="Charging")
+        first = bus.publish(Connected(charge_point_id="CP-1"))
+        bus.publish(
+            StatusChanged(
+                charge_point_id="CP-1",
+                connector_id=1,
+                status="Charging",
+                previous_status=None,
+                error_code="NoError",
+            )
+        )
         assert await events.receive() == first
         second = await events.receive()
-        assert second["type"] == "status"
-        assert second["chargePointId"] == "CP-1"
-        assert second["status"] == "Charging"
-        assert second["at"].endswith("Z")
-        assert second["id"] > first["id"]
+        assert isinstance(second, StatusChanged)
+        assert second.id > first.id and second.at is not None
+        shown = event_json(second)
+        assert shown["type"] == "status"
+        assert shown["chargePointId"] == "CP-1"
+        assert shown["status"] == "Charging" and shown["connectorId"] == 1
+        assert shown["previousStatus"] is None and shown["errorCode"] == "NoError"
+        assert shown["at"].endswith("Z")
     assert bus.subscribers == 0
-    assert [e["chargePointId"] for e in bus.recent] == ["CP-1", "CP-1"]  # the last two
+    assert [e.charge_point_id for e in bus.recent] == ["CP-1", "CP-1"]  # the last two
 
 
 async def test_a_lagging_subscriber_is_dropped_and_never_blocks_publishers() -> None:
     bus = EventBus()
     with bus.subscribe(buffer=2) as slow, bus.subscribe() as fast:
         for n in range(5):
-            bus.publish("status", f"CP-{n}")  # never blocks
+            bus.publish(Connected(charge_point_id=f"CP-{n}"))  # never blocks
         assert bus.subscribers == 1
         received = [await slow.receive(), await slow.receive()]
-        assert [e["chargePointId"] for e in received] == ["CP-0", "CP-1"]
+        assert [e.charge_point_id for e in received] == ["CP-0", "CP-1"]
         with pytest.raises(trio.EndOfChannel):
             await slow.receive()
-        assert (await fast.receive())["chargePointId"] == "CP-0"
+        assert (await fast.receive()).charge_point_id == "CP-0"
 
 
 def test_command_forms_become_ocpp_payloads() -> None:
-    assert command_payload("Reset", {"type": "Hard"}) == {"type": "Hard"}
-    assert command_payload("RemoteStartTransaction", {"idTag": "T1", "connectorId": ""}) == {
-        "idTag": "T1"
-    }
-    assert command_payload("GetConfiguration", {"key": "A, B,,"}) == {"key": ["A", "B"]}
-    try:
-        command_payload("UnlockConnector", {"connectorId": "one"})
-    except Problem as problem:
-        assert problem.status == 400
-        assert problem.extensions["path"] == "connectorId"
-    else:
-        raise AssertionError("a non-number connector id must be refused")
-    try:
-        command_payload("StartTransaction", {})
-    except Problem as problem:
-        assert problem.status == 400
-    else:
-        raise AssertionError("a charger-initiated action is not a command")
+    catalog = CommandCatalog(PROFILES, CENTRAL_SYSTEM_INITIATED)
+    assert catalog.get("Reset").payload({"type": "Hard"}) == {"type": "Hard"}
+    start = catalog.get("RemoteStartTransaction")
+    assert start.payload({"idTag": "T1", "connectorId": ""}) == {"idTag": "T1"}
+    assert catalog.get("GetConfiguration").payload({"key": "A, B,,"}) == {"key": ["A", "B"]}
+    with pytest.raises(ValueError) as refused:
+        catalog.get("UnlockConnector").payload({"connectorId": "one"})
+    assert refused.value.args == ("Connector must be a whole number", "connectorId")
+    with pytest.raises(ValueError) as refused:
+        catalog.get("Reset").payload({"type": "Warm"})
+    assert refused.value.args == ("Type must be one of Soft, Hard", "type")
+    with pytest.raises(UnknownCommand, match="not an action the Central System sends"):
+        catalog.get("StartTransaction")
+    with pytest.raises(UnknownCommand, match="not a command of this server"):
+        catalog.get("ReserveNow")
 
 
 def test_only_local_paths_are_followed_after_sign_in() -> None:

@@ -108,7 +108,7 @@ async def test_every_central_system_command_is_answered(
     sim_profile = profile("realistic", time_scale=100, connect_window=0)
     async with trio.open_nursery() as chargers:
         charger = await start_charger(chargers, voltaro, cp, sim_profile=sim_profile, stats=stats)
-        cs = voltaro.endpoints[cp]
+        cs = voltaro.sessions.get(cp).endpoint
 
         config = await cs.call("GetConfiguration", {"key": ["HeartbeatInterval", "Nope"]})
         assert config["configurationKey"] == [
@@ -166,7 +166,7 @@ async def test_every_central_system_command_is_answered(
         boots = charger.boots
         assert await cs.call("Reset", {"type": "Soft"}) == {"status": "Accepted"}
         await wait_for(lambda: charger.boots > boots and charger.registered)
-        assert voltaro.endpoints[cp] is not cs  # a new connection after the reboot
+        assert voltaro.sessions.get(cp).endpoint is not cs  # a new connection after the reboot
         chargers.cancel_scope.cancel()
 
     [tx] = await rows(voltaro, "SELECT stop_reason FROM transactions")

@@ -56,10 +56,10 @@ async def test_the_last_presence_change_in_a_batch_wins(store: Store) -> None:
         await store.charge_points.register(cp, "Accepted")
     async with trio.open_nursery() as nursery:
         await _hold_the_writer(store, nursery)
-        store.charge_points.post_presence("CP-P1", True, "connected", T0)
-        store.charge_points.post_presence("CP-P1", False, "disconnected", T0 + timedelta(1))
-        store.charge_points.post_presence("CP-P2", False, "disconnected", T0)
-        store.charge_points.post_presence("CP-P2", True, "connected", T0 + timedelta(2))
+        store.charge_points.post_presence("CP-P1", True, "connected", T0, "I1")
+        store.charge_points.post_presence("CP-P1", False, "disconnected", T0 + timedelta(1), "I1")
+        store.charge_points.post_presence("CP-P2", False, "disconnected", T0, "I1")
+        store.charge_points.post_presence("CP-P2", True, "connected", T0 + timedelta(2), "I1")
     await store.writer.flush()
     p1 = await store.charge_points.get("CP-P1")
     p2 = await store.charge_points.get("CP-P2")
@@ -124,3 +124,26 @@ async def test_boots_in_one_batch_each_get_their_charge_points_status(store: Sto
         ("CP-B2", "Pending", "1"),
         ("CP-B1", "Rejected", "2"),
     ]
+
+
+async def test_an_instance_marks_offline_only_chargers_it_holds(store: Store) -> None:
+    for cp in ("CP-I1", "CP-I2"):
+        await store.charge_points.register(cp, "Accepted")
+    await store.charge_points.presence("CP-I1", True, "connected", T0, "node-a")
+    await store.charge_points.presence("CP-I2", True, "connected", T0, "node-b")
+    # CP-I1 moved to node-b; node-a's late word about its old session changes nothing
+    await store.charge_points.presence("CP-I1", True, "connected", T0 + timedelta(1), "node-b")
+    await store.charge_points.presence("CP-I1", False, "disconnected", T0 + timedelta(2), "node-a")
+    held = await store.charge_points.get("CP-I1")
+    assert held is not None and held.online
+    # node-a restarts: nothing of node-b's goes offline
+    assert await store.charge_points.mark_instance_offline("node-a", "restart", T0) == []
+    assert sorted(await store.charge_points.mark_instance_offline("node-b", "stop", T0)) == [
+        "CP-I1",
+        "CP-I2",
+    ]
+    # a charger that speaks on node-a's live session is recorded online there again
+    assert await store.charge_points.restore_online(["CP-I1"], "node-a", "back", T0) == ["CP-I1"]
+    assert await store.charge_points.restore_online(["CP-I1"], "node-a", "back", T0) == []
+    back = await store.charge_points.get("CP-I1")
+    assert back is not None and back.online

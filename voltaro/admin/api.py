@@ -13,9 +13,7 @@ import io
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
-
-import trio
+from typing import Any
 
 from voltaro.admin import commands
 from voltaro.admin.spec import (
@@ -32,13 +30,11 @@ from voltaro.admin.spec import (
     not_found,
     parse_datetime,
 )
-from voltaro.central.passwords import hash_password
+from voltaro.central.commands import CommandCatalog
+from voltaro.central.operations import Operations
 from voltaro.ocppj.actions import Direction, schema_file
 from voltaro.store.admin_queries import Page, Row, TransactionFilter
 from voltaro.transport.handshake import charge_point_id_problem
-
-if TYPE_CHECKING:
-    from voltaro.app import Voltaro
 
 PREFIX = "/api/v1"
 
@@ -431,16 +427,12 @@ class Status:
 
 
 class AdminApi:
-    def __init__(self, voltaro: Voltaro) -> None:
-        self.voltaro = voltaro
-
-    @property
-    def _store(self) -> Any:
-        return self.voltaro.central.store
+    def __init__(self, operations: Operations) -> None:
+        self.operations = operations
 
     async def list_charge_points(self, request: Request) -> JsonObject:
         q = request.query
-        page = await self._store.admin.charge_points(
+        page = await self.operations.queries.charge_points(
             online=q.get("online"),
             registration_status=q.get("registrationStatus"),
             limit=q.get("limit", 100),
@@ -452,7 +444,7 @@ class AdminApi:
         return await self._charge_point_detail(request.path["chargePointId"])
 
     async def _charge_point_detail(self, charge_point_id: str) -> JsonObject:
-        detail = await self._store.admin.charge_point_detail(charge_point_id)
+        detail = await self.operations.queries.charge_point_detail(charge_point_id)
         if detail is None:
             raise not_found(f"charge point {charge_point_id!r} is not known")
         return charge_point_json(detail["charge_point"]) | {
@@ -473,35 +465,27 @@ class AdminApi:
         charge_point_id = request.path["chargePointId"]
         body = request.body
         problem = charge_point_id_problem(charge_point_id)
-        if problem is not None and await self._store.charge_points.get(charge_point_id) is None:
+        if problem is not None and await self.operations.charge_point(charge_point_id) is None:
             raise bad_request(f"{problem}: a charger could never connect as {charge_point_id!r}")
-        password = body.get("password")
-        password_hash = None
-        if password is not None:  # scrypt costs tens of ms: not on the event loop
-            password_hash = await trio.to_thread.run_sync(hash_password, password)
-        created = await self._store.charge_points.upsert(
+        created = await self.operations.put_charge_point(
             charge_point_id,
-            status=body.get("registrationStatus"),
-            password_hash=password_hash,
+            registration_status=body.get("registrationStatus"),
+            password=body.get("password"),
             lenient=body.get("lenient"),
         )
-        if body.get("registrationStatus") is not None:
-            self.voltaro.central.registration_changed(charge_point_id, body["registrationStatus"])
         return Status(201 if created else 200, await self._charge_point_detail(charge_point_id))
 
     async def delete_charge_point(self, request: Request) -> Status:
         charge_point_id = request.path["chargePointId"]
-        if not await self._store.charge_points.remove(charge_point_id):
+        if not await self.operations.remove_charge_point(charge_point_id):
             raise not_found(f"charge point {charge_point_id!r} is not known")
-        if self.voltaro.server is not None:  # a removed charger may not stay connected
-            await self.voltaro.server.disconnect(charge_point_id, reason="charge point removed")
         return Status(204)
 
     async def status_history(self, request: Request) -> JsonObject:
         charge_point_id = request.path["chargePointId"]
         await self._require_charge_point(charge_point_id)
         q = request.query
-        page = await self._store.admin.status_history(
+        page = await self.operations.queries.status_history(
             charge_point_id, limit=q.get("limit", 100), offset=q.get("offset", 0)
         )
         return page_json(page, _status_json, q)
@@ -510,7 +494,7 @@ class AdminApi:
         charge_point_id = request.path["chargePointId"]
         await self._require_charge_point(charge_point_id)
         q = request.query
-        page = await self._store.admin.messages(
+        page = await self.operations.queries.messages(
             charge_point_id,
             action=q.get("action"),
             direction=q.get("direction"),
@@ -522,12 +506,12 @@ class AdminApi:
         return page_json(page, _message_json, q)
 
     async def _require_charge_point(self, charge_point_id: str) -> None:
-        if await self._store.charge_points.get(charge_point_id) is None:
+        if await self.operations.charge_point(charge_point_id) is None:
             raise not_found(f"charge point {charge_point_id!r} is not known")
 
     async def command(self, request: Request) -> JsonObject:
         return await commands.send_command(
-            self.voltaro,
+            self.operations,
             request.path["chargePointId"],
             request.path["action"],
             request.body,
@@ -538,14 +522,14 @@ class AdminApi:
 
     async def list_id_tags(self, request: Request) -> JsonObject:
         q = request.query
-        page = await self._store.admin.id_tags(
+        page = await self.operations.queries.id_tags(
             status=q.get("status"), limit=q.get("limit", 100), offset=q.get("offset", 0)
         )
         return page_json(page, id_tag_json, q)
 
     async def get_id_tag(self, request: Request) -> JsonObject:
         id_tag = request.path["idTag"]
-        record = await self._store.id_tags.get(id_tag)
+        record = await self.operations.id_tag(id_tag)
         if record is None:
             raise not_found(f"id tag {id_tag!r} is not known")
         return id_tag_json(record)
@@ -554,18 +538,19 @@ class AdminApi:
         id_tag = request.path["idTag"]
         body = request.body
         expiry = body.get("expiryDate")
-        created = await self._store.id_tags.upsert(
+        created = await self.operations.put_id_tag(
             id_tag,
             status=body.get("status", "Accepted"),
             expiry_date=None if expiry is None else parse_datetime(expiry, "expiryDate"),
             parent_id_tag=body.get("parentIdTag"),
         )
-        record = await self._store.id_tags.get(id_tag)
+        record = await self.operations.id_tag(id_tag)
+        assert record is not None  # just written
         return Status(201 if created else 200, id_tag_json(record))
 
     async def delete_id_tag(self, request: Request) -> Status:
         id_tag = request.path["idTag"]
-        if not await self._store.id_tags.remove(id_tag):
+        if not await self.operations.remove_id_tag(id_tag):
             raise not_found(f"id tag {id_tag!r} is not known")
         return Status(204)
 
@@ -573,13 +558,13 @@ class AdminApi:
 
     async def list_transactions(self, request: Request) -> JsonObject:
         q = request.query
-        page = await self._store.admin.transactions(
+        page = await self.operations.queries.transactions(
             _transaction_filter(q), limit=q.get("limit", 100), offset=q.get("offset", 0)
         )
         return page_json(page, transaction_json, q)
 
     async def transactions_csv(self, request: Request) -> Csv:
-        rows = await self._store.admin.all_transactions(_transaction_filter(request.query))
+        rows = await self.operations.queries.all_transactions(_transaction_filter(request.query))
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(CSV_COLUMNS)
@@ -590,7 +575,7 @@ class AdminApi:
 
     async def get_transaction(self, request: Request) -> JsonObject:
         transaction_id = request.path["transactionId"]
-        found = await self._store.admin.transaction_detail(transaction_id)
+        found = await self.operations.queries.transaction_detail(transaction_id)
         if found is None:
             raise not_found(f"transaction {transaction_id} is not known")
         row, values = found
@@ -662,9 +647,9 @@ def ocpp_schema(action: str, direction: Direction) -> JsonObject:
     return schema
 
 
-def ocpp_components() -> JsonObject:
+def ocpp_components(catalog: CommandCatalog) -> JsonObject:
     out: JsonObject = {}
-    for action in commands.COMMAND_ACTIONS:
+    for action in catalog.actions:
         out[f"{action}Request"] = ocpp_schema(action, Direction.REQUEST)
         out[f"{action}Response"] = ocpp_schema(action, Direction.RESPONSE)
     return out
@@ -675,17 +660,17 @@ def operations(api: AdminApi) -> Sequence[Operation]:
     json_page = "one page of results"
     command_variants = [
         Variant(
-            path=f"{cp}/commands/{action}",
-            operation_id=f"command{action}",
-            summary=f"Send {action} to the charge point",
-            body=ref(f"{action}Request"),
+            path=f"{cp}/commands/{command.action}",
+            operation_id=f"command{command.action}",
+            summary=f"Send {command.action} to the charge point: {command.summary}",
+            body=ref(f"{command.action}Request"),
             answers=(
                 Answer(
                     200,
                     "the charge point's CALLRESULT",
                     {
                         "type": "object",
-                        "properties": {"result": ref(f"{action}Response")},
+                        "properties": {"result": ref(f"{command.action}Response")},
                         "required": ["result"],
                     },
                 ),
@@ -701,7 +686,7 @@ def operations(api: AdminApi) -> Sequence[Operation]:
                 problem(504, "no answer within the timeout"),
             ),
         )
-        for action in commands.COMMAND_ACTIONS
+        for command in api.operations.commands
     ]
     ops = [
         Operation(

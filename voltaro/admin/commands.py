@@ -1,165 +1,102 @@
-"""Operator commands: an OCPP CALL to a connected charge point, and what its answer changes.
+"""Operator commands over HTTP: the domain's outcomes as HTTP statuses, and nothing else.
 
-The body is validated against the action's official request schema before anything is
-sent; the charger's answer decides the HTTP status (see :func:`send_command`). Every frame
-goes through the endpoint's hooks into the message log; known configuration is updated from
-GetConfiguration results and accepted ChangeConfiguration commands. An accepted new
-``AuthorizationKey`` becomes the charge point's Basic-auth password (its hash is stored); the
-key itself is redacted wherever it would be shown or logged.
+Sending, validating and applying a command's effects is the central system's
+(:mod:`voltaro.central.commands`); this module maps what can happen to problem documents:
+
+==========================  ======  ========================================
+outcome                     status  problem fields
+==========================  ======  ========================================
+the charger's CALLRESULT    200     ``{"result": ...}``
+UnknownCommand              400     ``path: action``
+InvalidCommand              400     ``path``, ``code`` (the schema's words)
+UnknownChargePoint          404
+NotConnected, Disconnected  409
+CallErrorAnswer             502     ``code``, ``description``, ``details``
+InvalidAnswer               502     ``path``
+NoAnswer                    504
+==========================  ======  ========================================
 """
 
 from __future__ import annotations
 
-import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from voltaro.admin.spec import Problem, bad_request, not_found
-from voltaro.central.redaction import is_secret, redacted
-from voltaro.central.timestamps import utc_now
-from voltaro.ocppj.actions import CENTRAL_SYSTEM_INITIATED, Direction
-from voltaro.ocppj.endpoint import (
-    CallErrorReceived,
-    CallTimeout,
-    ConnectionLost,
-    InvalidRequest,
-    InvalidResponse,
+from voltaro.central.commands import (
+    CallErrorAnswer,
+    CommandFailed,
+    Disconnected,
+    InvalidAnswer,
+    InvalidCommand,
+    NoAnswer,
+    NotConnected,
+    UnknownChargePoint,
+    UnknownCommand,
 )
-
-if TYPE_CHECKING:
-    from voltaro.app import Voltaro
-
-log = logging.getLogger(__name__)
-
-# The Central-System-initiated actions of the Core Profile, and TriggerMessage.
-COMMAND_ACTIONS: tuple[str, ...] = (
-    "ChangeAvailability",
-    "ChangeConfiguration",
-    "ClearCache",
-    "DataTransfer",
-    "GetConfiguration",
-    "RemoteStartTransaction",
-    "RemoteStopTransaction",
-    "Reset",
-    "TriggerMessage",
-    "UnlockConnector",
-)
-assert set(COMMAND_ACTIONS) <= CENTRAL_SYSTEM_INITIATED
+from voltaro.central.operations import Operations
 
 MAX_TIMEOUT = 600.0  # seconds: the longest an operator may ask a command to wait
 
 
-def check_action(action: str) -> None:
-    if action not in COMMAND_ACTIONS:
-        if action in CENTRAL_SYSTEM_INITIATED:
-            why = "is not a command of this API"
-        else:
-            why = "is not an action the Central System sends to a charge point"
-        raise bad_request(
-            f"{action!r} {why}; commands: {', '.join(COMMAND_ACTIONS)}", path="action"
+def problem_of(failure: CommandFailed) -> Problem:
+    """The problem document an outcome other than a result is answered with."""
+    detail = str(failure)
+    if isinstance(failure, UnknownCommand):
+        return bad_request(detail, path="action")
+    if isinstance(failure, InvalidCommand):
+        violation = failure.violation
+        return bad_request(detail, path=violation.path, code=str(violation.code))
+    if isinstance(failure, UnknownChargePoint):
+        return not_found(detail)
+    if isinstance(failure, NotConnected | Disconnected):
+        return Problem(409, "Conflict", detail)
+    if isinstance(failure, CallErrorAnswer):
+        return Problem(
+            502,
+            "Bad Gateway",
+            detail,
+            code=failure.code,
+            description=failure.description,
+            details=failure.details,
         )
+    if isinstance(failure, InvalidAnswer):
+        return Problem(502, "Bad Gateway", detail, path=failure.violation.path)
+    if isinstance(failure, NoAnswer):
+        return Problem(504, "Gateway Timeout", detail)
+    return Problem(502, "Bad Gateway", detail)
 
 
 async def send_command(
-    voltaro: Voltaro, charge_point_id: str, action: str, payload: object, timeout: float | None
+    operations: Operations,
+    charge_point_id: str,
+    action: str,
+    payload: object,
+    timeout: float | None,
 ) -> dict[str, Any]:
-    """Send ``action`` to the charge point; returns ``{"result": <CALLRESULT payload>}``.
-
-    Raises :class:`Problem`: 400 (action or body invalid), 404 (unknown charge point), 409
-    (not connected, or the connection closed before the answer), 502 (CALLERROR, or an
-    answer that broke its schema), 504 (no answer within ``timeout``).
-    """
-    check_action(action)
-    violation = voltaro.registry.validate(action, Direction.REQUEST, payload)
-    if violation is not None:
-        raise bad_request(
-            f"{action} body: {violation.message}", path=violation.path, code=str(violation.code)
-        )
-    assert isinstance(payload, dict)
-    store = voltaro.central.store
-    if await store.charge_points.get(charge_point_id) is None:
-        raise not_found(f"charge point {charge_point_id!r} is not known")
-    endpoint = voltaro.endpoints.get(charge_point_id)
-    if endpoint is None:
-        detail = f"charge point {charge_point_id!r} is not connected"
-        _log_outcome(voltaro, charge_point_id, action, "not connected", detail)
-        raise Problem(409, "Conflict", detail)
-    wait = voltaro.settings.call_timeout if timeout is None else timeout
+    """Send ``action``; ``{"result": <CALLRESULT payload>}`` or a :class:`Problem`."""
     try:
-        result = await endpoint.call(action, payload, timeout=wait)
-    except InvalidRequest as error:  # validated above; kept for safety
-        raise bad_request(str(error), path=error.violation.path) from None
-    except CallTimeout:
-        detail = f"charge point {charge_point_id!r} did not answer {action} within {wait:g} s"
-        _log_outcome(voltaro, charge_point_id, action, "timeout", detail)
-        raise Problem(504, "Gateway Timeout", detail) from None
-    except CallErrorReceived as error:
-        raise Problem(
-            502,
-            "Bad Gateway",
-            f"charge point {charge_point_id!r} answered {action} with CALLERROR {error.code}: "
-            f"{error.description}",
-            code=error.code,
-            description=error.description,
-            details=error.details,
-        ) from None
-    except InvalidResponse as error:
-        raise Problem(
-            502,
-            "Bad Gateway",
-            f"charge point {charge_point_id!r} answered {action} with an invalid CALLRESULT: "
-            f"{error.violation.message}",
-            path=error.violation.path,
-        ) from None
-    except ConnectionLost:
-        detail = f"charge point {charge_point_id!r} disconnected before answering {action}"
-        _log_outcome(voltaro, charge_point_id, action, "disconnected", detail)
-        raise Problem(409, "Conflict", detail) from None
-    await _record_effects(voltaro, charge_point_id, action, payload, result)
+        result = await operations.send_command(charge_point_id, action, payload, timeout)
+    except CommandFailed as failure:
+        raise problem_of(failure) from None
     return {"result": result}
 
 
-def _log_outcome(
-    voltaro: Voltaro, charge_point_id: str, action: str, outcome: str, detail: str
-) -> None:
-    """Record in the message log how a command ended when no frame of the charger's says it
-    (a CALLRESULT or CALLERROR is logged as the frame itself): an entry in the direction of
-    the answer that never came, with no message id and the outcome as its payload."""
-    voltaro.central.log_frame(
-        charge_point_id, "in", None, action, {"outcome": outcome, "description": detail}
-    )
+def command_payload(operations: Operations, action: str, inputs: dict[str, str]) -> Any:
+    """The OCPP payload of a command form's text inputs (the schema check comes when the
+    command is sent)."""
+    try:
+        command = operations.commands.get(action)
+    except UnknownCommand as failure:
+        raise problem_of(failure) from None
+    try:
+        return command.payload(inputs)
+    except ValueError as error:
+        message, field = error.args
+        raise bad_request(message, path=field) from None
 
 
 def timeout_value(value: float | None) -> float | None:
     if value is not None and not (0 < value <= MAX_TIMEOUT and math.isfinite(value)):
         raise bad_request(f"timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds")
     return value
-
-
-async def _record_effects(
-    voltaro: Voltaro,
-    charge_point_id: str,
-    action: str,
-    payload: dict[str, Any],
-    result: dict[str, Any],
-) -> None:
-    admin = voltaro.central.store.admin
-    now = utc_now()
-    if action == "GetConfiguration":
-        keys = [
-            (str(item["key"]), item.get("value"), item.get("readonly"))
-            for item in redacted(action, result).get("configurationKey", [])
-        ]
-        await admin.replace_configuration(
-            charge_point_id, keys, now, complete=not payload.get("key")
-        )
-    elif action == "ChangeConfiguration" and result.get("status") in (
-        "Accepted",
-        "RebootRequired",
-    ):
-        key, value = str(payload["key"]), str(payload["value"])
-        if is_secret(key):  # the charger's new password: keep its hash, show nothing
-            await voltaro.central.authorization_key_changed(charge_point_id, value)
-        await admin.set_configuration_value(
-            charge_point_id, key, redacted(action, payload)["value"], now
-        )

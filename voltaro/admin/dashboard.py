@@ -15,11 +15,10 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import wraps
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import orjson
@@ -30,12 +29,11 @@ from quart_trio import QuartTrio
 from voltaro.admin import commands
 from voltaro.admin.api import ID_TAG_STATUSES, AdminApi
 from voltaro.admin.chart import transaction_chart
-from voltaro.admin.spec import Operation, Problem, Request, bad_request
+from voltaro.admin.spec import Operation, Problem, Request
+from voltaro.central.domain_events import event_json
+from voltaro.central.operations import Operations
 from voltaro.ocppj.actions import CENTRAL_SYSTEM_INITIATED, CHARGE_POINT_INITIATED
 from voltaro.store.dashboard_queries import DashboardQueries
-
-if TYPE_CHECKING:
-    from voltaro.app import Voltaro
 
 SESSION_LIFETIME = timedelta(hours=12)
 ASSET_MAX_AGE = timedelta(days=7)  # assets are linked with ?v=<content hash>
@@ -45,84 +43,6 @@ MESSAGES_PER_PAGE = 100
 LIST_LIMIT = 1000
 
 View = Callable[..., Awaitable[Any]]
-
-
-@dataclass(frozen=True)
-class Field:
-    """One input of a command form; ``kind``: text, int, select or list (comma-separated)."""
-
-    name: str
-    label: str
-    kind: str = "text"
-    options: tuple[str, ...] = ()
-    required: bool = False
-    default: str = ""
-
-
-COMMAND_FORMS: dict[str, tuple[Field, ...]] = {
-    "Reset": (Field("type", "Type", "select", ("Soft", "Hard"), True),),
-    "RemoteStartTransaction": (
-        Field("idTag", "Id tag", required=True),
-        Field("connectorId", "Connector", "int", default="1"),
-    ),
-    "RemoteStopTransaction": (Field("transactionId", "Transaction id", "int", required=True),),
-    "UnlockConnector": (Field("connectorId", "Connector", "int", required=True, default="1"),),
-    "ChangeAvailability": (
-        Field("connectorId", "Connector (0: whole charger)", "int", required=True, default="0"),
-        Field("type", "Type", "select", ("Inoperative", "Operative"), True),
-    ),
-    "TriggerMessage": (
-        Field(
-            "requestedMessage",
-            "Message",
-            "select",
-            (
-                "StatusNotification",
-                "BootNotification",
-                "Heartbeat",
-                "MeterValues",
-                "DiagnosticsStatusNotification",
-                "FirmwareStatusNotification",
-            ),
-            True,
-        ),
-        Field("connectorId", "Connector (optional)", "int"),
-    ),
-    "GetConfiguration": (Field("key", "Keys (comma-separated; empty: all)", "list"),),
-    "ChangeConfiguration": (
-        Field("key", "Key", required=True),
-        Field("value", "Value", required=True),
-    ),
-    "ClearCache": (),
-    "DataTransfer": (
-        Field("vendorId", "Vendor id", required=True),
-        Field("messageId", "Message id"),
-        Field("data", "Data"),
-    ),
-}
-assert set(COMMAND_FORMS) == set(commands.COMMAND_ACTIONS)
-
-
-def command_payload(action: str, form: Mapping[str, str]) -> dict[str, Any]:
-    """The OCPP payload of a command form (empty optional fields left out); the schema
-    check is :func:`commands.send_command`'s."""
-    commands.check_action(action)
-    payload: dict[str, Any] = {}
-    for field in COMMAND_FORMS[action]:
-        raw = (form.get(field.name) or "").strip()
-        if not raw:
-            continue
-        if field.kind == "int":
-            try:
-                payload[field.name] = int(raw)
-            except ValueError:
-                problem = bad_request(f"{field.label} must be a whole number", path=field.name)
-                raise problem from None
-        elif field.kind == "list":
-            payload[field.name] = [part.strip() for part in raw.split(",") if part.strip()]
-        else:
-            payload[field.name] = raw
-    return payload
 
 
 def local_path(target: str | None, default: str = "/") -> str:
@@ -196,7 +116,7 @@ def asset_versions() -> dict[str, str]:
 
 
 def mount_dashboard(
-    app: QuartTrio, voltaro: Voltaro, api: AdminApi, ops: Sequence[Operation], token: str
+    app: QuartTrio, operations: Operations, api: AdminApi, ops: Sequence[Operation], token: str
 ) -> None:
     """Add the dashboard's pages, actions, event stream and assets to the admin app."""
     app.secret_key = hmac.new(token.encode(), b"voltaro dashboard session", "sha256").hexdigest()
@@ -210,10 +130,10 @@ def mount_dashboard(
     signed_in_as = hashlib.sha256(b"voltaro dashboard " + token.encode()).hexdigest()[:32]
     by_id = {op.operation_id: op for op in ops}
     versions = asset_versions()
-    bus = voltaro.central.events
+    bus = operations.events
 
     def queries() -> DashboardQueries:
-        return DashboardQueries(voltaro.central.store.database)
+        return operations.dashboard_queries
 
     def is_signed_in() -> bool:
         given = session.get("auth")
@@ -334,7 +254,7 @@ def mount_dashboard(
             summary=summary,
             faulted=len(faulted),
             charging=len(charging),
-            events=list(reversed(bus.recent)),
+            events=[event_json(event) for event in reversed(bus.recent)],
         )
 
     @app.get("/charge-points")
@@ -398,7 +318,7 @@ def mount_dashboard(
             "charge_point.html",
             cp=detail,
             messages=list(reversed(recent["items"])),
-            forms=COMMAND_FORMS,
+            commands=list(operations.commands),
             answer=answer,
         )
 
@@ -413,9 +333,9 @@ def mount_dashboard(
         form = await request.form
         wants_json = request.headers.get("Accept", "").startswith("application/json")
         try:
-            payload = command_payload(action, form)
+            payload = commands.command_payload(operations, action, dict(form))
             answer: dict[str, Any] = await commands.send_command(
-                voltaro, charge_point_id, action, payload, None
+                operations, charge_point_id, action, payload, None
             )
         except Problem as problem:
             if wants_json:
@@ -565,7 +485,7 @@ def mount_dashboard(
                     if event is None:
                         yield b": keepalive\n\n"
                     else:
-                        yield b"data: " + orjson.dumps(event) + b"\n\n"
+                        yield b"data: " + orjson.dumps(event_json(event)) + b"\n\n"
 
         response = Response(stream(), content_type="text/event-stream")
         response.headers["Cache-Control"] = "no-store"

@@ -26,7 +26,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from voltaro.ocppj.actions import ALL_ACTIONS
+from voltaro.ocppj.endpoint import FrameDirection, RpcHooks
 from voltaro.ocppj.errors import parse_error_code
+from voltaro.ocppj.frames import Call, CallError, CallResult, Frame
 from voltaro.store.metrics import Histogram as StoreHistogram
 from voltaro.transport.server import TransportStats
 
@@ -128,6 +130,22 @@ class VoltaroMetrics:
         self._child(self.frames, direction, _action_label(action), kind).inc()
         if code is not None:
             self._child(self.call_errors, direction, _code_label(code)).inc()
+
+    def rpc_hooks(self) -> RpcHooks:
+        """The hooks through which every session's endpoint reports to these metrics."""
+        frame = self.frame
+
+        def on_frame(direction: FrameDirection, sent: Frame, action: str | None, size: int) -> None:
+            if isinstance(sent, CallError):
+                frame(direction, action, "error", str(sent.error_code))
+            elif isinstance(sent, Call):
+                frame(direction, action, "call", None)
+            elif isinstance(sent, CallResult):
+                frame(direction, action, "result", None)
+
+        return RpcHooks(
+            on_frame=on_frame, on_handled=self.inbound_handled, on_call=self.outbound_call
+        )
 
     def inbound_handled(self, action: str, outcome: str, seconds: float) -> None:
         self._child(self.handled, _action_label(action), outcome).observe(seconds)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hmac
 import logging
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import trio
@@ -31,9 +31,11 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from voltaro.admin.api import PREFIX, SCHEMAS, AdminApi, Csv, Status, ocpp_components, operations
+from voltaro.admin import api as admin_api
+from voltaro.admin.api import PREFIX, SCHEMAS, AdminApi, Csv, Status, ocpp_components
 from voltaro.admin.dashboard import mount_dashboard
 from voltaro.admin.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from voltaro.admin.metrics import VoltaroMetrics
 from voltaro.admin.spec import (
     PROBLEM_MEDIA_TYPE,
     Operation,
@@ -43,12 +45,10 @@ from voltaro.admin.spec import (
     openapi_document,
 )
 from voltaro.admin.token import admin_token
-from voltaro.config import CannotStart
+from voltaro.central.operations import Operations
+from voltaro.config import CannotStart, Settings
 from voltaro.store import StoreError
 from voltaro.transport.server import leaf_exceptions
-
-if TYPE_CHECKING:
-    from voltaro.app import Voltaro
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +70,18 @@ def problem_response(problem: Problem) -> Response:
     return response
 
 
-def create_app(voltaro: Voltaro, token: str) -> QuartTrio:
+def create_app(
+    operations: Operations, metrics: VoltaroMetrics, settings: Settings, token: str
+) -> QuartTrio:
     app = QuartTrio("voltaro.admin")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    api = AdminApi(voltaro)
-    ops = operations(api)
+    api = AdminApi(operations)
+    ops = admin_api.operations(api)
     document = openapi_document(
         ops,
         title="Voltaro admin API",
         version=VERSION,
-        components={"schemas": SCHEMAS | ocpp_components()},
+        components={"schemas": SCHEMAS | ocpp_components(operations.commands)},
     )
     admin_token_bytes = token.encode()
 
@@ -145,7 +147,7 @@ def create_app(voltaro: Voltaro, token: str) -> QuartTrio:
 
     for op in ops:
         app.add_url_rule(op.quart_rule, op.operation_id, endpoint_for(op), methods=[op.method])
-    mount_dashboard(app, voltaro, api, ops, token)
+    mount_dashboard(app, operations, api, ops, token)
 
     @app.get(f"{PREFIX}/openapi.json")
     async def openapi_json() -> Response:
@@ -161,19 +163,19 @@ def create_app(voltaro: Voltaro, token: str) -> QuartTrio:
     async def healthz() -> Response:
         try:
             with trio.fail_after(HEALTH_TIMEOUT):
-                await voltaro.central.store.admin.ping()
-        except (StoreError, RuntimeError, trio.TooSlowError) as error:
+                await operations.ping()
+        except (StoreError, trio.TooSlowError) as error:
             raise Problem(503, "Service Unavailable", f"database unreachable: {error}") from None
         return json_response({"status": "ok", "database": "ok"})
 
-    metrics_token = voltaro.settings.metrics_token
+    metrics_token = settings.metrics_token
     metrics_token_bytes = None if metrics_token is None else metrics_token.encode()
 
     @app.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics_page() -> Response:
         if metrics_token_bytes is not None:  # a token of its own: no admin rights with it
             check_bearer(metrics_token_bytes)
-        return Response(await voltaro.metrics.render(), content_type=METRICS_CONTENT_TYPE)
+        return Response(await metrics.render(), content_type=METRICS_CONTENT_TYPE)
 
     @app.errorhandler(Problem)
     async def on_problem(problem: Problem) -> Response:
@@ -215,12 +217,15 @@ def create_app(voltaro: Voltaro, token: str) -> QuartTrio:
 
 
 async def run_admin_server(
-    voltaro: Voltaro, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+    operations: Operations,
+    metrics: VoltaroMetrics,
+    settings: Settings,
+    *,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the admin API until cancelled; reports ``http://host:port`` once listening."""
-    settings = voltaro.settings
     token = admin_token(settings.admin_token, settings.data_dir)
-    app = create_app(voltaro, token.value)
+    app = create_app(operations, metrics, settings, token.value)
     config = Config()
     host = settings.admin_host
     config.bind = [

@@ -1,48 +1,46 @@
-"""The charging domain: what a Central System does with what chargers say.
+"""The application core: what a Central System does with what chargers say and operators ask.
 
-It knows no WebSockets and no SQL text: the transport and the RPC endpoint call the entry
-points below, and everything durable goes through ``voltaro.store``.
+It knows no WebSockets, no HTTP and no SQL text: the transport hands it admitted connections,
+the admin layer calls its operator facade, and everything durable goes through
+``voltaro.store``. Where things live:
 
-Entry points (all on :class:`CentralSystem`, valid once :meth:`CentralSystem.run` has
-reported started; call from trio code inside ``trio_asyncio.open_loop()``):
+``system.py``       :class:`CentralSystem`: lifecycle (store, housekeeping), admission, the
+                    rules every charger message is served by (Accepted-only, outages).
+``sessions.py``     the session registry: the one record of live connections; builds each
+                    charger's RPC endpoint and hooks (message log, presence, events).
+``presence.py``     presence and last-seen as recorded in the database, per instance.
+``profile.py``      the plug-in seam: what a feature profile declares.
+``profiles/``       one module per OCPP feature profile: where a message is handled and
+                    where a command's effect is applied (``profiles/core.py``: Core).
+``commands.py``     operator commands: sent on the session, answers' effects applied,
+                    outcomes as exceptions.
+``operations.py``   :class:`Operations`: the narrow, typed face the admin layer uses.
+``domain.py``       the services profiles work with (store, events, authorization, state).
+``domain_events.py`` what happened, as frozen dataclasses; ``events.py`` the bus.
+``admission.py``, ``authorization.py``, ``metering.py``, ``timestamps.py``, ...: the rules.
+
+Entry points (valid once :meth:`CentralSystem.run` has reported started; call from trio code
+inside ``trio_asyncio.open_loop()``):
 
 ``system = CentralSystem(settings)``; ``await nursery.start(system.run)``
-    Starts the store (embedded PostgreSQL when ``settings.database_url`` is None),
-    migrations, the group-commit writer, the id tag cache and housekeeping; runs until
-    cancelled. Or: ``async with open_central_system(settings) as system: ...``.
+    Or ``async with open_central_system(settings) as system: ...``.
 
 ``await system.admit(charge_point_id, password, address) -> Admission``
-    At the WebSocket handshake. ``password`` is the Basic-auth password, or None when the
-    request had none; ``address`` the client's (failed logins are throttled per id and per
-    address). ``admission.accepted``; ``admission.http_status`` (None, 404 unknown charge
-    point under policy ``reject``, 401 missing/wrong password, 429 throttled, 503 too many
-    passwords waiting to be checked) with ``admission.retry_after``; ``admission.lenient``
-    for the schema validator. May raise ``StoreUnavailable`` (answer 503).
+    At the WebSocket handshake (``admission.http_status``: None, 404, 401, 429, 503;
+    ``retry_after``; ``lenient``). May raise ``StoreUnavailable`` (answer 503).
+
+``await system.sessions.serve(connection)``
+    Serve one admitted connection until it ends.
 
 ``system.handlers(charge_point_id) -> Mapping[action, async (payload) -> payload]``
-    The charger-initiated Core Profile actions bound to the charge point. Each returns the
-    CALLRESULT payload after its data is committed; raises ``OcppError`` to answer a
-    CALLERROR (invalid dates: PropertyConstraintViolation; a transaction or id tag message
-    from a charge point that is not Accepted: SecurityError; a database outage:
-    InternalError); anything else means InternalError with the traceback logged.
+    Every profile's charger-initiated handlers bound to the charge point (what a session's
+    endpoint serves; tests call them directly).
 
-``await system.connected(charge_point_id)`` / ``await system.disconnected(charge_point_id,
-reason)``
-    Presence, once per connection (counted, so a replacing connection keeps the charger
-    online). ``system.seen(charge_point_id)``: a frame or a pong arrived (the handlers call
-    it themselves for every CALL).
-
-``system.log_frame(charge_point_id, "in" | "out", message_id, action, payload,
-error_code=None)``
-    Non-blocking; the frame goes into the message log with the next batch.
+``Operations(system)``
+    What an operator can see and do (:mod:`voltaro.central.operations`).
 
 ``system.events``
-    The event bus (``voltaro.central.events``): connects, disconnects, boots, status
-    changes, transactions, meter values and CALLERRORs, published after their commit.
-
-``system.count_deviation(charge_point_id, deviation)``
-    A deviation lenient mode let through: counted per charge point (memory and database)
-    and logged.
+    The event bus: :mod:`voltaro.central.domain_events`, published after their commit.
 """
 
 from voltaro.central.admission import Admission, AdmissionDecision

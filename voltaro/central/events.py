@@ -1,8 +1,9 @@
 """The in-process event bus: what happened to chargers, for live views (the dashboard).
 
-Publishers (the central system, the RPC hooks) call :meth:`EventBus.publish`, which never
-blocks and never fails: an event is a small JSON-able dict, published after its data is
-committed, so a listener that reads the store on an event sees the change. Each subscriber
+Publishers (the central system, the session registry) call :meth:`EventBus.publish`, which
+never blocks and never fails: an event is a frozen dataclass of
+:mod:`voltaro.central.domain_events`, published after its data is committed, so a listener
+that reads the store on an event sees the change. Each subscriber
 gets a bounded channel; a subscriber that falls behind by more than its buffer is dropped
 (its channel ends, so it reconnects and reloads) instead of slowing chargers down.
 The last events are kept for views that open later (:attr:`EventBus.recent`).
@@ -10,17 +11,16 @@ The last events are kept for views that open later (:attr:`EventBus.recent`).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import trio
 
-from voltaro.central.timestamps import format_timestamp, utc_now
-
-Event = dict[str, Any]
+from voltaro.central.domain_events import DomainEvent
+from voltaro.central.timestamps import utc_now
 
 SUBSCRIBER_BUFFER = 256  # events a slow subscriber may lag behind before it loses some
 RECENT = 50  # events kept for late subscribers
@@ -28,19 +28,13 @@ RECENT = 50  # events kept for late subscribers
 
 class EventBus:
     def __init__(self, recent: int = RECENT) -> None:
-        self._subscribers: dict[int, trio.MemorySendChannel[Event]] = {}
+        self._subscribers: dict[int, trio.MemorySendChannel[DomainEvent]] = {}
         self._ids = itertools.count(1)
-        self.recent: deque[Event] = deque(maxlen=recent)
+        self.recent: deque[DomainEvent] = deque(maxlen=recent)
 
-    def publish(self, kind: str, charge_point_id: str | None, **data: Any) -> Event:
-        """Publish an event ``{"id", "type", "chargePointId", "at", ...data}``."""
-        event: Event = {
-            "id": next(self._ids),
-            "type": kind,
-            "chargePointId": charge_point_id,
-            "at": format_timestamp(utc_now()),
-            **data,
-        }
+    def publish(self, event: DomainEvent) -> DomainEvent:
+        """Publish ``event``; returns it numbered and stamped with the time (``id``, ``at``)."""
+        event = dataclasses.replace(event, id=next(self._ids), at=utc_now())
         self.recent.append(event)
         for key, channel in list(self._subscribers.items()):
             try:
@@ -55,10 +49,10 @@ class EventBus:
     @contextmanager
     def subscribe(
         self, buffer: int = SUBSCRIBER_BUFFER
-    ) -> Iterator[trio.MemoryReceiveChannel[Event]]:
+    ) -> Iterator[trio.MemoryReceiveChannel[DomainEvent]]:
         """A channel of the events published while the block runs. It ends (the ``async
         for`` stops) when the subscriber fell too far behind."""
-        send, receive = trio.open_memory_channel[Event](buffer)
+        send, receive = trio.open_memory_channel[DomainEvent](buffer)
         key = next(self._ids)
         self._subscribers[key] = send
         try:

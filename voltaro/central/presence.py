@@ -1,21 +1,27 @@
-"""Presence: who is online, since when, last seen when, and why they went offline.
+"""Presence as recorded in the database: who is online, at which instance, since when, last
+seen when, and why they went offline.
 
-Events (``presence_events``): online with reason ``connected`` (or ``message received``
-after being declared overdue); offline with the transport's reason (``disconnected: ...``)
-or ``heartbeat overdue`` when nothing was heard for more than twice the heartbeat interval
-plus the grace period.
+The session registry (:mod:`voltaro.central.sessions`) knows who is connected; this module
+writes it down. Events (``presence_events``): online with reason ``connected`` (or ``message
+received`` after being declared overdue, or after the database had it offline while its
+session lived); offline with ``disconnected: ...`` or ``heartbeat overdue``.
 
-Connections are counted per charge point: when a charger reconnects, the transport may
-report the new connection before the old one's end, and the charger must stay online.
+Every record names the instance (``instance_id``) holding the session. An offline record
+applies only while the charger is recorded as that instance's, so one instance never marks
+offline a charger that meanwhile connected to another; at start and at shutdown an instance
+marks offline only its own chargers.
 
-Last-seen is kept in memory on every message and written every few seconds in one
-statement for all chargers (never a commit per heartbeat).
+Last-seen is noted in memory on every inbound frame and written every few seconds in one
+statement for all chargers (never a commit per heartbeat). At the same rhythm the chargers
+heard since the last round are checked against the database (one statement): any recorded
+offline or at another instance while their session lives here are recorded online again,
+so whatever marked them offline wrongly (another process starting on the same data, an
+operator's SQL) is undone by their next message.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -25,94 +31,91 @@ from voltaro.store.charge_points import ChargePointRepository
 
 log = logging.getLogger(__name__)
 
+RESTORED = "message received"
 
-class PresenceTracker:
+
+class Presence:
+    """Presence records of one instance's sessions (see the module doc)."""
+
     def __init__(
         self,
         charge_points: ChargePointRepository,
-        overdue_after: float,
+        instance_id: str,
         *,
-        monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._charge_points = charge_points
-        self.overdue_after = overdue_after
-        self._monotonic = monotonic
+        self.instance_id = instance_id
         self._clock = clock
-        self._connections: dict[str, int] = {}
-        self._heard: dict[str, float] = {}  # monotonic time of the last message
-        self._overdue: set[str] = set()  # connected, but declared offline for silence
         self._unflushed: dict[str, datetime] = {}
+        self._heard: set[str] = set()  # spoke since the last restore round
 
-    def is_online(self, charge_point_id: str) -> bool:
-        return (
-            self._connections.get(charge_point_id, 0) > 0 and charge_point_id not in self._overdue
+    async def online(self, charge_point_id: str) -> None:
+        """A session began (no other session of this charger was live here)."""
+        self.seen(charge_point_id)
+        await self._record(charge_point_id, True, "connected")
+
+    async def offline(self, charge_point_id: str, reason: str) -> None:
+        """The charger's session ended (``reason``: how)."""
+        self._heard.discard(charge_point_id)
+        await self._record(charge_point_id, False, f"disconnected: {reason}")
+
+    async def overdue(self, charge_point_id: str) -> None:
+        """Nothing heard for too long although its session lives: recorded offline."""
+        at = self._clock()
+        await self._charge_points.presence(
+            charge_point_id, False, "heartbeat overdue", at, self.instance_id
+        )
+        log.info("charge point %s: heartbeat overdue, marked offline", charge_point_id)
+
+    def spoke_again(self, charge_point_id: str) -> None:
+        """A charger declared overdue sent something: online again (fire-and-forget)."""
+        self._charge_points.post_presence(
+            charge_point_id, True, RESTORED, self._clock(), self.instance_id
         )
 
-    async def connected(self, charge_point_id: str) -> None:
-        count = self._connections.get(charge_point_id, 0) + 1
-        self._connections[charge_point_id] = count
-        self._note(charge_point_id)
-        if count == 1:
-            self._overdue.discard(charge_point_id)
-            await self._record(charge_point_id, True, "connected")
-
-    async def disconnected(self, charge_point_id: str, reason: str) -> None:
-        count = self._connections.get(charge_point_id, 0) - 1
-        if count > 0:
-            self._connections[charge_point_id] = count
-            return
-        self._connections.pop(charge_point_id, None)
-        self._heard.pop(charge_point_id, None)
-        was_overdue = charge_point_id in self._overdue
-        self._overdue.discard(charge_point_id)
-        if not was_overdue:  # already recorded offline when it fell silent
-            await self._record(
-                charge_point_id, False, f"disconnected: {reason}" if reason else "disconnected"
-            )
+    def seen(self, charge_point_id: str) -> None:
+        """A frame or a pong arrived: cheap, synchronous, called for every frame."""
+        self._unflushed[charge_point_id] = self._clock()
+        self._heard.add(charge_point_id)
 
     async def _record(self, charge_point_id: str, online: bool, reason: str) -> None:
         """Commit a presence event; during an outage, queue it instead of failing the
         transport's connect or disconnect (the writer retries it when the database is back)."""
         at = self._clock()
+        instance = self.instance_id
         try:
-            await self._charge_points.presence(charge_point_id, online, reason, at)
+            await self._charge_points.presence(charge_point_id, online, reason, at, instance)
         except StoreError as exc:
             # the outage is the store's to log, once; this is one of its many effects
             log.debug("charge point %s: presence event queued (%s)", charge_point_id, exc)
-            self._charge_points.post_presence(charge_point_id, online, reason, at)
-
-    def seen(self, charge_point_id: str) -> None:
-        """A message arrived: cheap, synchronous, called for every frame."""
-        self._note(charge_point_id)
-        if charge_point_id in self._overdue:
-            self._overdue.discard(charge_point_id)
-            self._charge_points.post_presence(
-                charge_point_id, True, "message received", self._clock()
-            )
-
-    def _note(self, charge_point_id: str) -> None:
-        self._heard[charge_point_id] = self._monotonic()
-        self._unflushed[charge_point_id] = self._clock()
+            self._charge_points.post_presence(charge_point_id, online, reason, at, instance)
 
     def flush(self) -> None:
         """Hand the last-seen times gathered since the last flush to the writer."""
         seen, self._unflushed = self._unflushed, {}
         self._charge_points.post_last_seen(seen)
 
-    async def check_overdue(self) -> list[str]:
-        """Declare offline every connected charger silent for longer than ``overdue_after``;
-        returns their ids."""
-        now = self._monotonic()
-        silent = [
-            cp
-            for cp, count in self._connections.items()
-            if count > 0
-            and cp not in self._overdue
-            and now - self._heard.get(cp, now) > self.overdue_after
-        ]
-        for cp in silent:
-            await self._charge_points.presence(cp, False, "heartbeat overdue", self._clock())
-            self._overdue.add(cp)
-            log.info("charge point %s: heartbeat overdue, marked offline", cp)
-        return silent
+    async def restore(self, live: Callable[[str], bool]) -> list[str]:
+        """Record online here every charger heard since the last round whose session is
+        ``live`` but whom the database has offline or elsewhere; returns their ids."""
+        heard, self._heard = self._heard, set()
+        ids = [cp for cp in heard if live(cp)]
+        restored = await self._charge_points.restore_online(
+            ids, self.instance_id, RESTORED, self._clock()
+        )
+        for charge_point_id in restored:
+            if live(charge_point_id):
+                log.warning(
+                    "charge point %s was recorded offline while connected here: online again",
+                    charge_point_id,
+                )
+            else:  # its session ended while the round ran: offline after all
+                await self._record(charge_point_id, False, "disconnected")
+        return restored
+
+    async def forget_all(self, reason: str) -> list[str]:
+        """Record offline every charger recorded online at this instance (start, shutdown)."""
+        return await self._charge_points.mark_instance_offline(
+            self.instance_id, reason, self._clock()
+        )

@@ -1,36 +1,46 @@
-"""The Central System: the charging domain's one object, wired to the store.
+"""The Central System: the application core, wired to the store.
 
 Lifecycle: construct from Settings, then ``await nursery.start(system.run)`` (inside
 ``trio_asyncio.open_loop()``); or ``async with open_central_system(settings) as system``.
 ``run`` starts the store (embedded PostgreSQL when no URL is set, migrations, writer, id tag
-cache), loads the open transactions, records chargers left online by a previous run as
-offline, and runs the housekeeping loop (last-seen flush, overdue heartbeats, deviation
-counts, message-log retention) until cancelled.
+cache), loads the open transactions, records the chargers this instance left online in a
+previous run as offline, and runs the housekeeping loop (last-seen flush, presence repair,
+overdue heartbeats, deviation counts, message-log bounds and retention) until cancelled.
+
+It serves the feature profiles it is given (:mod:`voltaro.central.profiles`): their handlers
+through each session's endpoint, their commands through :attr:`CentralSystem.commands`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
 import trio
 
-from voltaro.central.admission import POLICY_STATUS, Admission, Admitter
+from voltaro.central.admission import Admission, Admitter
 from voltaro.central.authorization import Authorizer, OpenTransactions
-from voltaro.central.core import ACCEPTED_ONLY, ChargerState, CoreHandlers, Handler
+from voltaro.central.commands import CommandCatalog, Commands
 from voltaro.central.datatransfer import DataTransferRegistry
+from voltaro.central.domain import Charger, ChargerState, Domain
+from voltaro.central.domain_events import WentOffline
 from voltaro.central.events import EventBus
-from voltaro.central.passwords import hash_password
-from voltaro.central.presence import PresenceTracker
+from voltaro.central.presence import Presence
+from voltaro.central.profile import Handler, InboundHandler, Profile
+from voltaro.central.profiles import PROFILES
 from voltaro.central.redaction import redacted
+from voltaro.central.sessions import CLOSE_POLICY_VIOLATION, SessionParts, SessionRegistry
 from voltaro.central.timestamps import utc_now
-from voltaro.config import Settings
+from voltaro.config import Settings, default_instance_id
 from voltaro.episodes import Episode
+from voltaro.ocppj.actions import CENTRAL_SYSTEM_INITIATED
+from voltaro.ocppj.endpoint import RpcHooks
 from voltaro.ocppj.errors import ErrorCode, OcppError
+from voltaro.ocppj.validation import Deviation, SchemaRegistry
 from voltaro.store import Store, StoreError, StoreUnavailable, open_store
 from voltaro.store.message_log import MessageLogLimits
 from voltaro.store.store import collapse_single_exception
@@ -39,28 +49,51 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_PERIOD = 5.0  # seconds: last-seen flush and overdue check; shorter if needed
 PURGE_PERIOD = 3600.0  # seconds between message-log retention purges
+REMOVALS_QUEUED = 10_000  # removed charge points waiting for their connection to be closed
 
 
 class CentralSystem:
     """See the ``voltaro.central`` package docstring for the entry points."""
 
     def __init__(
-        self, settings: Settings, *, data_transfer: DataTransferRegistry | None = None
+        self,
+        settings: Settings,
+        *,
+        data_transfer: DataTransferRegistry | None = None,
+        profiles: Sequence[Profile] = PROFILES,
+        schemas: SchemaRegistry | None = None,
+        observer: RpcHooks | None = None,
+        instance_id: str | None = None,
     ) -> None:
+        """``observer``: hooks every session's endpoint also reports to (the metrics);
+        ``instance_id``: this instance's name (default: the setting, else host and port)."""
         self.settings = settings
+        self.profiles = tuple(profiles)
+        self.schemas = schemas or SchemaRegistry.load()
+        self.catalog = CommandCatalog(self.profiles, CENTRAL_SYSTEM_INITIATED)
+        self.instance_id = (
+            instance_id or settings.instance_id or default_instance_id(settings.ocpp_port)
+        )
         self.data_transfer = data_transfer or DataTransferRegistry()
         self.open_transactions = OpenTransactions()
         self.events = EventBus()  # what happened, for live views (published after commits)
-        self.unexpected_transitions = 0
-        self.refused_for_outage = 0  # charger messages answered InternalError: no database
         self.deviations: Counter[str] = Counter()  # lenient-mode deviations per charge point
         self.deviation_kinds: Counter[str] = Counter()
+        self._observer = observer or RpcHooks()
         self._unflushed_deviations: Counter[str] = Counter()
-        self._chargers: dict[str, ChargerState] = {}
-        self._store: Store | None = None
+        self._inbound: dict[str, InboundHandler] = {}
+        self._accepted_only: set[str] = set()
+        for profile in self.profiles:
+            for action, handler in profile.inbound.items():
+                if action in self._inbound:
+                    raise ValueError(f"{action} is handled by two profiles")
+                self._inbound[action] = handler
+            self._accepted_only |= profile.accepted_only
+        self._domain: Domain | None = None
         self._admitter: Admitter | None = None
-        self._authorizer: Authorizer | None = None
-        self._presence: PresenceTracker | None = None
+        self._sessions: SessionRegistry | None = None
+        self._commands: Commands | None = None
+        self._presence: Presence | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -79,40 +112,108 @@ class CentralSystem:
             message_log_limits=limits,
         ) as store:
             try:
-                self._store = store
-                self.open_transactions.load(await store.transactions.open_transactions())
-                left = await store.charge_points.mark_all_offline("server restarted", utc_now())
-                if left:
-                    log.info("%d charge points left online by a previous run: offline", len(left))
-                self._admitter = Admitter(
-                    store.charge_points, settings.unknown_chargers, on_failure=self._login_failed
-                )
-                self._authorizer = Authorizer(store.id_tag_cache, self.open_transactions)
-                self._presence = PresenceTracker(
-                    store.charge_points,
-                    2 * settings.heartbeat_interval + settings.heartbeat_grace,
-                )
+                await self._start(store)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._housekeeping)
+                    await nursery.start(self._close_removed_connections)
                     task_status.started()
                     await trio.sleep_forever()
             finally:
-                self._store = None
-                await self._shutdown(store)
+                self._domain = None
+                await self._shutdown()
 
-    async def _shutdown(self, store: Store) -> None:
-        """Best effort on the way out: last-seen times, and nobody left recorded online."""
+    async def _start(self, store: Store) -> None:
+        settings = self.settings
+        self.open_transactions.load(await store.transactions.open_transactions())
+        presence = Presence(store.charge_points, self.instance_id)
+        left = await presence.forget_all("server restarted")
+        if left:
+            log.info("%d charge points left online by a previous run: offline", len(left))
+        self._presence = presence
+        self._domain = domain = Domain(
+            settings=settings,
+            store=store,
+            events=self.events,
+            authorizer=Authorizer(store.id_tag_cache, self.open_transactions),
+            open_transactions=self.open_transactions,
+            data_transfer=self.data_transfer,
+        )
+        self._admitter = Admitter(
+            store.charge_points, settings.unknown_chargers, on_failure=self._login_failed
+        )
+        self._sessions = SessionRegistry(
+            SessionParts(
+                schemas=self.schemas,
+                handlers=self.handlers,
+                presence=presence,
+                events=self.events,
+                log_frame=self.log_frame,
+                count_deviation=self.count_deviation,
+                call_timeout=settings.call_timeout,
+                observer=self._observer,
+            )
+        )
+        self._commands = Commands(
+            self.catalog,
+            self.schemas,
+            self._sessions,
+            domain,
+            call_timeout=settings.call_timeout,
+            log_outcome=self._log_outcome,
+        )
+
+    async def _shutdown(self) -> None:
+        """Best effort on the way out: nobody this instance held is left recorded online."""
         if self._presence is None:
             return
         with trio.CancelScope(shield=True), trio.move_on_after(5):
             try:
-                await store.charge_points.mark_all_offline("server stopped", utc_now())
+                await self._presence.forget_all("server stopped")
             except StoreError as exc:
                 log.warning("could not record charge points offline at shutdown: %s", exc)
 
+    async def _close_removed_connections(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Close the live connection of each charge point removed anywhere (the CLI, SQL by
+        hand, another instance), as the store's LISTEN connection reports them."""
+        send, receive = trio.open_memory_channel[str](REMOVALS_QUEUED)
+
+        def removed(charge_point_id: str) -> None:
+            try:
+                send.send_nowait(charge_point_id)
+            except trio.WouldBlock:
+                log.warning("%s was removed; its connection stays open", charge_point_id)
+
+        cache = self.store.id_tag_cache
+        cache.on_charge_point_removed = removed
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started()
+                async for charge_point_id in receive:
+                    nursery.start_soon(self._close_if_still_removed, charge_point_id)
+        finally:
+            cache.on_charge_point_removed = None
+
+    async def _close_if_still_removed(self, charge_point_id: str) -> None:
+        if charge_point_id not in self.sessions:
+            return
+        try:
+            if await self.store.charge_points.get(charge_point_id) is not None:
+                return  # added again meanwhile: the charger may stay
+        except StoreUnavailable:
+            pass  # its removal is the last thing known about it
+        log.info("charge point %s was removed: closing its connection", charge_point_id)
+        await self.sessions.close(charge_point_id, CLOSE_POLICY_VIOLATION, "charge point removed")
+
+    @property
+    def overdue_after(self) -> float:
+        """Seconds of silence after which a connected charger is recorded offline."""
+        return 2 * self.settings.heartbeat_interval + self.settings.heartbeat_grace
+
     async def _housekeeping(self) -> None:
-        presence = self.presence
-        period = min(HOUSEKEEPING_PERIOD, presence.overdue_after / 4)
+        presence, sessions = self.presence, self.sessions
+        period = min(HOUSEKEEPING_PERIOD, self.overdue_after / 4)
         next_purge = trio.current_time()
         postponed = Episode(quiet=0)  # logged when it starts and when a round works again
         while True:
@@ -120,8 +221,11 @@ class CentralSystem:
             presence.flush()
             self._flush_deviations()
             try:
-                for charge_point_id in await presence.check_overdue():
-                    self.events.publish("offline", charge_point_id, reason="heartbeat overdue")
+                await presence.restore(sessions.__contains__)
+                for charge_point_id in await sessions.check_overdue(self.overdue_after):
+                    self.events.publish(
+                        WentOffline(charge_point_id=charge_point_id, reason="heartbeat overdue")
+                    )
                 await self.store.message_log.enforce_bounds()  # one crossing when within
                 if trio.current_time() >= next_purge:
                     next_purge = trio.current_time() + PURGE_PERIOD
@@ -148,16 +252,23 @@ class CentralSystem:
     # ---- components (usable once run() has started) ------------------------------------
 
     @property
-    def store(self) -> Store:
-        if self._store is None:
+    def running(self) -> bool:
+        """Whether the entry points are usable (between start and shutdown)."""
+        return self._domain is not None
+
+    @property
+    def domain(self) -> Domain:
+        if self._domain is None:
             raise RuntimeError("the central system is not running")
-        return self._store
+        return self._domain
+
+    @property
+    def store(self) -> Store:
+        return self.domain.store
 
     @property
     def authorizer(self) -> Authorizer:
-        if self._authorizer is None:
-            raise RuntimeError("the central system is not running")
-        return self._authorizer
+        return self.domain.authorizer
 
     @property
     def admitter(self) -> Admitter:
@@ -166,21 +277,33 @@ class CentralSystem:
         return self._admitter
 
     @property
-    def presence(self) -> PresenceTracker:
+    def sessions(self) -> SessionRegistry:
+        if self._sessions is None:
+            raise RuntimeError("the central system is not running")
+        return self._sessions
+
+    @property
+    def commands(self) -> Commands:
+        if self._commands is None:
+            raise RuntimeError("the central system is not running")
+        return self._commands
+
+    @property
+    def presence(self) -> Presence:
         if self._presence is None:
             raise RuntimeError("the central system is not running")
         return self._presence
 
     @property
-    def status_for_new_charge_points(self) -> str:
-        """Registration status an unknown charge point gets under the current policy."""
-        return POLICY_STATUS[self.settings.unknown_chargers]
+    def refused_for_outage(self) -> int:
+        return 0 if self._domain is None else self._domain.counters.refused_for_outage
+
+    @property
+    def unexpected_transitions(self) -> int:
+        return 0 if self._domain is None else self._domain.counters.unexpected_transitions
 
     def charger_state(self, charge_point_id: str) -> ChargerState:
-        state = self._chargers.get(charge_point_id)
-        if state is None:
-            state = self._chargers[charge_point_id] = ChargerState()
-        return state
+        return self.domain.charger_state(charge_point_id)
 
     # ---- entry points for the transport and the RPC endpoint ------------------------------
 
@@ -197,39 +320,41 @@ class CentralSystem:
     def registration_changed(self, charge_point_id: str, status: str) -> None:
         """An operator set the charge point's registration status: its live session follows
         at once (a charger Rejected mid-session stops being served transactions)."""
-        state = self._chargers.get(charge_point_id)
-        if state is not None:
-            state.registration_status = status
+        if self._domain is not None:
+            state = self._domain.chargers.get(charge_point_id)
+            if state is not None:
+                state.registration_status = status
 
     def handlers(self, charge_point_id: str) -> Mapping[str, Handler]:
-        """The charger-initiated Core Profile handlers bound to ``charge_point_id``, each
+        """Every profile's charger-initiated handlers bound to ``charge_point_id``, each
         behind :meth:`_served`."""
-        core = CoreHandlers(self, charge_point_id).as_mapping()
+        domain = self.domain
+        charger = Charger(charge_point_id, domain, domain.charger_state(charge_point_id))
         return {
-            action: self._served(charge_point_id, action, handler)
-            for action, handler in core.items()
+            action: self._served(charger, action, handler)
+            for action, handler in self._inbound.items()
         }
 
-    def _served(self, charge_point_id: str, action: str, handler: Handler) -> Handler:
+    def _served(self, charger: Charger, action: str, handler: InboundHandler) -> Handler:
         """``handler`` with the rules every charger-initiated message is answered by:
 
         - a charge point that is not Accepted gets CALLERROR SecurityError for the actions
-          of ``ACCEPTED_ONLY``; nothing is stored or acknowledged, so a charger keeps what
-          it queued and sends it again once it is accepted;
+          its profile declares ``accepted_only``; nothing is stored or acknowledged, so a
+          charger keeps what it queued and sends it again once it is accepted;
         - a database outage is an InternalError telling the charger to send the message
           again later; the outage is the store's to log (once, not per message).
         """
-        state = self.charger_state(charge_point_id)
-        needs_acceptance = action in ACCEPTED_ONLY
+        needs_acceptance = action in self._accepted_only
+        counters = charger.domain.counters
 
         async def served(payload: dict[str, Any]) -> dict[str, Any]:
             if needs_acceptance:
-                await self._require_accepted(charge_point_id, action, state)
+                await self._require_accepted(charger, action)
             try:
-                return await handler(payload)
+                return await handler(charger, payload)
             except StoreUnavailable:
-                self.refused_for_outage += 1
-                log.debug("%s: %s refused, database unavailable", charge_point_id, action)
+                counters.refused_for_outage += 1
+                log.debug("%s: %s refused, database unavailable", charger.id, action)
                 raise OcppError(
                     ErrorCode.INTERNAL_ERROR,
                     f"{action} could not be saved now (database unavailable); send it again",
@@ -237,11 +362,10 @@ class CentralSystem:
 
         return served
 
-    async def _require_accepted(
-        self, charge_point_id: str, action: str, state: ChargerState
-    ) -> None:
+    async def _require_accepted(self, charger: Charger, action: str) -> None:
+        state = charger.state
         if state.registration_status is None:  # served without a handshake (tests, tools)
-            record = await self.store.charge_points.get(charge_point_id)
+            record = await charger.store.charge_points.get(charger.id)
             state.registration_status = None if record is None else record.registration_status
         status = state.registration_status
         if status != "Accepted":
@@ -252,18 +376,11 @@ class CentralSystem:
                 "information and cannot start, stop or meter transactions",
             )
 
-    async def connected(self, charge_point_id: str) -> None:
-        await self.presence.connected(charge_point_id)
-        self.events.publish("connected", charge_point_id)
-
-    async def disconnected(self, charge_point_id: str, reason: str) -> None:
-        await self.presence.disconnected(charge_point_id, reason)
-        self.events.publish("disconnected", charge_point_id, reason=reason)
-
     def seen(self, charge_point_id: str) -> None:
-        """A frame (or a WebSocket pong) arrived from the charge point; cheap."""
-        if self._presence is not None:
-            self._presence.seen(charge_point_id)
+        """A WebSocket pong arrived from the charge point (frames are seen by the session
+        registry itself); cheap."""
+        if self._sessions is not None:
+            self._sessions.seen(charge_point_id)
 
     def log_frame(
         self,
@@ -271,7 +388,7 @@ class CentralSystem:
         direction: str,
         message_id: str | None,
         action: str | None,
-        payload: Any,
+        payload: object,
         error_code: str | None = None,
         *,
         size: int | None = None,
@@ -281,9 +398,9 @@ class CentralSystem:
         bytes on the wire, when known. Secret configuration values are redacted."""
         if direction not in ("in", "out"):
             raise ValueError(f"direction must be 'in' or 'out', not {direction!r}")
-        if self._store is None:
+        if self._domain is None:
             return
-        self._store.message_log.post(
+        self._domain.store.message_log.post(
             utc_now(),
             charge_point_id,
             direction,
@@ -294,23 +411,23 @@ class CentralSystem:
             size=size,
         )
 
-    async def authorization_key_changed(self, charge_point_id: str, key: str) -> None:
-        """The charger accepted a new AuthorizationKey: from now on it is its Basic-auth
-        password (only its hash is kept; scrypt runs off the event loop)."""
-        password_hash = await trio.to_thread.run_sync(hash_password, key)
-        await self.store.charge_points.upsert(charge_point_id, password_hash=password_hash)
-        log.info(
-            "charge point %s: new AuthorizationKey accepted, password updated", charge_point_id
+    def _log_outcome(self, charge_point_id: str, action: str, outcome: str, detail: str) -> None:
+        """Record in the message log how a command ended when no frame of the charger's says
+        it (a CALLRESULT or CALLERROR is logged as the frame itself): an entry in the
+        direction of the answer that never came, with no message id and the outcome as its
+        payload."""
+        self.log_frame(
+            charge_point_id, "in", None, action, {"outcome": outcome, "description": detail}
         )
 
     def _login_failed(self, charge_point_id: str, address: str | None, why: str) -> None:
         log.info("login failed for %s from %s: %s", charge_point_id, address or "?", why)
-        if self._store is not None:
-            self._store.security_events.post(
+        if self._domain is not None:
+            self._domain.store.security_events.post(
                 utc_now(), charge_point_id, address, "login failed", why
             )
 
-    def count_deviation(self, charge_point_id: str, deviation: object) -> None:
+    def count_deviation(self, charge_point_id: str, deviation: Deviation | object) -> None:
         """A schema deviation that lenient mode let through: counted and logged."""
         kind = getattr(deviation, "kind", None) or type(deviation).__name__
         self.deviations[charge_point_id] += 1

@@ -10,7 +10,9 @@ from voltaro.store.database import Connection, Database, JsonbElement
 from voltaro.store.records import BootDetails, ChargePointRecord, pg_text
 from voltaro.store.writer import CopyTarget, GroupCommitWriter, MergedQuery, MergedUpdate, Write
 
-PRESENCE_EVENTS = CopyTarget("presence_events", ("charge_point_id", "at", "online", "reason"))
+PRESENCE_EVENTS = CopyTarget(
+    "presence_events", ("charge_point_id", "at", "online", "reason", "instance_id")
+)
 
 # Last-seen times of many chargers in one UPDATE; never moves a last_seen backwards.
 LAST_SEEN = MergedUpdate(
@@ -25,18 +27,25 @@ LAST_SEEN = MergedUpdate(
 )
 
 # Many chargers' presence changes in one UPDATE: a charger's last change in the batch sets
-# ``online`` (WITH ORDINALITY keeps the batch's order), and each going online counts as seen.
+# ``online`` and the instance holding it (WITH ORDINALITY keeps the batch's order), and each
+# going online counts as seen. Going offline applies only to a charger recorded as the
+# reporting instance's (or as nobody's): one that reconnected to another instance stays
+# online there.
 PRESENCE = MergedUpdate(
     "presence",
     """
     UPDATE charge_points AS c
-    SET online = u.online, last_seen = greatest(c.last_seen, u.seen)
+    SET online = u.online,
+        instance_id = CASE WHEN u.online THEN u.instance END,
+        last_seen = greatest(c.last_seen, u.seen)
     FROM (SELECT id, (array_agg(online ORDER BY n DESC))[1] AS online,
+                 (array_agg(instance ORDER BY n DESC))[1] AS instance,
                  max(at) FILTER (WHERE online) AS seen
-          FROM unnest($1::text[], $2::boolean[], $3::timestamptz[])
-               WITH ORDINALITY AS x(id, online, at, n)
+          FROM unnest($1::text[], $2::boolean[], $3::timestamptz[], $4::text[])
+               WITH ORDINALITY AS x(id, online, at, instance, n)
           GROUP BY id) AS u
     WHERE c.id = u.id
+      AND (u.online OR c.instance_id IS NULL OR c.instance_id = u.instance)
     """,
 )
 
@@ -154,39 +163,78 @@ class ChargePointRepository:
         status: str = await self._writer.submit(Write(query=(BOOTS, row), label="BootNotification"))
         return status
 
-    async def presence(self, charge_point_id: str, online: bool, reason: str, at: datetime) -> None:
-        """Record that the charge point went online or offline, and why."""
-        await self._writer.submit(self._presence_write(charge_point_id, online, reason, at))
+    async def presence(
+        self, charge_point_id: str, online: bool, reason: str, at: datetime, instance_id: str
+    ) -> None:
+        """Record that the charge point went online or offline at ``instance_id``, and why
+        (offline applies only while it is recorded as that instance's)."""
+        write = self._presence_write(charge_point_id, online, reason, at, instance_id)
+        await self._writer.submit(write)
 
-    def post_presence(self, charge_point_id: str, online: bool, reason: str, at: datetime) -> None:
+    def post_presence(
+        self, charge_point_id: str, online: bool, reason: str, at: datetime, instance_id: str
+    ) -> None:
         """Like :meth:`presence`, fire-and-forget."""
-        self._writer.post(self._presence_write(charge_point_id, online, reason, at))
+        self._writer.post(self._presence_write(charge_point_id, online, reason, at, instance_id))
 
     @staticmethod
     def _presence_write(
-        charge_point_id: str, online: bool, reason: str, at: datetime
+        charge_point_id: str, online: bool, reason: str, at: datetime, instance_id: str
     ) -> Write[None]:
         return Write(
-            copies={PRESENCE_EVENTS: [(charge_point_id, at, online, pg_text(reason))]},
-            merges={PRESENCE: [(charge_point_id, online, at)]},
+            copies={PRESENCE_EVENTS: [(charge_point_id, at, online, pg_text(reason), instance_id)]},
+            merges={PRESENCE: [(charge_point_id, online, at, instance_id)]},
             label="presence",
         )
 
-    async def mark_all_offline(self, reason: str, at: datetime) -> list[str]:
-        """Whatever is recorded online is offline now, with an event each; returns the ids.
+    async def mark_instance_offline(self, instance_id: str, reason: str, at: datetime) -> list[str]:
+        """The chargers recorded online at ``instance_id`` (or at no instance: rows from
+        before instances were recorded) are offline now, with an event each; returns the ids.
 
-        Used at start (a previous run left them online) and at shutdown; a direct
-        transaction rather than the writer, so it also works while the writer is stopping.
+        Used at start (a previous run of this instance left them online) and at shutdown; a
+        direct transaction rather than the writer, so it also works while the writer stops.
         """
 
         async def apply(connection: Connection) -> list[str]:
             rows = await connection.fetch(
                 """
                 WITH changed AS (
-                    UPDATE charge_points SET online = false WHERE online RETURNING id)
-                INSERT INTO presence_events (charge_point_id, at, online, reason)
-                SELECT id, $1, false, $2 FROM changed RETURNING charge_point_id
+                    UPDATE charge_points SET online = false, instance_id = NULL
+                    WHERE online AND (instance_id = $3 OR instance_id IS NULL)
+                    RETURNING id)
+                INSERT INTO presence_events (charge_point_id, at, online, reason, instance_id)
+                SELECT id, $1, false, $2, $3 FROM changed RETURNING charge_point_id
                 """,
+                at,
+                reason,
+                instance_id,
+            )
+            return [row[0] for row in rows]
+
+        return await self._database.run_in_transaction(apply)
+
+    async def restore_online(
+        self, charge_point_ids: list[str], instance_id: str, reason: str, at: datetime
+    ) -> list[str]:
+        """Of chargers that spoke on a live session of ``instance_id``, record online there
+        those the database has as offline or as another instance's (someone marked them
+        wrongly, or their session moved here); an event each. Returns their ids."""
+        if not charge_point_ids:
+            return []
+
+        async def apply(connection: Connection) -> list[str]:
+            rows = await connection.fetch(
+                """
+                WITH changed AS (
+                    UPDATE charge_points SET online = true, instance_id = $2
+                    WHERE id = ANY($1::text[])
+                      AND (NOT online OR instance_id IS DISTINCT FROM $2)
+                    RETURNING id)
+                INSERT INTO presence_events (charge_point_id, at, online, reason, instance_id)
+                SELECT id, $3, true, $4, $2 FROM changed RETURNING charge_point_id
+                """,
+                charge_point_ids,
+                instance_id,
                 at,
                 reason,
             )

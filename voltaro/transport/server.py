@@ -9,8 +9,9 @@ anything else is answered HTTP 404; the gate decides 404 (unknown charge point) 
 Basic credentials); subprotocol ``ocpp1.6`` is selected when offered, and when it is not, the
 handshake completes without the header and the connection is closed at once.
 
-A second connection with the id of a live one replaces it: the old one is usually a dead
-TCP connection the charger has given up on.
+The server keeps no record of who is connected: that is the session's owner's (the central
+system's session registry, which also decides that a second connection with the id of a
+live one replaces it).
 
 Connections are accepted within limits (:mod:`voltaro.transport.accepting`): so many in
 their handshake at once, so many from one address, and a reserve of file descriptors. A
@@ -53,9 +54,7 @@ from voltaro.transport.accepting import (
 )
 from voltaro.transport.handshake import SUBPROTOCOL, charge_point_id_from_path, password_for
 from voltaro.transport.websocket import (
-    CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
-    CLOSE_POLICY_VIOLATION,
     CLOSE_PROTOCOL_ERROR,
     INBOUND_BURST,
     INBOUND_RATE,
@@ -107,10 +106,13 @@ class ChargePointConnection:
     websocket: WebSocket
     lenient: bool
     remote: str
+    close_timeout: float = 5.0
     connected_at: float = field(default_factory=time.monotonic)
 
     async def close(self, code: int, reason: str) -> None:
-        await self.websocket.aclose(code, reason)
+        """Close with ``code``, waiting at most ``close_timeout`` for the charger's reply."""
+        with trio.move_on_after(self.close_timeout):
+            await self.websocket.aclose(code, reason)
 
 
 Session = Callable[[ChargePointConnection], Awaitable[None]]
@@ -173,8 +175,8 @@ class OcppServer:
         self._on_pong = on_pong
         self._gate = gate
         self._session = session
-        self._connections: dict[str, ChargePointConnection] = {}
         self._port: int | None = None
+        self._listeners: list[trio.SocketListener] | None = None
         self._acceptor = Acceptor(options.accept_limits())
         self._pacing = PacingTotals()
         self._inbound = (
@@ -191,11 +193,6 @@ class OcppServer:
             raise RuntimeError("the server is not listening yet")
         return self._port
 
-    @property
-    def connections(self) -> dict[str, ChargePointConnection]:
-        """Live connections by charge point id (read-only use, please)."""
-        return self._connections
-
     def stats(self) -> TransportStats:
         """The server's counters now (a copy: later changes do not show in it)."""
         return TransportStats(
@@ -204,17 +201,17 @@ class OcppServer:
             paced_reads=self._pacing.paced_reads,
         )
 
-    async def run(
-        self, *, task_status: trio.TaskStatus[OcppServer] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Listen until cancelled; ``await nursery.start(server.run)`` returns once bound."""
+    async def listen(self) -> None:
+        """Bind the listening sockets now (accepting starts with :meth:`run`): the port is
+        this process's before anything else starts. Raises CannotStart when it cannot."""
+        if self._listeners is not None:
+            return
         options = self._options
         try:
             listeners = await trio.open_tcp_listeners(options.port, host=options.host)
         except OSError as error:
             where = f"{options.host}:{options.port}"
             raise CannotStart(f"cannot listen for chargers on {where}: {error}") from None
-        self._port = int(listeners[0].socket.getsockname()[1])
         room = self._acceptor.room_for_connections()
         if room < 1:
             for listener in listeners:
@@ -223,6 +220,19 @@ class OcppServer:
                 f"VOLTARO_RESERVED_FILES={options.reserved_files} leaves no file descriptors"
                 f" for chargers: the open-file limit is {room + options.reserved_files}"
             )
+        self._port = int(listeners[0].socket.getsockname()[1])
+        self._listeners = listeners
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[OcppServer] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Accept until cancelled (binding first unless :meth:`listen` did);
+        ``await nursery.start(server.run)`` returns once accepting."""
+        options = self._options
+        await self.listen()
+        assert self._listeners is not None
+        listeners, self._listeners = self._listeners, None
+        room = self._acceptor.room_for_connections()
         log.info(
             "accepting up to %d connections (the open-file limit minus %d reserved), %d at"
             " once in their handshake, %s from one address",
@@ -240,30 +250,6 @@ class OcppServer:
                 self.port,
             )
             task_status.started(self)
-
-    async def close_all(
-        self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down"
-    ) -> None:
-        """Close every connection (used on SIGINT/SIGTERM), concurrently, each time-bounded."""
-        async with trio.open_nursery() as nursery:
-            for connection in list(self._connections.values()):
-                nursery.start_soon(self._close_bounded, connection, code, reason)
-
-    async def disconnect(
-        self, charge_point_id: str, code: int = CLOSE_POLICY_VIOLATION, reason: str = ""
-    ) -> bool:
-        """Close the charge point's live connection (time-bounded); False when it has none."""
-        connection = self._connections.get(charge_point_id)
-        if connection is None:
-            return False
-        await self._close_bounded(connection, code, reason)
-        return True
-
-    async def _close_bounded(
-        self, connection: ChargePointConnection, code: int, reason: str
-    ) -> None:
-        with trio.move_on_after(self._options.close_timeout):
-            await connection.close(code, reason)
 
     # -- one connection -------------------------------------------------------------------
 
@@ -329,7 +315,9 @@ class OcppServer:
         if websocket is None:
             self._handshake_timeouts += 1
             return None
-        return ChargePointConnection(charge_point_id, websocket, admission.lenient, remote)
+        return ChargePointConnection(
+            charge_point_id, websocket, admission.lenient, remote, self._options.close_timeout
+        )
 
     async def _refuse(
         self,
@@ -371,18 +359,6 @@ class OcppServer:
 
     async def _serve(self, connection: ChargePointConnection) -> None:
         charge_point_id = connection.charge_point_id
-        previous = self._connections.get(charge_point_id)
-        self._connections[charge_point_id] = connection
-        if previous is not None:
-            log.info(
-                "%s: a new connection from %s replaces the one from %s",
-                charge_point_id,
-                connection.remote,
-                previous.remote,
-            )
-            await self._close_bounded(
-                previous, CLOSE_POLICY_VIOLATION, "replaced by a newer connection"
-            )
         log.info("%s connected from %s", charge_point_id, connection.remote)
         try:
             async with trio.open_nursery() as nursery:
@@ -390,8 +366,6 @@ class OcppServer:
                 await self._session(connection)
                 nursery.cancel_scope.cancel()
         finally:
-            if self._connections.get(charge_point_id) is connection:
-                del self._connections[charge_point_id]
             closed = connection.websocket.closed
             log.info(
                 "%s disconnected after %.0f s (%s)",
@@ -399,8 +373,7 @@ class OcppServer:
                 time.monotonic() - connection.connected_at,
                 f"code {closed.code} {closed.reason or ''}".strip() if closed else "closing",
             )
-            with trio.move_on_after(self._options.close_timeout) as scope:
-                scope.shield = True
+            with trio.CancelScope(shield=True):
                 await connection.close(CLOSE_NORMAL, "")
 
     async def _keepalive(self, connection: ChargePointConnection, scope: trio.CancelScope) -> None:

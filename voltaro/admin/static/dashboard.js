@@ -16,6 +16,7 @@
       case "transactionStarted": return "transaction #" + e.transactionId + " started on connector " + e.connectorId + " by " + e.idTag;
       case "transactionStopped": return "transaction #" + e.transactionId + " stopped" + (e.reason ? " (" + e.reason + ")" : "");
       case "meterValues": return "meter values for transaction #" + e.transactionId;
+      case "commandAnswered": return e.action + ": " + (e.outcome === "result" ? (e.status || "answered") : e.outcome);
       case "error": return "CALLERROR " + e.code + (e.direction === "in" ? " from charger" : " to charger") +
         (e.action ? " on " + e.action : "") + (e.description ? ": " + e.description : "");
       default: return e.type;

@@ -1,0 +1,251 @@
+"""Operator commands: a CALL sent on a charger's live session, and what its answer changes.
+
+:meth:`Commands.send` is the one path for every command, whoever asks (the API, the
+dashboard, ``voltaro command``): the action must be one a profile offers
+(:class:`UnknownCommand`), the payload must satisfy the action's official request schema
+(:class:`InvalidCommand`), the charge point must be known (:class:`UnknownChargePoint`) and
+connected to this instance (:class:`NotConnected`). Then the CALL goes out on the session's
+endpoint and the answer ends in one outcome:
+
+========================  =============================================================
+the charger answered      the command's ``effect`` is applied, the result returned
+a CALLERROR               :class:`CallErrorAnswer` (code, description, details)
+an invalid CALLRESULT     :class:`InvalidAnswer` (what broke the response schema)
+nothing in time           :class:`NoAnswer`
+the connection closed     :class:`Disconnected`
+========================  =============================================================
+
+Each failure is a :class:`CommandFailed` whose message says what happened in the
+operator's words; the admin layer maps the classes to HTTP statuses and nothing more.
+Every frame goes into the message log through the session's hooks; an outcome no frame of
+the charger's records (not connected, timeout, disconnected) gets a message-log entry of its
+own. Every outcome is published as :class:`~voltaro.central.domain_events.CommandAnswered`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from voltaro.central.domain import Domain
+from voltaro.central.domain_events import CommandAnswered
+from voltaro.central.profile import Command, Payload, Profile
+from voltaro.central.sessions import SessionRegistry
+from voltaro.ocppj.actions import Direction
+from voltaro.ocppj.endpoint import (
+    CallErrorReceived,
+    CallFailed,
+    CallTimeout,
+    ConnectionLost,
+    InvalidRequest,
+    InvalidResponse,
+)
+from voltaro.ocppj.validation import SchemaRegistry, Violation
+
+log = logging.getLogger(__name__)
+
+MAX_TIMEOUT = 600.0  # seconds: the longest an operator may ask a command to wait
+
+
+class CommandFailed(Exception):
+    """A command that produced no valid answer; ``str()`` says why, for the operator."""
+
+    outcome = "failed"
+
+
+class UnknownCommand(CommandFailed):
+    outcome = "unknown"
+
+    def __init__(self, action: str, why: str, known: Iterable[str]) -> None:
+        super().__init__(f"{action!r} {why}; commands: {', '.join(known)}")
+        self.action = action
+
+
+class InvalidCommand(CommandFailed):
+    """The payload breaks the action's request schema (nothing was sent)."""
+
+    outcome = "invalid request"
+
+    def __init__(self, action: str, violation: Violation) -> None:
+        super().__init__(f"{action} body: {violation.message}")
+        self.violation = violation
+
+
+class UnknownChargePoint(CommandFailed):
+    outcome = "unknown charge point"
+
+    def __init__(self, charge_point_id: str) -> None:
+        super().__init__(f"charge point {charge_point_id!r} is not known")
+
+
+class NotConnected(CommandFailed):
+    outcome = "not connected"
+
+    def __init__(self, charge_point_id: str) -> None:
+        super().__init__(f"charge point {charge_point_id!r} is not connected")
+
+
+class NoAnswer(CommandFailed):
+    outcome = "timeout"
+
+    def __init__(self, charge_point_id: str, action: str, timeout: float) -> None:
+        super().__init__(
+            f"charge point {charge_point_id!r} did not answer {action} within {timeout:g} s"
+        )
+        self.timeout = timeout
+
+
+class Disconnected(CommandFailed):
+    outcome = "disconnected"
+
+    def __init__(self, charge_point_id: str, action: str) -> None:
+        super().__init__(f"charge point {charge_point_id!r} disconnected before answering {action}")
+
+
+class CallErrorAnswer(CommandFailed):
+    outcome = "error"
+
+    def __init__(self, charge_point_id: str, action: str, error: CallErrorReceived) -> None:
+        super().__init__(
+            f"charge point {charge_point_id!r} answered {action} with CALLERROR {error.code}: "
+            f"{error.description}"
+        )
+        self.code = error.code
+        self.description = error.description
+        self.details = error.details
+
+
+class InvalidAnswer(CommandFailed):
+    outcome = "invalid"
+
+    def __init__(self, charge_point_id: str, action: str, violation: Violation) -> None:
+        super().__init__(
+            f"charge point {charge_point_id!r} answered {action} with an invalid CALLRESULT: "
+            f"{violation.message}"
+        )
+        self.violation = violation
+
+
+class CommandCatalog:
+    """The commands the served profiles offer, in the order they declare them."""
+
+    def __init__(self, profiles: Iterable[Profile], central_system_initiated: Iterable[str]):
+        self._sendable = frozenset(central_system_initiated)
+        self._commands: dict[str, Command] = {}
+        for profile in profiles:
+            for command in profile.commands:
+                if command.action in self._commands:
+                    raise ValueError(f"{command.action} is offered by two profiles")
+                if command.action not in self._sendable:
+                    raise ValueError(f"{command.action} is not sent by the Central System")
+                self._commands[command.action] = command
+
+    def __iter__(self) -> Any:
+        return iter(self._commands.values())
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        return tuple(self._commands)
+
+    def get(self, action: str) -> Command:
+        """The command ``action``; :class:`UnknownCommand` when no profile offers it."""
+        command = self._commands.get(action)
+        if command is None:
+            if action in self._sendable:
+                why = "is not a command of this server"
+            else:
+                why = "is not an action the Central System sends to a charge point"
+            raise UnknownCommand(action, why, self._commands)
+        return command
+
+
+LogOutcome = Callable[[str, str, str, str], None]
+
+
+class Commands:
+    """Sends operator commands (see the module doc)."""
+
+    def __init__(
+        self,
+        catalog: CommandCatalog,
+        schemas: SchemaRegistry,
+        sessions: SessionRegistry,
+        domain: Domain,
+        *,
+        call_timeout: float,
+        log_outcome: LogOutcome,
+    ) -> None:
+        self.catalog = catalog
+        self._schemas = schemas
+        self._sessions = sessions
+        self._domain = domain
+        self._call_timeout = call_timeout
+        self._log_outcome = log_outcome
+
+    def check(self, action: str, payload: object) -> Payload:
+        """``payload`` if it is a valid request of a known command; else UnknownCommand or
+        InvalidCommand."""
+        self.catalog.get(action)
+        violation = self._schemas.validate(action, Direction.REQUEST, payload)
+        if violation is not None:
+            raise InvalidCommand(action, violation)
+        assert isinstance(payload, dict)
+        return payload
+
+    async def send(
+        self, charge_point_id: str, action: str, payload: object, timeout: float | None = None
+    ) -> Payload:
+        """Send the command; returns the charger's CALLRESULT payload after the command's
+        effect is applied. Raises a :class:`CommandFailed` (see the module doc)."""
+        command = self.catalog.get(action)
+        request = self.check(action, payload)
+        if await self._domain.store.charge_points.get(charge_point_id) is None:
+            raise UnknownChargePoint(charge_point_id)
+        wait = self._call_timeout if timeout is None else timeout
+        try:
+            result = await self._call(charge_point_id, action, request, wait)
+            if command.effect is not None:
+                await command.effect(self._domain, charge_point_id, request, result)
+        except CommandFailed as failure:
+            self._answered(charge_point_id, action, failure.outcome, None)
+            raise
+        status = result.get("status")
+        self._answered(
+            charge_point_id, action, "result", status if isinstance(status, str) else None
+        )
+        return result
+
+    async def _call(
+        self, charge_point_id: str, action: str, request: Payload, wait: float
+    ) -> Payload:
+        session = self._sessions.get(charge_point_id)
+        if session is None:
+            failure: CommandFailed = NotConnected(charge_point_id)
+            self._log_outcome(charge_point_id, action, failure.outcome, str(failure))
+            raise failure
+        try:
+            return await session.endpoint.call(action, request, timeout=wait)
+        except InvalidRequest as error:  # checked above; a schema that changed under us
+            raise InvalidCommand(action, error.violation) from None
+        except CallTimeout:
+            failure = NoAnswer(charge_point_id, action, wait)
+        except ConnectionLost:
+            failure = Disconnected(charge_point_id, action)
+        except CallErrorReceived as error:
+            raise CallErrorAnswer(charge_point_id, action, error) from None
+        except InvalidResponse as error:
+            raise InvalidAnswer(charge_point_id, action, error.violation) from None
+        except CallFailed as error:  # pragma: no cover - every subclass is handled above
+            raise CommandFailed(str(error)) from None
+        self._log_outcome(charge_point_id, action, failure.outcome, str(failure))
+        raise failure
+
+    def _answered(
+        self, charge_point_id: str, action: str, outcome: str, status: str | None
+    ) -> None:
+        self._domain.events.publish(
+            CommandAnswered(
+                charge_point_id=charge_point_id, action=action, outcome=outcome, status=status
+            )
+        )

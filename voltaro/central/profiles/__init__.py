@@ -1,0 +1,17 @@
+"""The OCPP 1.6 feature profiles Voltaro serves, one module each (see
+:mod:`voltaro.central.profile` for what a profile declares).
+
+To add one: write its module here exporting a :class:`~voltaro.central.profile.Profile`, add
+it to :data:`PROFILES`, add its migration to ``voltaro/store/migrations/`` (named in the
+profile's ``migrations``) and its tests. Nothing else names its actions.
+"""
+
+from __future__ import annotations
+
+from voltaro.central.profile import Profile
+from voltaro.central.profiles.core import CORE
+from voltaro.central.profiles.remote_trigger import REMOTE_TRIGGER
+
+PROFILES: tuple[Profile, ...] = (CORE, REMOTE_TRIGGER)
+
+__all__ = ["PROFILES"]
