@@ -7,8 +7,8 @@ import re
 from typing import Any
 
 from voltaro.central import CentralSystem
-from voltaro.central.profiles.core import ACCEPTED_ONLY
 from voltaro.central.login_throttle import LoginThrottle
+from voltaro.central.profiles.core import ACCEPTED_ONLY
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
