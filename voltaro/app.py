@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -20,6 +20,8 @@ from voltaro.admin.metrics import VoltaroMetrics
 from voltaro.admin.server import run_admin_server
 from voltaro.central import CentralSystem
 from voltaro.central.operations import Operations
+from voltaro.central.profile import Profile
+from voltaro.central.profiles import PROFILES
 from voltaro.central.sessions import CLOSE_GOING_AWAY, SessionRegistry
 from voltaro.config import Settings, default_instance_id
 from voltaro.process_limits import freeze_long_lived_objects, raise_open_file_limit
@@ -163,7 +165,10 @@ def server_options(settings: Settings) -> ServerOptions:
 
 
 async def start_voltaro(
-    settings: Settings, *, task_status: trio.TaskStatus[Voltaro] = trio.TASK_STATUS_IGNORED
+    settings: Settings,
+    profiles: Sequence[Profile] = PROFILES,
+    *,
+    task_status: trio.TaskStatus[Voltaro] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the central system, the OCPP server and the admin API until cancelled (inside a
     trio-asyncio loop). ``await nursery.start(start_voltaro, settings)`` returns the
@@ -185,6 +190,7 @@ async def start_voltaro(
     await server.listen()
     central = CentralSystem(
         settings,
+        profiles=profiles,
         observer=metrics.rpc_hooks(),
         instance_id=settings.instance_id or default_instance_id(server.port),
     )

@@ -1,4 +1,5 @@
-"""The ``voltaro`` command: ``serve``, and the operator commands of :mod:`voltaro.cli_admin`."""
+"""The ``voltaro`` command: ``serve``, the administration of :mod:`voltaro.cli_admin`, the
+OCPP commands of :mod:`voltaro.cli_command` and ``simulate``."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_flags(serve)
     serve.set_defaults(func=_serve)
     _add_admin_commands(commands)
+    _add_operator_commands(commands)
     _add_simulate_command(commands)
     return parser
 
@@ -39,6 +41,14 @@ def _add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     from voltaro.cli_admin import add_commands
 
     add_commands(commands)
+
+
+def _add_operator_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    from voltaro.cli_command import add_command_command
+
+    add_command_command(commands)
 
 
 def _add_simulate_command(

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
+import pytest
 import websockets
 from ocpp.exceptions import NotSupportedError
 from ocpp.routing import after, on
@@ -18,6 +20,7 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
 from tests.admin.conftest import Live
+from voltaro import cli
 
 PROBLEM = "application/problem+json"
 
@@ -338,3 +341,50 @@ def test_metrics_count_frames_errors_and_latencies(live: Live) -> None:
 def _labels(line: str) -> set[str]:
     inside = line.partition("{")[2].partition("}")[0]
     return set(inside.split(",")) if inside else set()
+
+
+def test_the_cli_sends_commands_through_the_running_servers_api(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags = ["--url", live.base, "--token", live.token]
+
+    async def scenario(http: httpx.AsyncClient, charger: Charger) -> list[int]:
+        def cli_run(*argv: str) -> int:
+            return cli.main(["command", *argv, *flags])
+
+        return [
+            await asyncio.to_thread(
+                cli_run, "GetConfiguration", "CMD-CLI", "--key", "Nope, HeartbeatInterval"
+            ),
+            await asyncio.to_thread(cli_run, "Reset", "CMD-CLI", "--type", "Hard"),
+            await asyncio.to_thread(cli_run, "UnlockConnector", "CMD-CLI", "--connector-id", "one"),
+            await asyncio.to_thread(cli_run, "Reset", "NOBODY", "--type", "Soft"),
+        ]
+
+    codes = run(live, "CMD-CLI", scenario)
+    out, err = capsys.readouterr()
+    assert codes == [0, 0, 1, 1]
+    shown, _ = json.JSONDecoder().raw_decode(out)
+    assert shown["configurationKey"] == [
+        {"key": "HeartbeatInterval", "readonly": False, "value": "300"}
+    ]
+    assert '"status": "Accepted"' in out
+    assert "error: --connector-id: Connector must be a whole number" in err
+    assert "error: charge point 'NOBODY' is not known (HTTP 404)" in err
+    assert (
+        cli.main(
+            [
+                "command",
+                "Reset",
+                "CMD-CLI",
+                "--type",
+                "Soft",
+                "--url",
+                "http://127.0.0.1:1",
+                "--token",
+                "x",
+            ]
+        )
+        == 2
+    )
+    assert "no admin API at http://127.0.0.1:1" in capsys.readouterr().err
