@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from voltaro.admin.spec import Problem, bad_request, not_found
 from voltaro.central.redaction import is_secret, redacted
 from voltaro.central.timestamps import utc_now
-from voltaro.ocppj.actions import CENTRAL_SYSTEM_INITIATED, Direction
+from voltaro.ocppj.actions import Direction
+from voltaro.ocppj.dialect import OCPP16
 from voltaro.ocppj.endpoint import (
     CallErrorReceived,
     CallTimeout,
@@ -44,14 +45,14 @@ COMMAND_ACTIONS: tuple[str, ...] = (
     "TriggerMessage",
     "UnlockConnector",
 )
-assert set(COMMAND_ACTIONS) <= CENTRAL_SYSTEM_INITIATED
+assert set(COMMAND_ACTIONS) <= OCPP16.central_system_initiated
 
 MAX_TIMEOUT = 600.0  # seconds: the longest an operator may ask a command to wait
 
 
 def check_action(action: str) -> None:
     if action not in COMMAND_ACTIONS:
-        if action in CENTRAL_SYSTEM_INITIATED:
+        if action in OCPP16.central_system_initiated:
             why = "is not a command of this API"
         else:
             why = "is not an action the Central System sends to a charge point"
