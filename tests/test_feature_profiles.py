@@ -23,7 +23,6 @@ from voltaro.central.profile import Command, Field, Profile
 from voltaro.central.profiles import PROFILES
 from voltaro.cli_command import add_command_command
 from voltaro.config import Settings
-from voltaro.ocppj.actions import CENTRAL_SYSTEM_INITIATED
 from voltaro.store.testing import aio_loop, database_url, pg_server, voltaro_settings
 
 __all__ = ["aio_loop", "database_url", "pg_server", "voltaro_settings"]
@@ -65,14 +64,13 @@ DEMO = Profile(
 
 
 def test_a_profile_declares_what_it_handles_and_offers() -> None:
-    catalog = CommandCatalog((*PROFILES, DEMO), CENTRAL_SYSTEM_INITIATED)
+    catalog = CommandCatalog((*PROFILES, DEMO))
     assert catalog.actions[-2:] == ("GetLocalListVersion", "GetDiagnostics")
     with pytest.raises(ValueError, match="offered by two profiles"):
-        CommandCatalog((*PROFILES, DEMO, DEMO), CENTRAL_SYSTEM_INITIATED)
+        CommandCatalog((*PROFILES, DEMO, DEMO))
     with pytest.raises(ValueError, match="not sent by the Central System"):
         CommandCatalog(
             (Profile("Bad", {}, commands=(Command("Heartbeat", "no"),)),),
-            CENTRAL_SYSTEM_INITIATED,
         )
     with pytest.raises(ValueError, match="accepted_only names unhandled"):
         Profile("Bad", {}, accepted_only=frozenset({"Authorize"}))

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voltaro.ocppj.errors import ErrorCode, parse_error_code
+from voltaro.ocppj.dialect import OCPP16
+from voltaro.ocppj.errors import ErrorCode
 from voltaro.ocppj.frames import (
     Call,
     CallError,
@@ -79,12 +80,12 @@ def test_unknown_message_type_is_ignored_not_an_error() -> None:
 def test_error_code_spellings() -> None:
     assert ErrorCode.OCCURENCE_CONSTRAINT_VIOLATION == "OccurenceConstraintViolation"
     assert ErrorCode.FORMATION_VIOLATION == "FormationViolation"
-    assert parse_error_code("FormatViolation") is ErrorCode.FORMATION_VIOLATION
+    assert OCPP16.parse_error_code("FormatViolation") is ErrorCode.FORMATION_VIOLATION
     assert (
-        parse_error_code("OccurrenceConstraintViolation")
+        OCPP16.parse_error_code("OccurrenceConstraintViolation")
         is ErrorCode.OCCURENCE_CONSTRAINT_VIOLATION
     )
-    assert parse_error_code("Nonsense") is None
+    assert OCPP16.parse_error_code("Nonsense") is None
 
 
 json_values = st.recursive(

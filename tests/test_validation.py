@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, assume, event, given, note, settings
 from hypothesis import strategies as st
 
 from voltaro.ocppj import validation
-from voltaro.ocppj.actions import ALL_ACTIONS, Direction, schema_dir
+from voltaro.ocppj.actions import Direction
+from voltaro.ocppj.dialect import OCPP16, Dialect
 from voltaro.ocppj.errors import ErrorCode
 from voltaro.ocppj.validation import CheckResult, Deviation, SchemaRegistry, Violation
 
@@ -79,7 +80,7 @@ def assert_violation(violation: Violation | None, code: ErrorCode, path: str, *w
 
 
 def test_all_78_official_schema_files_compile() -> None:
-    files = sorted(schema_dir().glob("*.json"))
+    files = sorted(OCPP16.schema_dir().glob("*.json"))
     assert len(files) == 78
     for file in files:
         action = file.stem.removesuffix("Response")
@@ -90,8 +91,8 @@ def test_all_78_official_schema_files_compile() -> None:
 
 
 def test_knows_every_action_and_no_other() -> None:
-    assert len(ALL_ACTIONS) == 39
-    for action in ALL_ACTIONS:
+    assert len(OCPP16.actions) == 39
+    for action in OCPP16.actions:
         assert REGISTRY.knows(action), action
     for made_up in ("MadeUpAction", "BootNotificationResponse", "", "bootnotification"):
         assert not REGISTRY.knows(made_up)
@@ -105,14 +106,14 @@ def test_unknown_action_is_a_key_error() -> None:
 
 
 def test_default_folder_must_be_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for file in schema_dir().glob("*.json"):
+    for file in OCPP16.schema_dir().glob("*.json"):
         shutil.copy(file, tmp_path / file.name)
     (tmp_path / "ResetResponse.json").unlink()
-    monkeypatch.setattr(validation, "schema_dir", lambda: tmp_path)
+    monkeypatch.setattr(Dialect, "schema_dir", lambda self: tmp_path)
     with pytest.raises(FileNotFoundError, match=r"ResetResponse\.json"):
         SchemaRegistry.load()
     # An explicit folder holds what it holds: Reset is simply not known.
-    partial = SchemaRegistry.load(tmp_path)
+    partial = SchemaRegistry.load(folder=tmp_path)
     assert not partial.knows("Reset")
     assert partial.knows("Heartbeat")
 
@@ -128,7 +129,7 @@ def test_default_folder_must_be_complete(tmp_path: Path, monkeypatch: pytest.Mon
 def test_a_broken_schema_file_is_named(tmp_path: Path, text: str, error: str) -> None:
     (tmp_path / "Broken.json").write_text(text)
     with pytest.raises(ValueError, match=rf"Broken\.json: {error}"):
-        SchemaRegistry.load(tmp_path)
+        SchemaRegistry.load(folder=tmp_path)
 
 
 def test_format_validation_is_on_for_both_drafts() -> None:
@@ -382,7 +383,7 @@ def bounds_registry(folder: Path) -> SchemaRegistry:
     }
     (folder / "Probe.json").write_text(json.dumps(schema))
     (folder / "ProbeResponse.json").write_text(json.dumps({"type": "object"}))
-    return SchemaRegistry.load(folder)
+    return SchemaRegistry.load(folder=folder)
 
 
 @pytest.mark.parametrize(
@@ -640,8 +641,7 @@ def test_lenient_still_rejects_everything_else(
 
 
 def load_schema(action: str, direction: Direction) -> dict[str, Any]:
-    suffix = "Response" if direction is RES else ""
-    schema: dict[str, Any] = json.loads((schema_dir() / f"{action}{suffix}.json").read_text())
+    schema: dict[str, Any] = json.loads(OCPP16.schema_file(action, direction).read_text())
     return schema
 
 
@@ -1019,7 +1019,7 @@ def test_agrees_with_the_oracle(action: str, direction: Direction) -> None:
 def all_schemas() -> list[tuple[str, Direction]]:
     return [
         (file.stem.removesuffix("Response"), RES if file.stem.endswith("Response") else REQ)
-        for file in sorted(schema_dir().glob("*.json"))
+        for file in sorted(OCPP16.schema_dir().glob("*.json"))
     ]
 
 

@@ -27,7 +27,6 @@ from voltaro.central.commands import CommandCatalog
 from voltaro.central.profile import Command, Field, Profile
 from voltaro.central.profiles import PROFILES
 from voltaro.config import Settings
-from voltaro.ocppj.actions import CENTRAL_SYSTEM_INITIATED
 
 SubParsers = Any  # argparse._SubParsersAction, private in typeshed's eyes
 HTTP_TIMEOUT_MARGIN = 10.0  # seconds the HTTP request may take beyond the command's timeout
@@ -41,7 +40,7 @@ def add_command_command(subparsers: SubParsers, profiles: Sequence[Profile] = PR
         description="Send an OCPP command to a charge point connected to a running server.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    for command in CommandCatalog(profiles, CENTRAL_SYSTEM_INITIATED):
+    for command in CommandCatalog(profiles):
         action = actions.add_parser(
             command.action, help=command.summary, description=command.summary
         )

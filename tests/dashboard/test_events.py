@@ -12,7 +12,6 @@ from voltaro.central.commands import CommandCatalog, UnknownCommand
 from voltaro.central.domain_events import Connected, StatusChanged, event_json
 from voltaro.central.events import EventBus
 from voltaro.central.profiles import PROFILES
-from voltaro.ocppj.actions import CENTRAL_SYSTEM_INITIATED
 
 
 async def test_subscribers_get_the_events_published_while_subscribed() -> None:
@@ -57,7 +56,7 @@ async def test_a_lagging_subscriber_is_dropped_and_never_blocks_publishers() -> 
 
 
 def test_command_forms_become_ocpp_payloads() -> None:
-    catalog = CommandCatalog(PROFILES, CENTRAL_SYSTEM_INITIATED)
+    catalog = CommandCatalog(PROFILES)
     assert catalog.get("Reset").payload({"type": "Hard"}) == {"type": "Hard"}
     start = catalog.get("RemoteStartTransaction")
     assert start.payload({"idTag": "T1", "connectorId": ""}) == {"idTag": "T1"}

@@ -32,7 +32,8 @@ from voltaro.admin.spec import (
 )
 from voltaro.central.commands import CommandCatalog
 from voltaro.central.operations import Operations
-from voltaro.ocppj.actions import Direction, schema_file
+from voltaro.ocppj.actions import Direction
+from voltaro.ocppj.dialect import OCPP16
 from voltaro.store.admin_queries import Page, Row, TransactionFilter
 from voltaro.transport.handshake import charge_point_id_problem
 
@@ -641,7 +642,9 @@ def ocpp_schema(action: str, direction: Direction) -> JsonObject:
     """The official schema file, as an OpenAPI 3.1 (JSON Schema 2020-12) schema object."""
     import json
 
-    schema: JsonObject = json.loads(schema_file(action, direction).read_text(encoding="utf-8"))
+    schema: JsonObject = json.loads(
+        OCPP16.schema_file(action, direction).read_text(encoding="utf-8")
+    )
     for key in ("$schema", "$id", "id"):
         schema.pop(key, None)
     return schema

@@ -32,7 +32,7 @@ from voltaro.admin.chart import transaction_chart
 from voltaro.admin.spec import Operation, Problem, Request
 from voltaro.central.domain_events import event_json
 from voltaro.central.operations import Operations
-from voltaro.ocppj.actions import CENTRAL_SYSTEM_INITIATED, CHARGE_POINT_INITIATED
+from voltaro.ocppj.dialect import OCPP16
 from voltaro.store.dashboard_queries import DashboardQueries
 
 SESSION_LIFETIME = timedelta(hours=12)
@@ -94,8 +94,8 @@ def frame_kind(message: Mapping[str, Any]) -> str:
     if message.get("errorCode"):
         return "error"
     action = message.get("action")
-    by_charger = action in CHARGE_POINT_INITIATED
-    by_us = action in CENTRAL_SYSTEM_INITIATED
+    by_charger = action in OCPP16.charge_point_initiated
+    by_us = action in OCPP16.central_system_initiated
     if by_charger == by_us:
         return ""
     calls = "in" if by_charger else "out"

@@ -25,9 +25,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from voltaro.ocppj.actions import ALL_ACTIONS
+from voltaro.ocppj.dialect import OCPP16
 from voltaro.ocppj.endpoint import FrameDirection, RpcHooks
-from voltaro.ocppj.errors import parse_error_code
 from voltaro.ocppj.frames import Call, CallError, CallResult, Frame
 from voltaro.store.metrics import Histogram as StoreHistogram
 from voltaro.transport.server import TransportStats
@@ -59,13 +58,13 @@ def _action_label(action: str | None) -> str:
     grow the metrics without bound."""
     if action is None:
         return ""
-    return action if action in ALL_ACTIONS else "unknown"
+    return action if action in OCPP16.actions else "unknown"
 
 
 def _code_label(code: str) -> str:
     """A CALLERROR code as a label: one of OCPP-J's (2.0.1 spellings read as 1.6's), else
     "unknown"."""
-    known = parse_error_code(code)
+    known = OCPP16.parse_error_code(code)
     return "unknown" if known is None else str(known)
 
 

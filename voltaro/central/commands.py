@@ -33,6 +33,7 @@ from voltaro.central.domain_events import CommandAnswered
 from voltaro.central.profile import Command, Payload, Profile
 from voltaro.central.sessions import SessionRegistry
 from voltaro.ocppj.actions import Direction
+from voltaro.ocppj.dialect import OCPP16, Dialect
 from voltaro.ocppj.endpoint import (
     CallErrorReceived,
     CallFailed,
@@ -128,10 +129,11 @@ class InvalidAnswer(CommandFailed):
 
 
 class CommandCatalog:
-    """The commands the served profiles offer, in the order they declare them."""
+    """The commands the served profiles offer, in the order they declare them; each must be
+    an action the dialect's Central System sends."""
 
-    def __init__(self, profiles: Iterable[Profile], central_system_initiated: Iterable[str]):
-        self._sendable = frozenset(central_system_initiated)
+    def __init__(self, profiles: Iterable[Profile], dialect: Dialect = OCPP16):
+        self._sendable = dialect.central_system_initiated
         self._commands: dict[str, Command] = {}
         for profile in profiles:
             for command in profile.commands:

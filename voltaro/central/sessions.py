@@ -149,6 +149,7 @@ class SessionRegistry:
             call_timeout=parts.call_timeout,
             lenient=connection.lenient,
             hooks=self._hooks(charge_point_id),
+            dialect=parts.schemas.dialect,
         )
         session = Session(charge_point_id, endpoint, connection, self.instance_id)
         previous = self._sessions.get(charge_point_id)

@@ -37,7 +37,6 @@ from voltaro.central.sessions import CLOSE_POLICY_VIOLATION, SessionParts, Sessi
 from voltaro.central.timestamps import utc_now
 from voltaro.config import Settings, default_instance_id
 from voltaro.episodes import Episode
-from voltaro.ocppj.actions import CENTRAL_SYSTEM_INITIATED
 from voltaro.ocppj.endpoint import RpcHooks
 from voltaro.ocppj.errors import ErrorCode, OcppError
 from voltaro.ocppj.validation import Deviation, SchemaRegistry
@@ -70,7 +69,7 @@ class CentralSystem:
         self.settings = settings
         self.profiles = tuple(profiles)
         self.schemas = schemas or SchemaRegistry.load()
-        self.catalog = CommandCatalog(self.profiles, CENTRAL_SYSTEM_INITIATED)
+        self.catalog = CommandCatalog(self.profiles, self.schemas.dialect)
         self.instance_id = (
             instance_id or settings.instance_id or default_instance_id(settings.ocpp_port)
         )

@@ -1,5 +1,11 @@
 """The OCPP-J RPC endpoint on trio: one per connection, both directions at once.
 
+A thin driver over :class:`voltaro.ocppj.rpc_state.RpcState`, which holds the OCPP-J rules
+(what each inbound frame is and gets, the ids in use, the bounds on waiting CALLs, one
+outstanding CALL of ours: the table at the top of :mod:`voltaro.ocppj.rpc_state`). Here is
+only what needs trio or the outside world: reading and sending, the worker task, the call
+lock, timeouts, running handlers and validating payloads, logging and the hooks.
+
 Inbound CALLs are read by :meth:`RpcEndpoint.serve` and answered strictly in the order they
 arrived by one worker task, while the reader keeps reading, so that
 
@@ -11,7 +17,8 @@ Outbound calls go through :meth:`RpcEndpoint.call`: one outstanding CALL per con
 rest wait their turn in FIFO order (``trio.Lock`` is fair).
 
 Error handling: nothing a peer sends can raise out of :meth:`serve`; every bad CALL gets the
-CALLERROR of the OCPP-J 1.6 table, a bad CALLRESULT/CALLERROR is logged and dropped (when
+CALLERROR of the OCPP-J table (:mod:`voltaro.ocppj.rpc_state`, then the schema's in
+:meth:`RpcEndpoint._answer`), a bad CALLRESULT/CALLERROR is logged and dropped (when
 its id shows it answers our outstanding CALL, that call fails at once with
 :class:`InvalidResponse` instead of waiting for its timeout), and a handler's exception
 becomes InternalError on the wire with the traceback in the log (a handler that means to
@@ -24,44 +31,42 @@ password, say).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
-import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import trio
 
-from voltaro.ocppj.actions import ALL_ACTIONS, Direction
+from voltaro.ocppj.actions import Direction
+from voltaro.ocppj.dialect import OCPP16, Dialect
 from voltaro.ocppj.errors import ErrorCode, OcppError
 from voltaro.ocppj.frames import (
-    CALL,
-    UNKNOWN_MESSAGE_ID,
     Call,
     CallError,
     CallResult,
     Frame,
     FrameError,
     Payload,
-    UnknownFrame,
-    decode,
     encode,
 )
+from voltaro.ocppj.rpc_events import (
+    AnswerDropped,
+    AnswerReceived,
+    BadFrame,
+    BrokenAnswer,
+    CallReceived,
+    CallRefused,
+    FrameIgnored,
+)
+from voltaro.ocppj.rpc_state import MAX_QUEUED_BYTES, MAX_QUEUED_CALLS, RpcState, wire_size
 from voltaro.ocppj.validation import CheckResult, Deviation, SchemaRegistry, Violation
 
 log = logging.getLogger("voltaro.ocppj")
 
 Handler = Callable[[Payload], Awaitable[Payload]]
 FrameDirection = Literal["in", "out"]
-
-# CALLs accepted before the first is answered. OCPP-J allows one outstanding CALL, so only a
-# misbehaving peer ever queues; the bounds keep such a peer from growing our memory: at most
-# this many CALLs, and this many bytes of them beyond the first one waiting (16 frames of
-# 64 KiB would otherwise be a MiB per connection).
-MAX_QUEUED_CALLS = 16
-MAX_QUEUED_BYTES = 128 * 1024
 
 
 class ChannelClosed(Exception):
@@ -157,6 +162,9 @@ class RpcHooks:
 
 @dataclass(slots=True)
 class _PendingCall:
+    """Our outstanding CALL as the caller waiting for it sees it (the state's
+    :class:`~voltaro.ocppj.rpc_state.OutstandingCall` says which frame answers it)."""
+
     message_id: str
     action: str
     answered: trio.Event = field(default_factory=trio.Event)
@@ -165,7 +173,11 @@ class _PendingCall:
 
 
 class RpcEndpoint:
-    """OCPP-J RPC over one connection. Run :meth:`serve` in the connection's nursery."""
+    """OCPP-J RPC over one connection. Run :meth:`serve` in the connection's nursery.
+
+    ``handlers`` maps each action the peer's CALLs are answered for to its handler;
+    ``dialect`` is the OCPP version spoken (its actions, its error-code spellings).
+    """
 
     def __init__(
         self,
@@ -177,26 +189,22 @@ class RpcEndpoint:
         call_timeout: float = 30.0,
         lenient: bool = False,
         hooks: RpcHooks | None = None,
+        dialect: Dialect = OCPP16,
     ) -> None:
         self.name = name
+        self.dialect = dialect
         self._channel = channel
         self._registry = registry
         self._handlers = handlers
         self._call_timeout = call_timeout
         self._lenient = lenient
         self._hooks = hooks or RpcHooks()
+        self._state = RpcState(handlers, dialect=dialect)
         self._call_lock = trio.Lock()
-        # message ids: unique per connection (a counter) and across connections (a random
-        # prefix); a uuid4 per call cost 2 µs, a noticeable share of a simulated charger
-        self._id_prefix = secrets.token_hex(8)
-        self._id_counter = itertools.count(1)
         self._pending: _PendingCall | None = None
-        self._inbound_ids: set[str] = set()
-        self._closed = False
-        self._inbound_send, self._inbound_receive = trio.open_memory_channel[tuple[Call, int]](
-            MAX_QUEUED_CALLS
-        )
-        self._queued_bytes = 0
+        # The state bounds what waits (MAX_QUEUED_CALLS besides the one being answered);
+        # the channel only carries it to the worker in order.
+        self._inbound_send, self._inbound_receive = trio.open_memory_channel[CallReceived](math.inf)
 
     # -- inbound --------------------------------------------------------------------------
 
@@ -208,7 +216,7 @@ class RpcEndpoint:
                 await self._read_messages()
                 nursery.cancel_scope.cancel()
         finally:
-            self._closed = True
+            self._state.close()
             if self._pending is not None:
                 self._pending.answered.set()
 
@@ -221,98 +229,72 @@ class RpcEndpoint:
             await self._on_message(message)
 
     async def _on_message(self, message: str | bytes) -> None:
-        try:
-            frame = decode(message)
-            if isinstance(message, bytes):
-                raise FrameError(
-                    ErrorCode.FORMATION_VIOLATION,
-                    "binary WebSocket frames are not OCPP-J; send JSON as a text frame",
-                    message_id=frame.message_id if isinstance(frame, Call) else None,
-                    message_type=CALL if isinstance(frame, Call) else None,
-                )
-        except FrameError as error:
-            await self._on_frame_error(error, message)
-            return
-        if isinstance(frame, UnknownFrame):
-            log.warning("%s: ignored a frame of unknown type %r", self.name, frame.message_type)
-            return
-        size = wire_size(message)
-        if isinstance(frame, Call):
-            self._notify_frame("in", frame, frame.action, size)
-            await self._accept_call(frame, size)
-        else:
-            self._on_answer(frame, size)
-
-    async def _on_frame_error(self, error: FrameError, message: str | bytes) -> None:
-        log.warning("%s: bad frame (%s): %.200s", self.name, error, _text(message))
-        pending = self._pending
-        if pending is not None and not error.answerable and error.message_id == pending.message_id:
-            pending.broken_answer = error  # our call fails now, not at its timeout
-            pending.answered.set()
-        if error.answerable:
-            await self._send(
-                CallError(
-                    error.message_id or UNKNOWN_MESSAGE_ID,
-                    error.code,
-                    error.description,
-                )
+        event = self._state.receive(message)
+        # the common cases first: a CALL to answer, an answer to our CALL
+        if type(event) is CallReceived:
+            self._notify_frame("in", event.call, event.call.action, event.size)
+            self._inbound_send.send_nowait(event)
+        elif type(event) is AnswerReceived:
+            self._notify_frame("in", event.answer, event.action, event.size)
+            pending = self._pending
+            if pending is not None and pending.message_id == event.answer.message_id:
+                pending.answer = event.answer
+                pending.answered.set()
+        elif type(event) is CallRefused:
+            self._notify_frame("in", event.call, event.call.action, event.size)
+            await self._send(event.answer, event.call.action)
+        elif type(event) is AnswerDropped:
+            self._notify_frame("in", event.answer, None, event.size)
+            log.warning(
+                "%s: dropped an answer to message %r: no CALL of ours is waiting for it",
+                self.name,
+                event.answer.message_id,
             )
-
-    async def _accept_call(self, call: Call, size: int) -> None:
-        if call.message_id in self._inbound_ids:
-            await self._send_error(
-                call,
-                ErrorCode.PROTOCOL_ERROR,
-                f"message id {call.message_id!r} is already in use by a CALL still in progress",
-            )
-            return
-        queued = self._queued_bytes
-        try:
-            if queued and queued + size > MAX_QUEUED_BYTES:
-                raise trio.WouldBlock
-            self._inbound_send.send_nowait((call, size))
-        except trio.WouldBlock:
-            await self._send_error(
-                call,
-                ErrorCode.PROTOCOL_ERROR,
-                f"too many CALLs unanswered (at most {MAX_QUEUED_CALLS} or "
-                f"{MAX_QUEUED_BYTES} bytes wait); OCPP-J allows one outstanding CALL",
-            )
-            return
-        self._queued_bytes += size
-        self._inbound_ids.add(call.message_id)
+        elif type(event) is BadFrame:
+            log.warning("%s: bad frame (%s): %.200s", self.name, event.error, _text(message))
+            if event.answer is not None:
+                await self._send(event.answer)
+        elif type(event) is BrokenAnswer:
+            log.warning("%s: bad frame (%s): %.200s", self.name, event.error, _text(message))
+            pending = self._pending
+            if pending is not None and pending.message_id == event.error.message_id:
+                pending.broken_answer = event.error  # our call fails now, not at its timeout
+                pending.answered.set()
+        elif type(event) is FrameIgnored:
+            log.warning("%s: ignored a frame of unknown type %r", self.name, event.message_type)
 
     async def _answer_calls(self) -> None:
-        async for call, size in self._inbound_receive:
-            self._queued_bytes -= size
+        async for received in self._inbound_receive:
+            call = received.call
             started = trio.current_time()
             try:
-                answer = await self._answer(call)
+                answer = self._state.refusal(call) or await self._answer(call)
                 await self._send(answer, call.action)
             finally:
-                self._inbound_ids.discard(call.message_id)
+                self._state.answered(received)
             if self._hooks.on_handled is not None:
                 outcome = "error" if isinstance(answer, CallError) else "result"
                 self._hooks.on_handled(call.action, outcome, trio.current_time() - started)
 
     async def _answer(self, call: Call) -> CallResult | CallError:
-        if call.action not in ALL_ACTIONS:
-            return _error(call, ErrorCode.NOT_IMPLEMENTED, f"unknown action {call.action!r}")
-        handler = self._handlers.get(call.action)
-        if handler is None:
-            return _error(
-                call, ErrorCode.NOT_SUPPORTED, f"{call.action} is not supported by this server"
-            )
+        """The answer of the handler of ``call`` (an action the state let through): schema
+        violations of the request, the handler's own OcppError, InternalError when the
+        handler fails or its response breaks the schema."""
+        handler = self._handlers[call.action]
         checked = self._check(call.action, Direction.REQUEST, call.payload)
         if checked.violation is not None:
-            return _violation_error(call, checked.violation)
+            return self._violation_error(call, checked.violation)
         try:
             response = await handler(checked.payload)
         except OcppError as error:
-            return CallError(call.message_id, error.code, error.description, error.details)
+            return CallError(
+                call.message_id, self.dialect.spelling(error.code), error.description, error.details
+            )
         except Exception:
             log.exception("%s: handler for %s failed", self.name, call.action)
-            return _error(call, ErrorCode.INTERNAL_ERROR, f"{call.action} could not be processed")
+            return self._error(
+                call, ErrorCode.INTERNAL_ERROR, f"{call.action} could not be processed"
+            )
         violation = self._registry.validate(call.action, Direction.RESPONSE, response)
         if violation is not None:
             log.error(
@@ -322,8 +304,21 @@ class RpcEndpoint:
                 violation.message,
                 response,
             )
-            return _error(call, ErrorCode.INTERNAL_ERROR, f"{call.action} could not be processed")
+            return self._error(
+                call, ErrorCode.INTERNAL_ERROR, f"{call.action} could not be processed"
+            )
         return CallResult(call.message_id, response)
+
+    def _error(self, call: Call, code: ErrorCode, description: str) -> CallError:
+        return CallError(call.message_id, self.dialect.spelling(code), description)
+
+    def _violation_error(self, call: Call, violation: Violation) -> CallError:
+        return CallError(
+            call.message_id,
+            self.dialect.spelling(violation.code),
+            violation.message,
+            {"path": violation.path},
+        )
 
     # -- outbound -------------------------------------------------------------------------
 
@@ -359,8 +354,7 @@ class RpcEndpoint:
                 self._hooks.on_call(action, outcome, trio.current_time() - started)
 
     async def _call_in_turn(self, action: str, payload: Payload, timeout: float) -> Payload:
-        pending = _PendingCall(self._new_message_id(), action)
-        answer = await self._exchange(pending, payload, timeout)
+        answer = await self._exchange(action, payload, timeout)
         if isinstance(answer, FrameError):
             raise InvalidResponse(action, Violation(answer.code, "$", answer.description))
         if isinstance(answer, CallError):
@@ -370,9 +364,6 @@ class RpcEndpoint:
             raise InvalidResponse(action, checked.violation)
         result: Payload = checked.payload
         return result
-
-    def _new_message_id(self) -> str:
-        return f"{self._id_prefix}-{next(self._id_counter)}"
 
     def _check(self, action: str, direction: Direction, payload: Payload) -> CheckResult:
         """Validate, in lenient mode letting known breakers through and reporting each."""
@@ -386,49 +377,34 @@ class RpcEndpoint:
         return checked
 
     async def _exchange(
-        self, pending: _PendingCall, payload: Payload, timeout: float
+        self, action: str, payload: Payload, timeout: float
     ) -> CallResult | CallError | FrameError:
-        if self._closed:
+        if self._state.closed:
             # still a checkpoint (call() took a free lock without one): a caller retrying in
             # a loop must not starve the other tasks
             await trio.lowlevel.checkpoint()
-            raise ConnectionLost(pending.action)
-        self._pending = pending
+            raise ConnectionLost(action)
+        call = self._state.start_call(action, payload)  # the lock: never one outstanding
+        pending = self._pending = _PendingCall(call.message_id, action)
         try:
             try:
-                await self._send(Call(pending.message_id, pending.action, payload))
+                await self._send(call)
             except ChannelClosed:
-                raise ConnectionLost(pending.action) from None
+                raise ConnectionLost(action) from None
             with trio.move_on_after(timeout if math.isfinite(timeout) else math.inf):
                 await pending.answered.wait()
         finally:
             self._pending = None
+            self._state.end_call(call.message_id)
         if pending.broken_answer is not None:
             return pending.broken_answer
         if pending.answer is None:
-            if self._closed:
-                raise ConnectionLost(pending.action)
-            raise CallTimeout(pending.action, timeout)
+            if self._state.closed:
+                raise ConnectionLost(action)
+            raise CallTimeout(action, timeout)
         return pending.answer
 
-    def _on_answer(self, answer: CallResult | CallError, size: int) -> None:
-        pending = self._pending
-        matched = pending is not None and pending.message_id == answer.message_id
-        self._notify_frame("in", answer, pending.action if pending and matched else None, size)
-        if pending is None or not matched:
-            log.warning(
-                "%s: dropped an answer to message %r: no CALL of ours is waiting for it",
-                self.name,
-                answer.message_id,
-            )
-            return
-        pending.answer = answer
-        pending.answered.set()
-
     # -- sending --------------------------------------------------------------------------
-
-    async def _send_error(self, call: Call, code: ErrorCode, description: str) -> None:
-        await self._send(_error(call, code, description), call.action)
 
     async def _send(self, frame: Frame, action: str | None = None) -> None:
         text = encode(frame)
@@ -450,26 +426,13 @@ class RpcEndpoint:
             self._hooks.on_frame(direction, frame, action, size)
 
 
-def _error(call: Call, code: ErrorCode, description: str) -> CallError:
-    return CallError(call.message_id, code, description)
-
-
-def _violation_error(call: Call, violation: Violation) -> CallError:
-    return CallError(call.message_id, violation.code, violation.message, {"path": violation.path})
-
-
 def _text(message: str | bytes) -> str:
     return message if isinstance(message, str) else repr(message)
 
 
-def wire_size(message: str | bytes) -> int:
-    """Bytes of a message on the wire (UTF-8); an ASCII text's length, found in O(1)."""
-    if isinstance(message, bytes) or message.isascii():
-        return len(message)
-    return len(message.encode("utf-8", "surrogatepass"))
-
-
 __all__ = [
+    "MAX_QUEUED_BYTES",
+    "MAX_QUEUED_CALLS",
     "CallErrorReceived",
     "CallFailed",
     "CallTimeout",

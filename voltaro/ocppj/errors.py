@@ -1,4 +1,8 @@
-"""OCPP-J 1.6 error codes, with the spellings frozen by the 1.6 errata."""
+"""OCPP-J error codes (what each means) and :class:`OcppError`, a handler's way to answer one.
+
+How a code is spelled on the wire, sent and received, is the dialect's business
+(:meth:`voltaro.ocppj.dialect.Dialect.spelling` and ``Dialect.parse_error_code``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ class ErrorCode(StrEnum):
 
     The 1.6 spellings are what Voltaro sends (note ``OccurenceConstraintViolation`` with one
     ``r`` and ``FormationViolation``); the 2.0.1 spellings are accepted on receipt through
-    :func:`parse_error_code`.
+    ``OCPP16.parse_error_code`` (:mod:`voltaro.ocppj.dialect`).
     """
 
     NOT_IMPLEMENTED = "NotImplemented"
@@ -23,21 +27,6 @@ class ErrorCode(StrEnum):
     OCCURENCE_CONSTRAINT_VIOLATION = "OccurenceConstraintViolation"
     TYPE_CONSTRAINT_VIOLATION = "TypeConstraintViolation"
     GENERIC_ERROR = "GenericError"
-
-
-# Spellings a peer may send that mean one of our codes (OCPP 2.0.1 renamed two of them).
-_ALIASES: dict[str, ErrorCode] = {
-    "FormatViolation": ErrorCode.FORMATION_VIOLATION,
-    "OccurrenceConstraintViolation": ErrorCode.OCCURENCE_CONSTRAINT_VIOLATION,
-}
-
-
-def parse_error_code(text: str) -> ErrorCode | None:
-    """The ErrorCode a received CALLERROR names, or None when it names none we know."""
-    try:
-        return ErrorCode(text)
-    except ValueError:
-        return _ALIASES.get(text)
 
 
 class OcppError(Exception):

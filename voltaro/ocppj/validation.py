@@ -1,6 +1,7 @@
-"""Schema validation of OCPP 1.6 payloads, strict by default and lenient on request.
+"""Schema validation of OCPP payloads, strict by default and lenient on request.
 
-Every request and response schema in ``schemas/`` is compiled once, at start-up, with
+Every request and response schema of a dialect (:mod:`voltaro.ocppj.dialect`; OCPP 1.6's
+are in ``schemas/``) is compiled once, at start-up, with
 jsonschema-rs. Validating a valid payload is then a single ``is_valid`` call into Rust: no
 Python walks the payload on the hot path. Only when a payload is invalid does this module
 ask jsonschema-rs for every error and turn one of them into a :class:`Violation`, i.e. the
@@ -56,7 +57,8 @@ from typing import Any, Final
 
 import jsonschema_rs
 
-from voltaro.ocppj.actions import ALL_ACTIONS, Direction, schema_dir
+from voltaro.ocppj.actions import Direction
+from voltaro.ocppj.dialect import OCPP16, Dialect
 from voltaro.ocppj.errors import ErrorCode
 
 __all__ = ["CheckResult", "Deviation", "SchemaRegistry", "Violation"]
@@ -187,9 +189,13 @@ class SchemaRegistry:
        fixed order, so this too is stable).
     """
 
-    __slots__ = ("_entries", "_known", "_validators")
+    __slots__ = ("_entries", "_known", "_validators", "dialect")
 
-    def __init__(self, entries: Mapping[tuple[str, Direction], _Entry]) -> None:
+    def __init__(
+        self, entries: Mapping[tuple[str, Direction], _Entry], dialect: Dialect = OCPP16
+    ) -> None:
+        self.dialect = dialect
+        """The dialect whose schemas these are (their file names were read its way)."""
         self._entries: dict[tuple[str, Direction], _Entry] = dict(entries)
         # The hot path looks the compiled validator up directly, one dict access.
         self._validators: dict[tuple[str, Direction], Any] = {
@@ -200,33 +206,34 @@ class SchemaRegistry:
         self._known: frozenset[str] = frozenset(requests & responses)
 
     @classmethod
-    def load(cls, folder: Path | None = None) -> SchemaRegistry:
-        """Compile every ``*.json`` schema in ``folder`` (default: the official 78 files).
+    def load(cls, dialect: Dialect = OCPP16, *, folder: Path | None = None) -> SchemaRegistry:
+        """Compile every ``*.json`` schema of ``dialect`` (default: OCPP 1.6's official 78
+        files), or every one in ``folder`` when given, named as ``dialect`` names them.
 
-        ``X.json`` is the payload of a CALL of action X, ``XResponse.json`` that of its
-        CALLRESULT. Formats (``date-time``, ``uri``) are validated, whatever the draft, and an
-        unknown format is an error rather than silently ignored.
+        For OCPP 1.6 ``X.json`` is the payload of a CALL of action X, ``XResponse.json`` that
+        of its CALLRESULT. Formats (``date-time``, ``uri``) are validated, whatever the draft,
+        and an unknown format is an error rather than silently ignored.
 
-        Raises ``FileNotFoundError`` when the default folder lacks a schema of one of the
-        OCPP 1.6 actions, and ``ValueError`` naming the file when a schema is not JSON or not
-        a valid JSON Schema.
+        Raises ``FileNotFoundError`` when the dialect's own folder lacks a schema of one of
+        its actions, and ``ValueError`` naming the file when a schema is not JSON or not a
+        valid JSON Schema.
         """
         official = folder is None
-        root = schema_dir() if folder is None else folder
+        root = dialect.schema_dir() if folder is None else folder
         entries: dict[tuple[str, Direction], _Entry] = {}
         for file in sorted(root.glob("*.json")):
-            action, direction = _action_of(file.stem)
+            action, direction = dialect.action_of(file.stem)
             entries[(action, direction)] = _compile(file)
         if official:
             missing = sorted(
-                f"{action}{'Response' if direction is Direction.RESPONSE else ''}.json"
-                for action in ALL_ACTIONS
+                dialect.schema_name(action, direction)
+                for action in dialect.actions
                 for direction in Direction
                 if (action, direction) not in entries
             )
             if missing:
-                raise FileNotFoundError(f"OCPP 1.6 schemas missing in {root}: {missing}")
-        return cls(entries)
+                raise FileNotFoundError(f"{dialect.name} schemas missing in {root}: {missing}")
+        return cls(entries, dialect)
 
     def knows(self, action: str) -> bool:
         """Whether both the request and the response schema of ``action`` are loaded."""
@@ -280,12 +287,6 @@ class SchemaRegistry:
 
 
 # --- loading --------------------------------------------------------------------------
-
-
-def _action_of(stem: str) -> tuple[str, Direction]:
-    if stem.endswith("Response") and stem != "Response":
-        return stem.removesuffix("Response"), Direction.RESPONSE
-    return stem, Direction.REQUEST
 
 
 def _compile(file: Path) -> _Entry:

@@ -40,6 +40,7 @@ from typing import Any
 
 import trio
 
+from voltaro.ocppj.dialect import OCPP16
 from voltaro.ocppj.endpoint import (
     CallErrorReceived,
     CallFailed,
@@ -120,7 +121,7 @@ async def connect_websocket(
                 secured,
                 f"{host}:{port}",
                 resource,
-                subprotocols=["ocpp1.6"],
+                subprotocols=[OCPP16.subprotocol],
                 extra_headers=extra_headers,
             )
         except BaseException:

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from urllib.parse import unquote, urlsplit
 
 OCPP_PATH_PREFIX = "/ocpp/"
-SUBPROTOCOL = "ocpp1.6"
 
 # chargeBoxIdentity is a CiString48 in OCPP 1.6. Control characters and '/' can only come
 # from a malformed or hostile URL; no real charge point id contains them. "." and ".." are

@@ -6,7 +6,8 @@ connection closed: nothing a connection started outlives it.
 
 Handshake rules (OCPP-J 1.6 section 3): the URL is ``/ocpp/{chargePointId}`` (percent-encoded),
 anything else is answered HTTP 404; the gate decides 404 (unknown charge point) or 401 (bad
-Basic credentials); subprotocol ``ocpp1.6`` is selected when offered, and when it is not, the
+Basic credentials); the dialect's subprotocol (``ServerOptions.dialect``, ``ocpp1.6`` by
+default) is selected when offered, and when it is not, the
 handshake completes without the header and the connection is closed at once.
 
 The server keeps no record of who is connected: that is the session's owner's (the central
@@ -42,6 +43,7 @@ from typing import Protocol
 import trio
 
 from voltaro.config import CannotStart
+from voltaro.ocppj.dialect import OCPP16, Dialect
 from voltaro.ocppj.endpoint import ChannelClosed
 from voltaro.transport.accepting import (
     MAX_HANDSHAKES_PER_ADDRESS,
@@ -52,7 +54,7 @@ from voltaro.transport.accepting import (
     AcceptStats,
     HandshakeSlot,
 )
-from voltaro.transport.handshake import SUBPROTOCOL, charge_point_id_from_path, password_for
+from voltaro.transport.handshake import charge_point_id_from_path, password_for
 from voltaro.transport.websocket import (
     CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
@@ -134,6 +136,7 @@ class ServerOptions:
     reserved_files: int = RESERVED_FILES
     inbound_rate: float = INBOUND_RATE  # bytes a second per connection; 0: off
     inbound_burst: float = INBOUND_BURST
+    dialect: Dialect = OCPP16  # its subprotocol is the one a charger must offer
 
     def accept_limits(self) -> AcceptLimits:
         return AcceptLimits(
@@ -306,12 +309,12 @@ class OcppServer:
             log.info("refused %s from %s: HTTP %d", charge_point_id, remote, admission.http_status)
             await self._refuse(request, admission.http_status, retry_after=admission.retry_after)
             return None
-        if SUBPROTOCOL not in request.proposed_subprotocols:
+        if self._options.dialect.subprotocol not in request.proposed_subprotocols:
             await self._refuse_subprotocol(request, charge_point_id, remote)
             return None
         websocket = None
         with trio.move_on_at(deadline):
-            websocket = await request.accept(subprotocol=SUBPROTOCOL)
+            websocket = await request.accept(subprotocol=self._options.dialect.subprotocol)
         if websocket is None:
             self._handshake_timeouts += 1
             return None
@@ -346,16 +349,17 @@ class OcppServer:
         self, request: UpgradeRequest, charge_point_id: str, remote: str
     ) -> None:
         # OCPP-J 1.6 section 3.1.2: complete the handshake without the header, then close.
+        subprotocol = self._options.dialect.subprotocol
         log.info(
             "refused %s from %s: subprotocols %s do not include %s",
             charge_point_id,
             remote,
             list(request.proposed_subprotocols) or "(none)",
-            SUBPROTOCOL,
+            subprotocol,
         )
         websocket = await request.accept()
         with trio.move_on_after(self._options.close_timeout):
-            await websocket.aclose(CLOSE_PROTOCOL_ERROR, f"subprotocol {SUBPROTOCOL} is required")
+            await websocket.aclose(CLOSE_PROTOCOL_ERROR, f"subprotocol {subprotocol} is required")
 
     async def _serve(self, connection: ChargePointConnection) -> None:
         charge_point_id = connection.charge_point_id
