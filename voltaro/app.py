@@ -25,18 +25,12 @@ from voltaro.central.profiles import PROFILES
 from voltaro.central.sessions import CLOSE_GOING_AWAY, SessionRegistry
 from voltaro.config import Settings, default_instance_id
 from voltaro.process_limits import freeze_long_lived_objects, raise_open_file_limit
-from voltaro.store import StoreUnavailable
 from voltaro.transport.server import (
-    Admission,
-    ChargePointConnection,
     OcppServer,
     ServerOptions,
-    Verdict,
 )
 
 log = logging.getLogger("voltaro")
-
-SERVICE_UNAVAILABLE = Admission(http_status=503, retry_after=10)
 
 
 @dataclass
@@ -55,18 +49,6 @@ class Voltaro:
     def sessions(self) -> SessionRegistry:
         """The live sessions (the central system's registry)."""
         return self.central.sessions
-
-    async def admit(self, charge_point_id: str, password: str | None, address: str) -> Verdict:
-        try:
-            return await self.central.admit(charge_point_id, password, address)
-        except StoreUnavailable:
-            # one line per refusal comes from the transport (HTTP 503); the outage itself
-            # is logged once by the store
-            log.debug("refused %s: the database is unavailable", charge_point_id)
-            return SERVICE_UNAVAILABLE
-
-    async def session(self, connection: ChargePointConnection) -> None:
-        await self.central.sessions.serve(connection)
 
 
 def _watch_counters(voltaro: Voltaro) -> None:
@@ -183,8 +165,8 @@ async def start_voltaro(
     metrics = VoltaroMetrics()
     server = OcppServer(
         server_options(settings),
-        lambda *args: voltaro.admit(*args),
-        lambda connection: voltaro.session(connection),
+        lambda *args: central.admit(*args),
+        lambda connection: central.sessions.serve(connection),
         on_pong=lambda charge_point_id: central.seen(charge_point_id),
     )
     await server.listen()

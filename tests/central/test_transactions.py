@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -353,3 +354,39 @@ async def test_large_meter_registers(central: CentralSystem) -> None:
     await call(central, "CP1", "StopTransaction", stop(reply["transactionId"], big + 7))
     record = await central.store.transactions.get(reply["transactionId"])
     assert record is not None and record.energy_wh == 7
+
+
+async def test_concurrent_tx_holds_across_instances_on_one_database(
+    central: CentralSystem, voltaro_settings: Settings
+) -> None:
+    """A tag in a transaction started through another instance (or any writer) is
+    ConcurrentTx here, and Accepted again once that transaction stops there."""
+    await accepted_tag(central)
+    other_settings = dataclasses.replace(voltaro_settings, instance_id="other-node")
+    async with open_central_system(other_settings) as other:
+        await accepted_tag(other)
+        started = await call(other, "CP-OTHER", "StartTransaction", START)
+        assert started["idTagInfo"] == {"status": "Accepted"}
+
+        async def status_here() -> str:
+            info = await central.authorizer.id_tag_info("tag1")  # case-insensitive
+            return str(info["status"])
+
+        with trio.fail_after(10):
+            while await status_here() != "ConcurrentTx":
+                await trio.sleep(0.01)
+        answer = await call(central, "CP-HERE", "StartTransaction", {**START, "connectorId": 2})
+        assert answer["idTagInfo"]["status"] == "ConcurrentTx"
+        await call(other, "CP-OTHER", "StopTransaction", stop(started["transactionId"]))
+        # CP-HERE's own transaction (recorded, though ConcurrentTx) keeps the tag busy
+        await call(central, "CP-HERE", "StopTransaction", stop(answer["transactionId"]))
+        with trio.fail_after(10):
+            while await status_here() != "Accepted":
+                await trio.sleep(0.01)
+            while (await other.authorizer.id_tag_info("TAG1"))["status"] != "Accepted":
+                await trio.sleep(0.01)
+        again = await call(other, "CP-OTHER", "StartTransaction", {**START, "meterStart": 2000})
+        assert again["idTagInfo"] == {"status": "Accepted"}
+    # the transaction started last is still open: a restart finds it by its load
+    async with open_central_system(other_settings) as restarted:
+        assert (await restarted.authorizer.id_tag_info("TAG1"))["status"] == "ConcurrentTx"

@@ -38,6 +38,7 @@ POLICY_STATUS = {"accept": "Accepted", "pending": "Pending", "reject": "Rejected
 HASHING_THREADS = 2  # scrypt verifications at once (each ~16 MiB and tens of ms)
 MAX_WAITING_VERIFICATIONS = 32  # handshakes queued for a hashing thread; more get 503
 BUSY_RETRY_AFTER = 5  # seconds a charger refused for a full hashing queue is told to wait
+OUTAGE_RETRY_AFTER = 10  # seconds a charger refused during a database outage is told to wait
 
 
 class AdmissionDecision(StrEnum):
@@ -46,6 +47,7 @@ class AdmissionDecision(StrEnum):
     UNAUTHORIZED = "unauthorized"  # HTTP 401
     THROTTLED = "throttled"  # HTTP 429: too many failed logins lately
     BUSY = "busy"  # HTTP 503: too many passwords waiting to be checked
+    UNAVAILABLE = "unavailable"  # HTTP 503: the database cannot be asked now
 
 
 _HTTP_STATUS = {
@@ -54,6 +56,7 @@ _HTTP_STATUS = {
     AdmissionDecision.UNAUTHORIZED: 401,
     AdmissionDecision.THROTTLED: 429,
     AdmissionDecision.BUSY: 503,
+    AdmissionDecision.UNAVAILABLE: 503,
 }
 
 

@@ -9,53 +9,20 @@ Status, in order of precedence:
 4. ``ConcurrentTx``: the tag is already in an open transaction (any charge point);
 5. ``Accepted``.
 
-The tag comes from the store's cache (kept current by LISTEN/NOTIFY, see
-``voltaro.store.id_tags``); the open transactions from an in-memory index loaded at start
-and updated after each committed start and stop.
+The tag comes from the store's cache and the open transactions from the store's index, both
+in memory and both kept current for every writer by LISTEN/NOTIFY (see
+``voltaro.store.id_tags`` and ``voltaro.store.open_transactions``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from voltaro.central.timestamps import format_timestamp, utc_now
-from voltaro.store.id_tags import IdTagCache, tag_key
-from voltaro.store.records import OpenTransaction
-
-
-class OpenTransactions:
-    """Which id tags are in an open transaction right now."""
-
-    def __init__(self) -> None:
-        self._tag_of: dict[int, str] = {}
-        self._by_tag: dict[str, set[int]] = {}
-
-    def load(self, transactions: Iterable[OpenTransaction]) -> None:
-        self._tag_of.clear()
-        self._by_tag.clear()
-        for tx in transactions:
-            self.started(tx.transaction_id, tx.id_tag)
-
-    def started(self, transaction_id: int, id_tag: str) -> None:
-        key = tag_key(id_tag)
-        self._tag_of[transaction_id] = key
-        self._by_tag.setdefault(key, set()).add(transaction_id)
-
-    def stopped(self, transaction_id: int) -> None:
-        key = self._tag_of.pop(transaction_id, None)
-        if key is not None:
-            ids = self._by_tag.get(key, set())
-            ids.discard(transaction_id)
-            if not ids:
-                self._by_tag.pop(key, None)
-
-    def in_transaction(self, id_tag: str) -> bool:
-        return bool(self._by_tag.get(tag_key(id_tag)))
-
-    def __len__(self) -> int:
-        return len(self._tag_of)
+from voltaro.store.id_tags import IdTagCache
+from voltaro.store.open_transactions import OpenTransactions
 
 
 class Authorizer:

@@ -9,12 +9,11 @@ central system that serves them.
 What is kept in memory here and how it stays right with other writers (other instances on the
 same database, the CLI, SQL by hand):
 
-- ``open_transactions`` (ConcurrentTx) is loaded at start and updated after each committed
-  start and stop *by this instance*. A transaction another instance starts or stops is not
-  seen until restart: ConcurrentTx is exact while one instance serves a tag's chargers, and
-  the multi-instance issue replaces this index with a query (documented in the README).
-- the id tag cache (``store.id_tag_cache``) follows every change by LISTEN/NOTIFY, whoever
-  made it, and reloads itself after a lost notification.
+- ``open_transactions`` (ConcurrentTx) and the id tag cache (``store.id_tag_cache``) follow
+  every change by LISTEN/NOTIFY, whoever made it (another instance, the CLI, SQL by hand),
+  and reload after their LISTEN connection was lost (:mod:`voltaro.store.open_transactions`,
+  :mod:`voltaro.store.id_tags`); this instance's handlers also apply their own changes at
+  once.
 - ``ChargerState`` (connector statuses, registration status) concerns a charger whose session
   this instance holds; it is reloaded from the store whenever it is missing.
 """
@@ -26,11 +25,12 @@ from dataclasses import dataclass, field
 
 import trio
 
-from voltaro.central.authorization import Authorizer, OpenTransactions
+from voltaro.central.authorization import Authorizer
 from voltaro.central.datatransfer import DataTransferRegistry
 from voltaro.central.events import EventBus
 from voltaro.config import Settings
 from voltaro.store import Store
+from voltaro.store.open_transactions import OpenTransactions
 
 log = logging.getLogger(__name__)
 

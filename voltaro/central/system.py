@@ -3,7 +3,7 @@
 Lifecycle: construct from Settings, then ``await nursery.start(system.run)`` (inside
 ``trio_asyncio.open_loop()``); or ``async with open_central_system(settings) as system``.
 ``run`` starts the store (embedded PostgreSQL when no URL is set, migrations, writer, id tag
-cache), loads the open transactions, records the chargers this instance left online in a
+cache and open-transaction index), records the chargers this instance left online in a
 previous run as offline, and runs the housekeeping loop (last-seen flush, presence repair,
 overdue heartbeats, deviation counts, message-log bounds and retention) until cancelled.
 
@@ -22,8 +22,13 @@ from typing import Any
 
 import trio
 
-from voltaro.central.admission import Admission, Admitter
-from voltaro.central.authorization import Authorizer, OpenTransactions
+from voltaro.central.admission import (
+    OUTAGE_RETRY_AFTER,
+    Admission,
+    AdmissionDecision,
+    Admitter,
+)
+from voltaro.central.authorization import Authorizer
 from voltaro.central.commands import CommandCatalog, Commands
 from voltaro.central.datatransfer import DataTransferRegistry
 from voltaro.central.domain import Charger, ChargerState, Domain
@@ -74,7 +79,6 @@ class CentralSystem:
             instance_id or settings.instance_id or default_instance_id(settings.ocpp_port)
         )
         self.data_transfer = data_transfer or DataTransferRegistry()
-        self.open_transactions = OpenTransactions()
         self.events = EventBus()  # what happened, for live views (published after commits)
         self.deviations: Counter[str] = Counter()  # lenient-mode deviations per charge point
         self.deviation_kinds: Counter[str] = Counter()
@@ -123,7 +127,6 @@ class CentralSystem:
 
     async def _start(self, store: Store) -> None:
         settings = self.settings
-        self.open_transactions.load(await store.transactions.open_transactions())
         presence = Presence(store.charge_points, self.instance_id)
         left = await presence.forget_all("server restarted")
         if left:
@@ -133,8 +136,8 @@ class CentralSystem:
             settings=settings,
             store=store,
             events=self.events,
-            authorizer=Authorizer(store.id_tag_cache, self.open_transactions),
-            open_transactions=self.open_transactions,
+            authorizer=Authorizer(store.id_tag_cache, store.open_transactions),
+            open_transactions=store.open_transactions,
             data_transfer=self.data_transfer,
         )
         self._admitter = Admitter(
@@ -310,8 +313,13 @@ class CentralSystem:
         self, charge_point_id: str, password: str | None, address: str | None = None
     ) -> Admission:
         """Decide a WebSocket handshake (see ``voltaro.central.admission``); ``address`` is
-        the client's, for throttling password guesses."""
-        admission = await self.admitter.admit(charge_point_id, password, address)
+        the client's, for throttling password guesses. A database outage is a refusal
+        (503, retry later), not an error: the outage itself is the store's to log, once."""
+        try:
+            admission = await self.admitter.admit(charge_point_id, password, address)
+        except StoreUnavailable:
+            log.debug("refused %s: the database is unavailable", charge_point_id)
+            return Admission(AdmissionDecision.UNAVAILABLE, retry_after=OUTAGE_RETRY_AFTER)
         if admission.accepted:
             self.charger_state(charge_point_id).registration_status = admission.registration_status
         return admission

@@ -16,8 +16,10 @@ Staleness, the one thing that must never happen (a blocked tag answered Accepted
   the database (and fail, as InternalError, if the database is away too).
 - A TRUNCATE of the table forces the same reconnect-and-reload.
 
-The same LISTEN connection also hears removed charge points (``voltaro_charge_points``, one
-connection rather than two) and hands their ids to :attr:`IdTagCache.on_charge_point_removed`.
+The same LISTEN connection keeps the open-transaction index current
+(:mod:`voltaro.store.open_transactions`, loaded and replayed the same way), and hears removed
+charge points (``voltaro_charge_points``: one connection rather than three) and hands their
+ids to :attr:`IdTagCache.on_charge_point_removed`.
 Nothing is cached from those, so nothing goes stale; a removal announced while the
 connection is down is missed, and that charger keeps its connection until it reconnects (as
 an unknown charger then).
@@ -35,7 +37,9 @@ import orjson
 import trio
 import trio_asyncio
 
+from voltaro.store import open_transactions
 from voltaro.store.database import CONNECT_TIMEOUT, Connection, Database, connect
+from voltaro.store.open_transactions import OpenTransactions, fetch_open, tag_key
 from voltaro.store.records import IdTagRecord
 
 log = logging.getLogger(__name__)
@@ -45,11 +49,6 @@ CHARGE_POINTS_CHANNEL = "voltaro_charge_points"
 HEALTH_CHECK_INTERVAL = 10.0  # seconds between pings of the LISTEN connection
 HEALTH_CHECK_TIMEOUT = 5.0  # a ping slower than this (or the database's deadline) is a loss
 RECONNECT_BACKOFF = (0.1, 5.0)  # first and longest wait between reconnection attempts
-
-
-def tag_key(id_tag: str) -> str:
-    """idTag is a CiString20: compared case-insensitively, like ``lower(id_tag)`` in SQL."""
-    return id_tag.lower()
 
 
 async def _fetch_one(connection: Connection, id_tag: str) -> IdTagRecord | None:
@@ -79,6 +78,7 @@ class IdTagCache:
         self,
         database: Database,
         *,
+        open_transactions: OpenTransactions | None = None,
         health_check_interval: float = HEALTH_CHECK_INTERVAL,
         health_check_timeout: float = HEALTH_CHECK_TIMEOUT,
     ) -> None:
@@ -87,7 +87,8 @@ class IdTagCache:
         self._check_timeout = min(health_check_timeout, database.deadline)
         self._tags: dict[str, IdTagRecord] = {}
         self._valid = False
-        self._buffer: list[str] | None = None  # notifications arriving during a load
+        self.open_transactions = open_transactions or OpenTransactions()
+        self._buffer: list[tuple[str, str]] | None = None  # (channel, payload) during a load
         self._lost: trio.Event | None = None
         self.listener_pid: int | None = None  # backend pid of the LISTEN connection
         self.on_charge_point_removed: Callable[[str], None] | None = None
@@ -199,11 +200,13 @@ class IdTagCache:
         connection.add_termination_listener(self._on_terminated)
         await connection.add_listener(CHANNEL, self._on_notify)
         await connection.add_listener(CHARGE_POINTS_CHANNEL, self._on_charge_point_notify)
+        await connection.add_listener(open_transactions.CHANNEL, self._on_notify)
         records = await _fetch_all(connection)
         self._tags = {tag_key(r.id_tag): r for r in records}
+        self.open_transactions.load(await fetch_open(connection))
         buffered, self._buffer = self._buffer, None
-        for payload in buffered:
-            self._apply(payload)
+        for channel, payload in buffered:
+            self._dispatch(channel, payload)
         self.reloads += 1
         return connection
 
@@ -214,9 +217,15 @@ class IdTagCache:
 
     def _on_notify(self, connection: Connection, pid: int, channel: str, payload: str) -> None:
         if self._buffer is not None:
-            self._buffer.append(payload)
+            self._buffer.append((channel, payload))
         else:
+            self._dispatch(channel, payload)
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        if channel != open_transactions.CHANNEL:
             self._apply(payload)
+        elif not self.open_transactions.apply(payload):
+            self._reload()
 
     def _on_charge_point_notify(
         self, connection: Connection, pid: int, channel: str, payload: str
@@ -254,6 +263,10 @@ class IdTagCache:
         except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
             log.error("id tag cache: unusable notification %r; reloading", payload)
         # reload (a TRUNCATE), unknown or unusable: trust nothing in memory
+        self._reload()
+
+    def _reload(self) -> None:
+        """Trust nothing in memory: reconnect and load again."""
         self._invalidate()
         if self._lost is not None:
             self._lost.set()

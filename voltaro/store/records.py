@@ -152,14 +152,6 @@ class TransactionRecord:
 
 
 @dataclass(frozen=True)
-class OpenTransaction:
-    transaction_id: int
-    charge_point_id: str
-    connector_id: int
-    id_tag: str
-
-
-@dataclass(frozen=True)
 class EnergyReading:
     """The latest Energy.Active.Import.Register of a transaction, converted to Wh."""
 

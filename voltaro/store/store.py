@@ -39,6 +39,7 @@ class Store:
         self.database = database
         self.writer = writer
         self.id_tag_cache = id_tag_cache
+        self.open_transactions = id_tag_cache.open_transactions
         self.charge_points = ChargePointRepository(database, writer)
         self.connectors = ConnectorRepository(database, writer)
         self.transactions = TransactionRepository(database, writer)

@@ -14,7 +14,6 @@ from typing import Any
 from voltaro.store.database import LONG_DEADLINE, Connection, Database, JsonbElement
 from voltaro.store.records import (
     EnergyReading,
-    OpenTransaction,
     StartedTransaction,
     StopOutcome,
     TransactionRecord,
@@ -216,16 +215,6 @@ class TransactionRepository:
         return await self._database.run(purge, deadline=LONG_DEADLINE)
 
     # ---- reads ----------------------------------------------------------------------
-
-    async def open_transactions(self) -> list[OpenTransaction]:
-        async def read(connection: Connection) -> list[OpenTransaction]:
-            rows = await connection.fetch(
-                "SELECT transaction_id, charge_point_id, connector_id, id_tag"
-                " FROM transactions WHERE stopped_at IS NULL"
-            )
-            return [OpenTransaction(*row) for row in rows]
-
-        return await self._database.run(read)
 
     async def get(self, transaction_id: int) -> TransactionRecord | None:
         async def read(connection: Connection) -> TransactionRecord | None:
