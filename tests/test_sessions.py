@@ -77,7 +77,7 @@ async def test_a_second_connection_replaces_the_first_and_the_charger_stays_onli
     assert "DUP" not in voltaro.sessions
     assert await presence_events(voltaro, "DUP") == [
         (True, "connected"),
-        (False, "disconnected: disconnected"),
+        (False, "disconnected: code 1000"),
     ]
 
 

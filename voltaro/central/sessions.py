@@ -70,6 +70,11 @@ class Connection(Protocol):
         """Close the connection (time-bounded by the transport)."""
         ...
 
+    @property
+    def how_it_ended(self) -> str:
+        """Once it ended: its close code and reason, or that it was lost."""
+        ...
+
 
 @dataclass(eq=False)
 class Session:
@@ -177,11 +182,10 @@ class SessionRegistry:
         if self._sessions.get(charge_point_id) is not session:
             return  # replaced: the charger stays online through its newer session
         del self._sessions[charge_point_id]
+        how = session.connection.how_it_ended
         with trio.CancelScope(shield=True):
-            await self._parts.presence.offline(charge_point_id, "disconnected")
-        self._parts.events.publish(
-            Disconnected(charge_point_id=charge_point_id, reason="disconnected")
-        )
+            await self._parts.presence.offline(charge_point_id, how)
+        self._parts.events.publish(Disconnected(charge_point_id=charge_point_id, reason=how))
 
     def seen(self, charge_point_id: str) -> None:
         """A frame or a WebSocket pong arrived from the charger; cheap."""

@@ -111,6 +111,14 @@ class ChargePointConnection:
     close_timeout: float = 5.0
     connected_at: float = field(default_factory=time.monotonic)
 
+    @property
+    def how_it_ended(self) -> str:
+        """The close code and reason (``code 1006 ...``), or ``connection lost``."""
+        closed = self.websocket.closed
+        if closed is None:
+            return "connection lost"
+        return f"code {closed.code} {closed.reason or ''}".strip()
+
     async def close(self, code: int, reason: str) -> None:
         """Close with ``code``, waiting at most ``close_timeout`` for the charger's reply."""
         with trio.move_on_after(self.close_timeout):
@@ -370,12 +378,11 @@ class OcppServer:
                 await self._session(connection)
                 nursery.cancel_scope.cancel()
         finally:
-            closed = connection.websocket.closed
             log.info(
                 "%s disconnected after %.0f s (%s)",
                 charge_point_id,
                 time.monotonic() - connection.connected_at,
-                f"code {closed.code} {closed.reason or ''}".strip() if closed else "closing",
+                connection.how_it_ended,
             )
             with trio.CancelScope(shield=True):
                 await connection.close(CLOSE_NORMAL, "")
