@@ -13,6 +13,7 @@ import httpx
 import pytest
 import trio
 
+import voltaro.store.migrations
 from tests.e2e import e2e_settings, ws_url
 from tests.harness import RawCharger
 from voltaro.app import Voltaro, start_voltaro
@@ -139,3 +140,10 @@ async def test_a_profile_added_is_served_on_the_wire_in_the_api_and_on_the_dashb
         page = (await browser.get("/charge-points/PLUG-1")).text
         assert 'data-action="GetLocalListVersion"' in page
         assert 'data-action="GetDiagnostics"' in page and 'name="retries"' in page
+
+
+def test_every_migration_belongs_to_exactly_one_profile() -> None:
+    folder = Path(voltaro.store.migrations.__file__).parent
+    files = sorted(path.name for path in folder.glob("*.sql"))
+    claimed = [name for profile in PROFILES for name in profile.migrations]
+    assert sorted(claimed) == files

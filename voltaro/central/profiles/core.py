@@ -384,5 +384,7 @@ CORE = Profile(
         "0005_meter_value_sets.sql",
         "0006_message_log_usage.sql",
         "0007_security_events.sql",
+        "0008_session_instance.sql",
+        "0009_open_transactions_notify.sql",
     ),
 )
