@@ -176,6 +176,7 @@ class Settings:
     inbound_rate: int = websocket.INBOUND_RATE
     inbound_burst: int = websocket.INBOUND_BURST
     instance_id: str | None = None
+    instance_lease: float = 30.0
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -246,6 +247,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "inbound_rate": _non_negative_int,
     "inbound_burst": _positive_int,
     "instance_id": _instance_id,
+    "instance_lease": _positive_float,
 }
 
 

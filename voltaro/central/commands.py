@@ -25,7 +25,7 @@ own. Every outcome is published as :class:`~voltaro.central.domain_events.Comman
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from voltaro.central.domain import Domain
@@ -42,6 +42,7 @@ from voltaro.ocppj.endpoint import (
     InvalidRequest,
     InvalidResponse,
 )
+from voltaro.ocppj.errors import ErrorCode
 from voltaro.ocppj.validation import SchemaRegistry, Violation
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,51 @@ class InvalidAnswer(CommandFailed):
         self.violation = violation
 
 
+def failure_answer(failure: CommandFailed) -> dict[str, Any]:
+    """What another instance needs to raise the same failure (:func:`failure_from`)."""
+    answer: dict[str, Any] = {"message": str(failure)}
+    if isinstance(failure, CallErrorAnswer):
+        answer |= {
+            "code": failure.code,
+            "description": failure.description,
+            "details": failure.details,
+        }
+    elif isinstance(failure, InvalidAnswer | InvalidCommand):
+        violation = failure.violation
+        answer |= {"code": str(violation.code), "path": violation.path, "text": violation.message}
+    elif isinstance(failure, NoAnswer):
+        answer["timeout"] = failure.timeout
+    return answer
+
+
+def failure_from(
+    outcome: str, answer: dict[str, Any], charge_point_id: str, action: str
+) -> CommandFailed:
+    """The failure another instance reported (``outcome``, :func:`failure_answer`)."""
+    if outcome == CallErrorAnswer.outcome:
+        received = CallErrorReceived(
+            action, answer["code"], answer["description"], answer.get("details") or {}
+        )
+        return CallErrorAnswer(charge_point_id, action, received)
+    if outcome in (InvalidAnswer.outcome, InvalidCommand.outcome):
+        code = parse_violation_code(answer["code"])
+        violation = Violation(code, answer["path"], answer["text"])
+        if outcome == InvalidAnswer.outcome:
+            return InvalidAnswer(charge_point_id, action, violation)
+        return InvalidCommand(action, violation)
+    if outcome == NoAnswer.outcome:
+        return NoAnswer(charge_point_id, action, float(answer["timeout"]))
+    if outcome == Disconnected.outcome:
+        return Disconnected(charge_point_id, action)
+    if outcome == NotConnected.outcome:
+        return NotConnected(charge_point_id)
+    return CommandFailed(str(answer.get("message") or outcome))
+
+
+def parse_violation_code(text: str) -> ErrorCode:
+    return OCPP16.parse_error_code(text) or ErrorCode.GENERIC_ERROR
+
+
 class CommandCatalog:
     """The commands the served profiles offer, in the order they declare them; each must be
     an action the dialect's Central System sends."""
@@ -163,6 +209,7 @@ class CommandCatalog:
 
 
 LogOutcome = Callable[[str, str, str, str], None]
+Route = Callable[[str, str, Payload, float], Awaitable[Payload]]
 
 
 class Commands:
@@ -177,13 +224,17 @@ class Commands:
         *,
         call_timeout: float,
         log_outcome: LogOutcome,
+        route: Route | None = None,
     ) -> None:
+        """``route``: how a command reaches a charger connected to another instance
+        (:meth:`voltaro.central.routing.CommandRouter.send_elsewhere`)."""
         self.catalog = catalog
         self._schemas = schemas
         self._sessions = sessions
         self._domain = domain
         self._call_timeout = call_timeout
         self._log_outcome = log_outcome
+        self._route = route
 
     def check(self, action: str, payload: object) -> Payload:
         """``payload`` if it is a valid request of a known command; else UnknownCommand or
@@ -199,12 +250,28 @@ class Commands:
         self, charge_point_id: str, action: str, payload: object, timeout: float | None = None
     ) -> Payload:
         """Send the command; returns the charger's CALLRESULT payload after the command's
-        effect is applied. Raises a :class:`CommandFailed` (see the module doc)."""
-        command = self.catalog.get(action)
+        effect is applied. Raises a :class:`CommandFailed` (see the module doc). A charger
+        connected to another instance is reached through it (``route``)."""
+        self.catalog.get(action)
         request = self.check(action, payload)
         if await self._domain.store.charge_points.get(charge_point_id) is None:
             raise UnknownChargePoint(charge_point_id)
         wait = self._call_timeout if timeout is None else timeout
+        if charge_point_id in self._sessions or self._route is None:
+            return await self.send_here(charge_point_id, action, request, wait)
+        try:
+            return await self._route(charge_point_id, action, request, wait)
+        except NotConnected as failure:  # nowhere: as a local command would have said
+            self._log_outcome(charge_point_id, action, failure.outcome, str(failure))
+            self._answered(charge_point_id, action, failure.outcome, None)
+            raise
+
+    async def send_here(
+        self, charge_point_id: str, action: str, request: Payload, wait: float
+    ) -> Payload:
+        """Send a checked command on this instance's session of the charger and apply its
+        effect (NotConnected when there is none here)."""
+        command = self.catalog.get(action)
         try:
             result = await self._call(charge_point_id, action, request, wait)
             if command.effect is not None:
@@ -213,9 +280,8 @@ class Commands:
             self._answered(charge_point_id, action, failure.outcome, None)
             raise
         status = result.get("status")
-        self._answered(
-            charge_point_id, action, "result", status if isinstance(status, str) else None
-        )
+        outcome_status = status if isinstance(status, str) else None
+        self._answered(charge_point_id, action, "result", outcome_status)
         return result
 
     async def _call(

@@ -14,9 +14,10 @@ marks offline only its own chargers.
 Last-seen is noted in memory on every inbound frame and written every few seconds in one
 statement for all chargers (never a commit per heartbeat). At the same rhythm the chargers
 heard since the last round are checked against the database (one statement): any recorded
-offline or at another instance while their session lives here are recorded online again,
-so whatever marked them offline wrongly (another process starting on the same data, an
-operator's SQL) is undone by their next message.
+offline while their session lives here are recorded online again, so whatever marked them
+offline wrongly (another process starting on the same data, an operator's SQL) is undone by
+their next message. One recorded online at another instance has moved there: the session
+registry closes the one here.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ class Presence:
 
     async def restore(self, live: Callable[[str], bool]) -> list[str]:
         """Record online here every charger heard since the last round whose session is
-        ``live`` but whom the database has offline or elsewhere; returns their ids."""
+        ``live`` but whom the database has offline; returns their ids."""
         heard, self._heard = self._heard, set()
         ids = [cp for cp in heard if live(cp)]
         restored = await self._charge_points.restore_online(

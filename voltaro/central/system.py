@@ -34,11 +34,14 @@ from voltaro.central.datatransfer import DataTransferRegistry
 from voltaro.central.domain import Charger, ChargerState, Domain
 from voltaro.central.domain_events import WentOffline
 from voltaro.central.events import EventBus
+from voltaro.central.evictions import SESSIONS_CHANNEL, Evictions
+from voltaro.central.membership import Membership
 from voltaro.central.presence import Presence
 from voltaro.central.profile import Handler, InboundHandler, Profile
 from voltaro.central.profiles import PROFILES
 from voltaro.central.redaction import redacted
-from voltaro.central.sessions import CLOSE_POLICY_VIOLATION, SessionParts, SessionRegistry
+from voltaro.central.routing import CommandRouter
+from voltaro.central.sessions import SessionParts, SessionRegistry
 from voltaro.central.timestamps import utc_now
 from voltaro.config import Settings, default_instance_id
 from voltaro.episodes import Episode
@@ -46,6 +49,7 @@ from voltaro.ocppj.endpoint import RpcHooks
 from voltaro.ocppj.errors import ErrorCode, OcppError
 from voltaro.ocppj.validation import Deviation, SchemaRegistry
 from voltaro.store import Store, StoreError, StoreUnavailable, open_store
+from voltaro.store.command_queue import ANSWERS_CHANNEL, COMMANDS_CHANNEL
 from voltaro.store.message_log import MessageLogLimits
 from voltaro.store.store import collapse_single_exception
 
@@ -53,7 +57,6 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_PERIOD = 5.0  # seconds: last-seen flush and overdue check; shorter if needed
 PURGE_PERIOD = 3600.0  # seconds between message-log retention purges
-REMOVALS_QUEUED = 10_000  # removed charge points waiting for their connection to be closed
 
 
 class CentralSystem:
@@ -97,6 +100,8 @@ class CentralSystem:
         self._sessions: SessionRegistry | None = None
         self._commands: Commands | None = None
         self._presence: Presence | None = None
+        self._membership: Membership | None = None
+        self._router: CommandRouter | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -118,7 +123,7 @@ class CentralSystem:
                 await self._start(store)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._housekeeping)
-                    await nursery.start(self._close_removed_connections)
+                    await nursery.start(self._listen_to_other_instances)
                     task_status.started()
                     await trio.sleep_forever()
             finally:
@@ -155,6 +160,16 @@ class CentralSystem:
                 observer=self._observer,
             )
         )
+        self._membership = Membership(
+            store.instances, self.instance_id, settings.instance_lease, self.events
+        )
+        await self._membership.join()
+        self._router = router = CommandRouter(
+            store.command_queue,
+            store.instances,
+            self.instance_id,
+            lambda *command: self.commands.send_here(*command),
+        )
         self._commands = Commands(
             self.catalog,
             self.schemas,
@@ -162,51 +177,42 @@ class CentralSystem:
             domain,
             call_timeout=settings.call_timeout,
             log_outcome=self._log_outcome,
+            route=router.send_elsewhere,
         )
 
+    async def _listen_to_other_instances(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """What other instances (and other writers) announce: commands for chargers held
+        here and their answers, charge points removed, sessions moved elsewhere."""
+        store, router = self.store, self._router
+        assert router is not None
+        evictions = Evictions(self.sessions, store.charge_points, self.instance_id)
+        cache = store.id_tag_cache
+        cache.on_charge_point_removed = evictions.removed
+        await cache.subscribe(SESSIONS_CHANNEL, evictions.moved)
+        await cache.subscribe(COMMANDS_CHANNEL, router.on_command)
+        await cache.subscribe(ANSWERS_CHANNEL, router.on_answer)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(evictions.run)
+                await nursery.start(router.run)
+                task_status.started()
+        finally:
+            cache.on_charge_point_removed = None
+
     async def _shutdown(self) -> None:
-        """Best effort on the way out: nobody this instance held is left recorded online."""
+        """Best effort on the way out: nobody this instance held is left recorded online,
+        and it leaves the installation (its lease is given up, not left to run out)."""
         if self._presence is None:
             return
         with trio.CancelScope(shield=True), trio.move_on_after(5):
             try:
                 await self._presence.forget_all("server stopped")
+                if self._membership is not None:
+                    await self._membership.leave()
             except StoreError as exc:
                 log.warning("could not record charge points offline at shutdown: %s", exc)
-
-    async def _close_removed_connections(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Close the live connection of each charge point removed anywhere (the CLI, SQL by
-        hand, another instance), as the store's LISTEN connection reports them."""
-        send, receive = trio.open_memory_channel[str](REMOVALS_QUEUED)
-
-        def removed(charge_point_id: str) -> None:
-            try:
-                send.send_nowait(charge_point_id)
-            except trio.WouldBlock:
-                log.warning("%s was removed; its connection stays open", charge_point_id)
-
-        cache = self.store.id_tag_cache
-        cache.on_charge_point_removed = removed
-        try:
-            async with trio.open_nursery() as nursery:
-                task_status.started()
-                async for charge_point_id in receive:
-                    nursery.start_soon(self._close_if_still_removed, charge_point_id)
-        finally:
-            cache.on_charge_point_removed = None
-
-    async def _close_if_still_removed(self, charge_point_id: str) -> None:
-        if charge_point_id not in self.sessions:
-            return
-        try:
-            if await self.store.charge_points.get(charge_point_id) is not None:
-                return  # added again meanwhile: the charger may stay
-        except StoreUnavailable:
-            pass  # its removal is the last thing known about it
-        log.info("charge point %s was removed: closing its connection", charge_point_id)
-        await self.sessions.close(charge_point_id, CLOSE_POLICY_VIOLATION, "charge point removed")
 
     @property
     def overdue_after(self) -> float:
@@ -214,8 +220,9 @@ class CentralSystem:
         return 2 * self.settings.heartbeat_interval + self.settings.heartbeat_grace
 
     async def _housekeeping(self) -> None:
-        presence, sessions = self.presence, self.sessions
-        period = min(HOUSEKEEPING_PERIOD, self.overdue_after / 4)
+        presence, sessions, membership = self.presence, self.sessions, self._membership
+        assert membership is not None
+        period = min(HOUSEKEEPING_PERIOD, self.overdue_after / 4, membership.lease / 3)
         next_purge = trio.current_time()
         postponed = Episode(quiet=0)  # logged when it starts and when a round works again
         while True:
@@ -223,6 +230,8 @@ class CentralSystem:
             presence.flush()
             self._flush_deviations()
             try:
+                await membership.renew()
+                await membership.expire_dead()
                 await presence.restore(sessions.__contains__)
                 for charge_point_id in await sessions.check_overdue(self.overdue_after):
                     self.events.publish(
@@ -246,6 +255,7 @@ class CentralSystem:
         cutoff = utc_now() - timedelta(days=self.settings.message_log_retention_days)
         purged = await self.store.message_log.purge_before(cutoff)
         await self.store.transactions.purge_meter_messages_before(cutoff)
+        await self.store.command_queue.purge_before(cutoff)
         await self.store.security_events.purge_before(cutoff)
         if purged:
             log.info("message log: purged %d entries older than %s", purged, cutoff)

@@ -217,8 +217,9 @@ class ChargePointRepository:
         self, charge_point_ids: list[str], instance_id: str, reason: str, at: datetime
     ) -> list[str]:
         """Of chargers that spoke on a live session of ``instance_id``, record online there
-        those the database has as offline or as another instance's (someone marked them
-        wrongly, or their session moved here); an event each. Returns their ids."""
+        those the database has as offline (someone marked them so wrongly); an event each.
+        Returns their ids. One recorded online at another instance is left alone: its
+        session moved there, and this instance closes its own."""
         if not charge_point_ids:
             return []
 
@@ -227,8 +228,7 @@ class ChargePointRepository:
                 """
                 WITH changed AS (
                     UPDATE charge_points SET online = true, instance_id = $2
-                    WHERE id = ANY($1::text[])
-                      AND (NOT online OR instance_id IS DISTINCT FROM $2)
+                    WHERE id = ANY($1::text[]) AND NOT online
                     RETURNING id)
                 INSERT INTO presence_events (charge_point_id, at, online, reason, instance_id)
                 SELECT id, $3, true, $4, $2 FROM changed RETURNING charge_point_id

@@ -93,9 +93,27 @@ class IdTagCache:
         self.listener_pid: int | None = None  # backend pid of the LISTEN connection
         self.on_charge_point_removed: Callable[[str], None] | None = None
         """Called (in trio's thread) with the id of each charge point removed anywhere."""
+        self._subscriptions: dict[str, Callable[[str], None]] = {}
+        self._connection: Connection | None = None  # the LISTEN connection while it is up
         self.reloads = 0
         self.notifications = 0
         self.misses = 0
+
+    async def subscribe(self, channel: str, callback: Callable[[str], None]) -> None:
+        """Hand every notification on ``channel`` to ``callback(payload)`` (in trio's thread)
+        from now on, across reconnections of the LISTEN connection. The callback must not
+        block; an exception from it is logged, never raised. Notifications sent while the
+        connection is down are lost: a subscriber that cannot afford that sweeps the table
+        behind its notifications from time to time."""
+        self._subscriptions[channel] = callback
+        connection = self._connection
+        if connection is not None and not connection.is_closed():
+            try:
+                await trio_asyncio.aio_as_trio(connection.add_listener)(
+                    channel, self._on_subscribed
+                )
+            except Exception as exc:  # the connection is going: the reconnection listens
+                log.debug("LISTEN %s deferred to the next connection: %s", channel, exc)
 
     @property
     def valid(self) -> bool:
@@ -144,9 +162,11 @@ class IdTagCache:
             if not started:
                 task_status.started()
                 started = True
+            self._connection = connection
             try:
                 await self._watch(connection, lost)
             finally:
+                self._connection = None
                 self._invalidate()
                 with trio.CancelScope(shield=True):
                     await self._close(connection)
@@ -201,6 +221,8 @@ class IdTagCache:
         await connection.add_listener(CHANNEL, self._on_notify)
         await connection.add_listener(CHARGE_POINTS_CHANNEL, self._on_charge_point_notify)
         await connection.add_listener(open_transactions.CHANNEL, self._on_notify)
+        for channel in self._subscriptions:
+            await connection.add_listener(channel, self._on_subscribed)
         records = await _fetch_all(connection)
         self._tags = {tag_key(r.id_tag): r for r in records}
         self.open_transactions.load(await fetch_open(connection))
@@ -226,6 +248,15 @@ class IdTagCache:
             self._apply(payload)
         elif not self.open_transactions.apply(payload):
             self._reload()
+
+    def _on_subscribed(self, connection: Connection, pid: int, channel: str, payload: str) -> None:
+        callback = self._subscriptions.get(channel)
+        if callback is None:
+            return
+        try:
+            callback(payload)
+        except Exception:  # this runs in the LISTEN callback: never let it end the server
+            log.exception("handling a notification on %s failed: %.200r", channel, payload)
 
     def _on_charge_point_notify(
         self, connection: Connection, pid: int, channel: str, payload: str

@@ -13,10 +13,12 @@ import trio
 
 from voltaro.store.admin_queries import AdminQueries
 from voltaro.store.charge_points import ChargePointRepository
+from voltaro.store.command_queue import CommandQueue
 from voltaro.store.connectors import ConnectorRepository
 from voltaro.store.database import DEFAULT_DEADLINE, Database, open_database
 from voltaro.store.embedded import embedded_postgres
 from voltaro.store.id_tags import IdTagCache, IdTagRepository
+from voltaro.store.instances import InstanceRepository
 from voltaro.store.message_log import MessageLogLimits, MessageLogRepository
 from voltaro.store.migrate import migrate
 from voltaro.store.security_events import SecurityEventRepository
@@ -47,6 +49,8 @@ class Store:
         self.security_events = SecurityEventRepository(database, writer)
         self.id_tags = IdTagRepository(database)
         self.admin = AdminQueries(database)
+        self.instances = InstanceRepository(database)
+        self.command_queue = CommandQueue(database)
 
 
 @asynccontextmanager

@@ -1,0 +1,122 @@
+"""Running Voltaro instances and their leases (``instances``, migration 0010).
+
+An instance registers at start, renews its lease while it runs and retires at shutdown.
+An instance whose lease ran out is dead (killed, frozen, cut off from the database): any
+live instance expires it, which records its chargers offline (those that did not reconnect
+elsewhere meanwhile) and removes its row. All lease times are the database's ``now()``, so
+the instances' clocks need not agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voltaro.store.database import Connection, Database
+
+
+@dataclass(frozen=True)
+class Expired:
+    """A dead instance, expired: its id and the chargers recorded offline for it."""
+
+    instance_id: str
+    charge_point_ids: list[str]
+
+
+class InstanceRepository:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def register(self, instance_id: str, host: str, pid: int, lease: float) -> None:
+        """This instance runs (again), its lease ``lease`` seconds from now."""
+
+        async def write(connection: Connection) -> None:
+            await connection.execute(
+                """
+                INSERT INTO instances (id, host, pid, alive_until)
+                VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+                ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid,
+                    started_at = now(), alive_until = EXCLUDED.alive_until
+                """,
+                instance_id,
+                host,
+                pid,
+                lease,
+            )
+
+        await self._database.run(write)
+
+    async def renew(self, instance_id: str, lease: float) -> int:
+        """Extend the lease; returns how many instances are alive (this one included). An
+        instance expired meanwhile (it was frozen longer than its lease) registers again."""
+
+        async def write(connection: Connection) -> int:
+            renewed = await connection.execute(
+                "UPDATE instances SET alive_until = now() + make_interval(secs => $2)"
+                " WHERE id = $1",
+                instance_id,
+                lease,
+            )
+            if renewed == "UPDATE 0":
+                await connection.execute(
+                    "INSERT INTO instances (id, host, pid, alive_until)"
+                    " VALUES ($1, '?', 0, now() + make_interval(secs => $2))"
+                    " ON CONFLICT (id) DO NOTHING",
+                    instance_id,
+                    lease,
+                )
+            alive: int = await connection.fetchval(
+                "SELECT count(*) FROM instances WHERE alive_until > now()"
+            )
+            return alive
+
+        return await self._database.run(write)
+
+    async def retire(self, instance_id: str) -> None:
+        await self._database.run(
+            lambda c: c.execute("DELETE FROM instances WHERE id = $1", instance_id)
+        )
+
+    async def expire_dead(self, reason: str) -> list[Expired]:
+        """Expire every instance whose lease ran out: its chargers still recorded at it go
+        offline (an event each, ``reason``), its row goes. Two instances doing this at once
+        do not both expire one (SKIP LOCKED)."""
+
+        async def apply(connection: Connection) -> list[Expired]:
+            dead = await connection.fetch(
+                "SELECT id FROM instances WHERE alive_until < now() FOR UPDATE SKIP LOCKED"
+            )
+            expired = []
+            for row in dead:
+                instance_id = row["id"]
+                rows = await connection.fetch(
+                    """
+                    WITH changed AS (
+                        UPDATE charge_points SET online = false, instance_id = NULL
+                        WHERE online AND instance_id = $1 RETURNING id)
+                    INSERT INTO presence_events (charge_point_id, at, online, reason, instance_id)
+                    SELECT id, now(), false, $2, $1 FROM changed RETURNING charge_point_id
+                    """,
+                    instance_id,
+                    reason,
+                )
+                await connection.execute("DELETE FROM instances WHERE id = $1", instance_id)
+                expired.append(Expired(instance_id, [r[0] for r in rows]))
+            return expired
+
+        return await self._database.run_in_transaction(apply)
+
+    async def holder(self, charge_point_id: str) -> str | None:
+        """The live instance the charger is recorded online at, or None."""
+
+        async def read(connection: Connection) -> str | None:
+            holder: str | None = await connection.fetchval(
+                """
+                SELECT c.instance_id FROM charge_points c
+                JOIN instances i ON i.id = c.instance_id AND i.alive_until > now()
+                WHERE c.id = $1 AND c.online
+                """,
+                charge_point_id,
+            )
+            return holder
+
+        return await self._database.run(read)
