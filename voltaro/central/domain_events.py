@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar
 
-from voltaro.central.timestamps import format_timestamp
+from voltaro.central.timestamps import format_timestamp, read_timestamp
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,6 +27,8 @@ class DomainEvent:
     charge_point_id: str
     at: datetime | None = field(default=None, compare=False)
     id: int = field(default=0, compare=False)
+    origin: str | None = field(default=None, compare=False)
+    """The instance it happened at when that is another one (relayed); None: here."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,7 +132,7 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-_SKIPPED = frozenset({"charge_point_id", "at", "id"})
+_SKIPPED = frozenset({"charge_point_id", "at", "id", "origin"})
 
 
 def event_json(event: DomainEvent) -> dict[str, Any]:
@@ -145,3 +147,45 @@ def event_json(event: DomainEvent) -> dict[str, Any]:
         if item.name not in _SKIPPED:
             out[_camel(item.name)] = getattr(event, item.name)
     return out
+
+
+_KINDS: dict[str, type[DomainEvent]] = {
+    cls.kind: cls
+    for cls in (
+        Connected,
+        Disconnected,
+        WentOffline,
+        Booted,
+        StatusChanged,
+        TransactionStarted,
+        TransactionStopped,
+        MeterValuesReceived,
+        CallErrorPassed,
+        CommandAnswered,
+    )
+}
+
+
+def event_from_json(data: dict[str, Any], origin: str) -> DomainEvent | None:
+    """The event :func:`event_json` wrote at instance ``origin``; None for a kind or field
+    this version does not know (a newer instance's)."""
+    cls = _KINDS.get(str(data.get("type")))
+    if cls is None:
+        return None
+    values: dict[str, Any] = {}
+    for item in fields(cls):
+        if item.name in _SKIPPED:
+            continue
+        key = _camel(item.name)
+        if key in data:
+            values[item.name] = data[key]
+    at = data.get("at")
+    try:
+        return cls(
+            charge_point_id=str(data["chargePointId"]),
+            at=None if at is None else read_timestamp(str(at)),
+            origin=origin,
+            **values,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import trio
@@ -31,10 +31,19 @@ class EventBus:
         self._subscribers: dict[int, trio.MemorySendChannel[DomainEvent]] = {}
         self._ids = itertools.count(1)
         self.recent: deque[DomainEvent] = deque(maxlen=recent)
+        self._listeners: list[Callable[[DomainEvent], None]] = []
+
+    def add_listener(self, listener: Callable[[DomainEvent], None]) -> None:
+        """Call ``listener(event)`` for every event published, synchronously: it must not
+        block (unlike a subscriber, it is never dropped: the relay to other instances)."""
+        self._listeners.append(listener)
 
     def publish(self, event: DomainEvent) -> DomainEvent:
-        """Publish ``event``; returns it numbered and stamped with the time (``id``, ``at``)."""
-        event = dataclasses.replace(event, id=next(self._ids), at=utc_now())
+        """Publish ``event``; returns it numbered (``id``) and stamped with the time it
+        happened (``at``: now, unless the event says already)."""
+        event = dataclasses.replace(event, id=next(self._ids), at=event.at or utc_now())
+        for listener in self._listeners:
+            listener(event)
         self.recent.append(event)
         for key, channel in list(self._subscribers.items()):
             try:

@@ -33,6 +33,8 @@ from voltaro.central.commands import CommandCatalog, Commands
 from voltaro.central.datatransfer import DataTransferRegistry
 from voltaro.central.domain import Charger, ChargerState, Domain
 from voltaro.central.domain_events import WentOffline
+from voltaro.central.event_relay import CHANNEL as EVENTS_CHANNEL
+from voltaro.central.event_relay import EventRelay
 from voltaro.central.events import EventBus
 from voltaro.central.evictions import SESSIONS_CHANNEL, Evictions
 from voltaro.central.membership import Membership
@@ -184,7 +186,8 @@ class CentralSystem:
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """What other instances (and other writers) announce: commands for chargers held
-        here and their answers, charge points removed, sessions moved elsewhere."""
+        here and their answers, charge points removed, sessions moved elsewhere, and the
+        live events of their chargers (and ours, to them)."""
         store, router = self.store, self._router
         assert router is not None
         evictions = Evictions(self.sessions, store.charge_points, self.instance_id)
@@ -193,10 +196,17 @@ class CentralSystem:
         await cache.subscribe(SESSIONS_CHANNEL, evictions.moved)
         await cache.subscribe(COMMANDS_CHANNEL, router.on_command)
         await cache.subscribe(ANSWERS_CHANNEL, router.on_answer)
+        membership = self._membership
+        assert membership is not None
+        relay = EventRelay(
+            self.events, store.database, self.instance_id, lambda: membership.alive - 1
+        )
+        await cache.subscribe(EVENTS_CHANNEL, relay.received)
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(evictions.run)
                 await nursery.start(router.run)
+                nursery.start_soon(relay.run)
                 task_status.started()
         finally:
             cache.on_charge_point_removed = None

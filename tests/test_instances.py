@@ -1,0 +1,200 @@
+"""Several Voltaro instances on one database, each with its own OCPP port and admin API (in
+one test process, over real WebSockets and HTTP): a command sent to any instance reaches the
+charger wherever it is connected, the newest connection wins across instances, and a dead
+instance's chargers go offline when its lease runs out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from trio_websocket import ConnectionClosed
+
+from tests.e2e import e2e_settings, fetch, ws_url
+from tests.harness import RawCharger
+from voltaro.app import Voltaro, start_voltaro
+from voltaro.central.domain_events import Booted, event_json
+from voltaro.config import Settings
+from voltaro.store.testing import aio_loop, database_url, pg_server, voltaro_settings
+
+__all__ = ["aio_loop", "database_url", "pg_server", "voltaro_settings"]
+
+BOOT = {"chargePointVendor": "Acme", "chargePointModel": "Volt 1"}
+TOKEN = "multi-instance-test-token"
+
+
+async def start(nursery: trio.Nursery, settings: Settings, tmp: Path, name: str) -> Voltaro:
+    changed = e2e_settings(
+        settings,
+        unknown_chargers="accept",
+        admin_port=0,
+        admin_token=TOKEN,
+        data_dir=tmp / name,
+        heartbeat_interval=2,  # housekeeping (leases, sweeps) every 1.25 s
+        heartbeat_grace=1,
+        instance_lease=3,
+    )
+    voltaro: Voltaro = await nursery.start(start_voltaro, changed)
+    return voltaro
+
+
+def api(voltaro: Voltaro) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=voltaro.admin_url or "", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+
+
+async def answer_calls(charger: RawCharger, answers: dict[str, dict[str, Any]]) -> None:
+    """Answer each CALL the server sends with the action's canned payload."""
+    while True:
+        frame = await charger.receive(timeout=60)
+        if frame[0] == 2:
+            await charger.send([3, frame[1], answers[frame[2]]])
+
+
+async def test_a_command_sent_to_any_instance_reaches_the_charger(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
+) -> None:
+    first = await start(nursery, voltaro_settings, tmp_path, "a")
+    second = await start(nursery, voltaro_settings, tmp_path, "b")
+    assert first.central.instance_id != second.central.instance_id
+    charger = await RawCharger.connect(nursery, ws_url(first, "ROUTED"))
+    assert (await charger.call("BootNotification", BOOT))[0] == 3
+    answers = {
+        "GetConfiguration": {"configurationKey": [{"key": "K", "readonly": True, "value": "1"}]},
+        "Reset": {"status": "Accepted"},
+    }
+    nursery.start_soon(answer_calls, charger, answers)
+    path = "/api/v1/charge-points/ROUTED/commands"
+    async with api(second) as through_second, api(first) as through_first:
+        got = await through_second.post(f"{path}/GetConfiguration", json={})
+        assert got.status_code == 200, got.text
+        assert got.json() == {"result": answers["GetConfiguration"]}
+        # the effect was applied (by the instance holding the charger): the key is known
+        detail = (await through_second.get("/api/v1/charge-points/ROUTED")).json()
+        assert [(c["key"], c["value"]) for c in detail["configuration"]] == [("K", "1")]
+        local = await through_first.post(f"{path}/Reset", json={"type": "Soft"})
+        assert local.json() == {"result": {"status": "Accepted"}}
+        unknown = await through_second.post(
+            "/api/v1/charge-points/NOBODY/commands/Reset", json={"type": "Soft"}
+        )
+        assert unknown.status_code == 404
+    assert second.central._router is not None and second.central._router.routed == 1
+    assert first.central._router is not None and first.central._router.served == 1
+
+
+async def test_a_routed_command_keeps_the_http_answers(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
+) -> None:
+    first = await start(nursery, voltaro_settings, tmp_path, "a")
+    second = await start(nursery, voltaro_settings, tmp_path, "b")
+    charger = await RawCharger.connect(nursery, ws_url(first, "PICKY"))
+    assert (await charger.call("BootNotification", BOOT))[0] == 3
+
+    async def refuse_then_stay_silent() -> None:
+        frame = await charger.receive()
+        await charger.send([4, frame[1], "NotSupported", "not here", {"hint": "x"}])
+        await charger.receive()  # the second call: never answered
+
+    nursery.start_soon(refuse_then_stay_silent)
+    path = "/api/v1/charge-points/PICKY/commands/ClearCache"
+    async with api(second) as http:
+        refused = await http.post(path, json={})
+        assert refused.status_code == 502
+        assert refused.json()["code"] == "NotSupported"
+        assert refused.json()["details"] == {"hint": "x"}
+        silent = await http.post(path, params={"timeout": "1"}, json={})
+        assert silent.status_code == 504
+        assert "did not answer ClearCache within 1 s" in silent.json()["detail"]
+    await charger.close()
+    async with api(second) as http:
+        with trio.fail_after(15):
+            while True:  # once the first instance recorded it offline: not connected
+                gone = await http.post(path, json={})
+                if gone.status_code == 409:
+                    break
+                await trio.sleep(0.1)
+
+
+async def test_the_newest_connection_wins_across_instances(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
+) -> None:
+    first = await start(nursery, voltaro_settings, tmp_path, "a")
+    second = await start(nursery, voltaro_settings, tmp_path, "b")
+    old = await RawCharger.connect(nursery, ws_url(first, "MOVER"))
+    assert (await old.call("BootNotification", BOOT))[0] == 3
+    new = await RawCharger.connect(nursery, ws_url(second, "MOVER"))
+    assert (await new.call("BootNotification", BOOT))[0] == 3
+    with pytest.raises(ConnectionClosed) as closed:
+        await old.receive(timeout=15)
+    assert closed.value.reason.code == 1008
+    assert closed.value.reason.reason == "replaced by a newer connection on another instance"
+    assert "MOVER" in second.sessions
+    with trio.fail_after(5):
+        while "MOVER" in first.sessions:
+            await trio.sleep(0.02)
+    rows = await fetch(first, "SELECT online, instance_id FROM charge_points WHERE id = 'MOVER'")
+    assert rows == [{"online": True, "instance_id": second.central.instance_id}]
+    assert (await new.call("Heartbeat", {}))[0] == 3
+
+
+async def test_a_dead_instances_chargers_go_offline_when_its_lease_runs_out(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
+) -> None:
+    live = await start(nursery, voltaro_settings, tmp_path, "a")
+    # an instance that died without a word: its lease runs out, its chargers are online
+    await fetch(
+        live,
+        "INSERT INTO instances (id, host, pid, alive_until) VALUES"
+        " ('dead-node', 'gone', 1, now() + interval '1 second')",
+    )
+    for cp in ("ORPHAN", "MOVED-ON"):
+        await fetch(
+            live,
+            "INSERT INTO charge_points (id, registration_status, online, instance_id)"
+            " VALUES ($1, 'Accepted', true, 'dead-node')",
+            cp,
+        )
+    # one of them reconnected elsewhere (here) before the lease ran out
+    charger = await RawCharger.connect(nursery, ws_url(live, "MOVED-ON"))
+    assert (await charger.call("BootNotification", BOOT))[0] == 3
+    with trio.fail_after(15):
+        while await fetch(live, "SELECT 1 FROM instances WHERE id = 'dead-node'"):
+            await trio.sleep(0.1)
+    rows = await fetch(live, "SELECT id, online, instance_id FROM charge_points ORDER BY id")
+    assert rows == [
+        {"id": "MOVED-ON", "online": True, "instance_id": live.central.instance_id},
+        {"id": "ORPHAN", "online": False, "instance_id": None},
+    ]
+    events = await fetch(
+        live, "SELECT reason FROM presence_events WHERE charge_point_id = 'ORPHAN'"
+    )
+    assert events == [{"reason": "instance lease expired"}]
+
+
+async def test_live_events_reach_every_instance(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
+) -> None:
+    first = await start(nursery, voltaro_settings, tmp_path, "a")
+    second = await start(nursery, voltaro_settings, tmp_path, "b")
+    membership = first.central._membership
+    assert membership is not None
+    with trio.fail_after(15):  # the first learns of the second at its next renewal
+        while membership.alive < 2:
+            await trio.sleep(0.05)
+    with second.central.events.subscribe() as events:
+        charger = await RawCharger.connect(nursery, ws_url(first, "FAR"))
+        assert (await charger.call("BootNotification", BOOT))[0] == 3
+        with trio.fail_after(15):
+            async for event in events:
+                if isinstance(event, Booted) and event.charge_point_id == "FAR":
+                    break
+    assert event.origin == first.central.instance_id
+    assert (event.vendor, event.model, event.status) == ("Acme", "Volt 1", "Accepted")
+    assert event_json(event)["type"] == "boot"
+    # the first instance's own bus has it once, not relayed back to it
+    booted_here = [e for e in first.central.events.recent if isinstance(e, Booted)]
+    assert len(booted_here) == 1 and booted_here[0].origin is None
