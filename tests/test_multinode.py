@@ -1,0 +1,286 @@
+"""Three `voltaro serve` nodes on one database behind a real HAProxy (the repository's
+`deploy/haproxy.cfg`), chargers connecting through the proxy: commands through each node
+reach chargers on the others, the newest connection wins across nodes, and a node killed
+with -9 in the middle of a charging session loses nothing: its chargers reconnect through
+the proxy to the others, the session is stopped correctly there, and the chargers that do
+not come back are recorded offline once the dead node's lease runs out.
+
+Without HAProxy the test skips, unless ``VOLTARO_REQUIRE_HAPROXY=1`` (CI installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from trio_websocket import ConnectionClosed
+
+from tests.harness import RawCharger
+from voltaro.store.testing import TestPostgres, pg_server
+
+__all__ = ["pg_server"]
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "three-nodes-admin-token"
+BOOT = {"chargePointVendor": "Acme", "chargePointModel": "Volt 1"}
+START = {"connectorId": 1, "idTag": "TAG-1", "meterStart": 1000}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Node:
+    name: str
+    ocpp: int
+    admin: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def api(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{self.admin}",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=30,
+        )
+
+
+@dataclass
+class Installation:
+    nodes: list[Node]
+    ocpp_url: str
+    database_url: str
+
+    def node(self, instance_id: str) -> Node:
+        return next(n for n in self.nodes if n.name == instance_id)
+
+
+def start_node(name: str, database_url: str, data_dir: Path) -> Node:
+    ocpp, admin = free_port(), free_port()
+    env = dict(os.environ)
+    env.update(
+        VOLTARO_DATABASE_URL=database_url,
+        VOLTARO_DATA_DIR=str(data_dir),
+        VOLTARO_OCPP_HOST="127.0.0.1",
+        VOLTARO_OCPP_PORT=str(ocpp),
+        VOLTARO_ADMIN_PORT=str(admin),
+        VOLTARO_ADMIN_TOKEN=TOKEN,
+        VOLTARO_UNKNOWN_CHARGERS="accept",
+        VOLTARO_INSTANCE_ID=name,
+        VOLTARO_INSTANCE_LEASE="3",
+        VOLTARO_HEARTBEAT_INTERVAL="2",
+        VOLTARO_HEARTBEAT_GRACE="30",
+        VOLTARO_MAX_HANDSHAKES_PER_ADDRESS="0",
+    )
+    log = open(data_dir.parent / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "voltaro", "serve"], env=env, stdout=log, stderr=log
+    )
+    return Node(name, ocpp, admin, process)
+
+
+@pytest.fixture
+def installation(pg_server: TestPostgres, tmp_path: Path) -> Iterator[Installation]:
+    haproxy = shutil.which("haproxy")
+    if haproxy is None:
+        if os.environ.get("VOLTARO_REQUIRE_HAPROXY") == "1":
+            pytest.fail("haproxy is not installed (VOLTARO_REQUIRE_HAPROXY=1)")
+        pytest.skip("haproxy is not installed")
+    url = pg_server.new_database()
+    nodes = []
+    for n in (1, 2, 3):
+        (tmp_path / f"node{n}").mkdir()
+        nodes.append(start_node(f"node{n}", url, tmp_path / f"node{n}"))
+    lb_ocpp, lb_admin = free_port(), free_port()
+    env = dict(os.environ, VOLTARO_LB_OCPP=str(lb_ocpp), VOLTARO_LB_ADMIN=str(lb_admin))
+    for n, node in enumerate(nodes, 1):
+        env[f"VOLTARO_NODE{n}"] = "127.0.0.1"
+        env[f"VOLTARO_NODE{n}_OCPP"] = str(node.ocpp)
+        env[f"VOLTARO_NODE{n}_ADMIN"] = str(node.admin)
+    proxy = subprocess.Popen(
+        [haproxy, "-db", "-f", str(ROOT / "deploy" / "haproxy.cfg")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "haproxy.log", "wb"),  # noqa: SIM115
+    )
+    try:
+        yield Installation(nodes, f"ws://127.0.0.1:{lb_ocpp}/ocpp", url)
+    finally:
+        proxy.terminate()
+        for node in nodes:
+            if node.process.poll() is None:
+                node.process.send_signal(signal.SIGTERM)
+        for process in [proxy, *(node.process for node in nodes)]:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        pg_server.drop_database(url)
+
+
+async def healthy(node: Node) -> None:
+    with trio.fail_after(60):
+        async with node.api as api:
+            while True:
+                try:
+                    if (await api.get("/healthz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await trio.sleep(0.1)
+
+
+async def held_by(node: Node, charge_point_id: str) -> str | None:
+    async with node.api as api:
+        answer = await api.get(f"/api/v1/charge-points/{charge_point_id}")
+    return answer.json().get("instanceId") if answer.status_code == 200 else None
+
+
+class Charger:
+    """A charger over the proxy that answers the server's CALLs while the test talks."""
+
+    def __init__(self, charge_point_id: str, raw: RawCharger) -> None:
+        self.id = charge_point_id
+        self.raw = raw
+        self.calls = 0
+
+    @classmethod
+    async def connect(cls, nursery: trio.Nursery, url: str, charge_point_id: str) -> Charger:
+        raw = await RawCharger.connect(nursery, f"{url}/{charge_point_id}")
+        charger = cls(charge_point_id, raw)
+        answer = await charger.call("BootNotification", BOOT)
+        assert answer[0] == 3 and answer[2]["status"] == "Accepted", answer
+        return charger
+
+    async def call(self, action: str, payload: dict[str, Any]) -> list[Any]:
+        """Our CALL's answer; the server's CALLs in between are answered Accepted."""
+        self.calls += 1
+        await self.raw.send([2, f"{self.id}-{self.calls}", action, payload])
+        while True:
+            frame = await self.raw.receive(timeout=30)
+            if frame[0] == 2:
+                await self.raw.send([3, frame[1], {"status": "Accepted"}])
+                continue
+            return frame
+
+    async def serve_calls(self) -> None:
+        """Answer the server's CALLs until the connection ends."""
+        try:
+            while True:
+                frame = await self.raw.receive(timeout=120)
+                if frame[0] == 2:
+                    await self.raw.send([3, frame[1], {"status": "Accepted"}])
+        except ConnectionClosed:
+            return
+
+
+async def test_three_nodes_behind_haproxy(
+    installation: Installation, nursery: trio.Nursery
+) -> None:
+    for node in installation.nodes:
+        await healthy(node)
+    await trio.sleep(2.5)  # the proxy's health checks see every node up
+    url = installation.ocpp_url
+    chargers = [await Charger.connect(nursery, url, f"LB-{n}") for n in range(6)]
+    first = installation.nodes[0]
+    holders = {c.id: await held_by(first, c.id) for c in chargers}
+    assert set(holders.values()) == {"node1", "node2", "node3"}  # spread over the nodes
+    for charger in chargers[1:]:  # LB-0 talks below: it answers CALLs as it goes
+        nursery.start_soon(charger.serve_calls)
+
+    # a command through each node reaches a charger held by another
+    for node in installation.nodes:
+        target = next(c for c in chargers[1:] if holders[c.id] != node.name)
+        async with node.api as api:
+            sent = await api.post(
+                f"/api/v1/charge-points/{target.id}/commands/Reset", json={"type": "Soft"}
+            )
+        assert sent.status_code == 200, (node.name, target.id, sent.text)
+        assert sent.json() == {"result": {"status": "Accepted"}}
+
+    # the newest connection wins across nodes
+    previous = await Charger.connect(nursery, url, "TWIN")
+    previous_holder = await held_by(first, "TWIN")
+    crossed = False
+    for _ in range(4):  # least connections: a newer one soon lands on another node
+        newer = await Charger.connect(nursery, url, "TWIN")
+        holder = await held_by(first, "TWIN")
+        with pytest.raises(ConnectionClosed) as closed:
+            await previous.raw.receive(timeout=15)
+        assert closed.value.reason.code == 1008
+        if holder != previous_holder:
+            reason = closed.value.reason.reason
+            assert reason == "replaced by a newer connection on another instance"
+            crossed = True
+            break
+        previous, previous_holder = newer, holder
+    assert crossed
+
+    # a charging session in flight on the node about to die
+    victim_name = holders["LB-0"]
+    victim = installation.node(victim_name)
+    session = next(c for c in chargers if c.id == "LB-0")
+    started = await session.call("StartTransaction", {**START, "timestamp": "2026-12-01T10:00:00Z"})
+    transaction_id = started[2]["transactionId"]
+    metered = await session.call(
+        "MeterValues",
+        {
+            "connectorId": 1,
+            "transactionId": transaction_id,
+            "meterValue": [
+                {"timestamp": "2026-12-01T10:05:00Z", "sampledValue": [{"value": "1500"}]}
+            ],
+        },
+    )
+    assert metered[0] == 3
+    stay_away = [c.id for c in chargers if holders[c.id] == victim_name and c.id != "LB-0"]
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait(10)
+
+    # the charger reconnects through the proxy, lands on a live node, and stops its session
+    with trio.fail_after(30):
+        while True:
+            try:
+                back = await Charger.connect(nursery, url, "LB-0")
+                break
+            except Exception:
+                await trio.sleep(0.2)
+    stopped = await back.call(
+        "StopTransaction",
+        {"transactionId": transaction_id, "meterStop": 2500, "timestamp": "2026-12-01T10:30:00Z"},
+    )
+    assert stopped[0] == 3
+    survivor = next(n for n in installation.nodes if n is not victim)
+    assert await held_by(survivor, "LB-0") in {"node1", "node2", "node3"} - {victim_name}
+    async with survivor.api as api:
+        transaction = (await api.get(f"/api/v1/transactions/{transaction_id}")).json()
+        assert transaction["meterStop"] == 2500 and transaction["stopTimestamp"] is not None
+        assert transaction["energyWh"] == 1500
+        assert [v["value"] for v in transaction["meterValues"]] == ["1500"]
+        # a command reaches the reconnected charger, through any live node
+        nursery.start_soon(back.serve_calls)
+        sent = await api.post("/api/v1/charge-points/LB-0/commands/ClearCache", json={})
+        assert sent.status_code == 200, sent.text
+        # the dead node's other chargers (they did not come back) go offline with its lease
+        with trio.fail_after(30):
+            while True:
+                listed = (await api.get("/api/v1/charge-points", params={"online": "true"})).json()
+                online = {cp["chargePointId"] for cp in listed["items"]}
+                if not online & set(stay_away):
+                    break
+                await trio.sleep(0.2)
+        assert "LB-0" in online
