@@ -6,6 +6,11 @@ shutdown. An instance that stops without a word (kill -9, a power cut, cut off f
 database for longer than its lease) is expired by whichever live instance notices first:
 its chargers are recorded offline, unless they reconnected elsewhere meanwhile (then they
 are recorded at their new instance already). See :mod:`voltaro.store.instances`.
+
+After an outage of the database itself every lease may have run out, this instance's
+included: nobody could renew. So an instance expires others only once it has renewed its own
+lease without a failure for a whole lease period; by then every live instance has renewed
+too, and what is still expired is dead.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+
+import trio
 
 from voltaro.central.domain_events import WentOffline
 from voltaro.central.events import EventBus
@@ -33,6 +40,7 @@ class Membership:
         self._events = events
         self.alive = 1
         """Instances alive at the last renewal, this one included."""
+        self._renewing_since: float | None = None  # trio time of the first renewal in a row
 
     async def join(self) -> None:
         await self._instances.register(
@@ -40,9 +48,20 @@ class Membership:
         )
 
     async def renew(self) -> None:
-        self.alive = await self._instances.renew(self.instance_id, self.lease)
+        try:
+            self.alive = await self._instances.renew(self.instance_id, self.lease)
+        except BaseException:
+            self._renewing_since = None
+            raise
+        if self._renewing_since is None:
+            self._renewing_since = trio.current_time()
 
     async def expire_dead(self) -> None:
+        """Expire the instances whose lease ran out (once this one has renewed its own
+        for a whole lease in a row: see the module doc)."""
+        since = self._renewing_since
+        if since is None or trio.current_time() - since < self.lease:
+            return
         for expired in await self._instances.expire_dead(EXPIRED):
             log.warning(
                 "instance %s stopped renewing its lease: %d of its chargers recorded offline",
