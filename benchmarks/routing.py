@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,41 +30,14 @@ import httpx
 import orjson
 import trio
 
+from benchmarks.cluster import TOKEN, start_node
 from benchmarks.run import ROOT
 from voltaro.ocppj.endpoint import ChannelClosed
 from voltaro.sim.charger import connect_websocket
 from voltaro.store.embedded import embedded_url, start_embedded, stop_embedded
 
-TOKEN = "routing-benchmark-token"
 BOOT = {"chargePointVendor": "Voltaro", "chargePointModel": "Routing"}
 COMMAND = {"requestedMessage": "Heartbeat"}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_node(name: str, url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int, int]:
-    ocpp, admin = free_port(), free_port()
-    env = dict(
-        os.environ,
-        VOLTARO_DATABASE_URL=url,
-        VOLTARO_DATA_DIR=str(workdir / name),
-        VOLTARO_OCPP_HOST="127.0.0.1",
-        VOLTARO_OCPP_PORT=str(ocpp),
-        VOLTARO_ADMIN_PORT=str(admin),
-        VOLTARO_ADMIN_TOKEN=TOKEN,
-        VOLTARO_UNKNOWN_CHARGERS="accept",
-        VOLTARO_INSTANCE_ID=name,
-        VOLTARO_LOG_LEVEL="WARNING",
-    )
-    log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the node
-    process = subprocess.Popen([sys.executable, "-m", "voltaro", "serve"], env=env, stderr=log)
-    return process, ocpp, admin
 
 
 async def until_healthy(admin: int) -> None:
@@ -131,17 +103,18 @@ async def run(commands: int, workdir: Path) -> dict[str, Any]:
     nodes = []
     try:
         url = embedded_url(embedded)
-        nodes = [start_node(name, url, workdir) for name in ("first", "second")]
-        for _, _, admin in nodes:
-            await until_healthy(admin)
+        quiet = {"VOLTARO_LOG_LEVEL": "WARNING"}
+        nodes = [start_node(name, url, workdir, quiet) for name in ("first", "second")]
+        for node in nodes:
+            await until_healthy(node.admin)
         async with trio.open_nursery() as nursery:
-            await nursery.start(charger, nodes[0][1])
-            times = await measure(nodes[0][2], nodes[1][2], commands)
+            await nursery.start(charger, nodes[0].ocpp)
+            times = await measure(nodes[0].admin, nodes[1].admin, commands)
             nursery.cancel_scope.cancel()
     finally:
-        for process, _, _ in nodes:
-            process.terminate()
-            process.wait(30)
+        for node in nodes:
+            node.process.terminate()
+            node.process.wait(30)
         stop_embedded(embedded)
     local, routed = percentiles(times["local"]), percentiles(times["routed"])
     added = {key: round(routed[key] - local[key], 2) for key in local}

@@ -12,12 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,118 +21,48 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
+from benchmarks.cluster import TOKEN, Cluster, Node, cluster
 from tests.harness import RawCharger
 from voltaro.store.testing import TestPostgres, pg_server
 
 __all__ = ["pg_server"]
 
-ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "three-nodes-admin-token"
 BOOT = {"chargePointVendor": "Acme", "chargePointModel": "Volt 1"}
 START = {"connectorId": 1, "idTag": "TAG-1", "meterStart": 1000}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class Node:
-    name: str
-    ocpp: int
-    admin: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def api(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{self.admin}",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=30,
-        )
-
-
-@dataclass
-class Installation:
-    nodes: list[Node]
-    ocpp_url: str
-    database_url: str
-
-    def node(self, instance_id: str) -> Node:
-        return next(n for n in self.nodes if n.name == instance_id)
-
-
-def start_node(name: str, database_url: str, data_dir: Path) -> Node:
-    ocpp, admin = free_port(), free_port()
-    env = dict(os.environ)
-    env.update(
-        VOLTARO_DATABASE_URL=database_url,
-        VOLTARO_DATA_DIR=str(data_dir),
-        VOLTARO_OCPP_HOST="127.0.0.1",
-        VOLTARO_OCPP_PORT=str(ocpp),
-        VOLTARO_ADMIN_PORT=str(admin),
-        VOLTARO_ADMIN_TOKEN=TOKEN,
-        VOLTARO_UNKNOWN_CHARGERS="accept",
-        VOLTARO_INSTANCE_ID=name,
-        VOLTARO_INSTANCE_LEASE="3",
-        VOLTARO_HEARTBEAT_INTERVAL="2",
-        VOLTARO_HEARTBEAT_GRACE="30",
-        VOLTARO_MAX_HANDSHAKES_PER_ADDRESS="0",
-    )
-    log = open(data_dir.parent / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen(
-        [sys.executable, "-m", "voltaro", "serve"], env=env, stdout=log, stderr=log
-    )
-    return Node(name, ocpp, admin, process)
+SETTINGS = {
+    "VOLTARO_INSTANCE_LEASE": "3",
+    "VOLTARO_HEARTBEAT_INTERVAL": "2",
+    "VOLTARO_HEARTBEAT_GRACE": "30",
+}
 
 
 @pytest.fixture
-def installation(pg_server: TestPostgres, tmp_path: Path) -> Iterator[Installation]:
+def installation(pg_server: TestPostgres, tmp_path: Path) -> Iterator[Cluster]:
     haproxy = shutil.which("haproxy")
     if haproxy is None:
         if os.environ.get("VOLTARO_REQUIRE_HAPROXY") == "1":
             pytest.fail("haproxy is not installed (VOLTARO_REQUIRE_HAPROXY=1)")
         pytest.skip("haproxy is not installed")
     url = pg_server.new_database()
-    nodes = []
-    for n in (1, 2, 3):
-        (tmp_path / f"node{n}").mkdir()
-        nodes.append(start_node(f"node{n}", url, tmp_path / f"node{n}"))
-    lb_ocpp, lb_admin = free_port(), free_port()
-    env = dict(os.environ, VOLTARO_LB_OCPP=str(lb_ocpp), VOLTARO_LB_ADMIN=str(lb_admin))
-    for n, node in enumerate(nodes, 1):
-        env[f"VOLTARO_NODE{n}"] = "127.0.0.1"
-        env[f"VOLTARO_NODE{n}_OCPP"] = str(node.ocpp)
-        env[f"VOLTARO_NODE{n}_ADMIN"] = str(node.admin)
-    proxy = subprocess.Popen(
-        [haproxy, "-db", "-f", str(ROOT / "deploy" / "haproxy.cfg")],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "haproxy.log", "wb"),  # noqa: SIM115
-    )
     try:
-        yield Installation(nodes, f"ws://127.0.0.1:{lb_ocpp}/ocpp", url)
+        with cluster(url, tmp_path, haproxy=haproxy, settings=SETTINGS) as nodes:
+            yield nodes
     finally:
-        proxy.terminate()
-        for node in nodes:
-            if node.process.poll() is None:
-                node.process.send_signal(signal.SIGTERM)
-        for process in [proxy, *(node.process for node in nodes)]:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
         pg_server.drop_database(url)
+
+
+def api(node: Node) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=node.admin_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+    )
 
 
 async def healthy(node: Node) -> None:
     with trio.fail_after(60):
-        async with node.api as api:
+        async with api(node) as http:
             while True:
                 try:
-                    if (await api.get("/healthz")).status_code == 200:
+                    if (await http.get("/healthz")).status_code == 200:
                         return
                 except httpx.TransportError:
                     pass
@@ -145,8 +70,8 @@ async def healthy(node: Node) -> None:
 
 
 async def held_by(node: Node, charge_point_id: str) -> str | None:
-    async with node.api as api:
-        answer = await api.get(f"/api/v1/charge-points/{charge_point_id}")
+    async with api(node) as http:
+        answer = await http.get(f"/api/v1/charge-points/{charge_point_id}")
     return answer.json().get("instanceId") if answer.status_code == 200 else None
 
 
@@ -188,9 +113,7 @@ class Charger:
             return
 
 
-async def test_three_nodes_behind_haproxy(
-    installation: Installation, nursery: trio.Nursery
-) -> None:
+async def test_three_nodes_behind_haproxy(installation: Cluster, nursery: trio.Nursery) -> None:
     for node in installation.nodes:
         await healthy(node)
     await trio.sleep(2.5)  # the proxy's health checks see every node up
@@ -205,8 +128,8 @@ async def test_three_nodes_behind_haproxy(
     # a command through each node reaches a charger held by another
     for node in installation.nodes:
         target = next(c for c in chargers[1:] if holders[c.id] != node.name)
-        async with node.api as api:
-            sent = await api.post(
+        async with api(node) as http:
+            sent = await http.post(
                 f"/api/v1/charge-points/{target.id}/commands/Reset", json={"type": "Soft"}
             )
         assert sent.status_code == 200, (node.name, target.id, sent.text)
@@ -248,8 +171,7 @@ async def test_three_nodes_behind_haproxy(
     )
     assert metered[0] == 3
     stay_away = [c.id for c in chargers if holders[c.id] == victim_name and c.id != "LB-0"]
-    victim.process.send_signal(signal.SIGKILL)
-    victim.process.wait(10)
+    victim.kill()
 
     # the charger reconnects through the proxy, lands on a live node, and stops its session
     with trio.fail_after(30):
@@ -266,19 +188,20 @@ async def test_three_nodes_behind_haproxy(
     assert stopped[0] == 3
     survivor = next(n for n in installation.nodes if n is not victim)
     assert await held_by(survivor, "LB-0") in {"node1", "node2", "node3"} - {victim_name}
-    async with survivor.api as api:
-        transaction = (await api.get(f"/api/v1/transactions/{transaction_id}")).json()
+    async with api(survivor) as http:
+        transaction = (await http.get(f"/api/v1/transactions/{transaction_id}")).json()
         assert transaction["meterStop"] == 2500 and transaction["stopTimestamp"] is not None
         assert transaction["energyWh"] == 1500
         assert [v["value"] for v in transaction["meterValues"]] == ["1500"]
         # a command reaches the reconnected charger, through any live node
         nursery.start_soon(back.serve_calls)
-        sent = await api.post("/api/v1/charge-points/LB-0/commands/ClearCache", json={})
+        sent = await http.post("/api/v1/charge-points/LB-0/commands/ClearCache", json={})
         assert sent.status_code == 200, sent.text
         # the dead node's other chargers (they did not come back) go offline with its lease
         with trio.fail_after(30):
             while True:
-                listed = (await api.get("/api/v1/charge-points", params={"online": "true"})).json()
+                online_only = {"online": "true"}
+                listed = (await http.get("/api/v1/charge-points", params=online_only)).json()
                 online = {cp["chargePointId"] for cp in listed["items"]}
                 if not online & set(stay_away):
                     break
