@@ -1,0 +1,211 @@
+"""Failover benchmark (f): three nodes behind HAProxy on loopback, a simulated fleet at the
+stress profile through the proxy, one node killed with -9 in the middle.
+
+    .venv/bin/python -m benchmarks.failover                      # 300 chargers, 60 s, kill at 20 s
+    .venv/bin/python -m benchmarks.failover --chargers 1000 --seconds 90 --kill-at 30
+
+Reported:
+
+- the chargers the dead node held, and the time from the kill until every charger of the
+  fleet is recorded online at a live node again (polled in the database every 0.1 s);
+- acknowledged messages lost: every MeterValues and StopTransaction the simulator had
+  answered must be in the database at the end (MeterValues retries of the same content are
+  stored once, and a charger only resends what it was not answered, so the counts must be
+  equal: answered minus stored, when positive, is what was lost);
+- the simulator's errors and latencies over the whole run (a charger whose node dies sees
+  its connection close and reconnects; calls in flight at the kill are sent again).
+
+Results go to ``benchmarks/results/failover-<timestamp>.json`` and ``.md``. It needs
+Debian's ``haproxy``. Loopback only; bounded by ``--seconds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import trio
+import trio_asyncio
+
+from benchmarks.cluster import cluster
+from benchmarks.run import ROOT
+from voltaro.sim.charger import default_id_tag
+from voltaro.sim.fleet import charger_id
+from voltaro.store.embedded import embedded_url, start_embedded, stop_embedded
+from voltaro.store.migrate import migrate
+
+POLL = 0.1  # seconds between looks at the database during recovery
+SETTINGS = {"VOLTARO_LOG_LEVEL": "WARNING", "VOLTARO_INSTANCE_LEASE": "10"}
+
+
+async def healthy(admin_url: str) -> None:
+    with trio.fail_after(60):
+        async with httpx.AsyncClient(base_url=admin_url) as http:
+            while True:
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await trio.sleep(0.1)
+
+
+async def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    async def fetch() -> list[asyncpg.Record]:
+        connection = await asyncpg.connect(url)
+        try:
+            return list(await connection.fetch(sql, *args))
+        finally:
+            await connection.close()
+
+    return await trio_asyncio.aio_as_trio(fetch)()
+
+
+async def run(args: argparse.Namespace, workdir: Path, haproxy: str) -> dict[str, Any]:
+    embedded = start_embedded(workdir / "db")
+    try:
+        url = embedded_url(embedded)
+        await migrate(url)
+        tags = [
+            default_id_tag(charger_id("SIM-", index), connector)
+            for index in range(1, args.chargers + 1)
+            for connector in (1, 2)
+        ]
+        await query(url, "INSERT INTO id_tags (id_tag) SELECT unnest($1::text[])", tags)
+        with cluster(url, workdir, haproxy=haproxy, settings=SETTINGS) as nodes:
+            for node in nodes.nodes:
+                await healthy(node.admin_url)
+            await trio.sleep(2.5)  # the proxy's health checks see every node up
+            return await failover(args, nodes, url, workdir)
+    finally:
+        stop_embedded(embedded)
+
+
+async def failover(args: argparse.Namespace, nodes: Any, url: str, workdir: Path) -> dict[str, Any]:
+    simulate = [
+        sys.executable,
+        *("-m", "voltaro", "simulate", "--url", nodes.ocpp_url, "--profile", "stress"),
+        *("--chargers", str(args.chargers), "--duration", str(args.seconds), "--json"),
+        "--quiet",
+    ]
+    output = workdir / "simulate.json"
+    with open(output, "wb") as out:
+        fleet = subprocess.Popen(simulate, stdout=out, stderr=subprocess.DEVNULL)
+        try:
+            await trio.sleep(args.kill_at)
+            victim = nodes.nodes[0]
+            held = await query(
+                url,
+                "SELECT count(*) FROM charge_points WHERE online AND instance_id = $1",
+                victim.name,
+            )
+            killed_at = time.monotonic()
+            victim.kill()
+            recovered = await recovery(url, victim.name, args.chargers, killed_at, args.seconds)
+        finally:
+            await trio.to_thread.run_sync(fleet.wait, args.seconds + 60)
+    summary = json.loads(output.read_text())
+    return {
+        "chargers": args.chargers,
+        "seconds": args.seconds,
+        "kill_at": args.kill_at,
+        "victim_chargers": held[0][0],
+        "recovery_s": recovered,
+        **await acknowledged_and_stored(url, summary),
+        "simulator": {k: summary[k] for k in ("messages", "errors", "p50_ms", "p99_ms")},
+        "simulator_connects": summary["connects"],
+        "simulator_connect_failures": summary["connect_failures"],
+    }
+
+
+async def recovery(
+    url: str, victim: str, chargers: int, killed_at: float, limit: float
+) -> float | None:
+    """Seconds from the kill until every charger is online at a live node (None: never)."""
+    with trio.move_on_after(limit):
+        while True:
+            rows = await query(
+                url,
+                "SELECT count(*) FROM charge_points WHERE online AND instance_id <> $1",
+                victim,
+            )
+            if rows[0][0] >= chargers:
+                return round(time.monotonic() - killed_at, 2)
+            await trio.sleep(POLL)
+    return None
+
+
+async def acknowledged_and_stored(url: str, summary: dict[str, Any]) -> dict[str, int]:
+    actions = summary["actions"]
+    meter_answered = actions.get("MeterValues", {}).get("count", 0)
+    stops_answered = actions.get("StopTransaction", {}).get("count", 0)
+    meter_stored = (await query(url, "SELECT count(*) FROM meter_value_sets"))[0][0]
+    stops_stored = (
+        await query(url, "SELECT count(*) FROM transactions WHERE stopped_at IS NOT NULL")
+    )[0][0]
+    return {
+        "meter_values_answered": meter_answered,
+        "meter_values_stored": meter_stored,
+        "stops_answered": stops_answered,
+        "stops_stored": stops_stored,
+        "acknowledged_lost": max(0, meter_answered - meter_stored)
+        + max(0, stops_answered - stops_stored),
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    sim = result["simulator"]
+    return (
+        "| chargers | on the killed node | all served again after | acknowledged lost |"
+        " MeterValues answered / stored | StopTransaction answered / stored |"
+        " messages | errors | p99 ms |\n"
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
+        f"| {result['chargers']} | {result['victim_chargers']} | {result['recovery_s']} s |"
+        f" {result['acknowledged_lost']} |"
+        f" {result['meter_values_answered']} / {result['meter_values_stored']} |"
+        f" {result['stops_answered']} / {result['stops_stored']} |"
+        f" {sim['messages']} | {sim['errors']} | {sim['p99_ms']} |\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--chargers", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--kill-at", type=float, default=20.0)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    haproxy = shutil.which("haproxy")
+    if haproxy is None:
+        print("error: haproxy is not installed (apt-get install haproxy)", file=sys.stderr)
+        return 2
+
+    async def main_task() -> dict[str, Any]:
+        async with trio_asyncio.open_loop():
+            with tempfile.TemporaryDirectory(prefix="voltaro-failover-") as tmp:
+                return await run(args, Path(tmp), haproxy)
+
+    result = trio.run(main_task)
+    stamp = "failover-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = {"at": datetime.now(UTC).isoformat(), "cores": os.cpu_count()}
+    (args.out / f"{stamp}.json").write_text(json.dumps({"meta": meta, **result}, indent=2))
+    (args.out / f"{stamp}.md").write_text(table(result))
+    print(table(result))
+    print(f"results: {args.out / f'{stamp}.json'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
