@@ -38,6 +38,7 @@ def voltaro_process(
         "VOLTARO_DATABASE_URL": database_url,
         "VOLTARO_OCPP_HOST": "127.0.0.1",
         "VOLTARO_OCPP_PORT": "0",
+        "VOLTARO_ADMIN_PORT": "0",  # not 8080: another server on the machine may hold it
         "VOLTARO_UNKNOWN_CHARGERS": "accept",
         "VOLTARO_DATA_DIR": str(log_file.parent),
     }

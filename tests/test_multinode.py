@@ -10,12 +10,14 @@ Without HAProxy the test skips, unless ``VOLTARO_REQUIRE_HAPROXY=1`` (CI install
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import trio
@@ -23,6 +25,8 @@ from trio_websocket import ConnectionClosed
 
 from benchmarks.cluster import TOKEN, Cluster, Node, cluster
 from tests.harness import RawCharger
+from voltaro.store.embedded import embedded_url, start_embedded, stop_embedded
+from voltaro.store.migrate import apply_migrations
 from voltaro.store.testing import TestPostgres, pg_server
 
 __all__ = ["pg_server"]
@@ -207,3 +211,64 @@ async def test_three_nodes_behind_haproxy(installation: Cluster, nursery: trio.N
                     break
                 await trio.sleep(0.2)
         assert "LB-0" in online
+
+
+def restart_postgres(server: Any) -> None:
+    """``pg_ctl restart -m fast``: every connection of every node is cut at once."""
+    from pgserver._commands import pg_ctl
+
+    pg_ctl(
+        ["-w", "-m", "fast", "restart"], pgdata=server.pgdata, user=server.system_user, timeout=60
+    )
+
+
+async def test_every_node_recovers_by_itself_when_the_database_restarts(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    haproxy = shutil.which("haproxy")
+    if haproxy is None:
+        if os.environ.get("VOLTARO_REQUIRE_HAPROXY") == "1":
+            pytest.fail("haproxy is not installed (VOLTARO_REQUIRE_HAPROXY=1)")
+        pytest.skip("haproxy is not installed")
+    server = await trio.to_thread.run_sync(start_embedded, tmp_path / "db")
+    try:
+        url = embedded_url(server)
+        await trio.to_thread.run_sync(lambda: asyncio.run(apply_migrations_at(url)))
+        with cluster(url, tmp_path, haproxy=haproxy, settings=SETTINGS) as nodes:
+            for node in nodes.nodes:
+                await healthy(node)
+            first, second = nodes.nodes[0], nodes.nodes[1]
+            charger = await Charger.connect(nursery, f"ws://127.0.0.1:{first.ocpp}/ocpp", "DB-1")
+            await trio.to_thread.run_sync(restart_postgres, server)
+            for node in nodes.nodes:
+                await healthy(node)
+            with trio.fail_after(60):  # the charger is served again (InternalError meanwhile)
+                while (await charger.call("Heartbeat", {}))[0] != 3:
+                    await trio.sleep(0.2)
+            started = await charger.call(
+                "StartTransaction", {**START, "timestamp": "2026-12-01T11:00:00Z"}
+            )
+            assert started[0] == 3, started
+            nursery.start_soon(charger.serve_calls)
+            async with api(second) as http:  # a command routed through the database again
+                with trio.fail_after(60):
+                    while True:
+                        sent = await http.post(
+                            "/api/v1/charge-points/DB-1/commands/ClearCache", json={}
+                        )
+                        if sent.status_code == 200:
+                            break
+                        await trio.sleep(0.5)
+                detail = (await http.get("/api/v1/charge-points/DB-1")).json()
+            # nobody took the others for dead although every lease ran out meanwhile
+            assert detail["online"] and detail["instanceId"] == first.name
+    finally:
+        await trio.to_thread.run_sync(stop_embedded, server)
+
+
+async def apply_migrations_at(url: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await apply_migrations(connection)
+    finally:
+        await connection.close()

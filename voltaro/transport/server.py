@@ -110,10 +110,15 @@ class ChargePointConnection:
     remote: str
     close_timeout: float = 5.0
     connected_at: float = field(default_factory=time.monotonic)
+    _closed_by_us: tuple[int, str] | None = field(default=None, init=False, repr=False)
 
     @property
     def how_it_ended(self) -> str:
-        """The close code and reason (``code 1006 ...``), or ``connection lost``."""
+        """The close code and reason (``code 1006 ...``; ``closed by the server: code 1001
+        ...`` when we closed it), or ``connection lost``."""
+        if self._closed_by_us is not None:
+            code, reason = self._closed_by_us
+            return f"closed by the server: code {code} {reason}".strip()
         closed = self.websocket.closed
         if closed is None:
             return "connection lost"
@@ -121,6 +126,8 @@ class ChargePointConnection:
 
     async def close(self, code: int, reason: str) -> None:
         """Close with ``code``, waiting at most ``close_timeout`` for the charger's reply."""
+        if self._closed_by_us is None and self.websocket.closed is None:
+            self._closed_by_us = (code, reason)
         with trio.move_on_after(self.close_timeout):
             await self.websocket.aclose(code, reason)
 
