@@ -25,6 +25,7 @@ from trio_websocket import ConnectionClosed
 from tests.harness import RawCharger, admit_everyone
 from voltaro import cli
 from voltaro.config import CannotStart, Settings, settings_env
+from voltaro.supervisor import RestartDelays, exit_description
 from voltaro.transport.server import OcppServer, ServerOptions, reserve_shared_port
 
 READY = re.compile(
@@ -250,3 +251,12 @@ def test_settings_travel_to_the_workers_whole() -> None:
     )
     assert Settings.from_env(settings_env(settings)) == settings
     assert Settings.from_env(settings_env(Settings())) == Settings()
+
+
+def test_restarts_back_off_while_a_worker_keeps_failing_and_not_after_a_long_run() -> None:
+    delays = RestartDelays()
+    assert [delays.after_run(0.5) for _ in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    assert delays.after_run(3600) == 1
+    assert delays.after_run(2) == 2
+    assert exit_description(-9) == "killed by SIGKILL"
+    assert exit_description(2) == "exit code 2"

@@ -69,18 +69,32 @@ def exit_description(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
+class RestartDelays:
+    """The pauses before restarting one worker: 1 s, doubling up to 30 s while it keeps
+    failing, 1 s again after a run of at least a minute. A worker that cannot start (the
+    database away, say) is retried without spinning, one that crashed once after hours is
+    back at once."""
+
+    def __init__(self) -> None:
+        self._next = FIRST_RESTART_DELAY
+
+    def after_run(self, seconds: float) -> float:
+        """The pause before the next start of a worker whose last process ran ``seconds``."""
+        if seconds >= HEALTHY_RUN:
+            self._next = FIRST_RESTART_DELAY
+        delay = self._next
+        self._next = min(2 * delay, MAX_RESTART_DELAY)
+        return delay
+
+
 class WorkerPool:
     """N worker processes on one OCPP port, each kept running until :meth:`stop`."""
 
     def __init__(self, settings: Settings, count: int) -> None:
         """``settings``: complete (the database URL and the chosen OCPP port set)."""
-        self._settings = settings
         self._count = count
         self._env = {**os.environ, **settings_env(settings)}
         self._stopping = trio.Event()
-        self.pids: dict[int, int] = {}
-        """The pid of each worker's current process, by index (for tests and operators)."""
-        self.restarts = 0
 
     def stop(self) -> None:
         """Stop every worker (SIGTERM, then SIGKILL after the grace); :meth:`run` returns
@@ -101,7 +115,7 @@ class WorkerPool:
     async def _keep_running(
         self, index: int, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        delay = FIRST_RESTART_DELAY
+        delays = RestartDelays()
         first = True
 
         def ready(pid: int) -> None:
@@ -122,8 +136,7 @@ class WorkerPool:
             if self._stopping.is_set():
                 log.info("worker %d (pid %d) stopped: %s", index, pid, exit_description(returncode))
                 return
-            if trio.current_time() - started_at >= HEALTHY_RUN:
-                delay = FIRST_RESTART_DELAY
+            delay = delays.after_run(trio.current_time() - started_at)
             log.warning(
                 "worker %d (pid %d) %s: %s; restarting it in %g s",
                 index,
@@ -134,8 +147,6 @@ class WorkerPool:
             )
             with trio.move_on_after(delay):
                 await self._stopping.wait()
-            delay = min(2 * delay, MAX_RESTART_DELAY)
-            self.restarts += 1
 
     async def _run_once(self, index: int, ready: Callable[[int], None]) -> tuple[bool, int, int]:
         """One process of worker ``index``, from start to exit: (whether it became ready,
@@ -155,7 +166,6 @@ class WorkerPool:
                 pass_fds=(link.child_fd,),
             )
             link.handed_over()
-            self.pids[index] = process.pid
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._terminate_when_stopping, process)
