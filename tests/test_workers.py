@@ -67,7 +67,10 @@ class Installation:
 
 
 @asynccontextmanager
-async def installation(tmp_path: Path) -> AsyncIterator[Installation]:
+async def installation(
+    tmp_path: Path, database_url: str | None = None
+) -> AsyncIterator[Installation]:
+    """``voltaro serve --workers 2``, with the embedded PostgreSQL unless ``database_url``."""
     env = {
         **os.environ,
         "VOLTARO_OCPP_HOST": "127.0.0.1",
@@ -78,6 +81,8 @@ async def installation(tmp_path: Path) -> AsyncIterator[Installation]:
         "VOLTARO_WORKERS": "2",
     }
     env.pop("VOLTARO_DATABASE_URL", None)  # the parent starts the embedded one
+    if database_url is not None:
+        env["VOLTARO_DATABASE_URL"] = database_url
     log_file = tmp_path / "voltaro.log"
     with log_file.open("ab") as out:
         process = subprocess.Popen(
@@ -133,6 +138,8 @@ async def test_workers_share_the_port_survive_a_kill_and_stop_with_1001(tmp_path
         async with httpx.AsyncClient() as http:
             health = await http.get(f"{tree.admin_url}/healthz")
         assert health.status_code == 200, health.text
+        for index in (0, 1):  # each worker is an instance of its own
+            assert f"instance {socket.gethostname()}:{tree.port}/w{index}," in tree.log()
 
         chargers: dict[str, RawCharger] = {}
         on: dict[str, str] = {}
@@ -189,8 +196,9 @@ async def test_workers_share_the_port_survive_a_kill_and_stop_with_1001(tmp_path
         nursery.cancel_scope.cancel()
 
 
-async def test_a_worker_whose_parent_is_killed_stops(tmp_path: Path) -> None:
-    async with installation(tmp_path) as tree:
+async def test_a_worker_whose_parent_is_killed_stops(tmp_path: Path, database_url: str) -> None:
+    # a database of the test server: an embedded one would outlive its killed owner
+    async with installation(tmp_path, database_url) as tree:
         workers = [tree.worker_pid(0), tree.worker_pid(1)]
         tree.process.kill()
         with trio.fail_after(WAIT):
