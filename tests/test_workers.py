@@ -85,8 +85,12 @@ async def installation(
         env["VOLTARO_DATABASE_URL"] = database_url
     log_file = tmp_path / "voltaro.log"
     with log_file.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "voltaro", "serve"], env=env, stdout=out, stderr=out
+        process = subprocess.Popen(  # a process group of its own, as in a terminal
+            [sys.executable, "-m", "voltaro", "serve"],
+            env=env,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
         )
     tree = Installation(process, log_file, tmp_path / "data")
     try:
@@ -205,6 +209,20 @@ async def test_a_worker_whose_parent_is_killed_stops(tmp_path: Path, database_ur
             while [pid for pid in workers if _alive(pid)]:
                 await trio.sleep(0.05)
         assert tree.log().count("the parent process is gone") == 2, tree.log()
+
+
+async def test_ctrl_c_stops_every_process_cleanly(tmp_path: Path, database_url: str) -> None:
+    # Ctrl-C in a terminal: SIGINT to the whole process group, so each worker hears SIGINT
+    # and then the parent's SIGTERM; neither kills it on its way out
+    async with installation(tmp_path, database_url) as tree:
+        workers = [tree.worker_pid(0), tree.worker_pid(1)]
+        os.killpg(tree.process.pid, signal.SIGINT)
+        with trio.fail_after(WAIT):
+            while tree.process.poll() is None:
+                await trio.sleep(0.05)
+        assert tree.process.returncode == 0, tree.log()
+        for index, pid in enumerate(workers):
+            assert f"worker {index} (pid {pid}) stopped: exit code 0" in tree.log(), tree.log()
 
 
 def test_workers_start_only_on_a_free_port(

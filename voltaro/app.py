@@ -311,6 +311,11 @@ async def run_worker(settings: Settings, index: int, link_fd: int) -> None:
     charger, its chargers recorded offline)."""
     link = ParentLink(link_fd)
     limit = raise_open_file_limit()
+    # A worker often hears two: Ctrl-C reaches the whole process group, and the parent
+    # forwards it as SIGTERM. The receiver below takes them while the worker runs and stops;
+    # once it has stopped, it restores these, so a late one cannot kill it on its way out.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
             voltaro: Voltaro = await nursery.start(start_ocpp_worker, settings, index)
