@@ -125,13 +125,23 @@ class Server:
     log: Path
     postmaster: int | None = None
     embedded: Any = None
+    workers: int = 1  # voltaro serve --workers
+
+    @property
+    def label(self) -> str:
+        """The server's name in the results: ``voltaro --workers 2`` when it has workers."""
+        return self.name if self.workers == 1 else f"{self.name} --workers {self.workers}"
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ocpp"
 
+    def pids(self) -> list[int]:
+        """The server's processes: itself and its workers (the database is not a child)."""
+        return [self.process.pid, *children_of(self.process.pid)]
+
     def cpu(self) -> float:
-        return cpu_seconds(self.process.pid)
+        return sum(cpu_seconds(pid) for pid in self.pids())
 
     def db_cpu(self) -> dict[int, float]:
         """CPU seconds of each PostgreSQL process (the postmaster and its children)."""
@@ -141,7 +151,7 @@ class Server:
         return {pid: cpu_seconds(pid) for pid in pids}
 
     def rss(self) -> int:
-        return rss_bytes(self.process.pid)
+        return sum(rss_bytes(pid) for pid in self.pids())
 
     def file_limit(self) -> int | None:
         return open_file_limit(self.process.pid)
@@ -186,14 +196,15 @@ def _seed_voltaro(data_dir: Path, tags: list[str]) -> tuple[Any, int | None]:
     return embedded, postmaster
 
 
-def start_server(name: str, workdir: Path, tags: list[str]) -> Server:
-    log = workdir / f"{name}.log"
+def start_server(name: str, workdir: Path, tags: list[str], workers: int = 1) -> Server:
+    log = workdir / f"{name}-{workers}.log"
     env = dict(os.environ)
     embedded = postmaster = None
     if name == "voltaro":
-        data_dir = workdir / "voltaro-data"
+        data_dir = workdir / f"voltaro-data-{workers}"
         embedded, postmaster = _seed_voltaro(data_dir, tags)
         env.update(
+            VOLTARO_WORKERS=str(workers),
             VOLTARO_DATA_DIR=str(data_dir),
             VOLTARO_OCPP_HOST="127.0.0.1",
             VOLTARO_OCPP_PORT="0",
@@ -211,7 +222,7 @@ def start_server(name: str, workdir: Path, tags: list[str]) -> Server:
     while time.monotonic() < deadline:
         match = READY[name].search(log.read_text(errors="replace"))
         if match:
-            return Server(name, process, int(match.group(1)), log, postmaster, embedded)
+            return Server(name, process, int(match.group(1)), log, postmaster, embedded, workers)
         if process.poll() is not None:
             break
         time.sleep(0.1)
@@ -220,8 +231,8 @@ def start_server(name: str, workdir: Path, tags: list[str]) -> Server:
 
 
 @contextmanager
-def running(name: str, workdir: Path, tags: list[str]) -> Iterator[Server]:
-    server = start_server(name, workdir, tags)
+def running(name: str, workdir: Path, tags: list[str], workers: int = 1) -> Iterator[Server]:
+    server = start_server(name, workdir, tags, workers)
     try:
         yield server
     finally:
@@ -272,7 +283,7 @@ def measured(
     """Run ``drive`` (it returns the simulator's summary, or one shaped like it) and
     measure the server meanwhile."""
     print(
-        f"\n== {workload}: {server.name}, {chargers} chargers, {seconds:g} s",
+        f"\n== {workload}: {server.label}, {chargers} chargers, {seconds:g} s",
         file=sys.stderr,
         flush=True,
     )
@@ -284,7 +295,7 @@ def measured(
     grown = max(sampler.peak - rss_before, 0)
     return {
         "workload": workload,
-        "server": server.name,
+        "server": server.label,
         "chargers": chargers,
         "connected": connected,
         "booted": summary["accepted"],
@@ -459,7 +470,7 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                     r["errors"],
                     r["failed_connects"],
                     r["server_cpu_s"],
-                    r["db_cpu_s"] if r["server"] == "voltaro" else None,
+                    r["db_cpu_s"] if r["server"].startswith("voltaro") else None,
                     r["rss_per_connection_kib"],
                 )
             )
@@ -521,6 +532,10 @@ def ratio_lines(results: list[dict[str, Any]]) -> list[str]:
             value = best(workload, other, key)
             if value:
                 parts.append(f"Voltaro/{other} = **{voltaro / value:.2f}**")
+        for server in sorted({r["server"] for r in results}):
+            value = best(workload, server, key)
+            if server.startswith("voltaro --workers") and value:
+                parts.append(f"{server}/voltaro = **{value / voltaro:.2f}**")
         if parts:
             lines.append(f"- {label}: " + ", ".join(parts))
     return lines
@@ -566,6 +581,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storm-chargers", type=int, default=10_000)
     parser.add_argument("--storm-seconds", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=2, help="load generator processes")
+    parser.add_argument(
+        "--server-workers",
+        type=_ints,
+        default=[1],
+        help="voltaro serve --workers, one run each: 1,2 runs voltaro twice",
+    )
     parser.add_argument("--quick", action="store_true", help="modest sizes, a few minutes")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--update-readme", action="store_true")
@@ -606,9 +627,10 @@ def main(argv: list[str] | None = None) -> int:
     tags = id_tags(args) if "b" in workloads else []
     try:
         for name in servers:
-            with running(name, workdir, tags) as server:
-                for workload in workloads:
-                    results.extend(WORKLOADS[workload](server, args))
+            for workers in args.server_workers if name == "voltaro" else [1]:
+                with running(name, workdir, tags, workers) as server:
+                    for workload in workloads:
+                        results.extend(WORKLOADS[workload](server, args))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     table = markdown(results, meta)

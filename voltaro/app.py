@@ -4,13 +4,19 @@ wired together, and signal handling. Nothing here decides anything: the parts do
 One trio nursery at the top holds them all (inside one trio-asyncio loop for the database).
 SIGINT/SIGTERM close every charger connection with 1001 (going away), so that chargers
 reconnect elsewhere or later, then stop the central system, which records them offline.
+
+Roles: :func:`start_voltaro` is the whole of ``voltaro serve`` in one process (the default,
+``--workers 1``); with ``--workers N`` each worker process runs :func:`start_ocpp_worker`
+(chargers, no admin API) and the parent runs :func:`start_admin_instance` (the admin API, no
+chargers) and supervises them (:mod:`voltaro.supervisor`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -29,6 +35,7 @@ from voltaro.transport.server import (
     OcppServer,
     ServerOptions,
 )
+from voltaro.worker_link import ParentLink
 
 log = logging.getLogger("voltaro")
 
@@ -39,7 +46,8 @@ class Voltaro:
 
     settings: Settings
     central: CentralSystem
-    server: OcppServer
+    server: OcppServer | None
+    """The OCPP server; None in the admin-only parent of ``voltaro serve --workers N``."""
     operations: Operations
     metrics: VoltaroMetrics
     admin_url: str | None = None
@@ -129,7 +137,7 @@ def _watch_counters(voltaro: Voltaro) -> None:
     )
 
 
-def server_options(settings: Settings) -> ServerOptions:
+def server_options(settings: Settings, *, reuse_port: bool = False) -> ServerOptions:
     """Raises SettingsError when the TLS certificate cannot be loaded."""
     return ServerOptions(
         host=settings.ocpp_host,
@@ -143,7 +151,15 @@ def server_options(settings: Settings) -> ServerOptions:
         reserved_files=settings.reserved_files,
         inbound_rate=settings.inbound_rate,
         inbound_burst=settings.inbound_burst,
+        reuse_port=reuse_port,
     )
+
+
+def role_instance_id(settings: Settings, port: int, role: str) -> str:
+    """The instance id of one process of ``voltaro serve --workers N``: the installation's
+    (``VOLTARO_INSTANCE_ID``, else host and OCPP port) and the role, ``w0``, ``w1``, ... for
+    the workers and ``admin`` for the parent; the same again after a restart."""
+    return f"{settings.instance_id or default_instance_id(port)}/{role}"
 
 
 async def start_voltaro(
@@ -162,32 +178,105 @@ async def start_voltaro(
     admin API, then chargers are accepted. On the way out, chargers are closed first (1001),
     so their disconnections are recorded while the store is up.
     """
-    metrics = VoltaroMetrics()
-    server = OcppServer(
-        server_options(settings),
-        lambda *args: central.admit(*args),
-        lambda connection: central.sessions.serve(connection),
-        on_pong=lambda charge_point_id: central.seen(charge_point_id),
+    await _run_instance(
+        settings, profiles, ocpp=server_options(settings), admin=True, task_status=task_status
     )
-    await server.listen()
+
+
+async def start_ocpp_worker(
+    settings: Settings,
+    index: int,
+    profiles: Sequence[Profile] = PROFILES,
+    *,
+    task_status: trio.TaskStatus[Voltaro] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """What worker ``index`` of ``voltaro serve --workers N`` runs: the central system and
+    the OCPP server on the shared port (``SO_REUSEPORT``), no admin API; instance
+    ``<installation>/w<index>``. Otherwise as :func:`start_voltaro` (the port is bound
+    first: a worker that cannot bind fails before it touches the database)."""
+    await _run_instance(
+        settings,
+        profiles,
+        ocpp=server_options(settings, reuse_port=True),
+        admin=False,
+        role=f"w{index}",
+        task_status=task_status,
+    )
+
+
+async def start_admin_instance(
+    settings: Settings,
+    ocpp_port: int,
+    profiles: Sequence[Profile] = PROFILES,
+    *,
+    task_status: trio.TaskStatus[Voltaro] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """What the parent of ``voltaro serve --workers N`` runs: the central system (which
+    migrates the database before any worker starts) and the admin API, no OCPP port;
+    instance ``<installation>/admin`` (``ocpp_port``: the workers' port, for its name). It
+    holds no sessions: a command it is asked for reaches a charger on a worker only through
+    the database."""
+    await _run_instance(
+        settings,
+        profiles,
+        ocpp=None,
+        admin=True,
+        role="admin",
+        ocpp_port=ocpp_port,
+        task_status=task_status,
+    )
+
+
+async def _run_instance(
+    settings: Settings,
+    profiles: Sequence[Profile],
+    *,
+    ocpp: ServerOptions | None,
+    admin: bool,
+    role: str | None = None,
+    ocpp_port: int | None = None,
+    task_status: trio.TaskStatus[Voltaro],
+) -> None:
+    """One Voltaro instance: the central system with the OCPP server (``ocpp``), the admin
+    API (``admin``), or both; instance id from the settings and the port, with ``/role``
+    when it is one process of several."""
+    metrics = VoltaroMetrics()
+    server = None
+    if ocpp is not None:
+        server = OcppServer(
+            ocpp,
+            lambda *args: central.admit(*args),
+            lambda connection: central.sessions.serve(connection),
+            on_pong=lambda charge_point_id: central.seen(charge_point_id),
+        )
+        await server.listen()
+        ocpp_port = server.port
+    assert ocpp_port is not None, "an instance without an OCPP server is told the port"
     central = CentralSystem(
         settings,
         profiles=profiles,
         observer=metrics.rpc_hooks(),
-        instance_id=settings.instance_id or default_instance_id(server.port),
+        instance_id=(
+            settings.instance_id or default_instance_id(ocpp_port)
+            if role is None
+            else role_instance_id(settings, ocpp_port, role)
+        ),
     )
     voltaro = Voltaro(settings, central, server, Operations(central), metrics)
     metrics.watch_connected(lambda: len(central.sessions) if central.running else 0)
     metrics.watch_writer(lambda: central.store.writer if central.running else None)
-    metrics.watch_transport(server.stats)
+    if server is not None:
+        metrics.watch_transport(server.stats)
     _watch_counters(voltaro)
     async with trio.open_nursery() as nursery:
         await nursery.start(central.run)
         try:
-            voltaro.admin_url = await nursery.start(
-                run_admin_server, voltaro.operations, metrics, settings
-            )
-            await nursery.start(server.run)
+            if admin:
+                voltaro.admin_url = await nursery.start(
+                    run_admin_server, voltaro.operations, metrics, settings
+                )
+            if server is not None:
+                await nursery.start(server.run)
             task_status.started(voltaro)
             await trio.sleep_forever()
         finally:
@@ -202,6 +291,7 @@ async def run_server(settings: Settings) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
             voltaro: Voltaro = await nursery.start(start_voltaro, settings)
+            assert voltaro.server is not None
             nursery.start_soon(freeze_long_lived_objects)
             log.info(
                 "Voltaro is ready: chargers connect to %s://%s:%d/ocpp/{chargePointId}",
@@ -209,10 +299,49 @@ async def run_server(settings: Settings) -> None:
                 settings.ocpp_host,
                 voltaro.server.port,
             )
-            async for signum in signals:
-                log.info(
-                    "%s received: closing connections and stopping", signal.Signals(signum).name
-                )
-                nursery.cancel_scope.cancel()
-                break
+            await _stop_at_signal(signals, nursery.cancel_scope)
     log.info("Voltaro stopped")
+
+
+async def run_worker(settings: Settings, index: int, link_fd: int) -> None:
+    """Worker ``index`` of ``voltaro serve --workers N`` (started by the parent, see
+    :mod:`voltaro.supervisor`): serve chargers on the shared port until SIGINT or SIGTERM,
+    or until the parent is gone (``link_fd``: this worker's end of
+    :mod:`voltaro.worker_link`), then shut down as ``voltaro serve`` does (1001 to every
+    charger, its chargers recorded offline)."""
+    link = ParentLink(link_fd)
+    limit = raise_open_file_limit()
+    # A worker often hears two: Ctrl-C reaches the whole process group, and the parent
+    # forwards it as SIGTERM. The receiver below takes them while the worker runs and stops;
+    # once it has stopped, it restores these, so a late one cannot kill it on its way out.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+            voltaro: Voltaro = await nursery.start(start_ocpp_worker, settings, index)
+            nursery.start_soon(freeze_long_lived_objects)
+            nursery.start_soon(_stop_when_parent_gone, link, nursery.cancel_scope)
+            log.info(
+                "worker %d ready: instance %s, pid %d, open-file limit %d",
+                index,
+                voltaro.central.instance_id,
+                os.getpid(),
+                limit,
+            )
+            await link.report_ready()
+            await _stop_at_signal(signals, nursery.cancel_scope)
+    await link.aclose()
+    log.info("worker %d stopped", index)
+
+
+async def _stop_at_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    async for signum in signals:
+        log.info("%s received: closing connections and stopping", signal.Signals(signum).name)
+        scope.cancel()
+        return
+
+
+async def _stop_when_parent_gone(link: ParentLink, scope: trio.CancelScope) -> None:
+    await link.wait_parent_gone()
+    log.warning("the parent process is gone: closing connections and stopping")
+    scope.cancel()

@@ -13,6 +13,7 @@ import trio
 from voltaro import __version__
 from voltaro.config import CannotStart, Settings, SettingsError, add_settings_flags
 from voltaro.logformat import configure_logging
+from voltaro.worker_link import WORKER_FLAG, parse_link_argument
 
 log = logging.getLogger("voltaro")
 
@@ -30,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         "ws://HOST:PORT/ocpp/{chargePointId}). Every flag has a VOLTARO_* variable.",
     )
     add_settings_flags(serve)
+    # internal: how the parent of `serve --workers N` starts worker INDEX (voltaro.supervisor)
+    serve.add_argument(WORKER_FLAG, dest="internal_worker", help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
     _add_admin_commands(commands)
     _add_operator_commands(commands)
@@ -60,8 +63,9 @@ def _add_simulate_command(
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from voltaro.app import run_server
+    from voltaro.app import run_server, run_worker
     from voltaro.store.errors import StoreUnavailable
+    from voltaro.supervisor import run_supervisor
     from voltaro.transport.server import leaf_exceptions
 
     try:
@@ -71,7 +75,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     failures: list[BaseException] = []
     try:
-        trio.run(run_server, settings)
+        if args.internal_worker is not None:
+            index, link_fd = parse_link_argument(args.internal_worker)
+            trio.run(run_worker, settings, index, link_fd)
+        elif settings.workers > 1:
+            trio.run(run_supervisor, settings)
+        else:
+            trio.run(run_server, settings)
     except* (CannotStart, StoreUnavailable) as group:  # a port in use, no database: no traceback
         failures = leaf_exceptions(group)
     for failure in failures:
@@ -87,7 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env(overrides=overrides)
     except SettingsError as error:
         parser.error(str(error))
-    configure_logging(settings.log_level)
+    worker = getattr(args, "internal_worker", None)
+    configure_logging(
+        settings.log_level, None if worker is None else f"w{parse_link_argument(worker)[0]}"
+    )
     try:
         exit_code: int = args.func(args, settings)
     except KeyboardInterrupt:

@@ -177,6 +177,7 @@ class Settings:
     inbound_burst: int = websocket.INBOUND_BURST
     instance_id: str | None = None
     instance_lease: float = 30.0
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -248,7 +249,19 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "inbound_burst": _positive_int,
     "instance_id": _instance_id,
     "instance_lease": _positive_float,
+    "workers": _positive_int,
 }
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``settings`` as the ``VOLTARO_*`` variables that :meth:`Settings.from_env` reads back
+    to the same Settings (an unset optional setting as an empty value): how a process hands
+    its whole configuration, flags included, to the processes it starts."""
+    env = {}
+    for field in fields(Settings):
+        value = getattr(settings, field.name)
+        env[f"VOLTARO_{field.name.upper()}"] = "" if value is None else str(value)
+    return env
 
 
 def _parse(name: str, text: str, source: str) -> Any:

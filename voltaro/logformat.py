@@ -59,10 +59,15 @@ def _indented(text: str) -> str:
     return "\n".join(TRACEBACK_INDENT + line for line in lines)
 
 
-def configure_logging(level: str) -> None:
-    """Every record to stderr, one line each (tracebacks indented below it)."""
+def configure_logging(level: str, process: str | None = None) -> None:
+    """Every record to stderr, one line each (tracebacks indented below it); ``process``
+    names the process in every line (``[w1]``: a worker of ``voltaro serve --workers N``,
+    whose lines share the parent's stderr)."""
     handler = logging.StreamHandler()
-    handler.setFormatter(OneLineFormatter(FORMAT))
+    line_format = (
+        FORMAT if process is None else FORMAT.replace(" %(name)s", f" [{process}] %(name)s")
+    )
+    handler.setFormatter(OneLineFormatter(line_format))
     logging.basicConfig(level=level, handlers=[handler])
     # pgserver narrates every step of starting PostgreSQL at INFO; its warnings still show.
     logging.getLogger("pgserver").setLevel(max(logging.WARNING, logging.getLogger().level))

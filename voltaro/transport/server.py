@@ -27,6 +27,11 @@ second, ``inbound_burst`` at once; :class:`voltaro.transport.websocket.InboundLi
 
 Each TCP connection runs inside its own error barrier: whatever fails in it ends that
 connection only, and is logged.
+
+Several processes on one port (``voltaro serve --workers N``): with
+``ServerOptions.reuse_port`` every process opens its own listening socket with
+``SO_REUSEPORT`` and the kernel spreads new connections among them; the supervisor holds the
+port meanwhile with :func:`reserve_shared_port`.
 """
 
 from __future__ import annotations
@@ -152,6 +157,7 @@ class ServerOptions:
     inbound_rate: float = INBOUND_RATE  # bytes a second per connection; 0: off
     inbound_burst: float = INBOUND_BURST
     dialect: Dialect = OCPP16  # its subprotocol is the one a charger must offer
+    reuse_port: bool = False  # SO_REUSEPORT: other processes listen on the port too
 
     def accept_limits(self) -> AcceptLimits:
         return AcceptLimits(
@@ -226,7 +232,10 @@ class OcppServer:
             return
         options = self._options
         try:
-            listeners = await trio.open_tcp_listeners(options.port, host=options.host)
+            if options.reuse_port:
+                listeners = await _open_shared_listeners(options.host, options.port)
+            else:
+                listeners = await trio.open_tcp_listeners(options.port, host=options.host)
         except OSError as error:
             where = f"{options.host}:{options.port}"
             raise CannotStart(f"cannot listen for chargers on {where}: {error}") from None
@@ -416,6 +425,76 @@ class OcppServer:
                 )
                 scope.cancel()
                 return
+
+
+LISTEN_BACKLOG = 0xFFFF  # as trio's: the kernel cuts it to net.core.somaxconn
+
+
+async def _open_shared_listeners(host: str, port: int) -> list[trio.SocketListener]:
+    """Listening sockets on ``host:port`` with ``SO_REUSEPORT``, one per address ``host``
+    resolves to (as trio.open_tcp_listeners, which cannot set the option). Raises OSError."""
+    addresses = await trio.socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    listeners: list[trio.SocketListener] = []
+    try:
+        for family, kind, proto, _, address in addresses:
+            sock = trio.socket.socket(family, kind, proto)
+            try:
+                _share_port(sock)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                await sock.bind(address)
+                sock.listen(LISTEN_BACKLOG)
+            except BaseException:
+                sock.close()
+                raise
+            listeners.append(trio.SocketListener(sock))
+    except BaseException:
+        for listener in listeners:
+            listener.socket.close()
+        raise
+    return listeners
+
+
+def _share_port(sock: socket.socket | trio.socket.SocketType) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+
+
+def reserve_shared_port(host: str, port: int) -> tuple[list[socket.socket], int]:
+    """Hold ``host:port`` for processes that will listen on it with ``SO_REUSEPORT``:
+    returns the holding sockets (bound, not listening, so they are given no connections;
+    close them once the listeners are up) and the port (the one picked when ``port`` is 0).
+
+    The port must be free: a plain bind is tried first, since ``SO_REUSEPORT`` alone would
+    let a second installation started by mistake share the port of a running one (same
+    user) and split its chargers. Raises CannotStart when the port is taken.
+    """
+    where = f"{host}:{port}"
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        held: list[socket.socket] = []
+        try:
+            for family, kind, proto, _, address in addresses:
+                if port != 0:
+                    address = (address[0], port, *address[2:])
+                with socket.socket(family, kind, proto) as probe:  # free at all?
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind(address)
+                    port = probe.getsockname()[1]
+                    address = (address[0], port, *address[2:])
+                holder = socket.socket(family, kind, proto)
+                held.append(holder)
+                _share_port(holder)
+                holder.bind(address)
+        except BaseException:
+            for holder in held:
+                holder.close()
+            raise
+    except OSError as error:
+        raise CannotStart(f"cannot listen for chargers on {where}: {error}") from None
+    return held, port
 
 
 TLS_HANDSHAKE_RECORD = 0x16  # the first byte a TLS client sends
