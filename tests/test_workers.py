@@ -286,3 +286,35 @@ def test_restarts_back_off_while_a_worker_keeps_failing_and_not_after_a_long_run
     assert delays.after_run(2) == 2
     assert exit_description(-9) == "killed by SIGKILL"
     assert exit_description(2) == "exit code 2"
+
+
+async def test_the_parents_admin_api_reaches_chargers_on_every_worker(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with installation(tmp_path, database_url) as tree, trio.open_nursery() as nursery:
+        token = (tree.data_dir / "admin-token").read_text().strip()
+        chargers: dict[str, RawCharger] = {}
+        on: dict[str, str] = {}
+        while len(set(on.values())) < 2:  # until both workers hold some
+            assert len(chargers) < 40, f"the kernel gave every charger to one worker: {on}"
+            charge_point_id = f"CMD-{len(chargers)}"
+            chargers[charge_point_id] = await booted(nursery, tree, charge_point_id)
+            await tree.wait_for(rf"{charge_point_id} connected")
+            on[charge_point_id] = holder(tree, charge_point_id)
+
+        async def answer(charger: RawCharger) -> None:
+            frame = await charger.receive(timeout=WAIT)
+            await charger.send([3, frame[1], {"status": "Accepted"}])
+
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=tree.admin_url, headers=headers) as http:
+            for worker in ("w0", "w1"):
+                charge_point_id = next(cp for cp, held in on.items() if held == worker)
+                nursery.start_soon(answer, chargers[charge_point_id])
+                sent = await http.post(
+                    f"/api/v1/charge-points/{charge_point_id}/commands/Reset",
+                    json={"type": "Soft"},
+                )
+                assert sent.status_code == 200, (worker, sent.text)
+                assert sent.json() == {"result": {"status": "Accepted"}}
+        nursery.cancel_scope.cancel()
