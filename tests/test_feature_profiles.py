@@ -140,6 +140,7 @@ async def test_a_profile_added_is_served_on_the_wire_in_the_api_and_on_the_dashb
         page = (await browser.get("/charge-points/PLUG-1")).text
         assert 'data-action="GetLocalListVersion"' in page
         assert 'data-action="GetDiagnostics"' in page and 'name="retries"' in page
+        assert f"connected to {voltaro.central.instance_id}" in page  # which instance holds it
 
 
 def test_every_migration_belongs_to_exactly_one_profile() -> None:
