@@ -97,6 +97,7 @@ async def failover(args: argparse.Namespace, nodes: Any, url: str, workdir: Path
         sys.executable,
         *("-m", "voltaro", "simulate", "--url", nodes.ocpp_url, "--profile", "stress"),
         *("--chargers", str(args.chargers), "--duration", str(args.seconds), "--json"),
+        *("--time-scale", str(args.time_scale)),
         "--quiet",
     ]
     output = workdir / "simulate.json"
@@ -120,6 +121,7 @@ async def failover(args: argparse.Namespace, nodes: Any, url: str, workdir: Path
         "chargers": args.chargers,
         "seconds": args.seconds,
         "kill_at": args.kill_at,
+        "time_scale": args.time_scale,
         "victim_chargers": held[0][0],
         "recovery_s": recovered,
         **await acknowledged_and_stored(url, summary),
@@ -184,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chargers", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--kill-at", type=float, default=20.0)
+    parser.add_argument(
+        "--time-scale", type=float, default=10.0, help="simulated time speed: sessions end"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     haproxy = shutil.which("haproxy")
