@@ -9,6 +9,7 @@ import trio
 from tests.central.helpers import fetch
 from voltaro.central import CentralSystem
 from voltaro.central.membership import Membership
+from voltaro.central.timestamps import utc_now
 from voltaro.store import StoreError
 from voltaro.store.testing import TestPostgres
 
@@ -71,3 +72,18 @@ async def fetch_when_back(central: CentralSystem, sql: str) -> None:
                 return
             except StoreError:
                 await trio.sleep(0.05)
+
+
+async def test_an_instance_late_with_its_own_renewal_never_expires_itself(
+    central: CentralSystem,
+) -> None:
+    membership = Membership(central.store.instances, "slow", 0.3, central.events)
+    await membership.join()
+    await membership.renew()
+    await trio.sleep(0.4)  # its own lease has run out: it was busy
+    await central.store.charge_points.upsert("HELD")
+    await central.store.charge_points.presence("HELD", True, "connected", utc_now(), "slow")
+    await membership.expire_dead()
+    assert await fetch(central, "SELECT id FROM instances WHERE id = 'slow'") == [{"id": "slow"}]
+    record = await central.store.charge_points.get("HELD")
+    assert record is not None and record.online

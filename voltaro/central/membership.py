@@ -62,7 +62,7 @@ class Membership:
         since = self._renewing_since
         if since is None or trio.current_time() - since < self.lease:
             return
-        for expired in await self._instances.expire_dead(EXPIRED):
+        for expired in await self._instances.expire_dead(self.instance_id, EXPIRED):
             log.warning(
                 "instance %s stopped renewing its lease: %d of its chargers recorded offline",
                 expired.instance_id,

@@ -52,8 +52,10 @@ class Presence:
         self._heard: set[str] = set()  # spoke since the last restore round
 
     async def online(self, charge_point_id: str) -> None:
-        """A session began (no other session of this charger was live here)."""
-        self.seen(charge_point_id)
+        """A session began (no other session of this charger was live here). Not "heard"
+        for the restore round: the record is still on its way to the database, and a round
+        in between would take the charger for wrongly offline; its first frame is heard."""
+        self._unflushed[charge_point_id] = self._clock()
         await self._record(charge_point_id, True, "connected")
 
     async def offline(self, charge_point_id: str, reason: str) -> None:

@@ -125,6 +125,7 @@ class CentralSystem:
                 await self._start(store)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._housekeeping)
+                    nursery.start_soon(self._keep_lease)
                     await nursery.start(self._listen_to_other_instances)
                     task_status.started()
                     await trio.sleep_forever()
@@ -230,9 +231,8 @@ class CentralSystem:
         return 2 * self.settings.heartbeat_interval + self.settings.heartbeat_grace
 
     async def _housekeeping(self) -> None:
-        presence, sessions, membership = self.presence, self.sessions, self._membership
-        assert membership is not None
-        period = min(HOUSEKEEPING_PERIOD, self.overdue_after / 4, membership.lease / 3)
+        presence, sessions = self.presence, self.sessions
+        period = min(HOUSEKEEPING_PERIOD, self.overdue_after / 4)
         next_purge = trio.current_time()
         postponed = Episode(quiet=0)  # logged when it starts and when a round works again
         while True:
@@ -240,8 +240,6 @@ class CentralSystem:
             presence.flush()
             self._flush_deviations()
             try:
-                await membership.renew()
-                await membership.expire_dead()
                 await presence.restore(sessions.__contains__)
                 for charge_point_id in await sessions.check_overdue(self.overdue_after):
                     self.events.publish(
@@ -258,6 +256,20 @@ class CentralSystem:
             over = postponed.end_if_quiet()
             if over is not None:
                 log.info("housekeeping resumed after %.0f s", over.seconds)
+
+    async def _keep_lease(self) -> None:
+        """Renew this instance's lease and expire dead ones, in a loop of its own: nothing
+        slow elsewhere (a long purge, a busy database) may make this instance look dead."""
+        membership = self._membership
+        assert membership is not None
+        period = min(HOUSEKEEPING_PERIOD, membership.lease / 3)
+        while True:
+            await trio.sleep(period)
+            try:
+                await membership.renew()
+                await membership.expire_dead()
+            except StoreError:
+                continue  # the outage is the store's to log; housekeeping says it too
 
     async def purge_message_log(self) -> int:
         """Delete message-log entries (and security events) older than the retention; returns

@@ -76,14 +76,17 @@ class InstanceRepository:
             lambda c: c.execute("DELETE FROM instances WHERE id = $1", instance_id)
         )
 
-    async def expire_dead(self, reason: str) -> list[Expired]:
-        """Expire every instance whose lease ran out: its chargers still recorded at it go
-        offline (an event each, ``reason``), its row goes. Two instances doing this at once
-        do not both expire one (SKIP LOCKED)."""
+    async def expire_dead(self, judge: str, reason: str) -> list[Expired]:
+        """Expire every other instance than ``judge`` whose lease ran out: its chargers still
+        recorded at it go offline (an event each, ``reason``), its row goes. Two instances
+        doing this at once do not both expire one (SKIP LOCKED); an instance never expires
+        itself (late with its own renewal, it is alive: it is the one asking)."""
 
         async def apply(connection: Connection) -> list[Expired]:
             dead = await connection.fetch(
-                "SELECT id FROM instances WHERE alive_until < now() FOR UPDATE SKIP LOCKED"
+                "SELECT id FROM instances WHERE alive_until < now() AND id <> $1"
+                " FOR UPDATE SKIP LOCKED",
+                judge,
             )
             expired = []
             for row in dead:
