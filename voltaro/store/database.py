@@ -152,8 +152,12 @@ class Watchdog:
         self._handle = loop.call_at(at, self._fire)
 
     def _fire(self) -> None:
+        # This runs as an asyncio callback: an exception here would end the whole server.
         self.fired = True
-        self._connection.terminate()
+        try:
+            self._connection.terminate()
+        except asyncpg.InterfaceError:
+            pass  # released to the pool as the deadline struck: the block is over anyway
 
     def __enter__(self) -> Watchdog:
         return self
