@@ -141,7 +141,10 @@ class CentralSystem:
             data_transfer=self.data_transfer,
         )
         self._admitter = Admitter(
-            store.charge_points, settings.unknown_chargers, on_failure=self._login_failed
+            store.charge_points,
+            store.charge_point_cache,
+            settings.unknown_chargers,
+            on_failure=self._login_failed,
         )
         self._sessions = SessionRegistry(
             SessionParts(

@@ -386,5 +386,6 @@ CORE = Profile(
         "0007_security_events.sql",
         "0008_session_instance.sql",
         "0009_open_transactions_notify.sql",
+        "0011_charge_point_notify.sql",
     ),
 )
