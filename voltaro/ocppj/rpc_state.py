@@ -197,7 +197,9 @@ class RpcState:
         self._outstanding: OutstandingCall | None = None
         self._in_progress: set[str] = set()  # ids of the peer's CALLs not yet answered
         self._working = False  # one of the peer's CALLs is being answered
-        self._waiting: deque[int] = deque()  # sizes of those waiting behind it, in order
+        # sizes of those waiting behind it, in order (made when one waits: an idle
+        # connection holds no deque)
+        self._waiting: deque[int] | None = None
         self._waiting_bytes = 0
         self._closed = False
 
@@ -247,6 +249,8 @@ class RpcState:
             )
         if self._working:
             waiting = self._waiting_bytes
+            if self._waiting is None:
+                self._waiting = deque()
             if len(self._waiting) >= MAX_QUEUED_CALLS or (
                 waiting and waiting + size > MAX_QUEUED_BYTES
             ):
@@ -286,6 +290,7 @@ class RpcState:
             self._waiting_bytes -= self._waiting.popleft()
         else:
             self._working = False
+            self._waiting = None
 
     def _answer(self, answer: CallResult | CallError, size: int) -> Event:
         outstanding = self._outstanding

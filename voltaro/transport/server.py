@@ -32,6 +32,7 @@ connection only, and is logged.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import socket
 import ssl
@@ -55,6 +56,7 @@ from voltaro.transport.accepting import (
     HandshakeSlot,
 )
 from voltaro.transport.handshake import charge_point_id_from_path, password_for
+from voltaro.transport.keepalive import Keepalive
 from voltaro.transport.websocket import (
     CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
@@ -100,7 +102,7 @@ Gate = Callable[[str, str | None, str], Awaitable[Verdict]]
 """``(charge_point_id, Basic-auth password or None, client address) -> Verdict``."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ChargePointConnection:
     """One admitted, open connection of a charge point."""
 
@@ -196,6 +198,7 @@ class OcppServer:
             else None
         )
         self._handshake_timeouts = 0
+        self._keepalive = Keepalive(options.ping_interval, options.ping_timeout)
 
     @property
     def port(self) -> int:
@@ -253,6 +256,7 @@ class OcppServer:
             options.max_handshakes_per_address or "any number",
         )
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._keepalive.run)
             await nursery.start(self._acceptor.serve, listeners, self._handle_stream)
             log.info(
                 "OCPP server listening on %s://%s:%d/ocpp/{chargePointId}",
@@ -372,12 +376,13 @@ class OcppServer:
     async def _serve(self, connection: ChargePointConnection) -> None:
         charge_point_id = connection.charge_point_id
         log.info("%s connected from %s", charge_point_id, connection.remote)
+        if self._on_pong is not None:
+            connection.websocket.on_pong = functools.partial(self._on_pong, charge_point_id)
+        watched = self._keepalive.add(connection.websocket, functools.partial(_stale, connection))
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._keepalive, connection, nursery.cancel_scope)
-                await self._session(connection)
-                nursery.cancel_scope.cancel()
+            await self._session(connection)
         finally:
+            self._keepalive.remove(watched)
             log.info(
                 "%s disconnected after %.0f s (%s)",
                 charge_point_id,
@@ -387,28 +392,13 @@ class OcppServer:
             with trio.CancelScope(shield=True):
                 await connection.close(CLOSE_NORMAL, "")
 
-    async def _keepalive(self, connection: ChargePointConnection, scope: trio.CancelScope) -> None:
-        """Ping at the interval; a connection whose pong is late is stale: close it."""
-        interval, timeout = self._options.ping_interval, self._options.ping_timeout
-        if interval <= 0:
-            return
-        while True:
-            await trio.sleep(interval)
-            with trio.move_on_after(timeout) as waited:
-                try:
-                    await connection.websocket.ping()
-                except ChannelClosed:
-                    return
-                if self._on_pong is not None:
-                    self._on_pong(connection.charge_point_id)
-            if waited.cancelled_caught:
-                log.info(
-                    "%s: no pong within %g s; closing the stale connection",
-                    connection.charge_point_id,
-                    timeout,
-                )
-                scope.cancel()
-                return
+
+def _stale(connection: ChargePointConnection) -> None:
+    """The keepalive's verdict: no pong in time. The TCP connection is dropped (a peer that
+    answers no ping would not answer a close frame either), and the session ends as its
+    reader finds the connection closed."""
+    log.info("%s: no pong in time; closing the stale connection", connection.charge_point_id)
+    connection.websocket.abort("no pong in time")
 
 
 TLS_HANDSHAKE_RECORD = 0x16  # the first byte a TLS client sends

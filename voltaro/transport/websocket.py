@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -139,6 +140,8 @@ class HandshakeFailed(Exception):
 
 class _SocketIO:
     """Reads and writes of one connected socket for trio, without trio's stream layer."""
+
+    __slots__ = ("_send_lock", "_socket", "broken")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self._socket = stream.socket
@@ -257,6 +260,22 @@ class WebSocket:
     close. The owner of the socket closes it when the connection's work is over.
     """
 
+    __slots__ = (
+        "_inbox",
+        "_io",
+        "_max_message",
+        "_pacer",
+        "_parts",
+        "_pong_waiters",
+        "_protocol",
+        "_read_lock",
+        "_size",
+        "closed",
+        "on_pong",
+        "pongs",
+        "subprotocol",
+    )
+
     def __init__(
         self,
         io: _ByteIO,
@@ -272,16 +291,25 @@ class WebSocket:
         self._pacer = pacer
         self.subprotocol = subprotocol
         self.closed: CloseInfo | None = None
-        self._inbox: deque[str | bytes] = deque()
-        self._parts: list[str | bytes] = []
+        # Made when needed and dropped when empty: an idle connection holds none of them
+        # (each deque is ~0.7 KiB).
+        self._inbox: deque[str | bytes] | None = None
+        self._parts: list[str | bytes] | None = None  # of a fragmented message
         self._size = 0
         self._read_lock = trio.Lock()
-        self._pongs: deque[trio.Event] = deque()
+        self._pong_waiters: deque[trio.Event] | None = None
+        self.pongs = 0  # pongs received
+        self.on_pong: Callable[[], None] | None = None
+        """Called at each pong received."""
 
     @property
     def paced_reads(self) -> int:
         """Reads that waited for the inbound limit's tokens (0 without a limit)."""
         return 0 if self._pacer is None else self._pacer.paced_reads
+
+    @property
+    def is_closed(self) -> bool:
+        return self.closed is not None
 
     async def receive(self) -> str | bytes:
         """The next message; ChannelClosed once the connection is closed."""
@@ -289,7 +317,12 @@ class WebSocket:
             if self.closed is not None:
                 raise ChannelClosed
             await self._read_once()
-        return self._inbox.popleft()
+        inbox = self._inbox
+        assert inbox is not None
+        message = inbox.popleft()
+        if not inbox:
+            self._inbox = None
+        return message
 
     async def send(self, text: str) -> None:
         await self._send_event(TextMessage(text))
@@ -301,9 +334,15 @@ class WebSocket:
     async def ping(self) -> None:
         """Ping and wait for the pong (someone must be receiving meanwhile)."""
         answered = trio.Event()
-        self._pongs.append(answered)
-        await self._send_event(Ping(b"voltaro"))
+        if self._pong_waiters is None:
+            self._pong_waiters = deque()
+        self._pong_waiters.append(answered)
+        await self.send_ping()
         await answered.wait()
+
+    async def send_ping(self) -> None:
+        """Ping without waiting for the pong (:attr:`pongs` counts them)."""
+        await self._send_event(Ping(b"voltaro"))
 
     async def aclose(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         """Send a close frame and wait for the peer's (bound this with a timeout). If it does
@@ -321,6 +360,13 @@ class WebSocket:
             if self.closed is None:
                 self.closed = CloseInfo(CLOSE_ABNORMAL, "the closing handshake did not complete")
                 self._io.abort()
+
+    def abort(self, reason: str) -> None:
+        """Drop the TCP connection without a closing handshake (close code 1006, ``reason``):
+        whoever is receiving gets ChannelClosed."""
+        if self.closed is None:
+            self.closed = CloseInfo(CLOSE_ABNORMAL, reason)
+        self._io.abort()
 
     async def _send_event(self, event: Event) -> None:
         if self.closed is not None:
@@ -369,24 +415,35 @@ class WebSocket:
             elif isinstance(event, Ping):
                 await self._send_quietly(event.response())
             elif isinstance(event, Pong):
-                if self._pongs:
-                    self._pongs.popleft().set()
+                self.pongs += 1
+                if self.on_pong is not None:
+                    self.on_pong()
+                waiters = self._pong_waiters
+                if waiters:
+                    waiters.popleft().set()
             elif isinstance(event, CloseConnection):
                 await self._on_close(event)
             if self.closed is not None:
                 return
 
     async def _add_part(self, data: str | bytes, finished: bool) -> None:
-        self._parts.append(data)
         # the limit is in bytes, and wsproto hands text on decoded (65,000 four-byte
         # characters are 260,000 bytes)
         self._size += wire_size(data)
         if self._size > self._max_message:
             await self._fail(CLOSE_MESSAGE_TOO_BIG, f"message over {self._max_message} bytes")
             return
+        parts = self._parts
         if finished:
-            parts, self._parts, self._size = self._parts, [], 0
-            self._inbox.append(_joined(parts))
+            message = data if parts is None else _joined([*parts, data])
+            self._parts, self._size = None, 0
+            if self._inbox is None:
+                self._inbox = deque()
+            self._inbox.append(message)
+        elif parts is None:
+            self._parts = [data]
+        else:
+            parts.append(data)
 
     async def _on_close(self, event: CloseConnection) -> None:
         state = self._protocol.state
