@@ -57,6 +57,7 @@ from wsproto.utilities import (
 )
 
 from voltaro.ocppj.endpoint import ChannelClosed, wire_size
+from voltaro.ondemand import OnDemandLock
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
@@ -151,7 +152,7 @@ class _SocketIO:
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self._socket = stream.socket
-        self._send_lock = trio.StrictFIFOLock()
+        self._send_lock = OnDemandLock()
         self.broken = False  # a write was cut off mid-frame: nothing more may be written
 
     async def read(self) -> bytes:
@@ -220,7 +221,7 @@ class _StreamIO:
     def __init__(self, stream: trio.abc.Stream, socket: trio.socket.SocketType) -> None:
         self._stream = stream
         self._socket = socket  # underneath: what abort() closes
-        self._send_lock = trio.StrictFIFOLock()
+        self._send_lock = OnDemandLock()
         self.broken = False
 
     async def read(self) -> bytes:
@@ -302,7 +303,7 @@ class WebSocket:
         self._inbox: deque[str | bytes] | None = None
         self._parts: list[str | bytes] | None = None  # of a fragmented message
         self._size = 0
-        self._read_lock = trio.Lock()
+        self._read_lock = OnDemandLock()
         self._pong_waiters: deque[trio.Event] | None = None
         self.pongs = 0  # pongs received
         self.on_pong: Callable[[], None] | None = None
