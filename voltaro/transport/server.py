@@ -1,8 +1,9 @@
 """The OCPP WebSocket server (WebSocket connections: :mod:`voltaro.transport.websocket`).
 
-One task per connection runs the handshake, then a nursery with the session (the RPC endpoint,
-given by the caller) and the keepalive. When either ends, the other is cancelled and the
-connection closed: nothing a connection started outlives it.
+One task per connection runs the handshake, then the session (the RPC endpoint, given by the
+caller); when the session ends the connection is closed: nothing a connection started
+outlives it. One task of the server pings every connection (:mod:`.keepalive`): a stale
+connection is dropped, and its session ends as its reader finds it closed.
 
 Handshake rules (OCPP-J 1.6 section 3): the URL is ``/ocpp/{chargePointId}`` (percent-encoded),
 anything else is answered HTTP 404; the gate decides 404 (unknown charge point) or 401 (bad
