@@ -55,10 +55,12 @@ from voltaro.sim.profiles import profile
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("voltaro", "baseline", "echo")
+# The WebSocket layer on its own (not in the default run): Voltaro's wsproto connection and
+# the websockets package's trio implementation, each echoing as ``echo`` does.
+LAYERS = ("echo_wsproto", "echo_websockets_trio")
 READY = {
     "voltaro": re.compile(r"Voltaro is ready: chargers connect to ws://[^:]+:(\d+)/"),
-    "baseline": re.compile(r"^ready (\d+)", re.M),
-    "echo": re.compile(r"^ready (\d+)", re.M),
+    **{name: re.compile(r"^ready (\d+)", re.M) for name in ("baseline", "echo", *LAYERS)},
 }
 P99_LIMIT_MS = 200.0
 SERVER_OWN_FILES = 100  # files a server holds besides chargers: listeners, database, logs
@@ -201,7 +203,7 @@ def start_server(name: str, workdir: Path, tags: list[str], workers: int = 1) ->
     env = dict(os.environ)
     embedded = postmaster = None
     if name == "voltaro":
-        data_dir = workdir / f"voltaro-data-{workers}"
+        data_dir = Path(tempfile.mkdtemp(prefix="voltaro-data-", dir=workdir))
         embedded, postmaster = _seed_voltaro(data_dir, tags)
         env.update(
             VOLTARO_WORKERS=str(workers),
@@ -215,7 +217,8 @@ def start_server(name: str, workdir: Path, tags: list[str], workers: int = 1) ->
         env.pop("VOLTARO_DATABASE_URL", None)
         command = [sys.executable, "-m", "voltaro", "serve"]
     else:
-        command = [sys.executable, "-m", f"benchmarks.{name}_server", "--port", "0"]
+        module = name if name in LAYERS else f"{name}_server"
+        command = [sys.executable, "-m", f"benchmarks.{module}", "--port", "0"]
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     deadline = time.monotonic() + 120
@@ -395,7 +398,119 @@ def storm(server: Server, args: argparse.Namespace) -> list[dict[str, Any]]:
     return [measure(server, options, "c-storm", args.quiet)]
 
 
-WORKLOADS = {"a": throughput, "x": cross_checked_throughput, "b": scale, "c": storm}
+def _handshake_driver(
+    server: Server, mode: str, chargers: int, prefix: str, hold: float
+) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "benchmarks.handshakes", mode, "--url", server.url]
+    command += ["--chargers", str(chargers), "--prefix", prefix, "--hold", str(hold)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def _handshake_pass(
+    server: Server, mode: str, chargers: int, prefix: str, hold: float, settle: float = 0.0
+) -> dict[str, Any]:
+    """One run of :mod:`benchmarks.handshakes`; the server's CPU and RSS are taken when
+    every connection is open (after ``settle`` seconds), not while they close."""
+    rss_before, cpu_before = server.rss(), server.cpu()
+    driver = _handshake_driver(server, mode, chargers, prefix, hold)
+    assert driver.stdout is not None
+    driver.stdout.readline()  # {"ready": n}: all are open
+    cpu = server.cpu() - cpu_before
+    time.sleep(settle)
+    rss = server.rss() - rss_before
+    summary: dict[str, Any] = json.loads(driver.stdout.readline())
+    driver.wait()
+    opened = summary["opened"]
+    summary["server_cpu_s"] = round(cpu, 2)
+    summary["server_cpu_us_per_handshake"] = round(1e6 * cpu / opened) if opened else None
+    summary["rss_per_connection_kib"] = round(rss / 1024 / opened, 1) if opened else None
+    return summary
+
+
+def handshake_rate(server: Server, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """(h): known chargers connecting as fast as the server takes them (50 handshakes in
+    flight, each connection kept open). A first pass, not measured, makes the chargers known
+    (Voltaro registers them under policy accept); the measured passes reconnect them."""
+    chargers = args.handshake_chargers
+    print(f"\n== h-handshakes: {server.name}, {chargers} chargers", file=sys.stderr, flush=True)
+    _handshake_pass(server, "rate", chargers, "HS-", 0)
+    time.sleep(3)  # the server ends the first pass's sessions
+    results = []
+    for _ in range(args.handshake_runs):
+        summary = _handshake_pass(server, "rate", chargers, "HS-", 0)
+        time.sleep(3)
+        results.append(
+            {
+                "workload": "h-handshakes",
+                "server": server.name,
+                "chargers": chargers,
+                "connected": summary["opened"],
+                "booted": 0,
+                "handshakes_per_s": summary["handshakes_per_s"],
+                "p50_ms": summary["p50_ms"],
+                "p95_ms": None,
+                "p99_ms": summary["p99_ms"],
+                "errors": 0,
+                "failed_connects": summary["failed"],
+                "server_cpu_s": summary["server_cpu_s"],
+                "server_cpu_us_per_handshake": summary["server_cpu_us_per_handshake"],
+                "db_cpu_s": None,
+                "messages_per_s": None,
+                "rss_per_connection_kib": None,
+                "summary": summary,
+            }
+        )
+    return results
+
+
+def idle_connections(server: Server, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """(i): server memory per idle charger: ``--idle-chargers`` connect, boot (one
+    BootNotification answered) and stay silent; the server's RSS growth over them, taken a
+    few seconds after the last one booted, per connection. 200 chargers connected first
+    (and kept) take the one-time costs out of the measurement."""
+    chargers = args.idle_chargers
+    print(f"\n== i-idle: {server.name}, {chargers} chargers", file=sys.stderr, flush=True)
+    hold = 60.0 + chargers / 200
+    warm = _handshake_driver(server, "idle", 200, "IW-", hold)
+    assert warm.stdout is not None
+    warm.stdout.readline()
+    time.sleep(2)
+    summary = _handshake_pass(server, "idle", chargers, "ID-", 5.0, settle=args.idle_settle)
+    warm.terminate()
+    warm.wait()
+    time.sleep(3)
+    return [
+        {
+            "workload": "i-idle",
+            "server": server.name,
+            "chargers": chargers,
+            "connected": summary["opened"],
+            "booted": summary["booted"],
+            "messages_per_s": None,
+            "p50_ms": summary["p50_ms"],
+            "p95_ms": None,
+            "p99_ms": summary["p99_ms"],
+            "errors": 0,
+            "failed_connects": summary["failed"],
+            "server_cpu_s": summary["server_cpu_s"],
+            "db_cpu_s": None,
+            "rss_per_connection_kib": summary["rss_per_connection_kib"],
+            "summary": summary,
+        }
+    ]
+
+
+# Memory per connection is measured on a server of its own: one that has held more
+# connections before has the memory to reuse, and would seem to grow by nothing.
+FRESH_SERVER = ("i",)
+WORKLOADS = {
+    "a": throughput,
+    "x": cross_checked_throughput,
+    "b": scale,
+    "c": storm,
+    "h": handshake_rate,
+    "i": idle_connections,
+}
 
 
 def scale_prefix(step: int) -> str:
@@ -446,12 +561,18 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [
         f"Run {meta['timestamp']} on {meta['machine']}; server, database and load generator "
         "share the machine.",
-        "",
-        "| workload | server | chargers | connected | booted | msg/s | p50 ms | p95 ms | p99 ms "
-        "| errors | failed connects | server CPU s | DB CPU s | RSS/conn KiB |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
+    connection_rows = [r for r in results if r["workload"] in CONNECTION_WORKLOADS]
+    if len(connection_rows) < len(results):
+        lines += [
+            "",
+            "| workload | server | chargers | connected | booted | msg/s | p50 ms | p95 ms "
+            "| p99 ms | errors | failed connects | server CPU s | DB CPU s | RSS/conn KiB |",
+            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        ]
     for r in results:
+        if r["workload"] in CONNECTION_WORKLOADS:
+            continue
         workload = r["workload"] + step_outcome(r)
         lines.append(
             "| "
@@ -476,11 +597,43 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             )
             + " |"
         )
+    if connection_rows:
+        lines += connection_lines(connection_rows)
     ratios = ratio_lines(results)
     if ratios:
         lines += ["", *ratios]
     lines += action_lines(results)
     return "\n".join(lines) + "\n"
+
+
+CONNECTION_WORKLOADS = ("h-handshakes", "i-idle")
+
+
+def connection_lines(results: list[dict[str, Any]]) -> list[str]:
+    """(h) and (i): handshakes per second and the server's CPU for each, memory per idle
+    charger."""
+    lines = [
+        "",
+        "| workload | server | chargers | connected | booted | handshakes/s | p50 ms | p99 ms "
+        "| failed connects | server CPU µs/handshake | RSS/conn KiB |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in results:
+        row = (
+            r["workload"],
+            r["server"],
+            r["chargers"],
+            r["connected"],
+            r["booted"] if r["workload"] == "i-idle" else None,
+            r.get("handshakes_per_s"),
+            r["p50_ms"],
+            r["p99_ms"],
+            r["failed_connects"],
+            r.get("server_cpu_us_per_handshake"),
+            r["rss_per_connection_kib"],
+        )
+        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
+    return lines
 
 
 def action_lines(results: list[dict[str, Any]]) -> list[str]:
@@ -516,7 +669,12 @@ def ratio_lines(results: list[dict[str, Any]]) -> list[str]:
         return max(values) if values else None
 
     lines = []
+    idle = {r["server"]: r["rss_per_connection_kib"] for r in results if r["workload"] == "i-idle"}
+    if idle.get("voltaro"):
+        parts = [f"{name} {kib:.1f}" for name, kib in idle.items() if kib is not None]
+        lines.append("- memory per idle charger (KiB, less is better): " + ", ".join(parts))
     for workload, key, label in (
+        ("h-handshakes", "handshakes_per_s", "handshakes/s (best pass)"),
         ("a-throughput", "messages_per_s", "throughput (msg/s)"),
         ("a-cross-check", "messages_per_s", "throughput, independent driver (msg/s)"),
         ("b-scale", "chargers", "largest scale step held (chargers)"),
@@ -562,8 +720,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument(
         "--workloads",
-        default="a,x,b,c",
-        help="a (throughput), x (a with an independent driver), b (scale), c (storm)",
+        default="a,x,b,c,h,i",
+        help="a (throughput), x (a with an independent driver), b (scale), c (storm),"
+        " h (handshakes per second), i (memory per idle charger)",
     )
     parser.add_argument("--throughput-chargers", type=int, default=200)
     parser.add_argument("--throughput-seconds", type=float, default=30.0)
@@ -580,6 +739,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-scale", type=float, default=1.0, help="for the stress profile")
     parser.add_argument("--storm-chargers", type=int, default=10_000)
     parser.add_argument("--storm-seconds", type=float, default=60.0)
+    parser.add_argument("--handshake-chargers", type=int, default=5000)
+    parser.add_argument("--handshake-runs", type=int, default=3, help="measured passes of (h)")
+    parser.add_argument("--idle-chargers", type=int, default=5000)
+    parser.add_argument(
+        "--idle-settle", type=float, default=3.0, help="seconds before (i) reads the RSS"
+    )
     parser.add_argument("--workers", type=int, default=2, help="load generator processes")
     parser.add_argument(
         "--server-workers",
@@ -628,9 +793,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in servers:
             for workers in args.server_workers if name == "voltaro" else [1]:
-                with running(name, workdir, tags, workers) as server:
-                    for workload in workloads:
-                        results.extend(WORKLOADS[workload](server, args))
+                shared = [w for w in workloads if w not in FRESH_SERVER]
+                if shared:
+                    with running(name, workdir, tags, workers) as server:
+                        for workload in shared:
+                            results.extend(WORKLOADS[workload](server, args))
+                for workload in workloads:
+                    if workload in FRESH_SERVER:
+                        with running(name, workdir, tags, workers) as server:
+                            results.extend(WORKLOADS[workload](server, args))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     table = markdown(results, meta)

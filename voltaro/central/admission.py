@@ -7,6 +7,11 @@
   as Pending (its BootNotification is answered Pending until an operator accepts it);
   ``accept`` registers it as Accepted.
 
+A known charge point is decided from memory: its status, password hash and lenient flag come
+from the store's charge point cache (:mod:`voltaro.store.charge_point_cache`), kept current by
+the database's announcements; the table is read only while that cache is invalid, or for an
+id it does not hold (a charger added a moment ago, or an unknown one).
+
 scrypt is deliberately slow (tens of ms), so a verification runs in a worker thread (at most
 two at a time) and a successful one is remembered, keyed by the stored hash and a SHA-256 of
 the password: a charger reconnecting with the same key costs a dictionary lookup, and a
@@ -31,6 +36,7 @@ import trio
 
 from voltaro.central.login_throttle import LoginThrottle, address_key, id_key
 from voltaro.central.passwords import verify_password
+from voltaro.store.charge_point_cache import AdmissionFacts, ChargePointCache
 from voltaro.store.charge_points import ChargePointRepository
 
 POLICY_STATUS = {"accept": "Accepted", "pending": "Pending", "reject": "Rejected"}
@@ -91,6 +97,7 @@ class Admitter:
     def __init__(
         self,
         charge_points: ChargePointRepository,
+        cache: ChargePointCache,
         policy: str,
         *,
         on_failure: FailureReport | None = None,
@@ -99,6 +106,7 @@ class Admitter:
         if policy not in POLICY_STATUS:
             raise ValueError(f"unknown charger policy {policy!r}")
         self._charge_points = charge_points
+        self._cache = cache
         self._policy = policy
         self._on_failure = on_failure
         self.throttle = throttle or LoginThrottle()
@@ -111,20 +119,21 @@ class Admitter:
     async def admit(
         self, charge_point_id: str, password: str | None, address: str | None = None
     ) -> Admission:
-        record = await self._charge_points.get(charge_point_id)
-        if record is None:
+        facts = await self._cache.lookup(charge_point_id)
+        if facts is None:
             if self._policy == "reject":
                 return Admission(AdmissionDecision.UNKNOWN)
             record = await self._charge_points.register(
                 charge_point_id, POLICY_STATUS[self._policy]
             )
-        if record.password_hash is not None:
+            facts = AdmissionFacts(record.registration_status, record.password_hash, record.lenient)
+        if facts.password_hash is not None:
             refusal = await self._check_password(
-                charge_point_id, password, address, record.password_hash
+                charge_point_id, password, address, facts.password_hash
             )
             if refusal is not None:
                 return refusal
-        return Admission(AdmissionDecision.ACCEPT, record.lenient, record.registration_status)
+        return Admission(AdmissionDecision.ACCEPT, facts.lenient, facts.registration_status)
 
     async def _check_password(
         self, charge_point_id: str, password: str | None, address: str | None, stored: str

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -62,6 +63,7 @@ from voltaro.ocppj.rpc_events import (
 )
 from voltaro.ocppj.rpc_state import MAX_QUEUED_BYTES, MAX_QUEUED_CALLS, RpcState, wire_size
 from voltaro.ocppj.validation import CheckResult, Deviation, SchemaRegistry, Violation
+from voltaro.ondemand import OnDemandLock
 
 log = logging.getLogger("voltaro.ocppj")
 
@@ -200,11 +202,13 @@ class RpcEndpoint:
         self._lenient = lenient
         self._hooks = hooks or RpcHooks()
         self._state = RpcState(handlers, dialect=dialect)
-        self._call_lock = trio.Lock()
+        self._call_lock = OnDemandLock()
         self._pending: _PendingCall | None = None
         # The state bounds what waits (MAX_QUEUED_CALLS besides the one being answered);
-        # the channel only carries it to the worker in order.
-        self._inbound_send, self._inbound_receive = trio.open_memory_channel[CallReceived](math.inf)
+        # the queue only carries it to the worker in order. A deque made when needed and a
+        # waiting task rather than a memory channel: an idle connection holds ~1.5 KiB less.
+        self._inbound: deque[CallReceived] | None = None
+        self._idle_worker: trio.lowlevel.Task | None = None  # waiting for a CALL
 
     # -- inbound --------------------------------------------------------------------------
 
@@ -233,7 +237,13 @@ class RpcEndpoint:
         # the common cases first: a CALL to answer, an answer to our CALL
         if type(event) is CallReceived:
             self._notify_frame("in", event.call, event.call.action, event.size)
-            self._inbound_send.send_nowait(event)
+            if self._inbound is None:
+                self._inbound = deque()
+            self._inbound.append(event)
+            worker = self._idle_worker
+            if worker is not None:
+                self._idle_worker = None
+                trio.lowlevel.reschedule(worker)
         elif type(event) is AnswerReceived:
             self._notify_frame("in", event.answer, event.action, event.size)
             pending = self._pending
@@ -264,17 +274,35 @@ class RpcEndpoint:
             log.warning("%s: ignored a frame of unknown type %r", self.name, event.message_type)
 
     async def _answer_calls(self) -> None:
-        async for received in self._inbound_receive:
-            call = received.call
-            started = trio.current_time()
-            try:
-                answer = self._state.refusal(call) or await self._answer(call)
-                await self._send(answer, call.action)
-            finally:
-                self._state.answered(received)
-            if self._hooks.on_handled is not None:
-                outcome = "error" if isinstance(answer, CallError) else "result"
-                self._hooks.on_handled(call.action, outcome, trio.current_time() - started)
+        while True:
+            await self._answer_next()
+
+    async def _answer_next(self) -> None:
+        """Answer the next CALL received, waiting for one. A function of its own so that
+        nothing of the last call (its payload, its answer) stays referenced while the worker
+        waits for the next."""
+        if not self._inbound:
+            self._inbound = None
+            self._idle_worker = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(self._stop_waiting)
+            return
+        await trio.lowlevel.checkpoint_if_cancelled()
+        received = self._inbound.popleft()
+        await trio.lowlevel.cancel_shielded_checkpoint()  # as a memory channel's receive
+        call = received.call
+        started = trio.current_time()
+        try:
+            answer = self._state.refusal(call) or await self._answer(call)
+            await self._send(answer, call.action)
+        finally:
+            self._state.answered(received)
+        if self._hooks.on_handled is not None:
+            outcome = "error" if isinstance(answer, CallError) else "result"
+            self._hooks.on_handled(call.action, outcome, trio.current_time() - started)
+
+    def _stop_waiting(self, raise_cancel: object) -> trio.lowlevel.Abort:
+        self._idle_worker = None  # cancelled while waiting for a CALL
+        return trio.lowlevel.Abort.SUCCEEDED
 
     async def _answer(self, call: Call) -> CallResult | CallError:
         """The answer of the handler of ``call`` (an action the state let through): schema

@@ -192,12 +192,16 @@ class RpcState:
         self._actions = dialect.actions
         self._handled = handled
         # a uuid4 per call cost 2 µs, a noticeable share of a simulated charger
-        self._id_prefix = secrets.token_hex(8) if id_prefix is None else id_prefix
-        self._id_counter = itertools.count(1)
+        # made at our first CALL: most connections never get one, and a random prefix per
+        # connection was 4% of the server's time per handshake (benchmark (h))
+        self._id_prefix = id_prefix
+        self._id_counter: itertools.count[int] | None = None
         self._outstanding: OutstandingCall | None = None
         self._in_progress: set[str] = set()  # ids of the peer's CALLs not yet answered
         self._working = False  # one of the peer's CALLs is being answered
-        self._waiting: deque[int] = deque()  # sizes of those waiting behind it, in order
+        # sizes of those waiting behind it, in order (made when one waits: an idle
+        # connection holds no deque)
+        self._waiting: deque[int] | None = None
         self._waiting_bytes = 0
         self._closed = False
 
@@ -247,6 +251,8 @@ class RpcState:
             )
         if self._working:
             waiting = self._waiting_bytes
+            if self._waiting is None:
+                self._waiting = deque()
             if len(self._waiting) >= MAX_QUEUED_CALLS or (
                 waiting and waiting + size > MAX_QUEUED_BYTES
             ):
@@ -286,6 +292,7 @@ class RpcState:
             self._waiting_bytes -= self._waiting.popleft()
         else:
             self._working = False
+            self._waiting = None
 
     def _answer(self, answer: CallResult | CallError, size: int) -> Event:
         outstanding = self._outstanding
@@ -321,6 +328,10 @@ class RpcState:
                 f"{action}: {self._outstanding.action} is still outstanding; "
                 "OCPP-J allows one outstanding CALL"
             )
+        if self._id_prefix is None:
+            self._id_prefix = secrets.token_hex(8)
+        if self._id_counter is None:
+            self._id_counter = itertools.count(1)
         call = Call(f"{self._id_prefix}-{next(self._id_counter)}", action, payload)
         self._outstanding = OutstandingCall(call.message_id, action)
         return call

@@ -3,6 +3,7 @@ and the operator's commands (add, accept, list, remove)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -104,9 +105,18 @@ BOOTS = MergedQuery(
 
 
 class ChargePointRepository:
-    def __init__(self, database: Database, writer: GroupCommitWriter) -> None:
+    def __init__(
+        self,
+        database: Database,
+        writer: GroupCommitWriter,
+        *,
+        changed: Callable[[str], None] | None = None,
+    ) -> None:
+        """``changed(charge_point_id)`` hears each operator command that changed or removed
+        a row, once committed (the admission cache drops its copy)."""
         self._database = database
         self._writer = writer
+        self._changed = changed
 
     # ---- reads ----------------------------------------------------------------------
 
@@ -266,9 +276,12 @@ class ChargePointRepository:
     ) -> bool:
         """Add a charge point (status default Accepted) or change the given fields of an
         existing one. Returns True when it was added."""
-        return await self._database.run_in_transaction(
-            _upsert, charge_point_id, status, password_hash, lenient
-        )
+        try:
+            return await self._database.run_in_transaction(
+                _upsert, charge_point_id, status, password_hash, lenient
+            )
+        finally:
+            self._was_changed(charge_point_id)
 
     async def set_status(self, charge_point_id: str, status: str) -> bool:
         """Set the registration status; False when the id is unknown."""
@@ -280,11 +293,20 @@ class ChargePointRepository:
                 status,
             )
         )
+        self._was_changed(charge_point_id)
         return result != "UPDATE 0"
 
     async def remove(self, charge_point_id: str) -> bool:
         """Remove a charge point and its connectors' current state (history stays)."""
-        return await self._database.run_in_transaction(_remove, charge_point_id)
+        try:
+            return await self._database.run_in_transaction(_remove, charge_point_id)
+        finally:
+            self._was_changed(charge_point_id)
+
+    def _was_changed(self, charge_point_id: str) -> None:
+        # also when the outcome is unknown (a lost connection at COMMIT): reading again is safe
+        if self._changed is not None:
+            self._changed(charge_point_id)
 
 
 async def _get(connection: Connection, charge_point_id: str) -> ChargePointRecord | None:

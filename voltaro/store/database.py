@@ -26,6 +26,7 @@ connections are bounded the same way (the connect, and the codec set-up after it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
@@ -154,10 +155,9 @@ class Watchdog:
     def _fire(self) -> None:
         # This runs as an asyncio callback: an exception here would end the whole server.
         self.fired = True
-        try:
+        # released to the pool as the deadline struck: the block is over anyway
+        with contextlib.suppress(asyncpg.InterfaceError):
             self._connection.terminate()
-        except asyncpg.InterfaceError:
-            pass  # released to the pool as the deadline struck: the block is over anyway
 
     def __enter__(self) -> Watchdog:
         return self

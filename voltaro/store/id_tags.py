@@ -17,12 +17,12 @@ Staleness, the one thing that must never happen (a blocked tag answered Accepted
 - A TRUNCATE of the table forces the same reconnect-and-reload.
 
 The same LISTEN connection keeps the open-transaction index current
-(:mod:`voltaro.store.open_transactions`, loaded and replayed the same way), and hears removed
-charge points (``voltaro_charge_points``: one connection rather than three) and hands their
-ids to :attr:`IdTagCache.on_charge_point_removed`.
-Nothing is cached from those, so nothing goes stale; a removal announced while the
-connection is down is missed, and that charger keeps its connection until it reconnects (as
-an unknown charger then).
+(:mod:`voltaro.store.open_transactions`, loaded and replayed the same way) and the charge
+points' admission facts (:mod:`voltaro.store.charge_point_cache`, the same way again, valid
+exactly when this cache is), and hands the ids of removed charge points to
+:attr:`IdTagCache.on_charge_point_removed` (one connection rather than four). A removal
+announced while the connection is down is missed there, and that charger keeps its
+connection until it reconnects (as an unknown charger then).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ import orjson
 import trio
 import trio_asyncio
 
-from voltaro.store import open_transactions
+from voltaro.store import charge_point_cache, open_transactions
+from voltaro.store.charge_point_cache import ChargePointCache, fetch_facts
 from voltaro.store.database import CONNECT_TIMEOUT, Connection, Database, connect
 from voltaro.store.open_transactions import OpenTransactions, fetch_open, tag_key
 from voltaro.store.records import IdTagRecord
@@ -45,7 +46,7 @@ from voltaro.store.records import IdTagRecord
 log = logging.getLogger(__name__)
 
 CHANNEL = "voltaro_id_tags"
-CHARGE_POINTS_CHANNEL = "voltaro_charge_points"
+CHARGE_POINTS_CHANNEL = charge_point_cache.CHANNEL
 HEALTH_CHECK_INTERVAL = 10.0  # seconds between pings of the LISTEN connection
 HEALTH_CHECK_TIMEOUT = 5.0  # a ping slower than this (or the database's deadline) is a loss
 RECONNECT_BACKOFF = (0.1, 5.0)  # first and longest wait between reconnection attempts
@@ -88,6 +89,7 @@ class IdTagCache:
         self._tags: dict[str, IdTagRecord] = {}
         self._valid = False
         self.open_transactions = open_transactions or OpenTransactions()
+        self.charge_points = ChargePointCache(database)
         self._buffer: list[tuple[str, str]] | None = None  # (channel, payload) during a load
         self._lost: trio.Event | None = None
         self.listener_pid: int | None = None  # backend pid of the LISTEN connection
@@ -159,6 +161,7 @@ class IdTagCache:
                 failing_since = None
             backoff = RECONNECT_BACKOFF[0]
             self._valid = not lost.is_set()
+            self.charge_points.set_valid(self._valid)
             if not started:
                 task_status.started()
                 started = True
@@ -175,6 +178,7 @@ class IdTagCache:
     def _invalidate(self) -> None:
         self._valid = False
         self._tags = {}
+        self.charge_points.set_valid(False)
 
     async def _watch(self, connection: Connection, lost: trio.Event) -> None:
         while not lost.is_set():
@@ -219,13 +223,14 @@ class IdTagCache:
         self._buffer = []
         connection.add_termination_listener(self._on_terminated)
         await connection.add_listener(CHANNEL, self._on_notify)
-        await connection.add_listener(CHARGE_POINTS_CHANNEL, self._on_charge_point_notify)
+        await connection.add_listener(CHARGE_POINTS_CHANNEL, self._on_notify)
         await connection.add_listener(open_transactions.CHANNEL, self._on_notify)
         for channel in self._subscriptions:
             await connection.add_listener(channel, self._on_subscribed)
         records = await _fetch_all(connection)
         self._tags = {tag_key(r.id_tag): r for r in records}
         self.open_transactions.load(await fetch_open(connection))
+        self.charge_points.load(await fetch_facts(connection))
         buffered, self._buffer = self._buffer, None
         for channel, payload in buffered:
             self._dispatch(channel, payload)
@@ -234,6 +239,7 @@ class IdTagCache:
 
     def _on_terminated(self, connection: Connection) -> None:
         self._valid = False
+        self.charge_points.set_valid(False)
         if self._lost is not None:
             self._lost.set()
 
@@ -244,7 +250,9 @@ class IdTagCache:
             self._dispatch(channel, payload)
 
     def _dispatch(self, channel: str, payload: str) -> None:
-        if channel != open_transactions.CHANNEL:
+        if channel == CHARGE_POINTS_CHANNEL:
+            self._apply_charge_point(payload)
+        elif channel != open_transactions.CHANNEL:
             self._apply(payload)
         elif not self.open_transactions.apply(payload):
             self._reload()
@@ -258,15 +266,14 @@ class IdTagCache:
         except Exception:  # this runs in the LISTEN callback: never let it end the server
             log.exception("handling a notification on %s failed: %.200r", channel, payload)
 
-    def _on_charge_point_notify(
-        self, connection: Connection, pid: int, channel: str, payload: str
-    ) -> None:
-        try:
-            change: dict[str, Any] = orjson.loads(payload)
-            removed = change["id"] if change.get("op") == "removed" else None
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            log.error("unreadable charge point notification %r; ignored", payload)
+    def _apply_charge_point(self, payload: str) -> None:
+        change = charge_point_cache.decode(payload)
+        if change is None or not self.charge_points.apply(change):
+            if change is None:
+                log.error("charge point cache: unreadable notification %r; reloading", payload)
+            self._reload()
             return
+        removed = change["id"] if change["op"] == "removed" else None
         if isinstance(removed, str) and self.on_charge_point_removed is not None:
             self.on_charge_point_removed(removed)
 

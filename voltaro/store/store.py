@@ -42,7 +42,10 @@ class Store:
         self.writer = writer
         self.id_tag_cache = id_tag_cache
         self.open_transactions = id_tag_cache.open_transactions
-        self.charge_points = ChargePointRepository(database, writer)
+        self.charge_points = ChargePointRepository(
+            database, writer, changed=id_tag_cache.charge_points.forget
+        )
+        self.charge_point_cache = id_tag_cache.charge_points
         self.connectors = ConnectorRepository(database, writer)
         self.transactions = TransactionRepository(database, writer)
         self.message_log = MessageLogRepository(database, writer, message_log_limits)

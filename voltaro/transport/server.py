@@ -1,8 +1,9 @@
 """The OCPP WebSocket server (WebSocket connections: :mod:`voltaro.transport.websocket`).
 
-One task per connection runs the handshake, then a nursery with the session (the RPC endpoint,
-given by the caller) and the keepalive. When either ends, the other is cancelled and the
-connection closed: nothing a connection started outlives it.
+One task per connection runs the handshake, then the session (the RPC endpoint, given by the
+caller); when the session ends the connection is closed: nothing a connection started
+outlives it. One task of the server pings every connection (:mod:`.keepalive`): a stale
+connection is dropped, and its session ends as its reader finds it closed.
 
 Handshake rules (OCPP-J 1.6 section 3): the URL is ``/ocpp/{chargePointId}`` (percent-encoded),
 anything else is answered HTTP 404; the gate decides 404 (unknown charge point) or 401 (bad
@@ -37,6 +38,7 @@ port meanwhile with :func:`reserve_shared_port`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import socket
 import ssl
@@ -60,6 +62,7 @@ from voltaro.transport.accepting import (
     HandshakeSlot,
 )
 from voltaro.transport.handshake import charge_point_id_from_path, password_for
+from voltaro.transport.keepalive import Keepalive
 from voltaro.transport.websocket import (
     CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
@@ -105,7 +108,7 @@ Gate = Callable[[str, str | None, str], Awaitable[Verdict]]
 """``(charge_point_id, Basic-auth password or None, client address) -> Verdict``."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ChargePointConnection:
     """One admitted, open connection of a charge point."""
 
@@ -209,6 +212,7 @@ class OcppServer:
             else None
         )
         self._handshake_timeouts = 0
+        self._keepalive = Keepalive(options.ping_interval, options.ping_timeout)
 
     @property
     def port(self) -> int:
@@ -269,6 +273,7 @@ class OcppServer:
             options.max_handshakes_per_address or "any number",
         )
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._keepalive.run)
             await nursery.start(self._acceptor.serve, listeners, self._handle_stream)
             log.info(
                 "OCPP server listening on %s://%s:%d/ocpp/{chargePointId}",
@@ -388,12 +393,13 @@ class OcppServer:
     async def _serve(self, connection: ChargePointConnection) -> None:
         charge_point_id = connection.charge_point_id
         log.info("%s connected from %s", charge_point_id, connection.remote)
+        if self._on_pong is not None:
+            connection.websocket.on_pong = functools.partial(self._on_pong, charge_point_id)
+        watched = self._keepalive.add(connection.websocket, functools.partial(_stale, connection))
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._keepalive, connection, nursery.cancel_scope)
-                await self._session(connection)
-                nursery.cancel_scope.cancel()
+            await self._session(connection)
         finally:
+            self._keepalive.remove(watched)
             log.info(
                 "%s disconnected after %.0f s (%s)",
                 charge_point_id,
@@ -403,28 +409,13 @@ class OcppServer:
             with trio.CancelScope(shield=True):
                 await connection.close(CLOSE_NORMAL, "")
 
-    async def _keepalive(self, connection: ChargePointConnection, scope: trio.CancelScope) -> None:
-        """Ping at the interval; a connection whose pong is late is stale: close it."""
-        interval, timeout = self._options.ping_interval, self._options.ping_timeout
-        if interval <= 0:
-            return
-        while True:
-            await trio.sleep(interval)
-            with trio.move_on_after(timeout) as waited:
-                try:
-                    await connection.websocket.ping()
-                except ChannelClosed:
-                    return
-                if self._on_pong is not None:
-                    self._on_pong(connection.charge_point_id)
-            if waited.cancelled_caught:
-                log.info(
-                    "%s: no pong within %g s; closing the stale connection",
-                    connection.charge_point_id,
-                    timeout,
-                )
-                scope.cancel()
-                return
+
+def _stale(connection: ChargePointConnection) -> None:
+    """The keepalive's verdict: no pong in time. The TCP connection is dropped (a peer that
+    answers no ping would not answer a close frame either), and the session ends as its
+    reader finds the connection closed."""
+    log.info("%s: no pong in time; closing the stale connection", connection.charge_point_id)
+    connection.websocket.abort("no pong in time")
 
 
 LISTEN_BACKLOG = 0xFFFF  # as trio's: the kernel cuts it to net.core.somaxconn

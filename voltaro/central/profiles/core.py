@@ -387,5 +387,6 @@ CORE = Profile(
         "0008_session_instance.sql",
         "0009_open_transactions_notify.sql",
         "0010_instances_and_commands.sql",
+        "0011_charge_point_notify.sql",
     ),
 )
