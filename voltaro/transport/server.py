@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import socket
 import ssl
 import time
@@ -64,6 +65,7 @@ from voltaro.transport.accepting import (
 from voltaro.transport.handshake import charge_point_id_from_path, password_for
 from voltaro.transport.keepalive import Keepalive
 from voltaro.transport.websocket import (
+    CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
     INBOUND_BURST,
@@ -399,6 +401,11 @@ class OcppServer:
         try:
             await self._session(connection)
         finally:
+            ending = (CLOSE_NORMAL, "")
+            # cancelled (however the nursery grouped it): the server is stopping, and the
+            # charger should come back later or elsewhere
+            if trio.current_effective_deadline() == -math.inf:
+                ending = (CLOSE_GOING_AWAY, "server shutting down")
             self._keepalive.remove(watched)
             log.info(
                 "%s disconnected after %.0f s (%s)",
@@ -407,7 +414,7 @@ class OcppServer:
                 connection.how_it_ended,
             )
             with trio.CancelScope(shield=True):
-                await connection.close(CLOSE_NORMAL, "")
+                await connection.close(*ending)
 
 
 def _stale(connection: ChargePointConnection) -> None:
