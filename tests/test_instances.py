@@ -198,3 +198,23 @@ async def test_live_events_reach_every_instance(
     # the first instance's own bus has it once, not relayed back to it
     booted_here = [e for e in first.central.events.recent if isinstance(e, Booted)]
     assert len(booted_here) == 1 and booted_here[0].origin is None
+
+
+async def test_a_registration_change_through_any_instance_applies_at_once(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
+) -> None:
+    first = await start(nursery, voltaro_settings, tmp_path, "a")
+    second = await start(nursery, voltaro_settings, tmp_path, "b")
+    charger = await RawCharger.connect(nursery, ws_url(first, "DEMOTED"))
+    assert (await charger.call("BootNotification", BOOT))[0] == 3
+    authorize = {"idTag": "ANY"}
+    assert (await charger.call("Authorize", authorize))[0] == 3
+    async with api(second) as http:
+        changed = await http.put(
+            "/api/v1/charge-points/DEMOTED", json={"registrationStatus": "Rejected"}
+        )
+        assert changed.status_code == 200
+    with trio.fail_after(15):  # the first instance hears of it, and its live session follows
+        while (answer := await charger.call("Authorize", authorize))[0] == 3:
+            await trio.sleep(0.05)
+    assert answer[2] == "SecurityError"

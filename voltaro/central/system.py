@@ -197,6 +197,7 @@ class CentralSystem:
         evictions = Evictions(self.sessions, store.charge_points, self.instance_id)
         cache = store.id_tag_cache
         cache.on_charge_point_removed = evictions.removed
+        store.charge_point_cache.on_registration = self.registration_changed
         await cache.subscribe(SESSIONS_CHANNEL, evictions.moved)
         await cache.subscribe(COMMANDS_CHANNEL, router.on_command)
         await cache.subscribe(ANSWERS_CHANNEL, router.on_answer)
@@ -214,6 +215,7 @@ class CentralSystem:
                 task_status.started()
         finally:
             cache.on_charge_point_removed = None
+            store.charge_point_cache.on_registration = None
 
     async def _shutdown(self) -> None:
         """Best effort on the way out: nobody this instance held is left recorded online,

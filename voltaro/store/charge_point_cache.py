@@ -29,7 +29,7 @@ committed row instead of waiting for the announcement.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -96,6 +96,9 @@ class ChargePointCache:
         self._changes = 0  # announcements, loads and forgets so far (see lookup)
         self.reads = 0
         self.notifications = 0
+        self.on_registration: Callable[[str, str], None] | None = None
+        """Called with ``(charge_point_id, registration status)`` for each announced change
+        of a charge point (whoever made it): a live session elsewhere follows at once."""
 
     @property
     def valid(self) -> bool:
@@ -154,9 +157,10 @@ class ChargePointCache:
                 password_hash = change["password_hash"]
                 if not isinstance(lenient, bool) or not isinstance(password_hash, str | None):
                     raise TypeError("lenient or password_hash of the wrong type")
-                self._facts[str(change["id"])] = AdmissionFacts(
-                    str(change["status"]), password_hash, lenient
-                )
+                facts = AdmissionFacts(str(change["status"]), password_hash, lenient)
+                self._facts[str(change["id"])] = facts
+                if self.on_registration is not None:
+                    self.on_registration(str(change["id"]), facts.registration_status)
                 return True
             if op == "removed":
                 self._facts.pop(str(change["id"]), None)
