@@ -4,6 +4,7 @@ multi-node test. Processes, not threads: a node is killed with -9 like a real on
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -13,7 +14,12 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
 
 ROOT = Path(__file__).resolve().parent.parent
 HAPROXY_CONFIG = ROOT / "deploy" / "haproxy.cfg"
@@ -127,3 +133,27 @@ def cluster(
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+async def healthy(admin_url: str, within: float = 60.0) -> None:
+    """Return once the admin API at ``admin_url`` answers ``/healthz`` with 200 (the node
+    runs and reaches its database); trio.TooSlowError after ``within`` seconds."""
+    with trio.fail_after(within):
+        async with httpx.AsyncClient(base_url=admin_url) as http:
+            while True:
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await trio.sleep(0.1)
+
+
+def write_results(out: Path, name: str, result: dict[str, Any], table: str) -> Path:
+    """``out/<name>-<UTC time>.json`` and ``.md``, as the other benchmarks write them."""
+    stamp = f"{name}-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"at": datetime.now(UTC).isoformat(), "cores": os.cpu_count()}
+    (out / f"{stamp}.json").write_text(json.dumps({"meta": meta, **result}, indent=2))
+    (out / f"{stamp}.md").write_text(table)
+    return out / f"{stamp}.json"

@@ -23,22 +23,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import trio
 import trio_asyncio
 
-from benchmarks.cluster import cluster
+from benchmarks.cluster import cluster, healthy, write_results
 from benchmarks.run import ROOT
 from voltaro.sim.charger import default_id_tag
 from voltaro.sim.fleet import charger_id
@@ -47,18 +44,6 @@ from voltaro.store.migrate import migrate
 
 POLL = 0.1  # seconds between looks at the database during recovery
 SETTINGS = {"VOLTARO_LOG_LEVEL": "WARNING", "VOLTARO_INSTANCE_LEASE": "10"}
-
-
-async def healthy(admin_url: str) -> None:
-    with trio.fail_after(60):
-        async with httpx.AsyncClient(base_url=admin_url) as http:
-            while True:
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await trio.sleep(0.1)
 
 
 async def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -202,13 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                 return await run(args, Path(tmp), haproxy)
 
     result = trio.run(main_task)
-    stamp = "failover-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"at": datetime.now(UTC).isoformat(), "cores": os.cpu_count()}
-    (args.out / f"{stamp}.json").write_text(json.dumps({"meta": meta, **result}, indent=2))
-    (args.out / f"{stamp}.md").write_text(table(result))
+    written = write_results(args.out, "failover", result, table(result))
     print(table(result))
-    print(f"results: {args.out / f'{stamp}.json'}", file=sys.stderr)
+    print(f"results: {written}", file=sys.stderr)
     return 0
 
 

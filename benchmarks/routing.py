@@ -16,13 +16,10 @@ first, the CALL, the answer row, a NOTIFY back), one after the other, alternatin
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +27,7 @@ import httpx
 import orjson
 import trio
 
-from benchmarks.cluster import TOKEN, start_node
+from benchmarks.cluster import TOKEN, healthy, start_node, write_results
 from benchmarks.run import ROOT
 from voltaro.ocppj.endpoint import ChannelClosed
 from voltaro.sim.charger import connect_websocket
@@ -38,18 +35,6 @@ from voltaro.store.embedded import embedded_url, start_embedded, stop_embedded
 
 BOOT = {"chargePointVendor": "Voltaro", "chargePointModel": "Routing"}
 COMMAND = {"requestedMessage": "Heartbeat"}
-
-
-async def until_healthy(admin: int) -> None:
-    with trio.fail_after(60):
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{admin}") as http:
-            while True:
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await trio.sleep(0.1)
 
 
 async def charger(ocpp: int, *, task_status: trio.TaskStatus[None]) -> None:
@@ -106,7 +91,7 @@ async def run(commands: int, workdir: Path) -> dict[str, Any]:
         quiet = {"VOLTARO_LOG_LEVEL": "WARNING"}
         nodes = [start_node(name, url, workdir, quiet) for name in ("first", "second")]
         for node in nodes:
-            await until_healthy(node.admin)
+            await healthy(node.admin_url)
         async with trio.open_nursery() as nursery:
             await nursery.start(charger, nodes[0].ocpp)
             times = await measure(nodes[0].admin, nodes[1].admin, commands)
@@ -143,13 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="voltaro-routing-") as tmp:
         result = trio.run(run, args.commands, Path(tmp))
-    stamp = "routing-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"at": datetime.now(UTC).isoformat(), "cores": os.cpu_count()}
-    (args.out / f"{stamp}.json").write_text(json.dumps({"meta": meta, **result}, indent=2))
-    (args.out / f"{stamp}.md").write_text(table(result))
+    written = write_results(args.out, "routing", result, table(result))
     print(table(result))
-    print(f"results: {args.out / f'{stamp}.json'}", file=sys.stderr)
+    print(f"results: {written}", file=sys.stderr)
     return 0
 
 

@@ -23,7 +23,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
-from benchmarks.cluster import TOKEN, Cluster, Node, cluster
+from benchmarks.cluster import TOKEN, Cluster, Node, cluster, healthy
 from tests.harness import RawCharger
 from voltaro.store.embedded import embedded_url, start_embedded, stop_embedded
 from voltaro.store.migrate import apply_migrations
@@ -59,18 +59,6 @@ def api(node: Node) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=node.admin_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
     )
-
-
-async def healthy(node: Node) -> None:
-    with trio.fail_after(60):
-        async with api(node) as http:
-            while True:
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await trio.sleep(0.1)
 
 
 async def held_by(node: Node, charge_point_id: str) -> str | None:
@@ -119,7 +107,7 @@ class Charger:
 
 async def test_three_nodes_behind_haproxy(installation: Cluster, nursery: trio.Nursery) -> None:
     for node in installation.nodes:
-        await healthy(node)
+        await healthy(node.admin_url)
     await trio.sleep(2.5)  # the proxy's health checks see every node up
     url = installation.ocpp_url
     chargers = [await Charger.connect(nursery, url, f"LB-{n}") for n in range(6)]
@@ -236,12 +224,12 @@ async def test_every_node_recovers_by_itself_when_the_database_restarts(
         await trio.to_thread.run_sync(lambda: asyncio.run(apply_migrations_at(url)))
         with cluster(url, tmp_path, haproxy=haproxy, settings=SETTINGS) as nodes:
             for node in nodes.nodes:
-                await healthy(node)
+                await healthy(node.admin_url)
             first, second = nodes.nodes[0], nodes.nodes[1]
             charger = await Charger.connect(nursery, f"ws://127.0.0.1:{first.ocpp}/ocpp", "DB-1")
             await trio.to_thread.run_sync(restart_postgres, server)
             for node in nodes.nodes:
-                await healthy(node)
+                await healthy(node.admin_url)
             with trio.fail_after(60):  # the charger is served again (InternalError meanwhile)
                 while (await charger.call("Heartbeat", {}))[0] != 3:
                     await trio.sleep(0.2)
