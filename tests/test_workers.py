@@ -128,6 +128,22 @@ async def booted(nursery: trio.Nursery, tree: Installation, charge_point_id: str
     return charger
 
 
+async def on_both_workers(
+    nursery: trio.Nursery, tree: Installation, prefix: str
+) -> tuple[dict[str, RawCharger], dict[str, str]]:
+    """Chargers ``<prefix>-0``, ``-1``, ... booted until both workers hold some: the chargers,
+    and the worker (``w0``, ``w1``) each is on."""
+    chargers: dict[str, RawCharger] = {}
+    on: dict[str, str] = {}
+    while len(set(on.values())) < 2:
+        assert len(chargers) < 40, f"the kernel gave every charger to one worker: {on}"
+        charge_point_id = f"{prefix}-{len(chargers)}"
+        chargers[charge_point_id] = await booted(nursery, tree, charge_point_id)
+        await tree.wait_for(rf"{charge_point_id} connected")
+        on[charge_point_id] = holder(tree, charge_point_id)
+    return chargers, on
+
+
 def holder(tree: Installation, charge_point_id: str, after: int = 0) -> str:
     """The worker (``w0``, ``w1``) that logged the charger's connection after ``after``."""
     found = re.compile(rf"\[(w\d)\] voltaro.transport: {charge_point_id} connected").findall(
@@ -145,14 +161,7 @@ async def test_workers_share_the_port_survive_a_kill_and_stop_with_1001(tmp_path
         for index in (0, 1):  # each worker is an instance of its own
             assert f"instance {socket.gethostname()}:{tree.port}/w{index}," in tree.log()
 
-        chargers: dict[str, RawCharger] = {}
-        on: dict[str, str] = {}
-        while len(set(on.values())) < 2:  # until both workers hold some
-            assert len(chargers) < 40, f"the kernel gave every charger to one worker: {on}"
-            charge_point_id = f"WK-{len(chargers)}"
-            chargers[charge_point_id] = await booted(nursery, tree, charge_point_id)
-            await tree.wait_for(rf"{charge_point_id} connected")
-            on[charge_point_id] = holder(tree, charge_point_id)
+        chargers, on = await on_both_workers(nursery, tree, "WK")
 
         victim = tree.worker_pid(1)
         mark = len(tree.log())
@@ -293,14 +302,7 @@ async def test_the_parents_admin_api_reaches_chargers_on_every_worker(
 ) -> None:
     async with installation(tmp_path, database_url) as tree, trio.open_nursery() as nursery:
         token = (tree.data_dir / "admin-token").read_text().strip()
-        chargers: dict[str, RawCharger] = {}
-        on: dict[str, str] = {}
-        while len(set(on.values())) < 2:  # until both workers hold some
-            assert len(chargers) < 40, f"the kernel gave every charger to one worker: {on}"
-            charge_point_id = f"CMD-{len(chargers)}"
-            chargers[charge_point_id] = await booted(nursery, tree, charge_point_id)
-            await tree.wait_for(rf"{charge_point_id} connected")
-            on[charge_point_id] = holder(tree, charge_point_id)
+        chargers, on = await on_both_workers(nursery, tree, "CMD")
 
         async def answer(charger: RawCharger) -> None:
             frame = await charger.receive(timeout=WAIT)

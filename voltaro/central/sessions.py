@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -138,9 +138,6 @@ class SessionRegistry:
 
     def __len__(self) -> int:
         return len(self._sessions)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._sessions))
 
     async def serve(self, connection: Connection) -> None:
         """Serve one admitted connection until it ends (the transport's session callback)."""
