@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from voltaro.transport import accepting, websocket
 
@@ -32,50 +32,58 @@ class CannotStart(Exception):
     what, for an operator to read without a traceback."""
 
 
-def _whole_number(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError("must be a whole number") from None
+# Each parser raises ValueError with what it expected, as a noun phrase ("a whole number of
+# seconds"); _parse makes the sentence: "--heartbeat-interval: expected ..., got 'abc'".
 
 
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError("must be a number") from None
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
+def _whole(unit: str = "", *, zero: str | None = None) -> Callable[[str], int]:
+    """A whole number of ``unit``, more than 0; or 0 or more when ``zero`` says what 0 means
+    ("off")."""
+    of_unit = f" of {unit}" if unit else ""
 
-
-N = TypeVar("N", int, float)
-
-
-def _positive(read: Callable[[str], N]) -> Callable[[str], N]:
-    def parse(text: str) -> N:
-        value = read(text)
-        if value <= 0:
-            raise ValueError("must be greater than 0")
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"a whole number{of_unit}") from None
+        _check_bound(value, unit, zero)
         return value
 
     return parse
 
 
-def _non_negative(read: Callable[[str], N]) -> Callable[[str], N]:
-    def parse(text: str) -> N:
-        value = read(text)
-        if value < 0:
-            raise ValueError("must be 0 (off) or more")
+def _amount(unit: str = "", *, zero: str | None = None) -> Callable[[str], float]:
+    """A finite number of ``unit`` (fractions allowed), more than 0; or 0 or more when
+    ``zero`` says what 0 means."""
+    of_unit = f" of {unit}" if unit else ""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"a number{of_unit}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"a finite number{of_unit}")
+        _check_bound(value, unit, zero)
         return value
 
     return parse
 
 
-_positive_float = _positive(_number)
-_non_negative_float = _non_negative(_number)
-_positive_int = _positive(_whole_number)
-_non_negative_int = _non_negative(_whole_number)
+def _check_bound(value: float, unit: str, zero: str | None) -> None:
+    unit = f" {unit}" if unit else ""
+    if zero is None and value <= 0:
+        raise ValueError(f"more than 0{unit}")
+    if value < 0:
+        raise ValueError(f"0 ({zero}) or more{unit}")
+
+
+# Generic forms, for a setting without a unit worth naming.
+_positive_float = _amount()
+_non_negative_float = _amount(zero="off")
+_positive_int = _whole()
+_non_negative_int = _whole(zero="off")
+_seconds = _amount("seconds")
 
 
 _BYTE_UNITS = {"": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
@@ -88,17 +96,20 @@ def _byte_size(text: str) -> int:
     """A number of bytes, optionally with a binary unit: ``8192``, ``8KiB``, ``64 MiB``."""
     match = _BYTE_SIZE.fullmatch(text.lower())
     if match is None or match[2] not in _BYTE_UNITS:
-        raise ValueError("must be a whole number of bytes, optionally with KiB, MiB, GiB or TiB")
+        raise ValueError("a whole number of bytes, optionally with KiB, MiB, GiB or TiB")
     value = int(match[1]) * _BYTE_UNITS[match[2]]
     if value <= 0:
-        raise ValueError("must be greater than 0")
+        raise ValueError("more than 0 bytes")
     return value
 
 
 def _port(text: str) -> int:
-    value = _whole_number(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
     if not 0 <= value <= 65535:
-        raise ValueError("must be a TCP port, 0-65535 (0 picks a free one)")
+        raise ValueError("a TCP port, 0-65535 (0 picks a free one)")
     return value
 
 
@@ -106,7 +117,7 @@ def _choice(options: tuple[str, ...], *, upper: bool = False) -> Callable[[str],
     def parse(text: str) -> str:
         value = text.upper() if upper else text.lower()
         if value not in options:
-            raise ValueError(f"must be one of {', '.join(options)}")
+            raise ValueError(f"one of {', '.join(options)}")
         return value
 
     return parse
@@ -124,7 +135,7 @@ def _bearer_token(text: str) -> str | None:
     if not text:
         return None
     if len(text) < 16 or any(c.isspace() or not c.isprintable() for c in text):
-        raise ValueError("must be at least 16 printable characters without spaces")
+        raise ValueError("at least 16 printable characters without spaces")
     return text
 
 
@@ -132,7 +143,7 @@ def _instance_id(text: str) -> str | None:
     if not text:
         return None
     if len(text) > 200 or not text.isprintable():
-        raise ValueError("must be at most 200 printable characters")
+        raise ValueError("at most 200 printable characters")
     return text
 
 
@@ -221,35 +232,35 @@ class Settings:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "ocpp_host": str,
     "ocpp_port": _port,
-    "heartbeat_interval": _positive_int,
-    "call_timeout": _positive_float,
-    "max_frame": _positive_int,
-    "ping_interval": _non_negative_float,
-    "ping_timeout": _positive_float,
+    "heartbeat_interval": _whole("seconds"),
+    "call_timeout": _seconds,
+    "max_frame": _whole("bytes"),
+    "ping_interval": _amount("seconds", zero="off"),
+    "ping_timeout": _seconds,
     "log_level": _choice(LOG_LEVELS, upper=True),
     "database_url": _optional_text,
     "data_dir": Path,
     "unknown_chargers": _choice(UNKNOWN_CHARGER_POLICIES),
-    "message_log_retention_days": _positive_int,
-    "heartbeat_grace": _positive_float,
+    "message_log_retention_days": _whole("days"),
+    "heartbeat_grace": _seconds,
     "admin_host": str,
     "admin_port": _port,
     "admin_token": _bearer_token,
     "metrics_token": _bearer_token,
     "tls_cert": _optional_path,
     "tls_key": _optional_path,
-    "database_deadline": _positive_float,
+    "database_deadline": _seconds,
     "message_log_max_payload": _byte_size,
     "message_log_charger_bytes": _byte_size,
     "message_log_max_bytes": _byte_size,
-    "max_pending_handshakes": _positive_int,
-    "max_handshakes_per_address": _non_negative_int,
-    "reserved_files": _non_negative_int,
-    "inbound_rate": _non_negative_int,
-    "inbound_burst": _positive_int,
+    "max_pending_handshakes": _whole("connections"),
+    "max_handshakes_per_address": _whole("connections", zero="no cap"),
+    "reserved_files": _whole("files", zero="none"),
+    "inbound_rate": _whole("bytes a second", zero="off"),
+    "inbound_burst": _whole("bytes"),
     "instance_id": _instance_id,
-    "instance_lease": _positive_float,
-    "workers": _positive_int,
+    "instance_lease": _seconds,
+    "workers": _whole("processes"),
 }
 
 
@@ -267,8 +278,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
 def _parse(name: str, text: str, source: str) -> Any:
     try:
         return _PARSERS[name](text.strip())
-    except ValueError as exc:
-        raise SettingsError(f"{source}={text!r}: {exc}") from None
+    except ValueError as expected:
+        raise SettingsError(f"{source}: expected {expected}, got {text!r}") from None
 
 
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
