@@ -258,6 +258,61 @@ def test_id_tag_bad_bodies(api: httpx.Client, body: dict[str, Any], path: str) -
     assert problem["path"] == path
 
 
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (
+            {"status": "Banned"},
+            '$.status: "Banned" is not one of "Accepted", "Blocked", "Expired", "Invalid"',
+        ),
+        (
+            {"expiryDate": "next year"},
+            '$.expiryDate: "next year" is not a date-time: expected one like'
+            " 2027-01-01T00:00:00Z (or null)",
+        ),
+        (
+            {"expiryDate": 20271231},
+            "$.expiryDate: 20271231 is not a date-time: expected one like"
+            " 2027-01-01T00:00:00Z (or null)",
+        ),
+        (
+            {"parentIdTag": "P" * 21},
+            f'$.parentIdTag: "{"P" * 21}" is 21 characters long, the maximum is 20',
+        ),
+        ({"parentIdTag": 7}, "$.parentIdTag: expected string or null, got 7"),
+    ],
+)
+def test_body_errors_say_what_was_expected(
+    api: httpx.Client, body: dict[str, Any], detail: str
+) -> None:
+    """Every allowed value named, a date-time shown by example, a length against its limit."""
+    problem = assert_problem(api.put("/api/v1/id-tags/TAG-SAYS", json=body), 400)
+    assert problem["detail"] == f"request body {detail}"
+
+
+@pytest.mark.parametrize(
+    ("route", "params", "detail"),
+    [
+        (
+            "/api/v1/charge-points",
+            {"registrationStatus": "Asleep"},
+            'query parameter \'registrationStatus\': "Asleep" is not one of "Accepted",'
+            ' "Pending", "Rejected"',
+        ),
+        (
+            "/api/v1/transactions",
+            {"from": "yesterday"},
+            "query parameter 'from': \"yesterday\" is not a date-time: expected one like"
+            " 2027-01-01T00:00:00Z",
+        ),
+    ],
+)
+def test_query_errors_say_what_was_expected(
+    api: httpx.Client, route: str, params: dict[str, str], detail: str
+) -> None:
+    assert assert_problem(api.get(route, params=params), 400)["detail"] == detail
+
+
 def test_id_tag_too_long_and_status_filter(api: httpx.Client) -> None:
     assert_problem(api.put("/api/v1/id-tags/" + "T" * 21, json={}), 400, "'idTag'")
     assert_problem(api.get("/api/v1/id-tags/A%00B"), 400, "U+0000")

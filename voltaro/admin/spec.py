@@ -8,6 +8,7 @@ Errors are :class:`Problem` exceptions, rendered as RFC 9457 ``application/probl
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -82,7 +83,12 @@ PROBLEM_SCHEMA: JsonObject = {
 
 
 class Checker:
-    """A compiled JSON Schema (2020-12, formats checked) giving one message per failure."""
+    """A compiled JSON Schema (2020-12, formats checked) giving one message per failure.
+
+    The messages say what was expected in the operator's terms: every allowed value of an
+    enum, a date-time with an example, a string's length against its limit. jsonschema-rs's
+    own words are kept for the rest.
+    """
 
     def __init__(self, schema: JsonObject) -> None:
         self.schema = schema
@@ -97,7 +103,73 @@ class Checker:
             return ("$", "$: not valid")
         error = min(errors, key=lambda e: len(list(e.instance_path)))
         path = json_path(list(error.instance_path))
-        return path, f"{path}: {_clip(str(error.message), 300)}"
+        return path, f"{path}: {_clip(self._explain(error), 300)}"
+
+    def _explain(self, error: Any) -> str:
+        keyword = str(error.kind.name)
+        details: dict[str, Any] = dict(error.kind.as_dict())
+        value = error.instance
+        if keyword == "enum":
+            options = ", ".join(show(option) for option in details.get("options", ()))
+            return f"{show(value)} is not one of {options}"
+        if keyword == "anyOf":
+            return self._explain_any_of(error, value, details.get("context", ()))
+        if keyword == "format" and details.get("format") == "date-time":
+            return f"{show(value)} is not a date-time: expected one like {DATE_TIME_EXAMPLE}"
+        if keyword in ("maxLength", "minLength") and isinstance(value, str):
+            bound = "maximum" if keyword == "maxLength" else "minimum"
+            return (
+                f"{show(value)} is {len(value)} characters long, the {bound} is {details['limit']}"
+            )
+        if keyword == "pattern" and details.get("pattern") == NO_NUL:
+            return f"{show(value)} contains the character U+0000"
+        if keyword == "type":
+            return f"expected {' or '.join(map(str, details.get('types', ())))}, got {show(value)}"
+        return str(error.message)
+
+    def _explain_any_of(self, error: Any, value: object, context: Sequence[Any]) -> str:
+        """The one alternative that matters: a date-time's (the API's nullable times), else
+        the first that is not ``null``, explained (saying ``or null`` where it matters)."""
+        branches = _schema_at(self.schema, [*error.schema_path])
+        branches = branches if isinstance(branches, list) else []
+        nullable = any(b == {"type": "null"} for b in branches)
+        or_null = " (or null)" if nullable else ""
+        if any(isinstance(b, dict) and b.get("format") == "date-time" for b in branches):
+            return (
+                f"{show(value)} is not a date-time: expected one like {DATE_TIME_EXAMPLE}{or_null}"
+            )
+        for branch, errors in zip(branches, context, strict=False):
+            if branch != {"type": "null"} and errors:
+                explained = self._explain(errors[0])
+                if nullable and str(errors[0].kind.name) == "type":
+                    explained = explained.replace(", got ", " or null, got ", 1)
+                return explained
+        return str(error.message)
+
+
+DATE_TIME_EXAMPLE = "2027-01-01T00:00:00Z"
+"""How a date-time looks, in messages: RFC 3339 in UTC."""
+
+
+def _schema_at(schema: object, path: Sequence[object]) -> object:
+    """The part of ``schema`` at a schema path (None where there is nothing)."""
+    for step in path:
+        if isinstance(schema, dict) and isinstance(step, str):
+            schema = schema.get(step)
+        elif isinstance(schema, list) and isinstance(step, int) and 0 <= step < len(schema):
+            schema = schema[step]
+        else:
+            return None
+    return schema
+
+
+def show(value: object) -> str:
+    """A value as JSON for a message, cut short when long."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return _clip(text, 60)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -154,7 +226,7 @@ def parse_datetime(value: str, name: str) -> datetime:
         return read_timestamp(value)
     except BadTimestamp as why:
         raise bad_request(
-            f"{name!r}: {value!r}: {why}; e.g. 2026-01-31T12:00:00Z", path=name
+            f"{name!r}: {value!r}: {why}; e.g. {DATE_TIME_EXAMPLE}", path=name
         ) from None
 
 
