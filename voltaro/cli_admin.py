@@ -1,5 +1,5 @@
-"""Operator commands: ``voltaro db migrate``, ``voltaro chargepoint add|accept|list|remove``
-and ``voltaro idtag add|block|list|remove``.
+"""Operator commands: ``voltaro db migrate``, ``voltaro chargepoint
+add|accept|reject|import|list|remove`` and ``voltaro idtag add|block|unblock|import|list|remove``.
 
 They talk to the same database as ``voltaro serve`` (``VOLTARO_DATABASE_URL``, or the
 embedded server in ``VOLTARO_DATA_DIR``, which they share with a running server). A running
@@ -15,18 +15,34 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import io
 import sys
+import textwrap
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import trio
 import trio_asyncio
 
+from voltaro.admin.api import ID_TAG
 from voltaro.central.passwords import hash_password
 from voltaro.central.timestamps import BadTimestamp, read_timestamp
+from voltaro.cli_import import (
+    CHARGE_POINT_COLUMNS,
+    ID_TAG_COLUMNS,
+    BadFile,
+    Column,
+    Row,
+    columns_help,
+    decode,
+    read_rows,
+)
 from voltaro.config import Settings
 from voltaro.store import Store, StoreUnavailable, migrate, open_store
+from voltaro.store.charge_points import ChargePointChange
+from voltaro.store.id_tags import IdTagChange
 from voltaro.store.store import database_url
 from voltaro.transport.handshake import charge_point_id_problem
 
@@ -86,9 +102,45 @@ def add_commands(subparsers: SubParsers) -> None:
     )
     add.add_argument("--status", choices=REGISTRATION_STATUSES, help="registration status")
     add.set_defaults(func=chargepoint_add)
-    accept = cp_commands.add_parser("accept", parents=[common], help="set status Accepted")
-    accept.add_argument("id")
+    accept = cp_commands.add_parser(
+        "accept",
+        parents=[common],
+        help="set status Accepted",
+        description="Set a charge point's registration status Accepted, or that of every "
+        "Pending one (--all-pending).",
+    )
+    accept.add_argument("id", nargs="?", help="charge point id")
+    accept.add_argument(
+        "--all-pending", action="store_true", help="accept every charge point that is Pending"
+    )
     accept.set_defaults(func=chargepoint_accept)
+    reject = cp_commands.add_parser(
+        "reject",
+        parents=[common],
+        help="set status Rejected",
+        description="Set a charge point's registration status Rejected: its BootNotification "
+        "is answered Rejected and it gets no id tag information until accepted again.",
+    )
+    reject.add_argument("id", help="charge point id")
+    reject.set_defaults(func=chargepoint_reject)
+    cp_import = cp_commands.add_parser(
+        "import",
+        parents=[common],
+        help="add or change charge points from a CSV file",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            "Add charge points from a CSV file, or change the given fields of existing ones. "
+            "The first row names the columns (any order; only chargePointId is required); an "
+            "empty cell leaves that field as 'chargepoint add' would. Every row is checked "
+            "first: a bad one is reported with its line number and nothing is imported."
+        ),
+        epilog="columns:\n" + columns_help(CHARGE_POINT_COLUMNS) + "\n\nexample:\n"
+        "  chargePointId,registrationStatus,password,lenient\n"
+        "  CP-0001,Accepted,s3cret-pass,false\n"
+        "  CP-0002,Pending,,",
+    )
+    cp_import.add_argument("file", metavar="FILE.csv", help="the CSV file; '-' reads stdin")
+    cp_import.set_defaults(func=chargepoint_import)
     cp_commands.add_parser("list", parents=[common], help="list charge points").set_defaults(
         func=chargepoint_list
     )
@@ -114,6 +166,29 @@ def add_commands(subparsers: SubParsers) -> None:
     block = tag_commands.add_parser("block", parents=[common], help="block an id tag")
     block.add_argument("id_tag", metavar="ID_TAG")
     block.set_defaults(func=idtag_block)
+    unblock = tag_commands.add_parser(
+        "unblock", parents=[common], help="set a blocked id tag Accepted again"
+    )
+    unblock.add_argument("id_tag", metavar="ID_TAG")
+    unblock.set_defaults(func=idtag_unblock)
+    tag_import = tag_commands.add_parser(
+        "import",
+        parents=[common],
+        help="add or replace id tags from a CSV file",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            "Add id tags from a CSV file, or replace existing ones (matched "
+            "case-insensitively), as 'idtag add' does. The first row names the columns (any "
+            "order; only idTag is required). Every row is checked first: a bad one is "
+            "reported with its line number and nothing is imported."
+        ),
+        epilog="columns:\n" + columns_help(ID_TAG_COLUMNS) + "\n\nexample:\n"
+        "  idTag,status,expiryDate,parentIdTag\n"
+        "  04A2B3C4,Accepted,2027-12-31T23:59:59Z,FLEET-1\n"
+        "  04A2B3C5,Blocked,,",
+    )
+    tag_import.add_argument("file", metavar="FILE.csv", help="the CSV file; '-' reads stdin")
+    tag_import.set_defaults(func=idtag_import)
     tag_commands.add_parser("list", parents=[common], help="list id tags").set_defaults(
         func=idtag_list
     )
@@ -163,6 +238,31 @@ def _parse_expiry(text: str) -> datetime:
         raise CommandError(f"--expiry {text!r}: {why}; e.g. 2027-12-31T23:59:59Z") from None
 
 
+def _check_id_tag(what: str, id_tag: str) -> None:
+    """Refuse what the admin API refuses (an OCPP IdToken is CiString20), in its words."""
+    problem = ID_TAG.problem(id_tag)
+    if problem is not None:
+        raise CommandError(f"{what}: {problem}")
+
+
+def _read_csv(source: str, columns: Sequence[Column]) -> list[Row]:
+    """The checked rows of the CSV file ``source`` ('-': stdin)."""
+    name = "<stdin>" if source == "-" else source
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except OSError as error:
+        raise CommandError(f"cannot read {name}: {error.strerror or error}") from None
+    try:
+        return read_rows(io.StringIO(decode(data), newline=""), columns)
+    except BadFile as error:
+        raise CommandError(f"{name} {error}; nothing was imported") from None
+
+
+def _imported(total: int, noun: str, added: int, other: str) -> str:
+    plural = "" if total == 1 else "s"
+    return f"imported {total} {noun}{plural}: {added} added, {total - added} {other}"
+
+
 # ---- commands ---------------------------------------------------------------------------
 
 
@@ -204,10 +304,56 @@ def chargepoint_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def chargepoint_accept(args: argparse.Namespace, settings: Settings) -> int:
+    if (args.id is None) == (not args.all_pending):
+        print("error: give a charge point id or --all-pending (not both)", file=sys.stderr)
+        return 1
+    if args.all_pending:
+        return _run(settings, _accept_all_pending)
+    return _set_registration(settings, args.id, "Accepted")
+
+
+async def _accept_all_pending(store: Store) -> None:
+    accepted = await store.charge_points.accept_pending()
+    if not accepted:
+        print("no charge point is Pending")
+        return
+    print(f"accepted {len(accepted)} charge point{'s' if len(accepted) > 1 else ''}:")
+    for charge_point_id in accepted:
+        print(f"  {charge_point_id}")
+
+
+def chargepoint_reject(args: argparse.Namespace, settings: Settings) -> int:
+    return _set_registration(settings, args.id, "Rejected")
+
+
+def _set_registration(settings: Settings, charge_point_id: str, status: str) -> int:
     async def operation(store: Store) -> None:
-        if not await store.charge_points.set_status(args.id, "Accepted"):
-            raise CommandError(f"no charge point {args.id!r}")
-        print(f"charge point {args.id} accepted")
+        if not await store.charge_points.set_status(charge_point_id, status):
+            raise CommandError(f"no charge point {charge_point_id!r}")
+        print(f"charge point {charge_point_id} {status.lower()}")
+
+    return _run(settings, operation)
+
+
+def chargepoint_import(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        rows = _read_csv(args.file, CHARGE_POINT_COLUMNS)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    changes = [
+        ChargePointChange(
+            row["chargePointId"],
+            status=row.get("registrationStatus"),
+            password_hash=None if "password" not in row else hash_password(row["password"]),
+            lenient=row.get("lenient"),
+        )
+        for row in rows
+    ]
+
+    async def operation(store: Store) -> None:
+        added = await store.charge_points.upsert_many(changes)
+        print(_imported(len(changes), "charge point", added, "updated"))
 
     return _run(settings, operation)
 
@@ -249,6 +395,9 @@ def chargepoint_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 def idtag_add(args: argparse.Namespace, settings: Settings) -> int:
     try:
+        _check_id_tag("id tag", args.id_tag)
+        if args.parent is not None:
+            _check_id_tag("--parent", args.parent)
         expiry = None if args.expiry is None else _parse_expiry(args.expiry)
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -268,6 +417,48 @@ def idtag_block(args: argparse.Namespace, settings: Settings) -> int:
         if not await store.id_tags.set_status(args.id_tag, "Blocked"):
             raise CommandError(f"no id tag {args.id_tag!r}")
         print(f"id tag {args.id_tag} blocked")
+
+    return _run(settings, operation)
+
+
+def idtag_unblock(args: argparse.Namespace, settings: Settings) -> int:
+    async def operation(store: Store) -> None:
+        record = await store.id_tags.get(args.id_tag)
+        if record is None:
+            raise CommandError(f"no id tag {args.id_tag!r}")
+        if record.status == "Accepted":
+            print(f"id tag {record.id_tag} is not blocked (Accepted)")
+            return
+        if record.status != "Blocked":
+            raise CommandError(
+                f"id tag {record.id_tag} is {record.status}, not Blocked: to accept it, "
+                f"replace it with 'voltaro idtag add {record.id_tag}'"
+            )
+        await store.id_tags.set_status(record.id_tag, "Accepted")
+        print(f"id tag {record.id_tag} unblocked (Accepted)")
+
+    return _run(settings, operation)
+
+
+def idtag_import(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        rows = _read_csv(args.file, ID_TAG_COLUMNS)
+    except CommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    changes = [
+        IdTagChange(
+            row["idTag"],
+            status=row.get("status", "Accepted"),
+            expiry_date=row.get("expiryDate"),
+            parent_id_tag=row.get("parentIdTag"),
+        )
+        for row in rows
+    ]
+
+    async def operation(store: Store) -> None:
+        added = await store.id_tags.upsert_many(changes)
+        print(_imported(len(changes), "id tag", added, "replaced"))
 
     return _run(settings, operation)
 

@@ -8,6 +8,7 @@ Errors are :class:`Problem` exceptions, rendered as RFC 9457 ``application/probl
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -188,6 +189,20 @@ class Param:
     schema: JsonObject
     description: str = ""
     required: bool = False
+
+    def problem(self, value: object) -> str | None:
+        """What is wrong with ``value`` for this parameter, in the words the API answers
+        with; None when it is valid. For callers outside HTTP (the CLI) that must refuse
+        what the API refuses, saying the same."""
+        found = self._checker.first_error(value)
+        if found is None:
+            return None
+        path, message = found
+        return message.removeprefix(path + ": ")
+
+    @functools.cached_property
+    def _checker(self) -> Checker:
+        return Checker(self.schema)
 
     def convert(self, text: str, where: str) -> Any:
         kind = self.schema.get("type")

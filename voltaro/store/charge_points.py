@@ -3,9 +3,9 @@ and the operator's commands (add, accept, list, remove)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from voltaro.store.database import Connection, Database, JsonbElement
 from voltaro.store.records import BootDetails, ChargePointRecord, pg_text
@@ -102,6 +102,15 @@ BOOTS = MergedQuery(
     SELECT b.n, c.registration_status FROM boot b JOIN charge_point c USING (id)
     """,
 )
+
+
+class ChargePointChange(NamedTuple):
+    """What :meth:`ChargePointRepository.upsert` sets; None leaves a field as it is."""
+
+    charge_point_id: str
+    status: str | None = None
+    password_hash: str | None = None
+    lenient: bool | None = None
 
 
 class ChargePointRepository:
@@ -295,6 +304,35 @@ class ChargePointRepository:
         )
         self._was_changed(charge_point_id)
         return result != "UPDATE 0"
+
+    async def upsert_many(self, changes: Sequence[ChargePointChange]) -> int:
+        """:meth:`upsert` each of ``changes`` in one transaction: all or none. Returns how
+        many were added."""
+
+        async def apply(connection: Connection) -> int:
+            added = 0
+            for change in changes:
+                added += await _upsert(connection, *change)
+            return added
+
+        try:
+            return await self._database.run_in_transaction(apply)
+        finally:
+            for change in changes:
+                self._was_changed(change.charge_point_id)
+
+    async def accept_pending(self) -> list[str]:
+        """Set every Pending charge point Accepted; returns their ids, sorted."""
+        rows = await self._database.run(
+            lambda c: c.fetch(
+                "UPDATE charge_points SET registration_status = 'Accepted', updated_at = now()"
+                " WHERE registration_status = 'Pending' RETURNING id"
+            )
+        )
+        accepted = sorted(str(row["id"]) for row in rows)
+        for charge_point_id in accepted:
+            self._was_changed(charge_point_id)
+        return accepted
 
     async def remove(self, charge_point_id: str) -> bool:
         """Remove a charge point and its connectors' current state (history stays)."""

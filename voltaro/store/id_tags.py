@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import trio
@@ -325,6 +325,30 @@ _LATEST = datetime.max.replace(tzinfo=UTC)
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
+class IdTagChange(NamedTuple):
+    """An id tag as :meth:`IdTagRepository.upsert` writes it."""
+
+    id_tag: str
+    status: str = "Accepted"
+    expiry_date: datetime | None = None
+    parent_id_tag: str | None = None
+
+
+async def _upsert(connection: Connection, change: IdTagChange) -> bool:
+    updated = await connection.execute(
+        "UPDATE id_tags SET status = $2, expiry_date = $3, parent_id_tag = $4,"
+        " updated_at = now() WHERE lower(id_tag) = lower($1)",
+        *change,
+    )
+    if updated != "UPDATE 0":
+        return False
+    await connection.execute(
+        "INSERT INTO id_tags (id_tag, status, expiry_date, parent_id_tag) VALUES ($1, $2, $3, $4)",
+        *change,
+    )
+    return True
+
+
 class IdTagRepository:
     """The operator's commands on the id tag table (the cache follows by itself)."""
 
@@ -347,29 +371,21 @@ class IdTagRepository:
     ) -> bool:
         """Add the tag, or replace status/expiry/parent of the existing one (matched
         case-insensitively). Returns True when it was added."""
+        return await self._database.run_in_transaction(
+            _upsert, IdTagChange(id_tag, status, expiry_date, parent_id_tag)
+        )
 
-        async def write(connection: Connection) -> bool:
-            updated = await connection.execute(
-                "UPDATE id_tags SET status = $2, expiry_date = $3, parent_id_tag = $4,"
-                " updated_at = now() WHERE lower(id_tag) = lower($1)",
-                id_tag,
-                status,
-                expiry_date,
-                parent_id_tag,
-            )
-            if updated != "UPDATE 0":
-                return False
-            await connection.execute(
-                "INSERT INTO id_tags (id_tag, status, expiry_date, parent_id_tag)"
-                " VALUES ($1, $2, $3, $4)",
-                id_tag,
-                status,
-                expiry_date,
-                parent_id_tag,
-            )
-            return True
+    async def upsert_many(self, changes: Sequence[IdTagChange]) -> int:
+        """:meth:`upsert` each of ``changes`` in one transaction: all or none. Returns how
+        many were added."""
 
-        return await self._database.run_in_transaction(write)
+        async def apply(connection: Connection) -> int:
+            added = 0
+            for change in changes:
+                added += await _upsert(connection, change)
+            return added
+
+        return await self._database.run_in_transaction(apply)
 
     async def set_status(self, id_tag: str, status: str) -> bool:
         """False when the tag is unknown."""
