@@ -13,9 +13,11 @@ port range of one source address (about 28,000 ports).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import math
 import multiprocessing
+import signal
 import sys
 import time
 import urllib.parse
@@ -169,12 +171,16 @@ async def _run_measured(
     stats: FleetStats,
     tick: Callable[[], None],
     interval: float,
-) -> tuple[FleetStats, float]:
+    stop_signals: Sequence[int] = (),
+) -> tuple[FleetStats, float, bool]:
     """Run chargers for ``options.duration`` s calling ``tick`` every ``interval``; return
-    the statistics of the measured window (see ``measure_after``) and its length."""
+    the statistics of the measured window (see ``measure_after``), its length, and whether
+    one of ``stop_signals`` ended the run early. At the end every charger closes its
+    connection (see :func:`_close_all`)."""
     started = trio.current_time()
     baseline = FleetStats()
     measure_from = started
+    stopping = trio.Event()
     async with trio.open_nursery() as nursery:
         chargers = await nursery.start(run_chargers, options, indexes, stats)
         if options.reconnect_at is not None:
@@ -188,15 +194,57 @@ async def _run_measured(
 
         if options.measure_after > 0:
             nursery.start_soon(mark_window)
-        with trio.move_on_after(options.duration):
+        with trio.move_on_after(options.duration) as run:
+            if stop_signals:
+                stopping = await nursery.start(_stop_on_signal, stop_signals, run, nursery)
             while True:
                 await trio.sleep(interval)
                 tick()
         tick()
         window = stats.window_since(baseline)
         elapsed = trio.current_time() - measure_from
+        await _close_all(chargers, stats)
         nursery.cancel_scope.cancel()
-    return window, elapsed
+    return window, elapsed, stopping.is_set()
+
+
+async def _stop_on_signal(
+    signals: Sequence[int],
+    run: trio.CancelScope,
+    nursery: trio.Nursery,
+    *,
+    task_status: trio.TaskStatus[trio.Event] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The first of ``signals`` ends the ``run`` as its duration would (the summary is
+    made, the chargers close); a second one stops at once, closing or not."""
+    stopping = trio.Event()
+    with trio.open_signal_receiver(*signals) as received:
+        task_status.started(stopping)
+        async for _ in received:
+            if stopping.is_set():
+                nursery.cancel_scope.cancel()
+                return
+            stopping.set()
+            run.cancel()
+
+
+# Seconds the chargers have at the end of a run to close their connections: a closing
+# handshake is one frame each way, so even 20,000 chargers need a fraction of this.
+CLOSE_WAIT = 5.0
+
+
+async def _close_all(chargers: Sequence[SimulatedChargePoint], stats: FleetStats) -> None:
+    """End a run as chargers being switched off would: each closes its connection with 1000
+    (Normal Closure) and stays offline, so the Central System records a normal close, not a
+    lost connection (1006), when the simulator stops. A charger in the middle of its
+    handshake is closed as soon as that is done."""
+    with trio.move_on_after(CLOSE_WAIT):
+        while True:
+            for charger in chargers:
+                charger.network_down()  # drops the connection with a closing handshake
+            if stats.connected <= 0:
+                return
+            await trio.sleep(0.05)
 
 
 async def _reconnect_all(chargers: Sequence[SimulatedChargePoint], at: float) -> None:
@@ -206,31 +254,52 @@ async def _reconnect_all(chargers: Sequence[SimulatedChargePoint], at: float) ->
 
 
 async def run_fleet_in_process(
-    options: FleetOptions, progress: TextIO | None = None, interval: float = 1.0
+    options: FleetOptions,
+    progress: TextIO | None = None,
+    interval: float = 1.0,
+    stop_signals: Sequence[int] = (),
 ) -> dict[str, Any]:
-    """Run the whole fleet in this trio loop for ``options.duration`` s; return the summary."""
+    """Run the whole fleet in this trio loop for ``options.duration`` s (or until one of
+    ``stop_signals``); return the summary."""
     stats = FleetStats()
     meter = Progress(progress, options.chargers)
     indexes = range(options.first_index, options.first_index + options.chargers)
-    window, elapsed = await _run_measured(
-        options, indexes, stats, lambda: meter.update(stats), interval
+    window, elapsed, interrupted = await _run_measured(
+        options, indexes, stats, lambda: meter.update(stats), interval, stop_signals
     )
     meter.finish()
     summary = summarize(window, elapsed)
     summary["peak_connected"] = max(meter.peak_connected, window.connected)
+    summary["interrupted"] = interrupted
     return summary
 
 
 def run_fleet(
-    options: FleetOptions, progress: TextIO | None = None, interval: float = 1.0
+    options: FleetOptions,
+    progress: TextIO | None = None,
+    interval: float = 1.0,
+    *,
+    interruptible: bool = False,
 ) -> dict[str, Any]:
     """Run the fleet for ``options.duration`` seconds (in worker processes when there are
-    more than one) and return its JSON summary."""
+    more than one) and return its JSON summary.
+
+    ``interruptible`` (the main thread only): Ctrl-C (SIGINT) ends the run early as its
+    duration would, with the summary of what ran (``"interrupted": true``); a second Ctrl-C
+    stops at once.
+    """
     raise_open_file_limit()
     workers = options.worker_count()
     if workers == 1:
-        return trio.run(run_with_short_gc_pauses, run_fleet_in_process, options, progress, interval)
-    return _run_workers(options, workers, progress, interval)
+        signals = (signal.SIGINT,) if interruptible else ()
+        return trio.run(
+            run_with_short_gc_pauses,
+            functools.partial(run_fleet_in_process, stop_signals=signals),
+            options,
+            progress,
+            interval,
+        )
+    return _run_workers(options, workers, progress, interval, interruptible)
 
 
 def _shares(options: FleetOptions, workers: int) -> list[list[int]]:
@@ -239,7 +308,11 @@ def _shares(options: FleetOptions, workers: int) -> list[list[int]]:
 
 
 def _run_workers(
-    options: FleetOptions, workers: int, progress: TextIO | None, interval: float
+    options: FleetOptions,
+    workers: int,
+    progress: TextIO | None,
+    interval: float,
+    interruptible: bool = False,
 ) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     meter = Progress(progress, options.chargers)
@@ -248,6 +321,11 @@ def _run_workers(
     finals: dict[int, FleetStats] = {}
     pipes: dict[Connection, int] = {}
     processes = []
+    interrupted = False
+    if interruptible:
+        # Ctrl-C reaches the workers too (one process group): they are born ignoring it (an
+        # ignored signal stays ignored across exec) and are told by SIGTERM instead, below.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     for number, share in enumerate(_shares(options, workers)):
         parent_end, child_end = context.Pipe(duplex=False)
         process = context.Process(
@@ -260,6 +338,17 @@ def _run_workers(
         child_end.close()
         pipes[parent_end] = number
         processes.append(process)
+    if interruptible:
+
+        def interrupt(signum: int, frame: object) -> None:
+            nonlocal interrupted
+            if interrupted:
+                raise KeyboardInterrupt  # the second Ctrl-C: stop now
+            interrupted = True
+            for process in processes:
+                process.terminate()  # SIGTERM: the worker ends its run and reports
+
+        signal.signal(signal.SIGINT, interrupt)
     last_print = 0.0
     elapsed = 0.0
     try:
@@ -286,6 +375,8 @@ def _run_workers(
             process.terminate()
         raise
     finally:
+        if interruptible:
+            signal.signal(signal.SIGINT, previous)
         for process in processes:
             process.join(timeout=10)
             if process.is_alive():
@@ -296,6 +387,7 @@ def _run_workers(
     total_now = _merged(latest.values())
     summary["peak_connected"] = max(meter.peak_connected, total_now.connected)
     summary["workers"] = workers
+    summary["interrupted"] = interrupted
     lost = workers - len(finals)
     if lost:
         summary["errors"] += lost
@@ -322,8 +414,13 @@ async def _worker(
     options: FleetOptions, indexes: list[int], pipe: Connection, interval: float
 ) -> None:
     stats = FleetStats()
-    window, elapsed = await _run_measured(
-        options, indexes, stats, lambda: pipe.send(("progress", stats.to_json(), 0.0)), interval
+    window, elapsed, _ = await _run_measured(
+        options,
+        indexes,
+        stats,
+        lambda: pipe.send(("progress", stats.to_json(), 0.0)),
+        interval,
+        stop_signals=(signal.SIGTERM,),  # the parent's word to stop early (Ctrl-C there)
     )
     pipe.send(("final", window.to_json(), elapsed))
 
@@ -346,6 +443,8 @@ def summary_table(summary: dict[str, Any]) -> str:
         f" failed connects {summary['connect_failures']}",
         f"errors            {summary['errors']}",
     ]
+    if summary.get("interrupted"):
+        lines.insert(0, "interrupted (Ctrl-C): the summary of what ran")
     for code, count in sorted({**summary["call_errors"], **summary["protocol_errors"]}.items()):
         lines.append(f"  {code:30} {count}")
     lines.append("")
