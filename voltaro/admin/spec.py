@@ -18,6 +18,7 @@ from typing import Any
 
 import jsonschema_rs
 
+from voltaro.admin.examples import DATE_TIME_EXAMPLE, example
 from voltaro.central.timestamps import BadTimestamp, read_timestamp
 from voltaro.ocppj.frames import MAX_NESTING, nested_deeper_than
 from voltaro.ocppj.validation import json_path
@@ -146,10 +147,6 @@ class Checker:
                     explained = explained.replace(", got ", " or null, got ", 1)
                 return explained
         return str(error.message)
-
-
-DATE_TIME_EXAMPLE = "2027-01-01T00:00:00Z"
-"""How a date-time looks, in messages: RFC 3339 in UTC."""
 
 
 def _schema_at(schema: object, path: Sequence[object]) -> object:
@@ -380,7 +377,10 @@ def _raise_first(checker: Checker, values: JsonObject, where: str) -> None:
 def openapi_document(
     operations: Sequence[Operation], *, title: str, version: str, components: JsonObject
 ) -> JsonObject:
+    """The OpenAPI document of ``operations``; each request body with an example made from
+    its schema (``components["schemas"]`` resolves its refs)."""
     paths: dict[str, JsonObject] = {}
+    schemas = components.get("schemas", {})
     for op in operations:
         if op.variants:
             for variant in op.variants:
@@ -391,6 +391,7 @@ def openapi_document(
                     path_params=[p for p in op.path_params if "{" + p.name + "}" in variant.path],
                     body=variant.body,
                     answers=variant.answers,
+                    schemas=schemas,
                 )
         else:
             paths.setdefault(op.path, {})[op.method.lower()] = _operation_object(
@@ -400,6 +401,7 @@ def openapi_document(
                 path_params=op.path_params,
                 body=op.body,
                 answers=op.answers,
+                schemas=schemas,
             )
     return {
         "openapi": "3.1.0",
@@ -420,6 +422,7 @@ def _operation_object(
     path_params: Sequence[Param],
     body: JsonObject | None,
     answers: Sequence[Answer],
+    schemas: Mapping[str, Any],
 ) -> JsonObject:
     parameters = [
         {"name": p.name, "in": "path", "required": True, "schema": p.schema}
@@ -448,7 +451,7 @@ def _operation_object(
     if body is not None:
         obj["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": body}},
+            "content": {"application/json": {"schema": body, "example": example(body, schemas)}},
         }
     obj["security"] = [{"bearer": []}] if op.auth else []
     return obj
