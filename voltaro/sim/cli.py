@@ -74,7 +74,8 @@ def add_simulate_command(commands: argparse._SubParsersAction[argparse.ArgumentP
         action="append",
         default=[],
         dest="id_tags",
-        help="idTag to charge with (repeat; default: one per connector, ID-N)",
+        help="idTag to charge with (repeat; default: each connector its own, the charger's id "
+        "and the connector number: SIM-000001-1)",
     )
     parser.add_argument(
         "--time-scale",
