@@ -368,6 +368,22 @@ async def test_remote_start_on_a_reserved_connector(nursery: trio.Nursery) -> No
     stop_session(charger, 2)
 
 
+async def test_remote_start_without_a_connector_avoids_a_reservation_for_others(
+    nursery: trio.Nursery,
+) -> None:
+    tags = {"STRANGER": {"status": "Accepted", "parentIdTag": "OTHERS"}}
+    csms, charger = await start_pair(nursery, tags)
+    answer = await csms.call("ReserveNow", reserve(6, 1, "RESERVED", parent="FAMILY"))
+    assert answer == ACCEPTED
+    await wait_for(lambda: csms.statuses(1)[-1:] == ["Reserved"])
+    assert await csms.call("RemoteStartTransaction", {"idTag": "STRANGER"}) == ACCEPTED
+    await wait_for(lambda: csms.calls("StartTransaction"))
+    [start] = csms.calls("StartTransaction")
+    assert (start["connectorId"], start["idTag"]) == (2, "STRANGER")
+    assert "reservationId" not in start and set(charger.reservations) == {6}
+    stop_session(charger, 2)
+
+
 async def test_a_reservation_expires_and_frees_its_connector(nursery: trio.Nursery) -> None:
     csms, charger = await start_pair(nursery, {"LATECOMER": GOOD})
     assert await csms.call("ReserveNow", reserve(5, 1, "NOSHOW", seconds=2.0)) == ACCEPTED

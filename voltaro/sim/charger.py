@@ -101,6 +101,7 @@ from voltaro.ocppj.endpoint import (
 )
 from voltaro.ocppj.frames import Payload
 from voltaro.ocppj.validation import SchemaRegistry
+from voltaro.sim import reservations
 from voltaro.sim.local_list import AuthorizationCache, LocalAuthList, usable
 from voltaro.sim.profiles import Profile
 from voltaro.sim.reservations import Reservation
@@ -849,13 +850,14 @@ class SimulatedChargePoint:
         if info is None:
             return False, None
         parent = info.get("parentIdTag") or self._parent_of(id_tag)
-        if parent is None and not asked and self._needs_parent(id_tag):
+        if parent is None and not asked and reservations.needs_parent(self.reservations, id_tag):
             # a reservation for a parent: a tag's parent comes from the Central System
             info = await self._authorize(id_tag)
             if info is None:
                 return False, None
             parent = info.get("parentIdTag")
-        return self._reservation_allows(connector, id_tag, parent)
+        # read now: a reservation may have ended while the tag was being authorized
+        return reservations.admission(self.reservations, self.connectors, connector, id_tag, parent)
 
     async def _authorize(self, id_tag: str) -> Payload | None:
         """The tag's idTagInfo when it may charge, else None."""
@@ -908,42 +910,7 @@ class SimulatedChargePoint:
     # -- reservations ---------------------------------------------------------------------
 
     def _reservation_on(self, connector_id: int) -> Reservation | None:
-        """The reservation holding this very connector (not a connector-0 one)."""
-        for reservation in self.reservations.values():
-            if reservation.connector_id == connector_id != 0:
-                return reservation
-        return None
-
-    def _needs_parent(self, id_tag: str) -> bool:
-        return any(
-            r.parent_id_tag is not None and r.id_tag != id_tag for r in self.reservations.values()
-        )
-
-    def _is_free(self, connector: Connector) -> bool:
-        """Free for anyone: idle, operative, sound, and not reserved itself."""
-        return (
-            not connector.busy
-            and connector.session is None
-            and connector.operative
-            and connector.fault is None
-            and self._reservation_on(connector.connector_id) is None
-        )
-
-    def _reservation_allows(
-        self, connector: Connector, id_tag: str, parent: str | None
-    ) -> tuple[bool, Reservation | None]:
-        """Whether the reservations let ``id_tag`` start on ``connector`` (read now: one may
-        have ended while the tag was being authorized), and the one it uses."""
-        held = self._reservation_on(connector.connector_id)
-        if held is not None:
-            return (True, held) if held.admits(id_tag, parent) else (False, None)
-        anywhere = [r for r in self.reservations.values() if r.connector_id == 0]
-        for reservation in anywhere:
-            if reservation.admits(id_tag, parent):
-                return True, reservation
-        # every connector-0 reservation keeps a connector free for its tag
-        free = [c for c in self.connectors.values() if c is not connector and self._is_free(c)]
-        return len(free) >= len(anywhere), None
+        return reservations.held(self.reservations, connector_id)
 
     def _idle_status(self, connector: Connector) -> str:
         if connector.fault is not None:
@@ -963,10 +930,10 @@ class SimulatedChargePoint:
             reservation.timer.cancel()
 
     async def _expire(self, reservation: Reservation) -> None:
-        with trio.CancelScope() as scope:
-            reservation.timer = scope
+        assert reservation.timer is not None
+        with reservation.timer:
             await trio.sleep(max(0.0, reservation.seconds_left()))
-        if scope.cancelled_caught:
+        if reservation.timer.cancelled_caught:
             return  # it ended otherwise
         self._end_reservation(reservation)
         await self._show_idle(reservation.connector_id)
@@ -1171,12 +1138,15 @@ class SimulatedChargePoint:
         if reservation.seconds_left() <= 0:
             return {"status": "Rejected"}
         previous = self.reservations.get(reservation.reservation_id)
-        status = self._reservable(connector_id, previous)
+        status = reservations.reserve_now_status(
+            self.reservations, self.connectors, connector_id, previous
+        )
         if status != "Accepted":
             return {"status": status}
         if previous is not None:  # the same id: the new reservation replaces it
             self._end_reservation(previous)
         self.reservations[reservation.reservation_id] = reservation
+        reservation.timer = trio.CancelScope()  # so that ending it before its wait starts counts
         assert self._nursery is not None
         self._nursery.start_soon(self._expire, reservation)
 
@@ -1188,38 +1158,6 @@ class SimulatedChargePoint:
 
         self._later(report)
         return {"status": "Accepted"}
-
-    def _reservable(self, connector_id: int, replaced: Reservation | None) -> str:
-        """ReserveNow's answer from the connectors' state (``replaced``: the reservation of
-        the same id, which the new one may take the place of)."""
-
-        def taken(connector: Connector) -> bool:
-            held = self._reservation_on(connector.connector_id)
-            busy = connector.busy or connector.session is not None
-            return (
-                busy
-                or connector.status not in ("Available", "Reserved")
-                or (held is not None and held is not replaced)
-            )
-
-        if connector_id != 0:
-            connector = self.connectors[connector_id]
-            if connector.fault is not None:
-                return "Faulted"
-            if not connector.operative:
-                return "Unavailable"
-            return "Occupied" if taken(connector) else "Accepted"
-        connectors = list(self.connectors.values())
-        usable_now = [c for c in connectors if c.fault is None and c.operative]
-        free = [c for c in usable_now if not taken(c)]
-        anywhere = [
-            r for r in self.reservations.values() if r.connector_id == 0 and r is not replaced
-        ]
-        if len(free) > len(anywhere):
-            return "Accepted"
-        if usable_now:
-            return "Occupied"
-        return "Faulted" if any(c.fault is not None for c in connectors) else "Unavailable"
 
     async def _cancel_reservation(self, payload: Payload) -> Payload:
         reservation = self.reservations.get(payload["reservationId"])
@@ -1262,9 +1200,14 @@ class SimulatedChargePoint:
             others = held is not None and held.parent_id_tag is None and held.id_tag != id_tag
             return connector.operative and not others
 
-        fitting = [c for c in candidates if c is not None and fits(c)]
-        # the connector reserved for this tag first, else one nobody reserved
-        fitting.sort(key=lambda c: self._reservation_on(c.connector_id) is None)
+        def preference(connector: Connector) -> int:
+            held = self._reservation_on(connector.connector_id)
+            if held is None:
+                return 1
+            return 0 if held.id_tag == id_tag else 2  # for a parent's tags: maybe not this one
+
+        # the connector reserved for this tag first, then one nobody reserved
+        fitting = sorted((c for c in candidates if c is not None and fits(c)), key=preference)
         if not fitting:
             return {"status": "Rejected"}
         connector = fitting[0]
