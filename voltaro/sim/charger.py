@@ -126,8 +126,6 @@ TRIGGER_MESSAGES = frozenset(
         "StatusNotification",
     }
 )
-# The connector's own status while nothing happens on it, in the order they win.
-IDLE_STATUSES = ("Faulted", "Unavailable", "Reserved", "Available")
 
 
 class Offline(Exception):
