@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from tests.sim.helpers import REGISTRY, wait_for
 from voltaro.ocppj.endpoint import RpcEndpoint
 from voltaro.ocppj.frames import Payload
+from voltaro.sim import reservations
 from voltaro.sim.charger import ChargerOptions, SimulatedChargePoint
 from voltaro.sim.local_list import LocalAuthList
 from voltaro.sim.profiles import profile
@@ -436,6 +437,7 @@ async def test_a_connector_zero_reservation_keeps_one_connector_free(
     # connector 2 is the last free one: it is kept for the reservation
     assert not await charger.charge(2, "SECOND", seconds=60)
     assert await csms.call("ReserveNow", reserve(10, 0, "OTHER")) == {"status": "Occupied"}
+    assert await csms.call("ReserveNow", reserve(11, 2, "OTHER")) == {"status": "Occupied"}
     await start_session(nursery, charger, 2, "RESERVED")
     starts = csms.calls("StartTransaction")
     assert [(s["idTag"], s.get("reservationId")) for s in starts] == [
@@ -445,6 +447,66 @@ async def test_a_connector_zero_reservation_keeps_one_connector_free(
     assert charger.reservations == {}
     stop_session(charger, 1)
     stop_session(charger, 2)
+
+
+@dataclass
+class PlainConnector:
+    connector_id: int
+    status: str = "Available"
+    operative: bool = True
+    busy: bool = False
+    fault: str | None = None
+    session: object | None = None
+
+
+CONNECTOR_STATES = st.sampled_from(["Available", "Charging", "Faulted", "Unavailable"])
+
+
+def plain_connector(connector_id: int, state: str) -> PlainConnector:
+    connector = PlainConnector(connector_id, state)
+    if state == "Charging":
+        connector.busy, connector.session = True, object()
+    connector.fault = "GroundFailure" if state == "Faulted" else None
+    connector.operative = state != "Unavailable"
+    return connector
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(CONNECTOR_STATES, min_size=1, max_size=3),
+    st.lists(st.tuples(st.integers(0, 4), st.integers(1, 3)), max_size=6),
+)
+def test_accepted_reservations_never_overbook_the_connectors(
+    states: list[str], requests: list[tuple[int, int]]
+) -> None:
+    """Whatever is asked, what the rules accept leaves no connector held twice, one free
+    connector per connector-0 reservation, and a stranger never takes the last of those."""
+    connectors = {n: plain_connector(n, state) for n, state in enumerate(states, start=1)}
+    held: dict[int, reservations.Reservation] = {}
+    for number, (connector_id, reservation_id) in enumerate(requests):
+        if connector_id != 0 and connector_id not in connectors:
+            continue  # the charger answers Rejected before asking the rules
+        replaced = held.get(reservation_id)
+        status = reservations.reserve_now_status(held, connectors, connector_id, replaced)
+        if status != "Accepted":
+            continue
+        expiry = datetime.now(UTC) + timedelta(hours=1)
+        held[reservation_id] = reservations.Reservation(
+            reservation_id, connector_id, f"TAG{number}", None, expiry
+        )
+        if connector_id != 0:
+            connectors[connector_id].status = "Reserved"
+        if replaced is not None and replaced.connector_id not in (0, connector_id):
+            connectors[replaced.connector_id].status = "Available"
+        specific = [r.connector_id for r in held.values() if r.connector_id != 0]
+        assert len(specific) == len(set(specific))
+        zero = reservations.anywhere(held)
+        free = [c for c in connectors.values() if reservations.is_free(held, c)]
+        assert len(zero) <= len(free)
+        for connector in free:
+            allowed, used = reservations.admission(held, connectors, connector, "STRANGER", None)
+            assert used is None
+            assert allowed == (len(free) - 1 >= len(zero))
 
 
 # -- Local Auth List Management ---------------------------------------------------------------

@@ -114,9 +114,10 @@ def reserve_now_status(
 ) -> str:
     """ReserveNow's answer for ``connector_id`` (an existing connector, or 0) from the
     connectors' state; ``replaced``: the reservation of the same id, whose place the new one
-    may take. Section 5.13: Faulted, Unavailable, Occupied (also when reserved already),
-    else Accepted; for connector 0, Accepted while more connectors are free than connector-0
-    reservations hold."""
+    may take. Section 5.13: Faulted, Unavailable, Occupied (also when reserved already, or
+    when it is one of the connectors kept free for connector-0 reservations), else Accepted;
+    for connector 0, Accepted while more connectors are free than connector-0 reservations
+    hold."""
 
     def taken(connector: ConnectorState) -> bool:
         holder = held(reservations, connector.connector_id)
@@ -127,16 +128,18 @@ def reserve_now_status(
             or (holder is not None and holder is not replaced)
         )
 
+    sound = [c for c in connectors.values() if c.fault is None and c.operative]
+    free = [c for c in sound if not taken(c)]
+    others = [r for r in anywhere(reservations) if r is not replaced]
     if connector_id != 0:
         connector = connectors[connector_id]
         if connector.fault is not None:
             return "Faulted"
         if not connector.operative:
             return "Unavailable"
-        return "Occupied" if taken(connector) else "Accepted"
-    sound = [c for c in connectors.values() if c.fault is None and c.operative]
-    free = [c for c in sound if not taken(c)]
-    others = [r for r in anywhere(reservations) if r is not replaced]
+        if taken(connector) or len(free) - 1 < len(others):
+            return "Occupied"  # nor may it take a connector kept free for "any connector"
+        return "Accepted"
     if len(free) > len(others):
         return "Accepted"
     if sound:
