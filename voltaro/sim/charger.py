@@ -772,6 +772,8 @@ class SimulatedChargePoint:
             if connector.status != idle:
                 await self._send_status(number, idle)
             return False
+        if reservation is not None:
+            self._end_reservation(reservation)  # used: now, before it could expire meanwhile
         if connector.status != "Preparing":
             await self._send_status(number, "Preparing")
         power_w = 1000 * self.random.uniform(*self.profile.power_kw)
@@ -786,7 +788,6 @@ class SimulatedChargePoint:
         }
         if reservation is not None:
             start["reservationId"] = reservation.reservation_id
-            self._end_reservation(reservation)
         self._enqueue("StartTransaction", start, session.local_id)
         self.stats.sessions_started += 1
         await self._send_status(number, "Charging")
