@@ -190,12 +190,18 @@ async def test_offline_messages_are_queued_and_replayed_once(
     )
     async with trio.open_nursery() as chargers:
         charger = await start_charger(chargers, voltaro, cp, sim_profile=sim_profile, stats=stats)
+        # TAG-B is on no local list and in no cache: offline it may charge only so
+        cs = voltaro.sessions.get(cp).endpoint
+        answer = await cs.call(
+            "ChangeConfiguration", {"key": "AllowOfflineTxForUnknownId", "value": "true"}
+        )
+        assert answer == {"status": "Accepted"}
         # session A starts online and ends offline (10 s meter interval / 100)
         chargers.start_soon(partial(charger.charge, 1, "TAG-A", seconds=300.0))
         await wait_for(lambda: stats.calls_of("MeterValues") >= 2)
         charger.network_down()
         await wait_for(lambda: not charger.registered)
-        # session B starts and ends while offline (authorized locally)
+        # session B starts and ends while offline (an unknown tag, allowed offline)
         assert await charger.charge(2, "TAG-B", seconds=200)
         await wait_for(lambda: charger.connectors[1].session is None)
         queued = len(charger.queue)

@@ -5,8 +5,8 @@ Rejected), reports the status of every connector, sends Heartbeats at the interv
 given, and charges: Authorize -> StartTransaction -> MeterValues every
 ``MeterValueSampleInterval`` with the energy register rising at the session's power ->
 StopTransaction, each step with its StatusNotification. It answers every Central-System
-initiated Core call (and TriggerMessage) as a charger would, from a real configuration key
-store.
+initiated call of the Core, Reservation, Local Auth List Management and Remote Trigger
+profiles as a charger would, from a real configuration key store.
 
 Transaction messages (StartTransaction, MeterValues of a transaction, StopTransaction) go
 through a queue that survives the connection: while offline they wait, and after the next
@@ -14,6 +14,54 @@ accepted boot they are sent in order, each with a new message id, the transactio
 Central System gave replacing the charger's local one. A transaction message answered with a
 CALLERROR is retried ``TransactionMessageAttempts`` times. Connections that fail or drop are
 retried with exponential back-off and jitter.
+
+What a charger does after answering a call (a triggered message, the StatusNotification of a
+reservation or an availability change, a remote start) starts once the answer has been sent
+(:attr:`RpcHooks.on_handled`), never before it: the Central System always reads the
+CALLRESULT first.
+
+Authorization. A tag is authorized with Authorize, or without asking when
+``LocalPreAuthorize`` is true and the local list (or the cache) holds it as Accepted. Offline,
+with ``LocalAuthorizeOffline``, a tag the local list (or else the cache) holds as Accepted and
+unexpired may charge, one it holds otherwise may not, and an unknown tag only with
+``AllowOfflineTxForUnknownId``; the transaction messages wait in the queue.
+
+Profiles a charger supports, per charger (:class:`ChargerOptions`): ``reservations`` (False:
+every ReserveNow is Rejected, as a charger configured not to take reservations),
+``reserve_connector_zero`` (the ``ReserveConnectorZeroSupported`` key), ``local_auth_list``
+(False: SendLocalList NotSupported, GetLocalListVersion -1), the list's limits
+``local_list_max_length`` and ``send_local_list_max_length`` (the ``LocalAuthListMaxLength`` and
+``SendLocalListMaxLength`` keys), and ``trigger_messages`` (the messages TriggerMessage may ask
+for; others are NotImplemented). ``SupportedFeatureProfiles`` says the same.
+
+State other code and tests may read (plain attributes of :class:`SimulatedChargePoint`; change
+them only through OCPP or the methods below):
+
+- ``local_list``: the :class:`~voltaro.sim.local_list.LocalAuthList` (``version``, and
+  ``entries``: id tag -> idTagInfo); ``auth_cache``: the Authorization Cache, likewise;
+- ``reservations``: reservation id -> :class:`~voltaro.sim.reservations.Reservation`
+  (``connector_id``, 0 for any connector, ``id_tag``, ``parent_id_tag``, ``expiry``);
+- ``connectors``: connector id -> :class:`Connector` (``status``, ``fault``, ``session``);
+- ``config``: the configuration keys; ``queue``: the transaction messages not yet answered.
+
+Reservations (OCPP 1.6 section 5.13): ReserveNow answers Faulted, Unavailable or Occupied
+after the connector (connector 0: after every connector, one must stay free for each
+connector-0 reservation), Rejected for a connector that does not exist, for connector 0
+without ``ReserveConnectorZeroSupported``, or an expiry already past; a reservation id the
+charger holds is replaced. A reserved connector reports Reserved and refuses every tag but the
+reserved one or one of the same parent id tag (looked up in the list or cache, else asked with
+Authorize); the StartTransaction of the tag that uses it carries its ``reservationId`` and ends
+it. It also ends at its ``expiryDate`` (wall-clock time, as the Central System reads it, not
+compressed by the profile's time scale), by CancelReservation, or when its connector becomes
+Unavailable or Faulted; the connector then reports what it is (Available, ...). A connector-0
+reservation changes no status. :meth:`SimulatedChargePoint.fault` and
+:meth:`~SimulatedChargePoint.repair` break and mend a connector.
+
+TriggerMessage (section 5.17): the connector id matters for MeterValues and StatusNotification
+only (a connector that does not exist: Rejected; none: every connector, and for
+StatusNotification the charger itself; 0: the charger itself, its meter the sum of the
+connectors'); for other messages it is ignored, as the specification says. A triggered
+MeterValues carries the running transaction's id, with context ``Trigger``.
 
 The charger speaks through :class:`voltaro.ocppj.endpoint.RpcEndpoint`, the same endpoint the
 server uses: inbound CALLs are schema-checked and answered in order, and our CALLs wait for
@@ -49,10 +97,14 @@ from voltaro.ocppj.endpoint import (
     ConnectionLost,
     InvalidResponse,
     RpcEndpoint,
+    RpcHooks,
 )
 from voltaro.ocppj.frames import Payload
 from voltaro.ocppj.validation import SchemaRegistry
+from voltaro.sim import reservations
+from voltaro.sim.local_list import AuthorizationCache, LocalAuthList, usable
 from voltaro.sim.profiles import Profile
+from voltaro.sim.reservations import Reservation
 from voltaro.sim.stats import FleetStats
 from voltaro.transport.websocket import HandshakeFailed, WebSocket, open_client
 
@@ -63,6 +115,17 @@ TRANSACTION_ACTIONS = frozenset({"StartTransaction", "MeterValues", "StopTransac
 DEFAULT_BOOT_RETRY = 30.0
 # A connection attempt that failed (HandshakeFailed, a refused handshake, is counted apart).
 CONNECT_FAILURES = (OSError, trio.TooSlowError, trio.BrokenResourceError, ChannelClosed)
+# Every requestedMessage of TriggerMessage in OCPP 1.6.
+TRIGGER_MESSAGES = frozenset(
+    {
+        "BootNotification",
+        "DiagnosticsStatusNotification",
+        "FirmwareStatusNotification",
+        "Heartbeat",
+        "MeterValues",
+        "StatusNotification",
+    }
+)
 
 
 class Offline(Exception):
@@ -140,9 +203,12 @@ class ConfigKey:
     kind: str = "string"  # "int", "bool", "csl" (comma separated list) or "string"
 
 
-def default_configuration(connectors: int, profile: Profile) -> dict[str, ConfigKey]:
+def default_configuration(options: ChargerOptions) -> dict[str, ConfigKey]:
+    """The configuration keys of a charger with ``options`` (its profiles' keys only when it
+    supports them), in name order."""
+    connectors, profile = options.connectors, options.profile
     heartbeat = profile.heartbeat_interval
-    return {
+    config = {
         "AllowOfflineTxForUnknownId": ConfigKey("false", kind="bool"),
         "AuthorizationCacheEnabled": ConfigKey("true", kind="bool"),
         "AuthorizeRemoteTxRequests": ConfigKey("false", kind="bool"),
@@ -164,17 +230,30 @@ def default_configuration(connectors: int, profile: Profile) -> dict[str, Config
         "StopTransactionOnInvalidId": ConfigKey("true", kind="bool"),
         "StopTxnAlignedData": ConfigKey("", kind="csl"),
         "StopTxnSampledData": ConfigKey("Energy.Active.Import.Register", kind="csl"),
-        "SupportedFeatureProfiles": ConfigKey(
-            "Core,RemoteTrigger,LocalAuthListManagement", readonly=True, kind="csl"
-        ),
         "TransactionMessageAttempts": ConfigKey("3", kind="int"),
         "TransactionMessageRetryInterval": ConfigKey("10", kind="int"),
         "UnlockConnectorOnEVSideDisconnect": ConfigKey("true", kind="bool"),
         "WebSocketPingInterval": ConfigKey("0", kind="int"),
-        "LocalAuthListEnabled": ConfigKey("false", kind="bool"),
-        "LocalAuthListMaxLength": ConfigKey("0", readonly=True, kind="int"),
-        "SendLocalListMaxLength": ConfigKey("0", readonly=True, kind="int"),
     }
+    profiles = ["Core"]
+    if options.local_auth_list:
+        profiles.append("LocalAuthListManagement")
+        config["LocalAuthListEnabled"] = ConfigKey("true", kind="bool")
+        config["LocalAuthListMaxLength"] = ConfigKey(
+            str(options.local_list_max_length), readonly=True, kind="int"
+        )
+        config["SendLocalListMaxLength"] = ConfigKey(
+            str(options.send_local_list_max_length), readonly=True, kind="int"
+        )
+    if options.reservations:
+        profiles.append("Reservation")
+        config["ReserveConnectorZeroSupported"] = ConfigKey(
+            "true" if options.reserve_connector_zero else "false", readonly=True, kind="bool"
+        )
+    if options.trigger_messages:
+        profiles.append("RemoteTrigger")
+    config["SupportedFeatureProfiles"] = ConfigKey(",".join(profiles), readonly=True, kind="csl")
+    return dict(sorted(config.items()))
 
 
 # -- state ----------------------------------------------------------------------------------
@@ -184,6 +263,7 @@ def default_configuration(connectors: int, profile: Profile) -> dict[str, Config
 class Session:
     id_tag: str
     local_id: int
+    power_w: float = 0.0
     stop_reason: str | None = None
     stopped: trio.Event = field(default_factory=trio.Event)
     done: trio.Event = field(default_factory=trio.Event)
@@ -203,6 +283,8 @@ class Connector:
     energy_wh: float = 0.0
     session: Session | None = None
     busy: bool = False
+    fault: str | None = None
+    """The errorCode of the fault it has (see :meth:`SimulatedChargePoint.fault`)."""
 
 
 @dataclass
@@ -233,6 +315,19 @@ class ChargerOptions:
     vendor: str = "Voltaro"
     model: str = "Simulator"
     seed: int | None = None
+    reservations: bool = True
+    """Takes reservations (False: every ReserveNow is answered Rejected)."""
+    reserve_connector_zero: bool = True
+    """``ReserveConnectorZeroSupported``: a reservation may be for any connector."""
+    local_auth_list: bool = True
+    """Supports Local Auth List Management (False: SendLocalList NotSupported,
+    GetLocalListVersion -1)."""
+    local_list_max_length: int = 1000
+    """``LocalAuthListMaxLength``: the most tags the list may hold."""
+    send_local_list_max_length: int = 100
+    """``SendLocalListMaxLength``: the most entries one SendLocalList may carry."""
+    trigger_messages: frozenset[str] = TRIGGER_MESSAGES
+    """What TriggerMessage may ask for; other requested messages are NotImplemented."""
 
 
 # The flood's other nine sampled values never change: built once, shared by every message
@@ -285,7 +380,7 @@ class SimulatedChargePoint:
         self.registry = registry
         self.stats = stats or FleetStats()
         self.random = random.Random(options.seed if options.seed is not None else self.id)
-        self.config = default_configuration(options.connectors, options.profile)
+        self.config = default_configuration(options)
         self.connectors = {n: Connector(n) for n in range(1, options.connectors + 1)}
         self.status_zero = "Available"
         self.endpoint: RpcEndpoint | None = None
@@ -307,6 +402,11 @@ class SimulatedChargePoint:
         self._network.set()
         self.answered: list[str] = []
         """Actions of the CALLs the Central System made to us, in order."""
+        self.local_list = LocalAuthList()
+        self.auth_cache = AuthorizationCache()
+        self.reservations: dict[int, Reservation] = {}
+        self._after_answer: list[Callable[[], Awaitable[None]]] = []
+        """Work of the call being answered, to start once its answer is sent."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -413,12 +513,14 @@ class SimulatedChargePoint:
         self.stats.disconnects += 1
 
     async def _talk(self, websocket: WebSocket) -> None:
+        self._after_answer = []  # what an answer cut off by the last connection would start
         endpoint = RpcEndpoint(
             websocket,
             self.registry,
             self._handlers(),
             name=f"sim:{self.id}",
             call_timeout=self.options.call_timeout,
+            hooks=RpcHooks(on_handled=self._answered),
         )
         async with trio.open_nursery() as nursery:
 
@@ -505,11 +607,15 @@ class SimulatedChargePoint:
         self.stats.record_latency(action, time.perf_counter() - started)
         return answer
 
-    async def _send_status(self, connector_id: int, status: str, error: str = "NoError") -> None:
+    async def _send_status(self, connector_id: int, status: str) -> None:
+        error = "NoError"
         if connector_id == 0:
             self.status_zero = status
         else:
-            self.connectors[connector_id].status = status
+            connector = self.connectors[connector_id]
+            connector.status = status
+            if status == "Faulted":
+                error = connector.fault or "OtherError"
         if not self.registered:
             return  # every status is sent again after the next accepted boot
         payload = {
@@ -584,6 +690,7 @@ class SimulatedChargePoint:
                 self.stats.queued_replayed += 1
             if item.action == "StartTransaction":
                 self.transaction_ids[item.local_id] = int(answer["transactionId"])
+                self._remember(payload["idTag"], answer["idTagInfo"])
                 if answer["idTagInfo"]["status"] != "Accepted":
                     self._deauthorized.add(item.local_id)
                     for connector in self.connectors.values():
@@ -614,13 +721,13 @@ class SimulatedChargePoint:
             await self.online.wait()
             meter_interval = max(self._int_key("MeterValueSampleInterval"), 1)
             await trio.sleep(self.random.uniform(0, self._real(meter_interval)))
-            if not connector.busy and connector.operative:
+            if not connector.busy and connector.status == "Available":
                 await self.charge(connector.connector_id, self._tag_for(connector.connector_id))
         while True:
             gap = self.random.expovariate(rate / 86_400.0)
             await trio.sleep(self._real(gap))
-            if not self.ever_registered or connector.busy or not connector.operative:
-                continue
+            if not self.ever_registered or connector.busy or connector.status != "Available":
+                continue  # a driver goes elsewhere when the connector is not free
             await self.charge(connector.connector_id, self._tag_for(connector.connector_id))
 
     def _tag_for(self, connector_id: int) -> str:
@@ -637,9 +744,11 @@ class SimulatedChargePoint:
         seconds: float | None = None,
     ) -> bool:
         """Run one charging session on a connector (``seconds`` of simulated time, default
-        drawn from the profile). Returns False when it could not start."""
+        drawn from the profile). Returns False when it could not start: the connector is busy,
+        faulted or unavailable, the tag is not authorized, or a reservation holds the
+        connector (or the last free one) for another tag."""
         connector = self.connectors[connector_id]
-        if connector.busy:
+        if connector.busy or connector.fault is not None or not connector.operative:
             return False
         connector.busy = True
         try:
@@ -652,30 +761,38 @@ class SimulatedChargePoint:
         self, connector: Connector, id_tag: str, remote: bool, seconds: float | None
     ) -> bool:
         number = connector.connector_id
-        await self._send_status(number, "Preparing")
-        authorize = not remote or self.config["AuthorizeRemoteTxRequests"].value == "true"
-        if authorize and not await self._authorize(id_tag):
+        # At a reserved connector the tag is read before the connector is taken: a refused tag
+        # leaves it Reserved (Preparing -> Reserved is no transition of section 4.9).
+        if self._reservation_on(number) is None:
+            await self._send_status(number, "Preparing")
+        admitted, reservation = await self._admit(connector, id_tag, remote)
+        if not admitted:
             self.stats.sessions_refused += 1
-            await self._send_status(number, "Available")
+            idle = self._idle_status(connector)
+            if connector.status != idle:
+                await self._send_status(number, idle)
             return False
-        session = Session(id_tag, next(self._local_ids))
+        if reservation is not None:
+            self._end_reservation(reservation)  # used: now, before it could expire meanwhile
+        if connector.status != "Preparing":
+            await self._send_status(number, "Preparing")
+        power_w = 1000 * self.random.uniform(*self.profile.power_kw)
+        session = Session(id_tag, next(self._local_ids), power_w)
         connector.session = session
         meter_start = int(connector.energy_wh)
-        self._enqueue(
-            "StartTransaction",
-            {
-                "connectorId": number,
-                "idTag": id_tag,
-                "meterStart": meter_start,
-                "timestamp": _now(),
-            },
-            session.local_id,
-        )
+        start: Payload = {
+            "connectorId": number,
+            "idTag": id_tag,
+            "meterStart": meter_start,
+            "timestamp": _now(),
+        }
+        if reservation is not None:
+            start["reservationId"] = reservation.reservation_id
+        self._enqueue("StartTransaction", start, session.local_id)
         self.stats.sessions_started += 1
         await self._send_status(number, "Charging")
         if seconds is None:
             seconds = max(60.0, self.random.expovariate(1 / max(self.profile.session_seconds, 1)))
-        power_w = 1000 * self.random.uniform(*self.profile.power_kw)
         deadline = trio.current_time() + self._real(seconds)
         last = next_sample = trio.current_time()
         while True:
@@ -715,17 +832,137 @@ class SimulatedChargePoint:
         if connector.scheduled_operative is not None:
             connector.operative = connector.scheduled_operative
             connector.scheduled_operative = None
-        await self._send_status(number, "Available" if connector.operative else "Unavailable")
+        await self._send_status(number, self._idle_status(connector))
         return True
 
-    async def _authorize(self, id_tag: str) -> bool:
+    # -- authorization --------------------------------------------------------------------
+
+    async def _admit(
+        self, connector: Connector, id_tag: str, remote: bool
+    ) -> tuple[bool, Reservation | None]:
+        """Whether ``id_tag`` may start on ``connector``, and the reservation it uses."""
+        held = self._reservation_on(connector.connector_id)
+        if held is not None and held.parent_id_tag is None and id_tag != held.id_tag:
+            return False, None  # no answer about the tag could change that
+        asked = not remote or self._flag("AuthorizeRemoteTxRequests")
+        info = await self._authorize(id_tag) if asked else {"status": "Accepted"}
+        if info is None:
+            return False, None
+        parent = info.get("parentIdTag") or self._parent_of(id_tag)
+        if parent is None and not asked and reservations.needs_parent(self.reservations, id_tag):
+            # a reservation for a parent: a tag's parent comes from the Central System
+            info = await self._authorize(id_tag)
+            if info is None:
+                return False, None
+            parent = info.get("parentIdTag")
+        # read now: a reservation may have ended while the tag was being authorized
+        return reservations.admission(self.reservations, self.connectors, connector, id_tag, parent)
+
+    async def _authorize(self, id_tag: str) -> Payload | None:
+        """The tag's idTagInfo when it may charge, else None."""
+        local = self._local_info(id_tag)
+        if self._flag("LocalPreAuthorize") and usable(local):
+            return local
         try:
             answer = await self.call("Authorize", {"idTag": id_tag})
         except Offline:
-            return self.config["LocalAuthorizeOffline"].value == "true"
+            return self._offline_authorization(id_tag)
         except CallFailed:
-            return False
-        return bool(answer["idTagInfo"]["status"] == "Accepted")
+            return None
+        info: Payload = answer["idTagInfo"]
+        self._remember(id_tag, info)
+        return info if info["status"] == "Accepted" else None
+
+    def _offline_authorization(self, id_tag: str) -> Payload | None:
+        local = self._local_info(id_tag)
+        if local is not None:
+            return local if self._flag("LocalAuthorizeOffline") and usable(local) else None
+        return {"status": "Accepted"} if self._flag("AllowOfflineTxForUnknownId") else None
+
+    def _local_info(self, id_tag: str) -> Payload | None:
+        """What the local list (it takes precedence) or else the cache holds of ``id_tag``."""
+        if self._local_list_enabled():
+            info = self.local_list.lookup(id_tag)
+            if info is not None:
+                return info
+        if self._flag("AuthorizationCacheEnabled"):
+            return self.auth_cache.lookup(id_tag)
+        return None
+
+    def _parent_of(self, id_tag: str) -> str | None:
+        info = self._local_info(id_tag)
+        return None if info is None else info.get("parentIdTag")
+
+    def _remember(self, id_tag: str, info: Payload) -> None:
+        """Keep the Central System's answer about a tag in the cache (not a listed tag's)."""
+        listed = self._local_list_enabled() and self.local_list.lookup(id_tag) is not None
+        if self._flag("AuthorizationCacheEnabled") and not listed:
+            self.auth_cache.remember(id_tag, info)
+
+    def _local_list_enabled(self) -> bool:
+        return self.options.local_auth_list and self._flag("LocalAuthListEnabled")
+
+    def _flag(self, key: str) -> bool:
+        config = self.config.get(key)
+        return config is not None and config.value == "true"
+
+    # -- reservations ---------------------------------------------------------------------
+
+    def _reservation_on(self, connector_id: int) -> Reservation | None:
+        return reservations.held(self.reservations, connector_id)
+
+    def _idle_status(self, connector: Connector) -> str:
+        if connector.fault is not None:
+            return "Faulted"
+        if not connector.operative:
+            return "Unavailable"
+        if self._reservation_on(connector.connector_id) is not None:
+            return "Reserved"
+        return "Available"
+
+    def _end_reservation(self, reservation: Reservation) -> None:
+        """Forget a reservation (used, cancelled, replaced or expired); its connector's status
+        is the caller's to report."""
+        if self.reservations.get(reservation.reservation_id) is reservation:
+            del self.reservations[reservation.reservation_id]
+        if reservation.timer is not None:
+            reservation.timer.cancel()
+
+    async def _expire(self, reservation: Reservation) -> None:
+        assert reservation.timer is not None
+        with reservation.timer:
+            await trio.sleep(max(0.0, reservation.seconds_left()))
+        if reservation.timer.cancelled_caught:
+            return  # it ended otherwise
+        self._end_reservation(reservation)
+        await self._show_idle(reservation.connector_id)
+
+    async def _show_idle(self, connector_id: int) -> None:
+        """Report an idle connector's status when it changed (a session reports its own)."""
+        if connector_id == 0:
+            return
+        connector = self.connectors[connector_id]
+        idle = self._idle_status(connector)
+        if not connector.busy and connector.status != idle:
+            await self._send_status(connector_id, idle)
+
+    async def fault(self, connector_id: int, error_code: str = "GroundFailure") -> None:
+        """Break a connector (``error_code``: a ChargePointErrorCode): it reports Faulted, its
+        reservation ends, and a session on it stops (reason Other)."""
+        connector = self.connectors[connector_id]
+        connector.fault = error_code
+        held = self._reservation_on(connector_id)
+        if held is not None:
+            self._end_reservation(held)
+        if connector.session is not None:
+            connector.session.stop("Other")  # the session reports Faulted as it ends
+        elif not connector.busy:
+            await self._send_status(connector_id, "Faulted")
+
+    async def repair(self, connector_id: int) -> None:
+        """Mend a connector broken by :meth:`fault`."""
+        self.connectors[connector_id].fault = None
+        await self._show_idle(connector_id)
 
     def _sample(self, energy_wh: float, power_w: float) -> Payload:
         values: list[Payload] = []
@@ -763,20 +1000,28 @@ class SimulatedChargePoint:
         return None
 
     def _later(self, work: Callable[[], Awaitable[None]]) -> None:
-        """Do ``work`` just after the current CALL is answered (as a charger does)."""
+        """Do ``work`` once the answer to the CALL being handled has been sent (as a charger
+        does: the Central System reads the answer before what follows from it)."""
+        self._after_answer.append(work)
 
-        async def run() -> None:
-            await trio.sleep(0.02)
-            with contextlib.suppress(Offline, CallFailed):
-                await work()
-
+    def _answered(self, action: str, outcome: str, seconds: float) -> None:
+        """The endpoint sent an answer (the endpoint answers one CALL at a time, so the work
+        waiting is that CALL's): start its work, in the charger's nursery, so that work that
+        reconnects (a Reset) does not cancel itself."""
+        work, self._after_answer = self._after_answer, []
         assert self._nursery is not None
-        self._nursery.start_soon(run)
+        for item in work:
+            self._nursery.start_soon(self._run_later, item)
+
+    async def _run_later(self, work: Callable[[], Awaitable[None]]) -> None:
+        with contextlib.suppress(Offline, CallFailed):
+            await work()
 
     # -- Central-System-initiated calls -------------------------------------------------------
 
     def _handlers(self) -> dict[str, Callable[[Payload], Awaitable[Payload]]]:
         handlers: dict[str, Callable[[Payload], Awaitable[Payload]]] = {
+            "CancelReservation": self._cancel_reservation,
             "ChangeAvailability": self._change_availability,
             "ChangeConfiguration": self._change_configuration,
             "ClearCache": self._clear_cache,
@@ -785,7 +1030,9 @@ class SimulatedChargePoint:
             "GetLocalListVersion": self._get_local_list_version,
             "RemoteStartTransaction": self._remote_start,
             "RemoteStopTransaction": self._remote_stop,
+            "ReserveNow": self._reserve_now,
             "Reset": self._reset,
+            "SendLocalList": self._send_local_list,
             "TriggerMessage": self._trigger_message,
             "UnlockConnector": self._unlock_connector,
         }
@@ -820,13 +1067,17 @@ class SimulatedChargePoint:
             elif connector.operative != operative:
                 connector.operative = operative
                 changed.append(connector.connector_id)
-        if connector_id == 0:
-            changed.insert(0, 0)
+        if not operative:
+            # a connector out of service holds no reservation; nor does a charger
+            for reservation in list(self.reservations.values()):
+                if reservation.connector_id in changed or connector_id == 0:
+                    self._end_reservation(reservation)
 
         async def report() -> None:
-            status = "Available" if operative else "Unavailable"
+            if connector_id == 0:
+                await self._send_status(0, "Available" if operative else "Unavailable")
             for number in changed:
-                await self._send_status(number, status)
+                await self._show_idle(number)
 
         self._later(report)
         return {"status": "Scheduled" if scheduled else "Accepted"}
@@ -847,13 +1098,77 @@ class SimulatedChargePoint:
         return {"status": "Accepted"}
 
     async def _clear_cache(self, payload: Payload) -> Payload:
+        self.auth_cache.clear()
         return {"status": "Accepted"}
 
     async def _data_transfer(self, payload: Payload) -> Payload:
         return {"status": "UnknownVendorId"}
 
     async def _get_local_list_version(self, payload: Payload) -> Payload:
-        return {"listVersion": 0}
+        if not self._local_list_enabled():
+            return {"listVersion": -1}
+        return {"listVersion": self.local_list.reported_version()}
+
+    async def _send_local_list(self, payload: Payload) -> Payload:
+        if not self._local_list_enabled():
+            return {"status": "NotSupported"}
+        status = self.local_list.update(
+            payload,
+            max_send=self._int_key("SendLocalListMaxLength"),
+            max_length=self._int_key("LocalAuthListMaxLength"),
+        )
+        if status == "Accepted":
+            for id_tag in self.local_list.entries:  # the list takes precedence over the cache
+                self.auth_cache.entries.pop(id_tag, None)
+        return {"status": status}
+
+    async def _reserve_now(self, payload: Payload) -> Payload:
+        connector_id: int = payload["connectorId"]
+        if not self.options.reservations:
+            return {"status": "Rejected"}
+        if connector_id == 0 and not self._flag("ReserveConnectorZeroSupported"):
+            return {"status": "Rejected"}
+        if connector_id != 0 and connector_id not in self.connectors:
+            return {"status": "Rejected"}
+        try:
+            reservation = Reservation.from_request(payload)
+        except ValueError:
+            return {"status": "Rejected"}
+        if reservation.seconds_left() <= 0:
+            return {"status": "Rejected"}
+        previous = self.reservations.get(reservation.reservation_id)
+        status = reservations.reserve_now_status(
+            self.reservations, self.connectors, connector_id, previous
+        )
+        if status != "Accepted":
+            return {"status": status}
+        if previous is not None:  # the same id: the new reservation replaces it
+            self._end_reservation(previous)
+        self.reservations[reservation.reservation_id] = reservation
+        reservation.timer = trio.CancelScope()  # so that ending it before its wait starts counts
+        assert self._nursery is not None
+        self._nursery.start_soon(self._expire, reservation)
+
+        async def report() -> None:
+            if previous is not None and previous.connector_id != connector_id:
+                await self._show_idle(previous.connector_id)
+            if self.reservations.get(reservation.reservation_id) is reservation:
+                await self._show_idle(connector_id)
+
+        self._later(report)
+        return {"status": "Accepted"}
+
+    async def _cancel_reservation(self, payload: Payload) -> Payload:
+        reservation = self.reservations.get(payload["reservationId"])
+        if reservation is None:
+            return {"status": "Rejected"}
+        self._end_reservation(reservation)
+
+        async def report() -> None:
+            await self._show_idle(reservation.connector_id)
+
+        self._later(report)
+        return {"status": "Accepted"}
 
     async def _get_configuration(self, payload: Payload) -> Payload:
         wanted: list[str] | None = payload.get("key")
@@ -871,15 +1186,31 @@ class SimulatedChargePoint:
 
     async def _remote_start(self, payload: Payload) -> Payload:
         wanted = payload.get("connectorId")
+        id_tag: str = payload["idTag"]
         candidates = (
             [self.connectors.get(int(wanted))] if wanted is not None else self.connectors.values()
         )
-        chosen = next((c for c in candidates if c is not None and not c.busy and c.operative), None)
-        if chosen is None:
+
+        def fits(connector: Connector) -> bool:
+            if connector.busy or connector.fault is not None:
+                return False
+            held = self._reservation_on(connector.connector_id)
+            # a tag of the reservation's parent is only known to fit once authorized
+            others = held is not None and held.parent_id_tag is None and held.id_tag != id_tag
+            return connector.operative and not others
+
+        def preference(connector: Connector) -> int:
+            held = self._reservation_on(connector.connector_id)
+            if held is None:
+                return 1
+            return 0 if held.id_tag == id_tag else 2  # for a parent's tags: maybe not this one
+
+        # the connector reserved for this tag first, then one nobody reserved
+        fitting = sorted((c for c in candidates if c is not None and fits(c)), key=preference)
+        if not fitting:
             return {"status": "Rejected"}
-        connector = chosen
+        connector = fitting[0]
         connector.busy = True  # taken now: a second RemoteStart gets Rejected
-        id_tag: str = payload["idTag"]
 
         async def start() -> None:
             connector.busy = False
@@ -916,14 +1247,25 @@ class SimulatedChargePoint:
 
     async def _trigger_message(self, payload: Payload) -> Payload:
         requested: str = payload["requestedMessage"]
+        if requested not in self.options.trigger_messages:
+            return {"status": "NotImplemented"}
         connector_id: int | None = payload.get("connectorId")
-        if connector_id is not None and connector_id != 0 and connector_id not in self.connectors:
+        # the connector id matters to these two only; for the others it is ignored (5.17)
+        relevant = requested in ("MeterValues", "StatusNotification")
+        if relevant and connector_id not in (None, 0, *self.connectors):
             return {"status": "Rejected"}
+        everyone = [0, *self.connectors]
+        numbers = everyone if connector_id is None else [connector_id]
         work: Callable[[], Awaitable[None]]
         if requested == "BootNotification":
 
             async def work() -> None:
-                await self.call("BootNotification", self._boot_payload())
+                answer = await self.call("BootNotification", self._boot_payload())
+                interval = int(answer["interval"])
+                accepted = answer["status"] == "Accepted"
+                if accepted and interval > 0 and self.profile.heartbeat_interval is None:
+                    self.config["HeartbeatInterval"].value = str(interval)
+                    self._changed_config()
 
         elif requested == "Heartbeat":
 
@@ -931,7 +1273,6 @@ class SimulatedChargePoint:
                 await self.call("Heartbeat", {})
 
         elif requested == "StatusNotification":
-            numbers = [connector_id] if connector_id is not None else [0, *self.connectors]
 
             async def work() -> None:
                 for number in numbers:
@@ -939,31 +1280,42 @@ class SimulatedChargePoint:
                     await self._send_status(number, status)
 
         elif requested == "MeterValues":
-            numbers = [connector_id] if connector_id else list(self.connectors)
+            if connector_id is None:
+                numbers = list(self.connectors)
 
             async def work() -> None:
                 for number in numbers:
-                    connector = self.connectors[number]
-                    sample = self._sample(connector.energy_wh, 0.0)
-                    sample["sampledValue"] = [
-                        {**v, "context": "Trigger"} for v in sample["sampledValue"]
-                    ]
-                    await self.call("MeterValues", {"connectorId": number, "meterValue": [sample]})
+                    await self.call("MeterValues", self._triggered_meter_values(number))
 
         elif requested == "DiagnosticsStatusNotification":
 
             async def work() -> None:
                 await self.call("DiagnosticsStatusNotification", {"status": "Idle"})
 
-        elif requested == "FirmwareStatusNotification":
+        else:  # FirmwareStatusNotification: no update is under way
 
             async def work() -> None:
                 await self.call("FirmwareStatusNotification", {"status": "Idle"})
 
-        else:
-            return {"status": "NotImplemented"}
         self._later(work)
         return {"status": "Accepted"}
+
+    def _triggered_meter_values(self, connector_id: int) -> Payload:
+        """A connector's meter now (connector 0: the charger's, the sum of its connectors'),
+        with the transaction id of a session running there when the Central System gave one."""
+        if connector_id == 0:
+            connectors = list(self.connectors.values())
+        else:
+            connectors = [self.connectors[connector_id]]
+        energy = sum(c.energy_wh for c in connectors)
+        power = sum(c.session.power_w for c in connectors if c.session is not None)
+        sample = self._sample(energy, power)
+        sample["sampledValue"] = [{**v, "context": "Trigger"} for v in sample["sampledValue"]]
+        payload: Payload = {"connectorId": connector_id, "meterValue": [sample]}
+        session = connectors[0].session if connector_id != 0 else None
+        if session is not None and session.local_id in self.transaction_ids:
+            payload["transactionId"] = self.transaction_ids[session.local_id]
+        return payload
 
     async def _unlock_connector(self, payload: Payload) -> Payload:
         connector = self.connectors.get(int(payload["connectorId"]))
