@@ -4,7 +4,10 @@ makes one) instead of answering "no charge points" from it."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,14 +18,21 @@ from voltaro.config import Settings
 
 
 @pytest.fixture
-def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty working directory and no database settings: the default ``./voltaro-data``."""
+def elsewhere(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty working directory and no database settings: the default ``./voltaro-data``.
+
+    Not in pytest's temporary tree: run as root, the embedded PostgreSQL runs as another
+    user, which must traverse the path to its data, and every pytest session that starts
+    (other test runs on the machine) makes that tree private again."""
     for name in ("VOLTARO_DATABASE_URL", "VOLTARO_DATA_DIR"):
         monkeypatch.delenv(name, raising=False)
-    workdir = tmp_path / "elsewhere"
+    top = Path(tempfile.mkdtemp(prefix="voltaro-cli-"))
+    workdir = top / "elsewhere"
     workdir.mkdir()
     monkeypatch.chdir(workdir)
-    return workdir
+    yield workdir
+    monkeypatch.undo()
+    shutil.rmtree(top, ignore_errors=True)
 
 
 def test_commands_refuse_to_create_an_embedded_database(
@@ -49,12 +59,12 @@ def test_commands_refuse_to_create_an_embedded_database(
 
 
 def test_a_data_dir_elsewhere_is_used_by_its_absolute_path(
-    elsewhere: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    elsewhere: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # a relative --data-dir that does not exist is named absolutely in the refusal
     assert cli.main(["chargepoint", "list", "--data-dir", "../server-data"]) == 2
-    assert f"no Voltaro database in {tmp_path / 'server-data'} " in capsys.readouterr().err
-    assert not (tmp_path / "server-data").exists()
+    assert f"no Voltaro database in {elsewhere.parent / 'server-data'} " in capsys.readouterr().err
+    assert not (elsewhere.parent / "server-data").exists()
 
 
 def test_a_database_url_is_named_without_its_password(
