@@ -152,10 +152,11 @@ def test_the_first_charging_session_runs_as_written(workdir: Path) -> None:
 
 
 # A charge point id in an example: the argument after `voltaro command ACTION` or
-# `voltaro chargepoint accept|remove|add`, or the path segment after /charge-points/.
+# `voltaro chargepoint accept|reject|remove|add` (not an option), or the path segment after
+# /charge-points/.
 NAMED = re.compile(
     r"voltaro command \w+ (?P<command>[^\s\\]+)"
-    r"|voltaro chargepoint (?:accept|remove|add) (?P<cli>[^\s\\]+)"
+    r"|voltaro chargepoint (?:accept|reject|remove|add) (?P<cli>[^\s\\-][^\s\\]*)"
     r"|/charge-points/(?P<url>[^/\s'\"?\\]+)"
 )
 
