@@ -87,7 +87,8 @@ def test_each_start_says_where_the_token_is_and_where_to_connect(
             )
             assert charger is not None, line
             hostname = socket.gethostname()
-            assert f"; from other machines ws://{hostname}:" in line
+            if hostname not in ("", "localhost"):  # a name other machines might know it by
+                assert f"; from other machines ws://{hostname}:" in line
             dashboard = re.search(r"; dashboard (http://127\.0\.0\.1:\d+/)$", line)
             assert dashboard is not None, line
 
