@@ -16,9 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 
 from tests.harness import RawCharger
+from voltaro.urls import charger_urls, reachable
 
 READY = re.compile(r"Voltaro is ready: (.*)")
 TOKEN_USAGE = re.compile(r"admin API token: in (\S+); .*Authorization: Bearer \$\(cat (\S+)\)")
@@ -112,3 +114,21 @@ def test_a_configured_token_is_named_not_shown(tmp_path: Path, database_url: str
         assert "from other machines" not in ready.group(1)  # one interface: its address
         assert re.match(r"chargers connect to ws://127\.0\.0\.1:\d+/ocpp/", ready.group(1))
     assert not (tmp_path / "voltaro-data" / "admin-token").exists()
+
+
+def test_bind_addresses_become_addresses_to_connect_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "gethostname", lambda: "depot-7")
+    assert charger_urls("0.0.0.0", 9000, tls=False) == (
+        "ws://127.0.0.1:9000/ocpp/{chargePointId}",
+        "ws://depot-7:9000/ocpp/{chargePointId}",
+    )
+    assert charger_urls("::", 9443, tls=True)[0] == "wss://[::1]:9443/ocpp/{chargePointId}"
+    assert charger_urls("10.0.0.5", 9000, tls=False) == (
+        "ws://10.0.0.5:9000/ocpp/{chargePointId}",
+        None,
+    )
+    monkeypatch.setattr(socket, "gethostname", lambda: "localhost")
+    assert charger_urls("0.0.0.0", 9000, tls=False)[1] is None
+    assert reachable("http://0.0.0.0:8080") == "http://127.0.0.1:8080"
+    assert reachable("http://[::]:8080") == "http://[::1]:8080"
+    assert reachable("http://192.168.1.2:8080") == "http://192.168.1.2:8080"
