@@ -22,7 +22,8 @@ that what the simulator measures is the server and not the simulator.
 Each run reports chargers connected, messages/s, p50/p95/p99 (overall and per action),
 errors, server CPU seconds (and the database's for Voltaro) and server RSS per connection.
 Results go to ``benchmarks/results/<timestamp>.json`` and ``.md``; ``--update-readme`` puts
-the table in README.md. Everything runs on loopback; each run is bounded by its duration.
+the table in ``benchmarks/README.md``. Everything runs on loopback; each run is bounded by its
+duration.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ READY = {
 }
 P99_LIMIT_MS = 200.0
 SERVER_OWN_FILES = 100  # files a server holds besides chargers: listeners, database, logs
+BENCHMARKS_README = ROOT / "benchmarks" / "README.md"  # where --update-readme puts the table
 README_START = "<!-- benchmarks:start -->"
 README_END = "<!-- benchmarks:end -->"
 
@@ -754,7 +756,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--quick", action="store_true", help="modest sizes, a few minutes")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--update-readme", action="store_true")
+    parser.add_argument(
+        "--update-readme", action="store_true", help="put the table in benchmarks/README.md"
+    )
     parser.add_argument(
         "--report", type=Path, default=None, help="rebuild the table of a results JSON; no run"
     )
@@ -769,7 +773,7 @@ def main(argv: list[str] | None = None) -> int:
         table = markdown(saved["results"], saved["meta"])
         print(table)
         if args.update_readme:
-            update_readme(table, ROOT / "README.md")
+            update_readme(table, BENCHMARKS_README)
         return 0
     if args.quick:
         args.throughput_seconds = min(args.throughput_seconds, 15.0)
@@ -816,7 +820,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(f"results: {args.out / f'{stamp}.json'}", file=sys.stderr)
     if args.update_readme:
-        update_readme(table, ROOT / "README.md")
+        update_readme(table, BENCHMARKS_README)
     return 0
 
 

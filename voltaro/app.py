@@ -35,6 +35,7 @@ from voltaro.transport.server import (
     OcppServer,
     ServerOptions,
 )
+from voltaro.urls import charger_urls, reachable
 from voltaro.worker_link import ParentLink
 
 log = logging.getLogger("voltaro")
@@ -293,14 +294,22 @@ async def run_server(settings: Settings) -> None:
             voltaro: Voltaro = await nursery.start(start_voltaro, settings)
             assert voltaro.server is not None
             nursery.start_soon(freeze_long_lived_objects)
-            log.info(
-                "Voltaro is ready: chargers connect to %s://%s:%d/ocpp/{chargePointId}",
-                "ws" if settings.tls_cert is None else "wss",
-                settings.ocpp_host,
-                voltaro.server.port,
-            )
+            log.info("Voltaro is ready: %s", ready_line(settings, voltaro.server.port, voltaro))
             await _stop_at_signal(signals, nursery.cancel_scope)
     log.info("Voltaro stopped")
+
+
+def ready_line(settings: Settings, port: int, voltaro: Voltaro, workers: str = "") -> str:
+    """What ``voltaro serve`` says once it is ready: the URL to give a charger (not the bind
+    address: ``0.0.0.0`` is no address to connect to) and the dashboard's. ``workers``:
+    ``" (N workers; admin API URL)"`` from the parent of several workers."""
+    here, elsewhere = charger_urls(settings.ocpp_host, port, tls=settings.tls_cert is not None)
+    line = f"chargers connect to {here}{workers}"
+    if elsewhere is not None:
+        line += f"; from other machines {elsewhere}"
+    if voltaro.admin_url is not None:
+        line += f"; dashboard {reachable(voltaro.admin_url)}/"
+    return line
 
 
 async def run_worker(settings: Settings, index: int, link_fd: int) -> None:

@@ -7,8 +7,14 @@ server hears of id tag changes and of removed charge points at once (LISTEN/NOTI
 closes a removed charger's connection), and of other charge point changes at that charger's
 next connection.
 
+Each command says on stderr which database it acts on (the URL without its password, or the
+embedded server's absolute data directory). Only ``voltaro db migrate`` creates an embedded
+database: the data directory is relative to where the command runs, and a command run from
+the wrong directory would otherwise act on a new, empty database nobody serves (answering
+"no charge points", adding id tags no charger is ever checked against).
+
 Each command is ``func(args, settings) -> exit code``: 0 done, 1 refused (unknown id, bad
-value), 2 database unavailable.
+value), 2 database unavailable (or no database where the settings point).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import getpass
 import io
 import sys
 import textwrap
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +49,7 @@ from voltaro.cli_import import (
 from voltaro.config import Settings
 from voltaro.store import Store, StoreUnavailable, migrate, open_store
 from voltaro.store.charge_points import ChargePointChange
+from voltaro.store.embedded import embedded_exists
 from voltaro.store.id_tags import IdTagChange
 from voltaro.store.store import database_url
 from voltaro.transport.handshake import charge_point_id_problem
@@ -200,7 +208,60 @@ def add_commands(subparsers: SubParsers) -> None:
 # ---- running an operation against the store ---------------------------------------------
 
 
+class NoDatabase(Exception):
+    """The settings point at an embedded database that does not exist (exit code 2)."""
+
+
+def which_database(settings: Settings, *, create: bool = False) -> str:
+    """Say on stderr which database the command uses, and return that description.
+
+    Raises :class:`NoDatabase` when it is an embedded one that does not exist yet, unless
+    ``create``.
+    """
+    if settings.database_url is not None:
+        where = f"database: {redacted_url(settings.database_url)}"
+    else:
+        data_dir = settings.data_dir.resolve()
+        if not create and not embedded_exists(data_dir):
+            raise NoDatabase(
+                f"no Voltaro database in {data_dir} (the data directory, VOLTARO_DATA_DIR,"
+                " default ./voltaro-data where the command runs). Run the command in the"
+                " directory where `voltaro serve` runs, or point it at the server's database:"
+                " VOLTARO_DATA_DIR=/path/to/voltaro-data (or --data-dir), or"
+                " VOLTARO_DATABASE_URL (or --database-url). To start a new database here:"
+                " `voltaro db migrate`"
+            )
+        where = f"database: embedded PostgreSQL in {data_dir}"
+    print(where, file=sys.stderr)
+    return where
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its password (in the user part or as a ``password`` parameter)."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        if ":" in user:
+            netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    query = urllib.parse.urlencode(
+        [
+            (key, "***" if key == "password" else value)
+            for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="*/",
+    )
+    # not urlunsplit: it drops the empty host of postgresql:///db?host=/socket/dir
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+
+
 def _run(settings: Settings, operation: Callable[[Store], Awaitable[None]]) -> int:
+    try:
+        which_database(settings)
+    except NoDatabase as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
     async def main() -> int:
         async with trio_asyncio.open_loop():
             try:
@@ -267,6 +328,8 @@ def _imported(total: int, noun: str, added: int, other: str) -> str:
 
 
 def db_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    which_database(settings, create=True)
+
     async def main() -> int:
         async with trio_asyncio.open_loop():
             try:

@@ -44,7 +44,7 @@ from collections.abc import Callable
 import trio
 import trio_asyncio
 
-from voltaro.app import Voltaro, start_admin_instance
+from voltaro.app import Voltaro, ready_line, start_admin_instance
 from voltaro.config import CannotStart, Settings, settings_env
 from voltaro.process_limits import raise_open_file_limit
 from voltaro.store.store import database_url
@@ -221,14 +221,9 @@ async def run_supervisor(settings: Settings) -> None:
                     await workers.start(pool.run)
                     for holder in holders:
                         holder.close()
+                    workers_note = f" ({settings.workers} workers; admin API {admin.admin_url})"
                     log.info(
-                        "Voltaro is ready: chargers connect to %s://%s:%d/ocpp/{chargePointId}"
-                        " (%d workers; admin API %s)",
-                        "ws" if settings.tls_cert is None else "wss",
-                        settings.ocpp_host,
-                        port,
-                        settings.workers,
-                        admin.admin_url,
+                        "Voltaro is ready: %s", ready_line(settings, port, admin, workers_note)
                     )
                     async for signum in signals:
                         log.info(

@@ -13,6 +13,9 @@ from tests.sim.helpers import base_url
 from tests.threaded import trio_in_thread
 from voltaro.cli import main
 from voltaro.config import Settings
+from voltaro.sim.charger import default_id_tag
+from voltaro.sim.cli import why_no_session
+from voltaro.sim.profiles import profile
 
 
 def last_json(out: str) -> dict[str, Any]:
@@ -44,6 +47,12 @@ def test_simulate_reports_json_and_fails_on_errors(
         assert refused["accepted"] == 0
         assert refused["protocol_errors"]["handshake:HTTP 404"] >= 2
 
+    # known chargers whose id tags are known: a session that starts is accepted; and a run
+    # so short that none was due yet is no failure
+    for charger in ("SIM-000001", "SIM-000002", "SIM-000003"):
+        for connector in (1, 2):
+            tag = default_id_tag(charger, connector)
+            assert main(["idtag", "add", tag, "--database-url", str(settings.database_url)]) == 0
     accept = dataclasses.replace(settings, unknown_chargers="accept")
     with trio_in_thread(lambda nursery: nursery.start(start_voltaro_with_loop, accept)) as voltaro:
         common[2] = base_url(voltaro)
@@ -68,3 +77,37 @@ def test_the_default_connect_window_fits_in_half_the_run() -> None:
     assert window("--duration", "15") == 7.5  # the stress profile's own window is 60 s
     assert window("--duration", "600") == 60.0
     assert window("--duration", "15", "--connect-window", "30") == 30.0  # as asked
+
+
+def test_a_run_that_could_not_charge_fails_and_says_why(
+    voltaro_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Chargers left Pending never charge: the run fails (exit 1) with the reason, where it
+    once ended "sessions 0 started" with exit code 0."""
+    settings = dataclasses.replace(
+        voltaro_settings, ocpp_host="127.0.0.1", ocpp_port=0, admin_port=0
+    )
+    assert settings.unknown_chargers == "pending"
+    with trio_in_thread(
+        lambda nursery: nursery.start(start_voltaro_with_loop, settings)
+    ) as voltaro:
+        argv = ["simulate", "--url", base_url(voltaro), "--duration", "1.5", "--quiet"]
+        argv += ["--profile", "stress", "--time-scale", "50", "--connect-window", "0.1"]
+        assert main([*argv, "--chargers", "2"]) == 1
+    out, err = capsys.readouterr()
+    assert "sessions          0 started" in out
+    assert "voltaro simulate: no session started: no charger was accepted" in err
+    assert "--unknown-chargers accept" in err
+
+
+def test_why_no_session() -> None:
+    stress, throughput = profile("stress"), profile("throughput")
+    ran = {"sessions_started": 0, "accepted": 2, "sessions_refused": 0}
+    assert why_no_session(ran, stress) is None  # none due yet: no fault of the server's
+    assert why_no_session({**ran, "sessions_started": 1, "sessions_refused": 3}, stress) is None
+    assert why_no_session({**ran, "accepted": 0}, throughput) is None  # charges never
+    refused = why_no_session({**ran, "sessions_refused": 3}, stress)
+    assert refused is not None and refused.startswith("3 refused")
+    assert "voltaro idtag add" in refused and "--id-tag" in refused
+    pending = why_no_session({**ran, "accepted": 0}, stress)
+    assert pending is not None and "voltaro chargepoint accept" in pending

@@ -110,7 +110,12 @@ def test_every_option_has_help() -> None:
 def test_at_the_normal_end_every_charger_closes_with_1000(
     voltaro: Voltaro, voltaro_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    for charger in range(1, 4):  # the tags the chargers charge with, known: sessions start
+        for connector in (1, 2):
+            tag = f"END-{charger:06d}-{connector}"
+            assert main(["idtag", "add", tag, "--database-url", voltaro_settings.database_url]) == 0
     argv = ["simulate", "--url", base_url(voltaro), "--duration", "2", "--chargers", "3"]
+    argv += ["--connectors", "2"]
     assert main([*argv, "--id-prefix", "END-", *QUICK]) == 0
     assert "chargers          3" in capsys.readouterr().out
     assert closes(voltaro_settings, "END-", 3) == ["disconnected: code 1000"] * 3

@@ -49,6 +49,7 @@ from voltaro.central.operations import Operations
 from voltaro.config import CannotStart, Settings
 from voltaro.store import StoreError
 from voltaro.transport.server import leaf_exceptions
+from voltaro.urls import reachable
 
 log = logging.getLogger(__name__)
 
@@ -256,4 +257,5 @@ async def run_admin_server(
         token.announce()
         url = binds[0] if binds else f"http://{host}:{settings.admin_port}"
         log.info("admin API on %s (docs: %s/api/docs; dashboard: %s/)", url, url, url)
+        log.info("%s", token.usage(reachable(url)))
         task_status.started(url)

@@ -170,7 +170,33 @@ def simulate(args: argparse.Namespace, settings: Settings | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    return 1 if summary["errors"] else 0
+    no_sessions = why_no_session(summary, options.profile)
+    if no_sessions is not None:
+        print(f"voltaro simulate: no session started: {no_sessions}", file=sys.stderr)
+    return 1 if summary["errors"] or no_sessions is not None else 0
+
+
+def why_no_session(summary: dict[str, Any], fleet_profile: Profile) -> str | None:
+    """Why a run whose profile charges started no session, when the Central System is the
+    reason (so the run failed: exit code 1); None when sessions started, the profile has
+    none, or none was due yet (a short run of a quiet profile)."""
+    if summary["sessions_started"] or fleet_profile.flood or fleet_profile.sessions_per_day <= 0:
+        return None
+    if summary["accepted"] == 0:
+        return (
+            "no charger was accepted (BootNotification answered Pending or Rejected, or"
+            " no connection): accept them (`voltaro chargepoint accept ID`, or `voltaro"
+            " chargepoint add ID` before they connect) or start the server with"
+            " --unknown-chargers accept"
+        )
+    if summary["sessions_refused"]:
+        return (
+            f"{summary['sessions_refused']} refused: the Central System did not accept the id"
+            " tags (unknown, blocked, expired or in use; by default each connector charges"
+            " with its own, SIM-000001-1 for connector 1 of SIM-000001): `voltaro idtag add`"
+            " them, or give known ones with --id-tag"
+        )
+    return None
 
 
 def url_problem(url: str) -> str | None:

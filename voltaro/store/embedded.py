@@ -69,6 +69,11 @@ _users: dict[Path, int] = {}
 _users_lock = threading.Lock()
 
 
+def embedded_exists(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds an embedded database (one :func:`start_embedded` made)."""
+    return (data_dir / "pg" / "PG_VERSION").is_file()
+
+
 def start_embedded(data_dir: Path) -> Any:
     """Start (or join) the embedded server in ``data_dir/pg``; blocking. Returns the handle."""
     data_dir.mkdir(parents=True, exist_ok=True)
