@@ -1,5 +1,6 @@
-"""Operator commands: ``voltaro db migrate``, ``voltaro chargepoint add|accept|list|remove``
-and ``voltaro idtag add|block|list|remove``.
+"""Operator commands: ``voltaro db migrate``, ``voltaro chargepoint add|accept|list|remove``,
+``voltaro idtag add|block|list|remove`` and ``voltaro account add|list|remove`` (the first
+operator accounts, without the API).
 
 They talk to the same database as ``voltaro serve`` (``VOLTARO_DATABASE_URL``, or the
 embedded server in ``VOLTARO_DATA_DIR``, which they share with a running server). A running
@@ -23,6 +24,7 @@ from typing import Any
 import trio
 import trio_asyncio
 
+from voltaro.central.accounts import MIN_PASSWORD, ROLES, Accounts, account_name_problem
 from voltaro.central.passwords import hash_password
 from voltaro.central.timestamps import BadTimestamp, read_timestamp
 from voltaro.config import Settings
@@ -120,6 +122,33 @@ def add_commands(subparsers: SubParsers) -> None:
     tag_remove = tag_commands.add_parser("remove", parents=[common], help="remove an id tag")
     tag_remove.add_argument("id_tag", metavar="ID_TAG")
     tag_remove.set_defaults(func=idtag_remove)
+
+    account = subparsers.add_parser("account", help="manage operator accounts")
+    account_commands = account.add_subparsers(
+        dest="account_command", metavar="COMMAND", required=True
+    )
+    account_add = account_commands.add_parser(
+        "add",
+        parents=[common],
+        help="add an operator account, or change an existing one's role or password",
+        description="Roles: viewer (reads), operator (also commands and id tags), admin "
+        "(also charge points and accounts).",
+    )
+    account_add.add_argument("name", metavar="NAME")
+    account_add.add_argument("--role", choices=ROLES, help="role (required for a new account)")
+    account_add.add_argument(
+        "--password",
+        help="dashboard password; '-' reads it (prompted on a terminal, else one line of stdin)",
+    )
+    account_add.set_defaults(func=account_add_command)
+    account_commands.add_parser(
+        "list", parents=[common], help="list operator accounts"
+    ).set_defaults(func=account_list)
+    account_remove = account_commands.add_parser(
+        "remove", parents=[common], help="remove an account, its sessions and its API tokens"
+    )
+    account_remove.add_argument("name", metavar="NAME")
+    account_remove.set_defaults(func=account_remove_command)
 
 
 # ---- running an operation against the store ---------------------------------------------
@@ -289,5 +318,58 @@ def idtag_remove(args: argparse.Namespace, settings: Settings) -> int:
         if not await store.id_tags.remove(args.id_tag):
             raise CommandError(f"no id tag {args.id_tag!r}")
         print(f"id tag {args.id_tag} removed")
+
+    return _run(settings, operation)
+
+
+def _read_password(prompt: str) -> str:
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def account_add_command(args: argparse.Namespace, settings: Settings) -> int:
+    problem = account_name_problem(args.name)
+    password: str | None = args.password
+    if password == "-":
+        password = _read_password(f"password for {args.name}: ")
+    if problem is None and password is not None and len(password) < MIN_PASSWORD:
+        problem = f"the password must have at least {MIN_PASSWORD} characters"
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+
+    async def operation(store: Store) -> None:
+        accounts = Accounts(store.accounts)
+        if args.role is None and await accounts.get(args.name) is None:
+            raise CommandError(f"account {args.name!r} is new: give it a --role")
+        added = await accounts.put(args.name, role=args.role, password=password)
+        record = await accounts.get(args.name)
+        assert record is not None  # just written
+        print(f"{'added' if added else 'updated'} account {args.name} ({record.role})")
+
+    return _run(settings, operation)
+
+
+def account_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def operation(store: Store) -> None:
+        records = await store.accounts.list_all()
+        if not records:
+            print("no accounts")
+            return
+        rows = [
+            [r.name, r.role, "yes" if r.password_hash else "no", _when(r.created_at)]
+            for r in records
+        ]
+        print(_table(["NAME", "ROLE", "PASSWORD", "CREATED"], rows))
+
+    return _run(settings, operation)
+
+
+def account_remove_command(args: argparse.Namespace, settings: Settings) -> int:
+    async def operation(store: Store) -> None:
+        if not await store.accounts.remove(args.name):
+            raise CommandError(f"no account {args.name!r}")
+        print(f"account {args.name} removed")
 
     return _run(settings, operation)

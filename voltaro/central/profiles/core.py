@@ -309,7 +309,14 @@ COMMANDS = (
         "Make a connector (0: the whole charger) operative or inoperative",
         (
             Field("connectorId", "Connector (0: whole charger)", "int", required=True, default="0"),
-            Field("type", "Type", "select", ("Inoperative", "Operative"), True),
+            Field(
+                "type",
+                "Type",
+                "select",
+                ("Inoperative", "Operative"),
+                True,
+                confirm=(("Inoperative", "Take it out of service? Nobody can charge there."),),
+            ),
         ),
     ),
     Command(
@@ -353,13 +360,20 @@ COMMANDS = (
                 "transactionId", "Transaction id", "int", required=True, suggest="activeTransaction"
             ),
         ),
+        confirm="Stop the transaction? The driver's charging ends.",
     ),
     Command(
         "Reset",
         "Reboot the charger",
         (Field("type", "Type", "select", ("Soft", "Hard"), True),),
+        confirm="Reset the charger? Charging on it stops while it reboots.",
     ),
-    Command("UnlockConnector", "Unlock a connector's cable", (CONNECTOR,)),
+    Command(
+        "UnlockConnector",
+        "Unlock a connector's cable",
+        (CONNECTOR,),
+        confirm="Unlock the connector? A cable in use comes loose.",
+    ),
 )
 
 CORE = Profile(
@@ -388,5 +402,6 @@ CORE = Profile(
         "0009_open_transactions_notify.sql",
         "0010_instances_and_commands.sql",
         "0011_charge_point_notify.sql",
+        "0014_operator_accounts.sql",
     ),
 )
