@@ -7,12 +7,13 @@ role, its audit record), so a page can offer only what the API allows, to whom i
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from quart import redirect, render_template, request
+from quart import redirect, render_template, request, session
 from quart_trio import QuartTrio
 
 from voltaro.admin.accounts_api import audit_json
@@ -23,6 +24,7 @@ from voltaro.central.operations import Operations
 from voltaro.store.audit import AuditFilter
 
 AUDIT_PER_PAGE = 50
+HANDOFFS = 100  # new tokens waiting to be shown (one per session that just made one)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,12 @@ def _form_text(form: Any, name: str) -> str:
 
 def mount_management_pages(app: QuartTrio, pages: Pages, operations: Operations) -> None:
     page, perform, try_action, who = pages.page, pages.perform, pages.try_action, pages.who
+    # A new token goes from the POST that made it to the page it redirects to, in memory,
+    # once: never in a cookie, a flash message or a URL, and a reload does not make another.
+    handoff: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def session_key() -> str:
+        return str(session.get("sid", ""))
 
     # ---- charge points: add, password, remove -----------------------------------------
 
@@ -124,7 +132,7 @@ def mount_management_pages(app: QuartTrio, pages: Pages, operations: Operations)
     @app.get("/accounts")
     @page
     async def accounts() -> Any:
-        return await accounts_page()
+        return await accounts_page(handoff.pop(session_key(), None))
 
     @app.post("/accounts")
     @page
@@ -169,8 +177,10 @@ def mount_management_pages(app: QuartTrio, pages: Pages, operations: Operations)
         except Problem as problem:
             await try_action(_raise(problem), "")
             return redirect("/accounts")
-        # Shown in this answer only: never put in a redirect, a cookie or a flash message.
-        return await accounts_page({"account": name, **made.body})
+        handoff[session_key()] = {"account": name, **made.body}
+        while len(handoff) > HANDOFFS:
+            handoff.popitem(last=False)
+        return redirect("/accounts")
 
     @app.post("/accounts/<name>/tokens/<int:token_id>/delete")
     @page

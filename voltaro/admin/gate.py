@@ -41,12 +41,13 @@ def unauthorized(detail: str) -> Problem:
     return problem
 
 
-def forbidden(who: Principal, op: Operation) -> Problem:
+def forbidden(who: Principal, op: Operation, path: dict[str, Any]) -> Problem:
     own = " (or to be that account)" if op.own_account else ""
     return Problem(
         403,
         "Forbidden",
-        f"{op.operation_id} needs the role {op.role}{own}; {who.name} has the role {who.role}",
+        f"{action_name(op, path)} needs the role {op.role}{own}; {who.name} has the role "
+        f"{who.role}",
         requiredRole=op.role,
     )
 
@@ -99,7 +100,7 @@ class Gate:
     async def perform(self, op: Operation, call: Request, who: Principal, via: str) -> Any:
         """Run ``op`` for ``who`` (see the module doc); ``via``: api or dashboard."""
         if not allowed(who, op, call.path):
-            raise forbidden(who, op)
+            raise forbidden(who, op, call.path)
         call.who = who
         if op.method == "GET":
             return await op.handler(call)
