@@ -159,7 +159,15 @@ async def status_notification(charger: Charger, payload: dict[str, Any]) -> dict
 
 
 async def authorize(charger: Charger, payload: dict[str, Any]) -> dict[str, Any]:
-    return {"idTagInfo": await charger.domain.authorizer.id_tag_info(payload["idTag"])}
+    info = await charger.domain.authorizer.id_tag_info(payload["idTag"])
+    if info["status"] != "Accepted":
+        log.info(
+            "charge point %s: Authorize refused id tag %s: %s",
+            charger.id,
+            payload["idTag"],
+            info["status"],
+        )
+    return {"idTagInfo": info}
 
 
 async def start_transaction(charger: Charger, payload: dict[str, Any]) -> dict[str, Any]:
@@ -180,6 +188,15 @@ async def start_transaction(charger: Charger, payload: dict[str, Any]) -> dict[s
         utc_now(),
     )
     if started.created:
+        if info["status"] != "Accepted":  # recorded all the same: it may have begun offline
+            log.info(
+                "charge point %s: StartTransaction with a refused id tag %s: %s (transaction"
+                " %d recorded)",
+                charger.id,
+                id_tag,
+                info["status"],
+                started.transaction_id,
+            )
         charger.domain.open_transactions.started(started.transaction_id, id_tag)
         charger.events.publish(
             TransactionStarted(
