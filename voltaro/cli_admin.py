@@ -9,7 +9,9 @@ closes a removed charger's connection), and of other charge point changes at tha
 next connection.
 
 Each command is ``func(args, settings) -> exit code``: 0 done, 1 refused (unknown id, bad
-value), 2 database unavailable.
+value), 2 database unavailable. Each change is written to the audit log as the API's would
+be, by ``cli:<login name>`` with the admin role (whoever can reach the database can do
+anything), through ``cli``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from voltaro.central.passwords import hash_password
 from voltaro.central.timestamps import BadTimestamp, read_timestamp
 from voltaro.config import Settings
 from voltaro.store import Store, StoreUnavailable, migrate, open_store
+from voltaro.store.audit import AuditEntry
 from voltaro.store.store import database_url
 from voltaro.transport.handshake import charge_point_id_problem
 
@@ -192,6 +195,37 @@ def _parse_expiry(text: str) -> datetime:
         raise CommandError(f"--expiry {text!r}: {why}; e.g. 2027-12-31T23:59:59Z") from None
 
 
+def _actor() -> str:
+    try:
+        return "cli:" + getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container's numeric user)
+        return "cli"
+
+
+async def _audit(
+    store: Store,
+    action: str,
+    effect: str,
+    *,
+    charge_point_id: str | None = None,
+    target: str | None = None,
+    request: dict[str, Any] | None = None,
+) -> None:
+    status = {"created": 201, "removed": 204}.get(effect, 200)
+    entry = AuditEntry(
+        actor=_actor(),
+        role="admin",
+        via="cli",
+        action=action,
+        charge_point_id=charge_point_id,
+        target=target,
+        request={k: v for k, v in (request or {}).items() if v is not None} or None,
+        status=status,
+        outcome={"effect": effect},
+    )
+    await store.audit.record(entry)
+
+
 # ---- commands ---------------------------------------------------------------------------
 
 
@@ -228,6 +262,16 @@ def chargepoint_add(args: argparse.Namespace, settings: Settings) -> int:
             args.id, status=args.status, password_hash=hashed, lenient=args.lenient
         )
         print(f"{'added' if added else 'updated'} charge point {args.id}")
+        request = {"registrationStatus": args.status, "lenient": args.lenient}
+        if hashed is not None:
+            request["password"] = "(redacted)"
+        await _audit(
+            store,
+            "putChargePoint",
+            "created" if added else "updated",
+            charge_point_id=args.id,
+            request=request,
+        )
 
     return _run(settings, operation)
 
@@ -237,6 +281,13 @@ def chargepoint_accept(args: argparse.Namespace, settings: Settings) -> int:
         if not await store.charge_points.set_status(args.id, "Accepted"):
             raise CommandError(f"no charge point {args.id!r}")
         print(f"charge point {args.id} accepted")
+        await _audit(
+            store,
+            "putChargePoint",
+            "updated",
+            charge_point_id=args.id,
+            request={"registrationStatus": "Accepted"},
+        )
 
     return _run(settings, operation)
 
@@ -272,6 +323,7 @@ def chargepoint_remove(args: argparse.Namespace, settings: Settings) -> int:
         if not await store.charge_points.remove(args.id):
             raise CommandError(f"no charge point {args.id!r}")
         print(f"charge point {args.id} removed")
+        await _audit(store, "deleteChargePoint", "removed", charge_point_id=args.id)
 
     return _run(settings, operation)
 
@@ -288,6 +340,9 @@ def idtag_add(args: argparse.Namespace, settings: Settings) -> int:
             args.id_tag, expiry_date=expiry, parent_id_tag=args.parent
         )
         print(f"{'added' if added else 'replaced'} id tag {args.id_tag}")
+        request = {"expiryDate": args.expiry, "parentIdTag": args.parent}
+        effect = "created" if added else "updated"
+        await _audit(store, "putIdTag", effect, target=args.id_tag, request=request)
 
     return _run(settings, operation)
 
@@ -297,6 +352,8 @@ def idtag_block(args: argparse.Namespace, settings: Settings) -> int:
         if not await store.id_tags.set_status(args.id_tag, "Blocked"):
             raise CommandError(f"no id tag {args.id_tag!r}")
         print(f"id tag {args.id_tag} blocked")
+        request = {"status": "Blocked"}
+        await _audit(store, "putIdTag", "updated", target=args.id_tag, request=request)
 
     return _run(settings, operation)
 
@@ -318,6 +375,7 @@ def idtag_remove(args: argparse.Namespace, settings: Settings) -> int:
         if not await store.id_tags.remove(args.id_tag):
             raise CommandError(f"no id tag {args.id_tag!r}")
         print(f"id tag {args.id_tag} removed")
+        await _audit(store, "deleteIdTag", "removed", target=args.id_tag)
 
     return _run(settings, operation)
 
@@ -347,6 +405,9 @@ def account_add_command(args: argparse.Namespace, settings: Settings) -> int:
         record = await accounts.get(args.name)
         assert record is not None  # just written
         print(f"{'added' if added else 'updated'} account {args.name} ({record.role})")
+        request = {"role": args.role, "password": None if password is None else "(redacted)"}
+        effect = "created" if added else "updated"
+        await _audit(store, "putAccount", effect, target=args.name, request=request)
 
     return _run(settings, operation)
 
@@ -371,5 +432,6 @@ def account_remove_command(args: argparse.Namespace, settings: Settings) -> int:
         if not await store.accounts.remove(args.name):
             raise CommandError(f"no account {args.name!r}")
         print(f"account {args.name} removed")
+        await _audit(store, "deleteAccount", "removed", target=args.name)
 
     return _run(settings, operation)

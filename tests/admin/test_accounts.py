@@ -259,3 +259,10 @@ def test_cli_account_add_then_sessions_are_revocable(
     assert httpx.get(live.base + "/api/v1/openapi.json").status_code == 401
     assert run_cli(live, "", "account", "remove", "first-admin", monkeypatch=monkeypatch) == 0
     assert api.get("/api/v1/accounts/first-admin").status_code == 404
+    by_cli = api.get("/api/v1/audit", params={"action": "putAccount"}).json()["items"]
+    cli_entry = next(e for e in by_cli if e["target"] == "first-admin")
+    assert cli_entry["actor"].startswith("cli") and cli_entry["via"] == "cli"
+    assert cli_entry["request"] == {"role": "admin", "password": "(redacted)"}
+    assert cli_entry["outcome"] == {"effect": "created"}
+    removed = api.get("/api/v1/audit", params={"action": "deleteAccount"}).json()["items"]
+    assert removed[0]["target"] == "first-admin" and removed[0]["via"] == "cli"

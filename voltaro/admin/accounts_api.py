@@ -101,7 +101,7 @@ ACCOUNT_SCHEMAS: JsonObject = {
             "at": DATE_TIME,
             "actor": {"type": "string", "description": "account name, or @admin-token"},
             "role": {"enum": list(ROLES)},
-            "via": {"enum": ["api", "dashboard"]},
+            "via": {"enum": ["api", "dashboard", "cli"]},
             "action": {"type": "string", "description": "the API operation, e.g. commandReset"},
             "chargePointId": N_STRING,
             "target": N_STRING,
