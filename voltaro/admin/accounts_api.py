@@ -235,9 +235,7 @@ class AccountsApi:
 
     async def end_sessions(self, request: Request) -> JsonObject:
         record = await self._account(request.path["name"])
-        ended = await self.operations.accounts.end_sessions(
-            Principal(record.name, record.role)  # type: ignore[arg-type]
-        )
+        ended = await self.operations.accounts.end_account_sessions(record.name)
         return {"ended": ended}
 
     async def list_tokens(self, request: Request) -> JsonObject:

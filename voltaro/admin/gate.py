@@ -6,8 +6,8 @@ operator action takes, from the API and from the dashboard alike.
 - :meth:`Gate.perform`: run an :class:`~voltaro.admin.spec.Operation` for a caller: its
   declared role is checked first (403 names the role needed), then the handler runs; an
   operation that changes something (every method but GET) is written to the audit log with
-  its outcome (the command's result or error, the PUT's or DELETE's effect) and logged at
-  INFO, before the caller is answered.
+  its outcome (the command's result or error, the PUT's or DELETE's effect, or the 403 of
+  an attempt the role did not allow) and logged at INFO, before the caller is answered.
 
 Error handling: an audit record that cannot be written (the database went away after the
 action was done) is logged as a warning and the caller still gets the action's answer:
@@ -100,7 +100,10 @@ class Gate:
     async def perform(self, op: Operation, call: Request, who: Principal, via: str) -> Any:
         """Run ``op`` for ``who`` (see the module doc); ``via``: api or dashboard."""
         if not allowed(who, op, call.path):
-            raise forbidden(who, op, call.path)
+            refusal = forbidden(who, op, call.path)
+            if op.method != "GET":  # who tried to change what they may not: worth keeping
+                await self._record(op, call, who, via, 403, refusal.document())
+            raise refusal
         call.who = who
         if op.method == "GET":
             return await op.handler(call)

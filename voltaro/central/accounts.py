@@ -147,6 +147,10 @@ class Accounts:
         """Sign ``principal`` out everywhere; the number of sessions ended."""
         return await self._repository.end_sessions(principal.account)
 
+    async def end_account_sessions(self, name: str) -> int:
+        """Sign the account ``name`` out everywhere; the number of sessions ended."""
+        return await self._repository.end_sessions(name)
+
     # ---- API tokens
 
     async def create_token(self, account: str, label: str) -> tuple[TokenRecord, str]:

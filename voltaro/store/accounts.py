@@ -111,7 +111,11 @@ class AccountRepository:
     # ---- sessions
 
     async def add_session(self, id_hash: str, account: str | None, expires_at: datetime) -> None:
+        """Record a new session; expired ones of anybody go (sign-ins are rare: the table
+        stays as small as the sessions alive)."""
+
         async def write(connection: Connection) -> None:
+            await connection.execute("DELETE FROM operator_sessions WHERE expires_at <= now()")
             await connection.execute(
                 "INSERT INTO operator_sessions (id_hash, account, expires_at) VALUES ($1, $2, $3)",
                 id_hash,
