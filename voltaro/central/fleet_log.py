@@ -13,6 +13,8 @@ Meter values and status changes are many per minute per charger: they stay out o
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from voltaro.central.domain_events import (
     Booted,
@@ -25,40 +27,59 @@ from voltaro.central.domain_events import (
 log = logging.getLogger("voltaro.fleet")
 
 
+def _booted(event: Booted) -> None:
+    log.info(
+        "charge point %s booted (%s %s): registration %s",
+        event.charge_point_id,
+        event.vendor,
+        event.model,
+        event.status,
+    )
+
+
+def _started(event: TransactionStarted) -> None:
+    log.info(
+        "charge point %s: transaction %d started on connector %d by id tag %s",
+        event.charge_point_id,
+        event.transaction_id,
+        event.connector_id,
+        event.id_tag,
+    )
+
+
+def _stopped(event: TransactionStopped) -> None:
+    log.info(
+        "charge point %s: transaction %d stopped (%s), meter %d Wh",
+        event.charge_point_id,
+        event.transaction_id,
+        event.reason,
+        event.meter_stop,
+    )
+
+
+def _call_error(event: CallErrorPassed) -> None:
+    log.info(
+        "charge point %s: CALLERROR %s %s on %s: %s",
+        event.charge_point_id,
+        event.code,
+        "received from it" if event.direction == "in" else "sent to it",
+        event.action or "an unknown action",
+        event.description or "(no description)",
+    )
+
+
+# By the event's exact class: one dict lookup is all a meter value event costs (the events
+# are final dataclasses; nothing subclasses them).
+_LINES: dict[type[DomainEvent], Callable[[Any], None]] = {
+    Booted: _booted,
+    TransactionStarted: _started,
+    TransactionStopped: _stopped,
+    CallErrorPassed: _call_error,
+}
+
+
 def log_event(event: DomainEvent) -> None:
     """An event bus listener (synchronous, never blocks beyond the log's own write)."""
-    if event.origin is not None:
-        return
-    if isinstance(event, Booted):
-        log.info(
-            "charge point %s booted (%s %s): registration %s",
-            event.charge_point_id,
-            event.vendor,
-            event.model,
-            event.status,
-        )
-    elif isinstance(event, TransactionStarted):
-        log.info(
-            "charge point %s: transaction %d started on connector %d by id tag %s",
-            event.charge_point_id,
-            event.transaction_id,
-            event.connector_id,
-            event.id_tag,
-        )
-    elif isinstance(event, TransactionStopped):
-        log.info(
-            "charge point %s: transaction %d stopped (%s), meter %d Wh",
-            event.charge_point_id,
-            event.transaction_id,
-            event.reason,
-            event.meter_stop,
-        )
-    elif isinstance(event, CallErrorPassed):
-        log.info(
-            "charge point %s: CALLERROR %s %s on %s: %s",
-            event.charge_point_id,
-            event.code,
-            "received from it" if event.direction == "in" else "sent to it",
-            event.action or "an unknown action",
-            event.description or "(no description)",
-        )
+    line = _LINES.get(type(event))
+    if line is not None and event.origin is None:
+        line(event)
