@@ -269,3 +269,27 @@ def test_cli_account_add_then_sessions_are_revocable(
     assert cli_entry["outcome"] == {"effect": "created"}
     removed = api.get("/api/v1/audit", params={"action": "deleteAccount"}).json()["items"]
     assert removed[0]["target"] == "first-admin" and removed[0]["via"] == "cli"
+
+
+def test_every_operation_declares_its_role_in_the_document(api: httpx.Client) -> None:
+    paths = api.get("/api/v1/openapi.json").json()["paths"]
+    roles = {
+        (method.upper(), path): op["x-required-role"]
+        for path, item in paths.items()
+        for method, op in item.items()
+    }
+    assert set(roles.values()) == {"viewer", "operator", "admin"}
+    assert all(
+        role == "viewer"
+        for (method, path), role in roles.items()
+        if method == "GET" and "/accounts" not in path
+    )
+    assert roles[("PUT", "/api/v1/charge-points/{chargePointId}")] == "admin"
+    assert roles[("POST", "/api/v1/charge-points/{chargePointId}/commands/Reset")] == "operator"
+    assert roles[("DELETE", "/api/v1/id-tags/{idTag}")] == "operator"
+    assert roles[("POST", "/api/v1/accounts/{name}/tokens")] == "admin"
+    for path, item in paths.items():
+        for method, op in item.items():
+            needed = op["x-required-role"]
+            assert f"Requires the role {needed}" in op["description"], (method, path)
+            assert ("403" in op["responses"]) == (needed != "viewer"), (method, path)
