@@ -99,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     worker = getattr(args, "internal_worker", None)
     configure_logging(
-        settings.log_level, None if worker is None else f"w{parse_link_argument(worker)[0]}"
+        settings.log_level,
+        None if worker is None else f"w{parse_link_argument(worker)[0]}",
+        settings.log_format,
     )
     try:
         exit_code: int = args.func(args, settings)

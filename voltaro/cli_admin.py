@@ -1,5 +1,6 @@
 """Operator commands: ``voltaro db migrate``, ``voltaro chargepoint
-add|accept|reject|import|list|remove`` and ``voltaro idtag add|block|unblock|import|list|remove``.
+add|accept|reject|import|list|remove``, ``voltaro idtag add|block|unblock|import|list|remove``
+and ``voltaro account add|list|remove`` (the first operator accounts, without the API).
 
 They talk to the same database as ``voltaro serve`` (``VOLTARO_DATABASE_URL``, or the
 embedded server in ``VOLTARO_DATA_DIR``, which they share with a running server). A running
@@ -14,7 +15,9 @@ the wrong directory would otherwise act on a new, empty database nobody serves (
 "no charge points", adding id tags no charger is ever checked against).
 
 Each command is ``func(args, settings) -> exit code``: 0 done, 1 refused (unknown id, bad
-value), 2 database unavailable (or no database where the settings point).
+value), 2 database unavailable (or no database where the settings point). Each change is
+written to the audit log as the API's would be, by ``cli:<login name>`` with the admin role
+(whoever can reach the database can do anything), through ``cli``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import trio
 import trio_asyncio
 
 from voltaro.admin.api import ID_TAG
+from voltaro.central.accounts import MIN_PASSWORD, ROLES, Accounts, account_name_problem
 from voltaro.central.passwords import hash_password
 from voltaro.central.timestamps import BadTimestamp, read_timestamp
 from voltaro.cli_import import (
@@ -48,6 +52,7 @@ from voltaro.cli_import import (
 )
 from voltaro.config import Settings
 from voltaro.store import Store, StoreUnavailable, migrate, open_store
+from voltaro.store.audit import AuditEntry
 from voltaro.store.charge_points import ChargePointChange
 from voltaro.store.embedded import embedded_exists
 from voltaro.store.id_tags import IdTagChange
@@ -204,6 +209,33 @@ def add_commands(subparsers: SubParsers) -> None:
     tag_remove.add_argument("id_tag", metavar="ID_TAG")
     tag_remove.set_defaults(func=idtag_remove)
 
+    account = subparsers.add_parser("account", help="manage operator accounts")
+    account_commands = account.add_subparsers(
+        dest="account_command", metavar="COMMAND", required=True
+    )
+    account_add = account_commands.add_parser(
+        "add",
+        parents=[common],
+        help="add an operator account, or change an existing one's role or password",
+        description="Roles: viewer (reads), operator (also commands and id tags), admin "
+        "(also charge points and accounts).",
+    )
+    account_add.add_argument("name", metavar="NAME")
+    account_add.add_argument("--role", choices=ROLES, help="role (required for a new account)")
+    account_add.add_argument(
+        "--password",
+        help="dashboard password; '-' reads it (prompted on a terminal, else one line of stdin)",
+    )
+    account_add.set_defaults(func=account_add_command)
+    account_commands.add_parser(
+        "list", parents=[common], help="list operator accounts"
+    ).set_defaults(func=account_list)
+    account_remove = account_commands.add_parser(
+        "remove", parents=[common], help="remove an account, its sessions and its API tokens"
+    )
+    account_remove.add_argument("name", metavar="NAME")
+    account_remove.set_defaults(func=account_remove_command)
+
 
 # ---- running an operation against the store ---------------------------------------------
 
@@ -324,6 +356,37 @@ def _imported(total: int, noun: str, added: int, other: str) -> str:
     return f"imported {total} {noun}{plural}: {added} added, {total - added} {other}"
 
 
+def _actor() -> str:
+    try:
+        return "cli:" + getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container's numeric user)
+        return "cli"
+
+
+async def _audit(
+    store: Store,
+    action: str,
+    effect: str,
+    *,
+    charge_point_id: str | None = None,
+    target: str | None = None,
+    request: dict[str, Any] | None = None,
+) -> None:
+    status = {"created": 201, "removed": 204}.get(effect, 200)
+    entry = AuditEntry(
+        actor=_actor(),
+        role="admin",
+        via="cli",
+        action=action,
+        charge_point_id=charge_point_id,
+        target=target,
+        request={k: v for k, v in (request or {}).items() if v is not None} or None,
+        status=status,
+        outcome={"effect": effect},
+    )
+    await store.audit.record(entry)
+
+
 # ---- commands ---------------------------------------------------------------------------
 
 
@@ -362,6 +425,16 @@ def chargepoint_add(args: argparse.Namespace, settings: Settings) -> int:
             args.id, status=args.status, password_hash=hashed, lenient=args.lenient
         )
         print(f"{'added' if added else 'updated'} charge point {args.id}")
+        request = {"registrationStatus": args.status, "lenient": args.lenient}
+        if hashed is not None:
+            request["password"] = "(redacted)"
+        await _audit(
+            store,
+            "putChargePoint",
+            "created" if added else "updated",
+            charge_point_id=args.id,
+            request=request,
+        )
 
     return _run(settings, operation)
 
@@ -380,6 +453,11 @@ async def _accept_all_pending(store: Store) -> None:
     if not accepted:
         print("no charge point is Pending")
         return
+    for charge_point_id in accepted:
+        request = {"registrationStatus": "Accepted"}
+        await _audit(
+            store, "putChargePoint", "updated", charge_point_id=charge_point_id, request=request
+        )
     print(f"accepted {len(accepted)} charge point{'s' if len(accepted) > 1 else ''}:")
     for charge_point_id in accepted:
         print(f"  {charge_point_id}")
@@ -394,6 +472,13 @@ def _set_registration(settings: Settings, charge_point_id: str, status: str) -> 
         if not await store.charge_points.set_status(charge_point_id, status):
             raise CommandError(f"no charge point {charge_point_id!r}")
         print(f"charge point {charge_point_id} {status.lower()}")
+        await _audit(
+            store,
+            "putChargePoint",
+            "updated",
+            charge_point_id=charge_point_id,
+            request={"registrationStatus": status},
+        )
 
     return _run(settings, operation)
 
@@ -417,6 +502,8 @@ def chargepoint_import(args: argparse.Namespace, settings: Settings) -> int:
     async def operation(store: Store) -> None:
         added = await store.charge_points.upsert_many(changes)
         print(_imported(len(changes), "charge point", added, "updated"))
+        request = {"rows": len(changes), "added": added}
+        await _audit(store, "importChargePoints", "updated", request=request)
 
     return _run(settings, operation)
 
@@ -452,6 +539,7 @@ def chargepoint_remove(args: argparse.Namespace, settings: Settings) -> int:
         if not await store.charge_points.remove(args.id):
             raise CommandError(f"no charge point {args.id!r}")
         print(f"charge point {args.id} removed")
+        await _audit(store, "deleteChargePoint", "removed", charge_point_id=args.id)
 
     return _run(settings, operation)
 
@@ -471,6 +559,9 @@ def idtag_add(args: argparse.Namespace, settings: Settings) -> int:
             args.id_tag, expiry_date=expiry, parent_id_tag=args.parent
         )
         print(f"{'added' if added else 'replaced'} id tag {args.id_tag}")
+        request = {"expiryDate": args.expiry, "parentIdTag": args.parent}
+        effect = "created" if added else "updated"
+        await _audit(store, "putIdTag", effect, target=args.id_tag, request=request)
 
     return _run(settings, operation)
 
@@ -480,6 +571,8 @@ def idtag_block(args: argparse.Namespace, settings: Settings) -> int:
         if not await store.id_tags.set_status(args.id_tag, "Blocked"):
             raise CommandError(f"no id tag {args.id_tag!r}")
         print(f"id tag {args.id_tag} blocked")
+        request = {"status": "Blocked"}
+        await _audit(store, "putIdTag", "updated", target=args.id_tag, request=request)
 
     return _run(settings, operation)
 
@@ -499,6 +592,8 @@ def idtag_unblock(args: argparse.Namespace, settings: Settings) -> int:
             )
         await store.id_tags.set_status(record.id_tag, "Accepted")
         print(f"id tag {record.id_tag} unblocked (Accepted)")
+        request = {"status": "Accepted"}
+        await _audit(store, "putIdTag", "updated", target=record.id_tag, request=request)
 
     return _run(settings, operation)
 
@@ -522,6 +617,8 @@ def idtag_import(args: argparse.Namespace, settings: Settings) -> int:
     async def operation(store: Store) -> None:
         added = await store.id_tags.upsert_many(changes)
         print(_imported(len(changes), "id tag", added, "replaced"))
+        request = {"rows": len(changes), "added": added}
+        await _audit(store, "importIdTags", "updated", request=request)
 
     return _run(settings, operation)
 
@@ -543,5 +640,63 @@ def idtag_remove(args: argparse.Namespace, settings: Settings) -> int:
         if not await store.id_tags.remove(args.id_tag):
             raise CommandError(f"no id tag {args.id_tag!r}")
         print(f"id tag {args.id_tag} removed")
+        await _audit(store, "deleteIdTag", "removed", target=args.id_tag)
+
+    return _run(settings, operation)
+
+
+def _read_password(prompt: str) -> str:
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def account_add_command(args: argparse.Namespace, settings: Settings) -> int:
+    problem = account_name_problem(args.name)
+    password: str | None = args.password
+    if password == "-":
+        password = _read_password(f"password for {args.name}: ")
+    if problem is None and password is not None and len(password) < MIN_PASSWORD:
+        problem = f"the password must have at least {MIN_PASSWORD} characters"
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+
+    async def operation(store: Store) -> None:
+        accounts = Accounts(store.accounts)
+        if args.role is None and await accounts.get(args.name) is None:
+            raise CommandError(f"account {args.name!r} is new: give it a --role")
+        added = await accounts.put(args.name, role=args.role, password=password)
+        record = await accounts.get(args.name)
+        assert record is not None  # just written
+        print(f"{'added' if added else 'updated'} account {args.name} ({record.role})")
+        request = {"role": args.role, "password": None if password is None else "(redacted)"}
+        effect = "created" if added else "updated"
+        await _audit(store, "putAccount", effect, target=args.name, request=request)
+
+    return _run(settings, operation)
+
+
+def account_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def operation(store: Store) -> None:
+        records = await store.accounts.list_all()
+        if not records:
+            print("no accounts")
+            return
+        rows = [
+            [r.name, r.role, "yes" if r.password_hash else "no", _when(r.created_at)]
+            for r in records
+        ]
+        print(_table(["NAME", "ROLE", "PASSWORD", "CREATED"], rows))
+
+    return _run(settings, operation)
+
+
+def account_remove_command(args: argparse.Namespace, settings: Settings) -> int:
+    async def operation(store: Store) -> None:
+        if not await store.accounts.remove(args.name):
+            raise CommandError(f"no account {args.name!r}")
+        print(f"account {args.name} removed")
+        await _audit(store, "deleteAccount", "removed", target=args.name)
 
     return _run(settings, operation)

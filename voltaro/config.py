@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from voltaro.logformat import LOG_FORMATS
 from voltaro.transport import accepting, websocket
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -166,6 +167,7 @@ class Settings:
     ping_interval: float = 60.0
     ping_timeout: float = 30.0
     log_level: str = "INFO"
+    log_format: str = "text"
     database_url: str | None = None
     data_dir: Path = Path("voltaro-data")
     unknown_chargers: str = "pending"
@@ -238,6 +240,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "ping_interval": _amount("seconds", zero="off"),
     "ping_timeout": _seconds,
     "log_level": _choice(LOG_LEVELS, upper=True),
+    "log_format": _choice(LOG_FORMATS),
     "database_url": _optional_text,
     "data_dir": Path,
     "unknown_chargers": _choice(UNKNOWN_CHARGER_POLICIES),

@@ -47,7 +47,7 @@ def test_document_describes_every_route(document: dict[str, Any]) -> None:
     assert reset["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ResetRequest"
     }
-    assert set(reset["responses"]) == {"200", "400", "401", "404", "409", "502", "504"}
+    assert set(reset["responses"]) == {"200", "400", "401", "403", "404", "409", "502", "504"}
     schemas = document["components"]["schemas"]
     assert schemas["ResetRequest"]["properties"]["type"]["enum"] == ["Hard", "Soft"]
     assert "$schema" not in schemas["ResetRequest"]

@@ -150,6 +150,7 @@ def test_detail_page_reset_shows_the_chargers_answer(
 
     reset = page.locator('form[data-action="Reset"]')
     reset.get_by_label("Type").select_option("Hard")
+    page.once("dialog", lambda dialog: dialog.accept())  # Reset asks first
     reset.get_by_role("button", name="Send Reset").click()
     expect(reset.locator("output.answer")).to_contain_text("Answer: Accepted")
     assert "Reset" in charger.received
@@ -170,6 +171,7 @@ def test_detail_page_reset_shows_the_chargers_answer(
 
     stop = page.locator('form[data-action="RemoteStopTransaction"]').first
     stop.get_by_label("Transaction id").fill("999")
+    page.once("dialog", lambda dialog: dialog.accept())
     stop.get_by_role("button").click()
     expect(stop.locator("output.answer")).to_contain_text("Answer: Rejected")
     expect(page.locator("#recent-messages")).to_contain_text("RemoteStopTransaction")
@@ -232,6 +234,7 @@ def test_remote_start_and_stop_show_the_transaction_and_its_chart(
     )
     shot(page, "06-charging")
 
+    page.once("dialog", lambda dialog: dialog.accept())
     stop_button.click()
     expect(connectors.locator('tr[data-connector="1"]')).to_contain_text("Available")
     expect(connectors).to_contain_text("None.")

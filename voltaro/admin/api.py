@@ -730,6 +730,7 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             "Create or update a charge point (registration status default Accepted)",
             api.put_charge_point,
             "charge points",
+            role="admin",
             path_params=(CHARGE_POINT_ID,),
             body=CHARGE_POINT_BODY,
             answers=(
@@ -747,6 +748,7 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             " of it is closed with 1008",
             api.delete_charge_point,
             "charge points",
+            role="admin",
             path_params=(CHARGE_POINT_ID,),
             answers=(Answer(204, "removed"), *AUTH_ANSWERS, MISSING),
         ),
@@ -790,6 +792,7 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             "Send an OCPP command",
             api.command,
             "commands",
+            role="operator",
             path_params=(
                 CHARGE_POINT_ID,
                 Param(
@@ -832,6 +835,7 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             "Create or replace an id tag",
             api.put_id_tag,
             "id tags",
+            role="operator",
             path_params=(ID_TAG,),
             body=ID_TAG_BODY,
             answers=(
@@ -848,6 +852,7 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             "Remove an id tag",
             api.delete_id_tag,
             "id tags",
+            role="operator",
             path_params=(ID_TAG,),
             answers=(Answer(204, "removed"), *AUTH_ANSWERS, MISSING),
         ),

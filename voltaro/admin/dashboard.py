@@ -1,18 +1,21 @@
 """The operator dashboard: server-rendered pages at ``/`` on the admin app, kept live by
 server-sent events (``/events``) fed from the central system's event bus.
 
-Sign-in is with the admin token; the session is a signed cookie (HttpOnly, SameSite=Strict)
-whose key is derived from the token, so changing the token signs everyone out. Every POST
-needs the session's CSRF token (form field ``csrf`` or header ``X-CSRF-Token``) and, when
-the browser sends one, a same-origin ``Origin``. The pages call the admin API's handlers
-(:class:`~voltaro.admin.api.AdminApi`) and its validating operations, and commands go
-through :func:`voltaro.admin.commands.send_command`: the dashboard adds no second path.
+Sign-in is with an operator account's name and password, or with the admin token (the
+bootstrap admin). The session lives in the database (``operator_sessions``: revocable, by
+signing out everywhere or by an admin); the cookie (HttpOnly, SameSite=Strict, signed with a
+key derived from the admin token) carries only its random id and the CSRF token. Every POST
+needs that CSRF token (form field ``csrf`` or header ``X-CSRF-Token``) and, when the browser
+sends one, a same-origin ``Origin``. Every action goes through the API's own operations and
+:meth:`voltaro.admin.gate.Gate.perform` (role check, audit record): the dashboard adds no
+second path, and no second set of rules.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -23,17 +26,22 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 import trio
-from quart import Response, flash, redirect, render_template, request, session
+from quart import Response, flash, g, redirect, render_template, request, session
 from quart_trio import QuartTrio
 
 from voltaro.admin import commands
 from voltaro.admin.api import ID_TAG_STATUSES, AdminApi
 from voltaro.admin.chart import transaction_chart
+from voltaro.admin.dashboard_admin import Pages, mount_management_pages
+from voltaro.admin.gate import Gate
 from voltaro.admin.spec import Operation, Problem, Request
+from voltaro.central.accounts import BOOTSTRAP, Principal, Role
 from voltaro.central.domain_events import event_json
 from voltaro.central.operations import Operations
 from voltaro.ocppj.dialect import OCPP16
 from voltaro.store.dashboard_queries import DashboardQueries
+
+log = logging.getLogger(__name__)
 
 SESSION_LIFETIME = timedelta(hours=12)
 ASSET_MAX_AGE = timedelta(days=7)  # assets are linked with ?v=<content hash>
@@ -115,9 +123,30 @@ def asset_versions() -> dict[str, str]:
     }
 
 
+class DashboardSessions:
+    """The dashboard's signed-in operator, for the admin app's other routes (the API's
+    OpenAPI document is served to a signed-in browser without a token)."""
+
+    def __init__(self, operations: Operations) -> None:
+        self._operations = operations
+
+    async def signed_in(self) -> Principal | None:
+        """Who this request's session cookie belongs to; None when signed out, expired or
+        revoked."""
+        session_id = session.get("sid")
+        if not isinstance(session_id, str) or not session_id:
+            return None
+        return await self._operations.accounts.session(session_id)
+
+
 def mount_dashboard(
-    app: QuartTrio, operations: Operations, api: AdminApi, ops: Sequence[Operation], token: str
-) -> None:
+    app: QuartTrio,
+    operations: Operations,
+    api: AdminApi,
+    ops: Sequence[Operation],
+    gate: Gate,
+    token: str,
+) -> DashboardSessions:
     """Add the dashboard's pages, actions, event stream and assets to the admin app."""
     app.secret_key = hmac.new(token.encode(), b"voltaro dashboard session", "sha256").hexdigest()
     app.config.update(
@@ -127,17 +156,31 @@ def mount_dashboard(
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
         SEND_FILE_MAX_AGE_DEFAULT=ASSET_MAX_AGE,
     )
-    signed_in_as = hashlib.sha256(b"voltaro dashboard " + token.encode()).hexdigest()[:32]
     by_id = {op.operation_id: op for op in ops}
     versions = asset_versions()
     bus = operations.events
+    sessions = DashboardSessions(operations)
 
     def queries() -> DashboardQueries:
         return operations.dashboard_queries
 
-    def is_signed_in() -> bool:
-        given = session.get("auth")
-        return isinstance(given, str) and hmac.compare_digest(given, signed_in_as)
+    def who() -> Principal:
+        """The signed-in operator of this request (set by :func:`page`)."""
+        principal: Principal = g.who
+        return principal
+
+    async def perform(operation_id: str, path: dict[str, Any], body: Any = None) -> Any:
+        """Run an API operation for the signed-in operator: its validation, its role check,
+        its audit record."""
+        op = by_id[operation_id]
+        values = op.validate_path(path)
+        if body is not None:
+            body = op.validate_body(body)
+        return await gate.perform(op, Request(values, {}, body), who(), "dashboard")
+
+    def may(role: Role) -> bool:
+        principal: Principal | None = g.get("who")
+        return principal is not None and principal.may(role)
 
     def check_origin() -> None:
         """Refuse a POST that the browser says comes from another site."""
@@ -158,7 +201,8 @@ def mount_dashboard(
 
         @wraps(view)
         async def wrapper(**kwargs: Any) -> Any:
-            if not is_signed_in():
+            g.who = await sessions.signed_in()
+            if g.who is None:
                 wants_json = request.headers.get("Accept", "").startswith("application/json")
                 if request.path == "/events" or wants_json:
                     raise Problem(401, "Unauthorized", "sign in first")
@@ -186,9 +230,12 @@ def mount_dashboard(
 
     @app.context_processor
     async def template_globals() -> dict[str, Any]:
+        principal: Principal | None = g.get("who")
         return {
             "csrf_token": session.get("csrf", ""),
-            "signed_in": is_signed_in(),
+            "signed_in": principal is not None,
+            "who": principal,
+            "may": may,
             "asset": lambda name: f"/static/{name}?v={versions.get(name, '0')}",
             "display_time": display_time,
             "energy_kwh": energy_kwh,
@@ -213,29 +260,55 @@ def mount_dashboard(
 
     @app.get("/login")
     async def dashboard_login_form() -> Any:
-        if is_signed_in():
+        if await sessions.signed_in() is not None:
             return redirect(local_path(request.args.get("next")))
         return await render_template("login.html", next=request.args.get("next", "/"))
+
+    async def sign_in_as(form: Mapping[str, str]) -> tuple[Principal | None, str]:
+        """Who the form's credentials prove, or None and why not."""
+        given = (form.get("token") or "").strip()
+        if given:
+            if hmac.compare_digest(given.encode(), token.encode()):
+                return BOOTSTRAP, ""
+            return None, "Wrong token."
+        name = (form.get("name") or "").strip()
+        password = form.get("password") or ""
+        if not name or not password:
+            return None, "Give an account's name and password, or the admin token."
+        principal = await operations.accounts.check_password(name, password)
+        return principal, "" if principal is not None else "Wrong name or password."
 
     @app.post("/login")
     async def dashboard_login() -> Any:
         check_origin()
         form = await request.form
-        given = (form.get("token") or "").strip().encode()
         target = local_path(form.get("next"))
-        if not hmac.compare_digest(given, token.encode()):
+        principal, why = await sign_in_as(form)
+        if principal is None:
             await trio.sleep(0.2)  # a little friction for guessing
-            body = await render_template("login.html", next=target, error="Wrong token.")
+            body = await render_template(
+                "login.html", next=target, error=why, name=form.get("name", "")
+            )
             return Response(body, status=401, content_type="text/html; charset=utf-8")
         session.clear()
         session.permanent = True
-        session["auth"] = signed_in_as
+        session["sid"] = await operations.accounts.start_session(principal, SESSION_LIFETIME)
         session["csrf"] = secrets.token_urlsafe(24)
+        log.info("operator %s (%s) signed in to the dashboard", principal.name, principal.role)
         return redirect(target)
 
     @app.post("/logout")
     @page
     async def logout() -> Any:
+        await operations.accounts.end_session(session["sid"])
+        session.clear()
+        return redirect("/login")
+
+    @app.post("/logout-everywhere")
+    @page
+    async def logout_everywhere() -> Any:
+        ended = await operations.accounts.end_sessions(who())
+        log.info("operator %s signed out of %d dashboard sessions", who().name, ended)
         session.clear()
         return redirect("/login")
 
@@ -296,9 +369,10 @@ def mount_dashboard(
     async def set_registration(charge_point_id: str) -> Any:
         form = await request.form
         status = form.get("registrationStatus", "")
-        body = by_id["putChargePoint"].validate_body({"registrationStatus": status})
         await try_action(
-            lambda: api.put_charge_point(Request({"chargePointId": charge_point_id}, {}, body)),
+            lambda: perform(
+                "putChargePoint", {"chargePointId": charge_point_id}, {"registrationStatus": status}
+            ),
             f"{charge_point_id}: registration {status}",
         )
         return redirect(local_path(form.get("next"), "/charge-points"))
@@ -319,6 +393,7 @@ def mount_dashboard(
             cp=detail,
             messages=list(reversed(recent["items"])),
             commands=list(operations.commands),
+            confirm_of={c.action: c.confirm for c in operations.commands if c.confirm},
             answer=answer,
         )
 
@@ -334,8 +409,8 @@ def mount_dashboard(
         wants_json = request.headers.get("Accept", "").startswith("application/json")
         try:
             payload = commands.command_payload(operations, action, dict(form))
-            answer: dict[str, Any] = await commands.send_command(
-                operations, charge_point_id, action, payload, None
+            answer: dict[str, Any] = await perform(
+                "command", {"chargePointId": charge_point_id, "action": action}, payload
             )
         except Problem as problem:
             if wants_json:
@@ -422,9 +497,7 @@ def mount_dashboard(
         )
 
     async def put_id_tag(id_tag: str, body: dict[str, Any]) -> None:
-        op = by_id["putIdTag"]
-        path = op.validate_path({"idTag": id_tag})
-        await api.put_id_tag(Request(path, {}, op.validate_body(body)))
+        await perform("putIdTag", {"idTag": id_tag}, body)
 
     @app.post("/id-tags")
     @page
@@ -462,16 +535,22 @@ def mount_dashboard(
     @page
     async def delete_id_tag(id_tag: str) -> Any:
         await try_action(
-            lambda: api.delete_id_tag(Request({"idTag": id_tag}, {}, None)),
+            lambda: perform("deleteIdTag", {"idTag": id_tag}),
             f"id tag {id_tag} deleted",
         )
         return redirect("/id-tags")
+
+    mount_management_pages(
+        app, Pages(page=page, perform=perform, try_action=try_action, who=who), operations
+    )
 
     # ---- live events ---------------------------------------------------------------------
 
     @app.get("/events")
     @page
     async def events() -> Any:
+        session_id = str(session["sid"])  # the stream outlives the request's context
+
         async def stream() -> AsyncIterator[bytes]:
             with bus.subscribe() as channel:
                 yield b"retry: 1000\n\n"
@@ -483,6 +562,8 @@ def mount_dashboard(
                         except (trio.EndOfChannel, trio.ClosedResourceError):
                             return  # dropped for lagging: the browser reconnects
                     if event is None:
+                        if await operations.accounts.session(session_id) is None:
+                            return  # signed out elsewhere, or revoked: stop streaming
                         yield b": keepalive\n\n"
                     else:
                         yield b"data: " + orjson.dumps(event_json(event)) + b"\n\n"
@@ -492,3 +573,5 @@ def mount_dashboard(
         response.headers["X-Accel-Buffering"] = "no"
         response.timeout = None
         return response
+
+    return sessions

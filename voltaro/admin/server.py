@@ -6,14 +6,17 @@ Routes outside ``/api/v1`` (see ``voltaro.admin.api`` for those):
 - ``GET /healthz``: liveness and database reachability, no token;
 - ``GET /metrics``: Prometheus text format; no token unless ``VOLTARO_METRICS_TOKEN`` sets
   one of its own (else bind the admin port to loopback or a private network);
-- ``GET /api/v1/openapi.json``: the OpenAPI 3.1 document (token required);
+- ``GET /api/v1/openapi.json``: the OpenAPI 3.1 document (a token, or a dashboard session);
 - ``GET /api/docs``: a self-contained page rendering that document (no token: it holds no
-  data and asks for the token to fetch the document);
+  data; it loads the document with the dashboard's session when there is one, and asks for
+  a token otherwise);
 - ``/`` and the other dashboard pages, ``/events`` and ``/static/``: the operator dashboard
-  (``voltaro.admin.dashboard``; signed in with the same token, kept in a session cookie).
+  (``voltaro.admin.dashboard``; signed in with an account's password or the admin token,
+  the session kept server-side).
 
-Every other ``/api/`` route needs ``Authorization: Bearer <token>``. Every error is
-``application/problem+json`` (RFC 9457).
+Every other ``/api/`` route needs ``Authorization: Bearer <token>``: the admin token, or an
+account's API token (``voltaro.admin.gate``), and the role the route declares. Every error
+is ``application/problem+json`` (RFC 9457).
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from voltaro.admin import accounts_api
 from voltaro.admin import api as admin_api
+from voltaro.admin.accounts_api import ACCOUNT_SCHEMAS, AccountsApi, with_forbidden
 from voltaro.admin.api import PREFIX, SCHEMAS, AdminApi, Csv, Status, ocpp_components
 from voltaro.admin.dashboard import mount_dashboard
+from voltaro.admin.gate import Gate, unauthorized
 from voltaro.admin.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from voltaro.admin.metrics import VoltaroMetrics
 from voltaro.admin.spec import (
@@ -77,33 +83,26 @@ def create_app(
     app = QuartTrio("voltaro.admin")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     api = AdminApi(operations)
-    ops = admin_api.operations(api)
+    ops = with_forbidden(
+        [*admin_api.operations(api), *accounts_api.operations(AccountsApi(operations))]
+    )
     document = openapi_document(
         ops,
         title="Voltaro admin API",
         version=VERSION,
-        components={"schemas": SCHEMAS | ocpp_components(operations.commands)},
+        components={"schemas": SCHEMAS | ACCOUNT_SCHEMAS | ocpp_components(operations.commands)},
     )
-    admin_token_bytes = token.encode()
-
-    def check_token() -> None:
-        check_bearer(admin_token_bytes)
+    gate = Gate(operations, token)
 
     def check_bearer(expected: bytes) -> None:
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         if not header:
-            problem = Problem(401, "Unauthorized", "missing Authorization: Bearer <token> header")
-        elif scheme.lower() != "bearer" or not given.strip():
-            problem = Problem(
-                401, "Unauthorized", "the Authorization header must be Bearer <token>"
-            )
-        elif not hmac.compare_digest(given.strip().encode(), expected):
-            problem = Problem(401, "Unauthorized", "wrong bearer token")
-        else:
-            return
-        problem.headers["WWW-Authenticate"] = 'Bearer realm="voltaro"'
-        raise problem
+            raise unauthorized("missing Authorization: Bearer <token> header")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise unauthorized("the Authorization header must be Bearer <token>")
+        if not hmac.compare_digest(given.strip().encode(), expected):
+            raise unauthorized("wrong bearer token")
 
     async def read_body(op: Operation) -> Any:
         if op.body is None and not op.variants:
@@ -119,12 +118,11 @@ def create_app(
 
     def endpoint_for(op: Operation) -> Any:
         async def endpoint(**path: str) -> Response:
-            if op.auth:
-                check_token()
+            who = await gate.bearer()
             values = op.validate_path(path)
             query = op.validate_query(request.args.to_dict(flat=False))
             body = await read_body(op)
-            result = await op.handler(Request(values, query, body))
+            result = await gate.perform(op, Request(values, query, body), who, "api")
             if isinstance(result, Csv):
                 response = Response(result.text, status=200, content_type="text/csv; charset=utf-8")
                 response.headers["Content-Disposition"] = (
@@ -148,11 +146,12 @@ def create_app(
 
     for op in ops:
         app.add_url_rule(op.quart_rule, op.operation_id, endpoint_for(op), methods=[op.method])
-    mount_dashboard(app, operations, api, ops, token)
+    dashboard = mount_dashboard(app, operations, api, ops, gate, token)
 
     @app.get(f"{PREFIX}/openapi.json")
     async def openapi_json() -> Response:
-        check_token()
+        if "Authorization" in request.headers or await dashboard.signed_in() is None:
+            await gate.bearer()
         return json_response(document)
 
     @app.get("/api/docs")

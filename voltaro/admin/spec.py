@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema_rs
 
 from voltaro.admin.examples import DATE_TIME_EXAMPLE, example
+from voltaro.central.accounts import Principal, Role
 from voltaro.central.timestamps import BadTimestamp, read_timestamp
 from voltaro.ocppj.frames import MAX_NESTING, nested_deeper_than
 from voltaro.ocppj.validation import json_path
@@ -260,11 +261,13 @@ class Answer:
 
 @dataclass
 class Request:
-    """What a handler gets: validated path and query values and the validated body."""
+    """What a handler gets: validated path and query values, the validated body, and who
+    asks (None only where no caller is known: a handler called by the server itself)."""
 
     path: dict[str, Any]
     query: dict[str, Any]
     body: Any
+    who: Principal | None = None
 
 
 Handler = Callable[[Request], Awaitable[Any]]
@@ -296,6 +299,10 @@ class Operation:
     auth: bool = True
     description: str = ""
     variants: Sequence[Variant] = ()
+    role: Role = "viewer"
+    """The least role that may call it (see :mod:`voltaro.central.accounts`)."""
+    own_account: bool = False
+    """Also allowed to the account its ``name`` path parameter names (its own tokens)."""
     _query_checker: Checker | None = field(default=None, init=False, repr=False)
     _path_checker: Checker | None = field(default=None, init=False, repr=False)
     _body_checker: Checker | None = field(default=None, init=False, repr=False)
@@ -446,8 +453,10 @@ def _operation_object(
         "parameters": parameters,
         "responses": responses,
     }
-    if op.description:
-        obj["description"] = op.description
+    own = " (or to be the account itself)" if op.own_account else ""
+    needed = f"Requires the role {op.role}{own}."
+    obj["description"] = f"{op.description} {needed}" if op.description else needed
+    obj["x-required-role"] = op.role
     if body is not None:
         obj["requestBody"] = {
             "required": True,

@@ -18,6 +18,7 @@ from datetime import datetime
 
 import trio
 
+from voltaro.central.accounts import Accounts
 from voltaro.central.commands import CommandCatalog
 from voltaro.central.events import EventBus
 from voltaro.central.passwords import hash_password
@@ -26,6 +27,7 @@ from voltaro.central.sessions import CLOSE_POLICY_VIOLATION
 from voltaro.central.system import CentralSystem
 from voltaro.store import Store, StoreUnavailable
 from voltaro.store.admin_queries import AdminQueries
+from voltaro.store.audit import AuditRepository
 from voltaro.store.dashboard_queries import DashboardQueries
 from voltaro.store.records import ChargePointRecord, IdTagRecord
 
@@ -64,6 +66,16 @@ class Operations:
     @property
     def dashboard_queries(self) -> DashboardQueries:
         return DashboardQueries(self._store().database)
+
+    @property
+    def accounts(self) -> Accounts:
+        """Operator accounts, their dashboard sessions and API tokens."""
+        return Accounts(self._store().accounts)
+
+    @property
+    def audit(self) -> AuditRepository:
+        """The audit log of operator actions: written by the admin layer, read by it."""
+        return self._store().audit
 
     async def ping(self) -> None:
         """Raises StoreError unless the database answers."""

@@ -49,7 +49,9 @@ class Field:
     ``voltaro command``. ``kind``: text, int (a whole number), select (one of ``options``)
     or list (comma-separated). ``suggest``: what a form may offer as the value, from the
     charge point's page: ``activeTransaction`` (its first active transaction's id) or
-    ``configurationKey`` (its known configuration keys)."""
+    ``configurationKey`` (its known configuration keys). ``confirm``: (value, question)
+    pairs: the dashboard asks the question before sending the command with that value
+    (ChangeAvailability asks before Inoperative, not before Operative)."""
 
     name: str
     label: str
@@ -58,6 +60,7 @@ class Field:
     required: bool = False
     default: str = ""
     suggest: Literal["", "activeTransaction", "configurationKey"] = ""
+    confirm: tuple[tuple[str, str], ...] = ()
 
     def parse(self, raw: str) -> Any:
         """The payload value of the operator's text; ValueError says what is wrong."""
@@ -75,12 +78,15 @@ class Field:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """An operator command: the CALL ``action`` sent to one charge point."""
+    """An operator command: the CALL ``action`` sent to one charge point. ``confirm``: the
+    question the dashboard asks before sending it (a command that disrupts charging: a
+    reset, a stop, an unlock); empty: sent at once."""
 
     action: str
     summary: str
     fields: tuple[Field, ...] = ()
     effect: Effect | None = None
+    confirm: str = ""
 
     def payload(self, inputs: Mapping[str, str]) -> Payload:
         """The OCPP payload from an operator's text inputs (blank optional inputs left out;

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import trio
 
+from voltaro.store.accounts import AccountRepository
 from voltaro.store.admin_queries import AdminQueries
+from voltaro.store.audit import AuditRepository
 from voltaro.store.charge_points import ChargePointRepository
 from voltaro.store.command_queue import CommandQueue
 from voltaro.store.connectors import ConnectorRepository
@@ -54,6 +56,8 @@ class Store:
         self.admin = AdminQueries(database)
         self.instances = InstanceRepository(database)
         self.command_queue = CommandQueue(database)
+        self.accounts = AccountRepository(database)
+        self.audit = AuditRepository(database)
 
 
 @asynccontextmanager

@@ -81,6 +81,15 @@ from voltaro.transport.websocket import (
 
 log = logging.getLogger("voltaro.transport")
 
+# Why a handshake was refused, by the status the admission chose (the admission logs the
+# detail of a failed login: no credentials or a wrong password).
+REFUSAL_REASONS = {
+    401: "no or wrong Basic-auth credentials",
+    404: "unknown charge point id",
+    429: "too many failed logins lately",
+    503: "too many password checks waiting",
+}
+
 
 class Verdict(Protocol):
     """The gate's answer to a handshake: admit (``http_status`` None) or refuse with HTTP."""
@@ -337,7 +346,13 @@ class OcppServer:
             await self._refuse(request, 503, _BUSY_BODY, retry_after=BUSY_RETRY_AFTER)
             return None
         if admission.http_status is not None:
-            log.info("refused %s from %s: HTTP %d", charge_point_id, remote, admission.http_status)
+            log.info(
+                "refused %s from %s: HTTP %d (%s)",
+                charge_point_id,
+                remote,
+                admission.http_status,
+                REFUSAL_REASONS.get(admission.http_status, "refused by the admission"),
+            )
             await self._refuse(request, admission.http_status, retry_after=admission.retry_after)
             return None
         if self._options.dialect.subprotocol not in request.proposed_subprotocols:

@@ -163,10 +163,4 @@
     form.elements.value.focus();
     form.elements.value.select();
   });
-
-  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-    form.addEventListener("submit", function (event) {
-      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
-    });
-  });
 })();

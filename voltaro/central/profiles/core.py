@@ -159,7 +159,15 @@ async def status_notification(charger: Charger, payload: dict[str, Any]) -> dict
 
 
 async def authorize(charger: Charger, payload: dict[str, Any]) -> dict[str, Any]:
-    return {"idTagInfo": await charger.domain.authorizer.id_tag_info(payload["idTag"])}
+    info = await charger.domain.authorizer.id_tag_info(payload["idTag"])
+    if info["status"] != "Accepted":
+        log.info(
+            "charge point %s: Authorize refused id tag %s: %s",
+            charger.id,
+            payload["idTag"],
+            info["status"],
+        )
+    return {"idTagInfo": info}
 
 
 async def start_transaction(charger: Charger, payload: dict[str, Any]) -> dict[str, Any]:
@@ -180,6 +188,15 @@ async def start_transaction(charger: Charger, payload: dict[str, Any]) -> dict[s
         utc_now(),
     )
     if started.created:
+        if info["status"] != "Accepted":  # recorded all the same: it may have begun offline
+            log.info(
+                "charge point %s: StartTransaction with a refused id tag %s: %s (transaction"
+                " %d recorded)",
+                charger.id,
+                id_tag,
+                info["status"],
+                started.transaction_id,
+            )
         charger.domain.open_transactions.started(started.transaction_id, id_tag)
         charger.events.publish(
             TransactionStarted(
@@ -309,7 +326,14 @@ COMMANDS = (
         "Make a connector (0: the whole charger) operative or inoperative",
         (
             Field("connectorId", "Connector (0: whole charger)", "int", required=True, default="0"),
-            Field("type", "Type", "select", ("Inoperative", "Operative"), True),
+            Field(
+                "type",
+                "Type",
+                "select",
+                ("Inoperative", "Operative"),
+                True,
+                confirm=(("Inoperative", "Take it out of service? Nobody can charge there."),),
+            ),
         ),
     ),
     Command(
@@ -353,13 +377,20 @@ COMMANDS = (
                 "transactionId", "Transaction id", "int", required=True, suggest="activeTransaction"
             ),
         ),
+        confirm="Stop the transaction? The driver's charging ends.",
     ),
     Command(
         "Reset",
         "Reboot the charger",
         (Field("type", "Type", "select", ("Soft", "Hard"), True),),
+        confirm="Reset the charger? Charging on it stops while it reboots.",
     ),
-    Command("UnlockConnector", "Unlock a connector's cable", (CONNECTOR,)),
+    Command(
+        "UnlockConnector",
+        "Unlock a connector's cable",
+        (CONNECTOR,),
+        confirm="Unlock the connector? A cable in use comes loose.",
+    ),
 )
 
 CORE = Profile(
@@ -388,5 +419,6 @@ CORE = Profile(
         "0009_open_transactions_notify.sql",
         "0010_instances_and_commands.sql",
         "0011_charge_point_notify.sql",
+        "0014_operator_accounts.sql",
     ),
 )
