@@ -32,7 +32,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from voltaro.admin import api as admin_api
-from voltaro.admin.api import PREFIX, SCHEMAS, AdminApi, Csv, Status, ocpp_components
+from voltaro.admin.api import PREFIX, AdminApi, Csv, Status, all_schemas, ocpp_components
 from voltaro.admin.dashboard import mount_dashboard
 from voltaro.admin.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from voltaro.admin.metrics import VoltaroMetrics
@@ -81,7 +81,7 @@ def create_app(
         ops,
         title="Voltaro admin API",
         version=VERSION,
-        components={"schemas": SCHEMAS | ocpp_components(operations.commands)},
+        components={"schemas": all_schemas(operations) | ocpp_components(operations.commands)},
     )
     admin_token_bytes = token.encode()
 
