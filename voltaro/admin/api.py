@@ -33,7 +33,7 @@ from voltaro.admin.spec import (
 )
 from voltaro.central.commands import CommandCatalog
 from voltaro.central.operations import Operations
-from voltaro.central.profile import Field, Listing
+from voltaro.central.profile import Command, Field, Listing
 from voltaro.ocppj.actions import Direction
 from voltaro.ocppj.dialect import OCPP16
 from voltaro.store.admin_queries import Page, Row, TransactionFilter
@@ -726,11 +726,39 @@ def ocpp_schema(action: str, direction: Direction) -> JsonObject:
 
 
 def ocpp_components(catalog: CommandCatalog) -> JsonObject:
+    """Each command's OCPP request and response schemas; a field Voltaro allocates is not
+    required of the operator (and said so)."""
     out: JsonObject = {}
-    for action in catalog.actions:
-        out[f"{action}Request"] = ocpp_schema(action, Direction.REQUEST)
+    for command in catalog:
+        action = command.action
+        request = ocpp_schema(action, Direction.REQUEST)
+        if command.allocates:
+            allocated = set(command.allocates)
+            request["required"] = [n for n in request.get("required", []) if n not in allocated]
+            for name in sorted(allocated):
+                request["properties"][name] = request["properties"][name] | {
+                    "description": "allocated by Voltaro: leave it out (a value given is "
+                    "replaced); the answer's `allocated` says which"
+                }
+        out[f"{action}Request"] = request
         out[f"{action}Response"] = ocpp_schema(action, Direction.RESPONSE)
     return out
+
+
+def command_answer_schema(command: Command) -> JsonObject:
+    """``{"result": <the action's response>}``, with ``allocated`` when Voltaro fills in
+    part of the request."""
+    properties: JsonObject = {"result": ref(f"{command.action}Response")}
+    if command.allocates:
+        properties["allocated"] = {
+            "type": "object",
+            "description": "what Voltaro put in the request",
+            "properties": {
+                name: {"type": "integer" if isinstance(stand_in, int) else "string"}
+                for name, stand_in in command.allocates.items()
+            },
+        }
+    return {"type": "object", "properties": properties, "required": ["result"]}
 
 
 def operations(api: AdminApi) -> Sequence[Operation]:
@@ -746,11 +774,7 @@ def operations(api: AdminApi) -> Sequence[Operation]:
                 Answer(
                     200,
                     "the charge point's CALLRESULT",
-                    {
-                        "type": "object",
-                        "properties": {"result": ref(f"{command.action}Response")},
-                        "required": ["result"],
-                    },
+                    command_answer_schema(command),
                 ),
                 problem(400, "the body breaks the action's OCPP schema"),
                 *AUTH_ANSWERS,

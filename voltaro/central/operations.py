@@ -191,8 +191,9 @@ class Operations:
 
     async def send_command(
         self, charge_point_id: str, action: str, payload: object, timeout: float | None = None
-    ) -> Payload:
-        """Send an operator command and apply its effect; raises a
+    ) -> tuple[Payload, Payload]:
+        """Send an operator command and apply its effect: the request as sent (with what
+        Voltaro allocated in it) and the charger's result; raises a
         :class:`~voltaro.central.commands.CommandFailed` for every other outcome."""
         self._store()
-        return await self._central.commands.send(charge_point_id, action, payload, timeout)
+        return await self._central.commands.send_request(charge_point_id, action, payload, timeout)

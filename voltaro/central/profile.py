@@ -43,6 +43,7 @@ the charger and published the event) acts on each. Work that is not driven by an
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -63,6 +64,16 @@ It returns only after what it stores is committed; it raises
 Effect = Callable[["Domain", str, Payload, Payload], Awaitable[None]]
 """What a command's CALLRESULT changes: ``(domain, charge_point_id, request, result)``; run
 after a valid answer, before the operator is told the result."""
+
+Prepare = Callable[["Domain", str, Payload], Awaitable[Payload]]
+"""``(domain, charge_point_id, request) -> request``: runs before a command is sent, once its
+payload passed the schema and the charge point is known (on the instance the operator
+asked): allocates what Voltaro allocates (the command's ``allocates``) and records the
+request; returns the payload to send."""
+
+Failed = Callable[["Domain", str, Payload, str], Awaitable[None]]
+"""``(domain, charge_point_id, request, why)``: what a command that got no valid answer
+changes (a timeout, a CALLERROR, no connection); ``why`` is the operator's message."""
 
 FieldKind = Literal["text", "int", "select", "list", "bool"]
 
@@ -103,12 +114,21 @@ class Field:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """An operator command: the CALL ``action`` sent to one charge point."""
+    """An operator command: the CALL ``action`` sent to one charge point.
+
+    ``allocates``: the payload fields Voltaro fills in (e.g. ReserveNow's ``reservationId``),
+    each with a stand-in value the action's schema accepts: the operator leaves them out (a
+    value given is replaced), the schema check runs with the stand-ins, then ``prepare``
+    puts in the real values. The API's answer names them (``allocated``).
+    """
 
     action: str
     summary: str
     fields: tuple[Field, ...] = ()
     effect: Effect | None = None
+    prepare: Prepare | None = None
+    failed: Failed | None = None
+    allocates: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def payload(self, inputs: Mapping[str, str]) -> Payload:
         """The OCPP payload from an operator's text inputs (blank optional inputs left out;
