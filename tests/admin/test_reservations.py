@@ -308,6 +308,7 @@ def test_the_reservations_are_listed_in_the_api_and_on_the_dashboard(live: Live)
         browser.post("/login", data={"token": live.token, "next": "/"})
         page = browser.get("/reservations", params={"chargePointId": "RES-SHOWN"}).text
         assert "SHOWN-TAG" in page and ">Accepted<" in page
+        assert '<ol class="compact"><li>Requested · ' in page  # the history, in its cell
         assert '<a href="/reservations"' in page  # in the navigation
         page = browser.get("/charge-points/RES-SHOWN").text
         assert "reserved for SHOWN-TAG until" in page and f"(#{reservation_id})" in page

@@ -32,12 +32,14 @@ admin-only parent), from the central system's start to its stop. One that raises
 and started again after a back-off (:mod:`voltaro.central.profile_tasks`); it never takes
 the server down. A task that returns is done.
 
-A task follows what happens through ``ctx.domain.events`` (``subscribe()`` for a channel,
-``add_listener()`` for a synchronous callback). Every instance's bus also carries the events
-of the other instances' chargers, relayed, with ``event.origin`` set to the instance they
-happened at; events published on this instance have ``origin`` None. The rule: **a task
-acts only on events whose origin is None**, so that exactly one instance (the one that holds
-the charger and published the event) acts on each. Work that is not driven by an event
+A task follows what happens through ``ctx.domain.events``: ``listening(pick)`` for a
+synchronous callback that picks the few events it wants into a channel of its own (nothing
+wakes up for the rest: meter values come many per second), ``subscribe()`` for all.
+Every instance's bus also carries the events of the other instances' chargers, relayed,
+with ``event.origin`` set to the instance they happened at; events published on this
+instance have ``origin`` None. The rule: **a task acts only on events whose origin is
+None**, so that exactly one instance (the one that holds the charger and published the
+event) acts on each. Work that is not driven by an event
 (expiring what is past its time) must be idempotent SQL, since every instance runs it.
 """
 

@@ -35,7 +35,7 @@ import trio
 
 from voltaro.central.commands import InvalidCommand
 from voltaro.central.domain import Domain
-from voltaro.central.domain_events import StatusChanged, TransactionStarted
+from voltaro.central.domain_events import DomainEvent, StatusChanged, TransactionStarted
 from voltaro.central.profile import (
     CONNECTOR_NOTES,
     Command,
@@ -64,9 +64,10 @@ from voltaro.store.reservations import (
 log = logging.getLogger(__name__)
 
 EXPIRY_PERIOD = 2.0  # seconds between expiry checks: how late an Expired may be recorded
-EVENT_BUFFER = 4096  # charger events the follower may lag behind before it loses some
+EVENT_BUFFER = 4096  # events the follower may lag behind before it drops some (logged)
 INT32_MAX = 2**31 - 1
 ENDING_STATUSES = {"Unavailable": "ConnectorUnavailable", "Faulted": "ConnectorFaulted"}
+WATCHED_STATUSES = frozenset({*ENDING_STATUSES, "Reserved"})
 
 
 def reservations(domain: Domain) -> ReservationRepository:
@@ -161,18 +162,31 @@ COMMANDS = (
 
 
 async def follow_chargers(ctx: ProfileContext) -> None:
-    """Apply what the chargers held here do to their reservations (see the module doc)."""
+    """Apply what the chargers held here do to their reservations (see the module doc).
+
+    The events it needs are picked by a listener on the bus (a transaction started, a
+    connector Unavailable, Faulted or Reserved, on this instance), so the many it does not
+    need (meter values) cost an ``isinstance`` each and wake nothing up."""
     repository = reservations(ctx.domain)
-    while True:
-        with ctx.domain.events.subscribe(EVENT_BUFFER) as events:
-            async for event in events:
-                if event.origin is not None:
-                    continue  # the instance that holds the charger acts on it
-                if isinstance(event, TransactionStarted):
-                    await _transaction_started(ctx.domain, repository, event)
-                elif isinstance(event, StatusChanged):
-                    await _status_changed(repository, event)
-        log.warning("reservations fell behind the charger events: some changes may be missed")
+    send, receive = trio.open_memory_channel[TransactionStarted | StatusChanged](EVENT_BUFFER)
+
+    def pick(event: DomainEvent) -> None:
+        if event.origin is not None:
+            return  # the instance that holds the charger acts on it
+        if isinstance(event, TransactionStarted) or (
+            isinstance(event, StatusChanged) and event.status in WATCHED_STATUSES
+        ):
+            try:
+                send.send_nowait(event)
+            except trio.WouldBlock:
+                log.warning("reservations: %d events behind; dropped %s", EVENT_BUFFER, event)
+
+    with ctx.domain.events.listening(pick):
+        async for event in receive:
+            if isinstance(event, TransactionStarted):
+                await _transaction_started(ctx.domain, repository, event)
+            else:
+                await _status_changed(repository, event)
 
 
 async def _transaction_started(
