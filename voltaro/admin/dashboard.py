@@ -138,7 +138,7 @@ def fact_sections(
 ) -> tuple[list[tuple[str, str, Any, dict[str, Any]]], list[FactSection]]:
     """The profiles' facts as the charge point page shows them: scalars (and objects) as
     ``(key, heading, value, schema)``, lists as tables whose columns are the item schema's
-    properties (else the first item's keys)."""
+    properties (else the first item's keys). A fact that is None is left out."""
     scalars: list[tuple[str, str, Any, dict[str, Any]]] = []
     tables: list[FactSection] = []
     for key, value in facts.items():
@@ -148,7 +148,7 @@ def fact_sections(
             if not properties and value:
                 properties = {name: {} for name in value[0]}
             tables.append(FactSection(heading(key, schema), value, list(properties.items())))
-        else:
+        elif value is not None:  # nothing known: nothing to show
             scalars.append((key, heading(key, schema), value, schema))
     return scalars, tables
 
