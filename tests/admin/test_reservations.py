@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 import websockets
 from ocpp.exceptions import InternalError
 from ocpp.routing import after, on
@@ -21,6 +23,7 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
 from tests.admin.conftest import Live
+from voltaro import cli
 
 RESERVE = "/api/v1/charge-points/{}/commands/ReserveNow"
 CANCEL = "/api/v1/charge-points/{}/commands/CancelReservation"
@@ -317,3 +320,20 @@ def test_the_reservations_are_listed_in_the_api_and_on_the_dashboard(live: Live)
             and 'name="reservationId"'
             not in page.split('data-action="ReserveNow"')[1].split("</form>")[0]
         )
+
+
+def test_the_cli_reserves_and_prints_the_reservation_id(
+    live: Live, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags = ["--url", live.base, "--token", live.token]
+
+    async def scenario(http: httpx.AsyncClient, charger: ReservingCharger) -> list[Any]:
+        argv = ["command", "ReserveNow", "RES-CLI", "--id-tag", "CLI-TAG", *flags]
+        argv += ["--connector-id", "0", "--expiry-date", later()]
+        code = await asyncio.to_thread(cli.main, argv)
+        return [code, charger.requests]
+
+    code, requests = run(live, "RES-CLI", scenario)
+    shown = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert shown == {"status": "Accepted", "reservationId": requests[0]["reservation_id"]}
