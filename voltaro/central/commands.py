@@ -15,6 +15,11 @@ nothing in time           :class:`NoAnswer`
 the connection closed     :class:`Disconnected`
 ========================  =============================================================
 
+A command may complete its payload and record the request before it is sent (its
+``allocates`` and ``prepare``: ReserveNow's reservationId), and note a failure (``failed``);
+see :class:`~voltaro.central.profile.Command`. A ``failed`` that cannot write (the database
+away) is logged and the command's own failure is what the operator gets.
+
 Each failure is a :class:`CommandFailed` whose message says what happened in the
 operator's words; the admin layer maps the classes to HTTP statuses and nothing more.
 Every frame goes into the message log through the session's hooks; an outcome no frame of
@@ -44,6 +49,7 @@ from voltaro.ocppj.endpoint import (
 )
 from voltaro.ocppj.errors import ErrorCode
 from voltaro.ocppj.validation import SchemaRegistry, Violation
+from voltaro.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +286,12 @@ class Commands:
                 raise
         except CommandFailed as failure:
             if command.failed is not None:
-                await command.failed(self._domain, charge_point_id, request, str(failure))
+                try:
+                    await command.failed(self._domain, charge_point_id, request, str(failure))
+                except StoreError as error:
+                    log.warning(
+                        "%s to %s: its failure not recorded: %s", action, charge_point_id, error
+                    )
             raise
 
     async def send_here(

@@ -145,9 +145,8 @@ class Operations:
                 continue
             facts = await profile.charge_point_facts(domain, charge_point_id)
             for connector, note in (facts.pop(CONNECTOR_NOTES, None) or {}).items():
-                notes[str(connector)] = (
-                    f"{notes[str(connector)]}; {note}" if str(connector) in notes else note
-                )
+                key = str(connector)
+                notes[key] = f"{notes[key]}; {note}" if key in notes else note
             clash = merged.keys() & facts.keys()
             if clash:
                 raise ValueError(f"{profile.name} gives charge point facts {sorted(clash)} again")

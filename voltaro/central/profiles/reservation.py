@@ -183,10 +183,13 @@ async def follow_chargers(ctx: ProfileContext) -> None:
 
     with ctx.domain.events.listening(pick):
         async for event in receive:
-            if isinstance(event, TransactionStarted):
-                await _transaction_started(ctx.domain, repository, event)
-            else:
-                await _status_changed(repository, event)
+            try:
+                if isinstance(event, TransactionStarted):
+                    await _transaction_started(ctx.domain, repository, event)
+                else:
+                    await _status_changed(repository, event)
+            except StoreError as error:  # the next events may find the database back
+                log.warning("reservations: %s not applied: %s", event, error)
 
 
 async def _transaction_started(
