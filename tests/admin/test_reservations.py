@@ -237,6 +237,21 @@ def test_a_reservation_is_cancelled_and_a_refused_cancellation_is_kept(live: Liv
     ]
 
 
+def test_a_cancellation_on_another_charge_point_leaves_the_reservation(live: Live) -> None:
+    async def scenario(http: httpx.AsyncClient, charger: ReservingCharger) -> list[Any]:
+        _, body = await reserve(http, "RES-MINE")
+        reservation_id = body["allocated"]["reservationId"]
+        async with connected(live, "RES-THEIRS") as theirs:
+            theirs.reserved[reservation_id] = {"claimed": True}  # it says it holds that id too
+            path = CANCEL.format("RES-THEIRS")
+            answer = await http.post(path, json={"reservationId": reservation_id})
+        return [answer.json(), await reservation(http, reservation_id)]
+
+    answer, record = run(live, "RES-MINE", scenario)
+    assert answer == {"result": {"status": "Accepted"}}
+    assert record["status"] == "Accepted" and record["chargePointId"] == "RES-MINE"
+
+
 def test_a_reservation_expires_at_its_expiry(live: Live) -> None:
     async def scenario(http: httpx.AsyncClient, charger: ReservingCharger) -> list[Any]:
         _, body = await reserve(http, "RES-EXPIRE", expiryDate=later(2))

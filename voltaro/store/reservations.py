@@ -124,27 +124,33 @@ class ReservationRepository:
             "reservation_id = $6", (reservation_id,), NO_ANSWER, now, (REQUESTED,), why
         )
 
-    async def cancelled(self, reservation_id: int, now: datetime) -> list[int]:
-        """CancelReservation answered Accepted."""
+    async def cancelled(
+        self, charge_point_id: str, reservation_id: int, now: datetime
+    ) -> list[int]:
+        """CancelReservation answered Accepted by the charge point."""
         return await self._change(
-            "reservation_id = $6",
-            (reservation_id,),
+            "charge_point_id = $6 AND reservation_id = $7",
+            (charge_point_id, reservation_id),
             "Cancelled",
             now,
             (ACCEPTED, *NOT_ANSWERED),
         )
 
-    async def note(self, reservation_id: int, what: str, detail: str, now: datetime) -> None:
+    async def note(
+        self, charge_point_id: str, reservation_id: int, what: str, detail: str, now: datetime
+    ) -> None:
         """A history row that changes no status (a refused cancellation)."""
 
         async def insert(connection: Connection) -> None:
             await connection.execute(
                 "INSERT INTO reservation_history (reservation_id, at, status, detail)"
-                " SELECT reservation_id, $2, $3, $4 FROM reservations WHERE reservation_id = $1",
+                " SELECT reservation_id, $2, $3, $4 FROM reservations"
+                " WHERE reservation_id = $1 AND charge_point_id = $5",
                 reservation_id,
                 now,
                 what,
                 detail,
+                charge_point_id,
             )
 
         await self._database.run(insert)

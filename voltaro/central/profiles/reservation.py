@@ -103,11 +103,15 @@ async def allocate_reservation(domain: Domain, charge_point_id: str, request: Pa
     reservation_id = await reservations(domain).create(
         charge_point_id, connector_id, id_tag, parent, expiry, now
     )
-    sent: Payload = {"connectorId": connector_id, "expiryDate": request["expiryDate"]}
-    sent["idTag"] = id_tag
-    if parent is not None:
-        sent["parentIdTag"] = parent
-    sent["reservationId"] = reservation_id
+    sent: Payload = {
+        "connectorId": connector_id,
+        "expiryDate": request["expiryDate"],
+        "idTag": id_tag,
+        "parentIdTag": parent,
+        "reservationId": reservation_id,
+    }
+    if parent is None:
+        del sent["parentIdTag"]
     return sent
 
 
@@ -126,12 +130,15 @@ async def reservation_failed(
 async def cancellation_answered(
     domain: Domain, charge_point_id: str, request: Payload, result: Payload
 ) -> None:
+    """The charger's answer to CancelReservation, on the charge point's reservation of that
+    id (another charge point's is never touched)."""
     reservation_id: int = request["reservationId"]
+    repository = reservations(domain)
     if result["status"] == "Accepted":
-        await reservations(domain).cancelled(reservation_id, utc_now())
+        await repository.cancelled(charge_point_id, reservation_id, utc_now())
     else:
         detail = "CancelReservation answered Rejected: the charger holds no such reservation"
-        await reservations(domain).note(reservation_id, "CancelRejected", detail, utc_now())
+        await repository.note(charge_point_id, reservation_id, "CancelRejected", detail, utc_now())
 
 
 COMMANDS = (
