@@ -205,6 +205,14 @@ def test_trigger_and_reserve_answers_show_under_their_buttons(
     expect(page.locator("#connectors")).to_contain_text("reserved for DASH-RES")
     shot(page, "04b-charge-point-reserved")
 
+    page.get_by_role("navigation").get_by_role("link", name="Reservations").click()
+    page.get_by_label("Holding a connector now").select_option("yes")
+    page.get_by_role("button", name="Filter").click()
+    row = page.get_by_role("table", name="Reservations").locator("tbody tr").first
+    expect(row).to_contain_text("DASH-RES")
+    expect(row).to_contain_text("Requested · ")  # its history
+    shot(page, "04c-reservations")
+
 
 def test_id_tags_add_and_block(page: Any, live: Live) -> None:
     from playwright.sync_api import expect
