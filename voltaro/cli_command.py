@@ -129,7 +129,9 @@ def _post(url: str, payload: dict[str, Any], token: str, wait: float) -> int:
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         return _fail(f"no admin API at {url.split('/api/')[0]} ({reason}); is it running?", 2)
-    print(json.dumps(answer["result"], indent=2, sort_keys=True))
+    # What Voltaro put in the request (ReserveNow's reservationId) is printed with the answer.
+    shown = answer["result"] | answer.get("allocated", {})
+    print(json.dumps(shown, indent=2, sort_keys=True))
     return 0
 
 

@@ -295,7 +295,7 @@ def test_offline_unknown_and_invalid_commands(live: Live, api: httpx.Client) -> 
     not_object = api.post(command_path("OFFLINE-1", "Reset"), json=["Hard"])
     assert not_object.status_code == 400
 
-    for action in ("BootNotification", "MakeCoffee", "ReserveNow"):
+    for action in ("BootNotification", "MakeCoffee", "SetChargingProfile"):
         refused = api.post(command_path("OFFLINE-1", action), json={})
         assert refused.status_code == 400, action
         assert action in refused.json()["detail"]

@@ -110,6 +110,7 @@ class ScriptedCharger:
             },
             "TriggerMessage": {"status": "Accepted"},
             "UnlockConnector": {"status": "Unlocked"},
+            "ReserveNow": {"status": "Accepted"},
         }
         if action == "RemoteStartTransaction":
             busy = self.transaction_id is not None
@@ -121,6 +122,8 @@ class ScriptedCharger:
             answer = {"status": "Accepted" if ours else "Rejected"}
             if ours:
                 self._stop.set()
+        elif action == "TriggerMessage" and payload["requestedMessage"] != "Heartbeat":
+            answer = {"status": "NotImplemented"}  # a charger that can trigger only that
         else:
             answer = answers[action]
         await self.websocket.send_message(orjson.dumps([3, message_id, answer]).decode())

@@ -178,6 +178,44 @@ def test_detail_page_reset_shows_the_chargers_answer(
     shot(page, "04-charge-point-detail")
 
 
+def test_trigger_and_reserve_answers_show_under_their_buttons(
+    page: Any, live: Live, charger: ScriptedCharger, chargers: TrioThread
+) -> None:
+    from playwright.sync_api import expect
+
+    connected(charger, chargers)
+    page.goto(live.base + f"/charge-points/{CHARGER}")
+    trigger = page.locator('form[data-action="TriggerMessage"]')
+    trigger.get_by_label("Message").select_option("MeterValues")
+    trigger.get_by_role("button").click()
+    answer = trigger.locator("output.answer")
+    expect(answer).to_contain_text("Answer: NotImplemented")
+    expect(answer).to_have_class(re.compile(r"\bbad\b"))  # shown as a refusal
+    trigger.get_by_label("Message").select_option("Heartbeat")
+    trigger.get_by_role("button").click()
+    expect(answer).to_contain_text("Answer: Accepted")
+    expect(answer).to_have_class(re.compile(r"\bok\b"))
+
+    reserve = page.locator('form[data-action="ReserveNow"]')
+    reserve.get_by_label("Id tag", exact=True).fill("DASH-RES")
+    reserve.get_by_label("Expires (e.g. 2030-01-31T18:00:00Z)").fill("2030-01-31T18:00:00Z")
+    reserve.get_by_role("button").click()
+    expect(reserve.locator("output.answer")).to_contain_text(
+        re.compile(r"Answer: Accepted \(sent with reservationId \d+\)")
+    )
+    expect(page.locator("#profile-facts")).to_contain_text("DASH-RES")
+    expect(page.locator("#connectors")).to_contain_text("reserved for DASH-RES")
+    shot(page, "04b-charge-point-reserved")
+
+    page.get_by_role("navigation").get_by_role("link", name="Reservations").click()
+    page.get_by_label("Holding a connector now").select_option("yes")
+    page.get_by_role("button", name="Filter").click()
+    row = page.get_by_role("table", name="Reservations").locator("tbody tr").first
+    expect(row).to_contain_text("DASH-RES")
+    expect(row).to_contain_text("Requested · ")  # its history
+    shot(page, "04c-reservations")
+
+
 def test_id_tags_add_and_block(page: Any, live: Live) -> None:
     from playwright.sync_api import expect
 

@@ -70,7 +70,7 @@ def test_command_forms_become_ocpp_payloads() -> None:
     with pytest.raises(UnknownCommand, match="not an action the Central System sends"):
         catalog.get("StartTransaction")
     with pytest.raises(UnknownCommand, match="not a command of this server"):
-        catalog.get("ReserveNow")
+        catalog.get("SetChargingProfile")
 
 
 def test_only_local_paths_are_followed_after_sign_in() -> None:

@@ -1,4 +1,5 @@
-"""The admin API's routes under ``/api/v1``: charge points, id tags, transactions, commands.
+"""The admin API's routes under ``/api/v1``: charge points, id tags, transactions, commands,
+and the listings the feature profiles declare (:func:`listing_operation`).
 
 Names are OCPP's, camelCase, everywhere: JSON fields, query parameters and CSV columns.
 Each route is an :class:`~voltaro.admin.spec.Operation`, which both validates requests and
@@ -32,6 +33,7 @@ from voltaro.admin.spec import (
 )
 from voltaro.central.commands import CommandCatalog
 from voltaro.central.operations import Operations
+from voltaro.central.profile import Command, Field, Listing
 from voltaro.ocppj.actions import Direction
 from voltaro.ocppj.dialect import OCPP16
 from voltaro.store.admin_queries import Page, Row, TransactionFilter
@@ -223,11 +225,22 @@ SCHEMAS: JsonObject = {
 }
 
 
-def page_schema(item: str) -> JsonObject:
+def all_schemas(operations: Operations) -> JsonObject:
+    """:data:`SCHEMAS` with the keys the profiles add to a charge point's detail."""
+    facts = operations.facts_schema
+    if not facts:
+        return SCHEMAS
+    detail = {"type": "object", "properties": facts}
+    return SCHEMAS | {
+        "ChargePointDetail": {"allOf": [*SCHEMAS["ChargePointDetail"]["allOf"], detail]}
+    }
+
+
+def page_schema(item: str | JsonObject) -> JsonObject:
     return {
         "type": "object",
         "properties": {
-            "items": {"type": "array", "items": ref(item)},
+            "items": {"type": "array", "items": ref(item) if isinstance(item, str) else item},
             "total": INTEGER,
             "limit": INTEGER,
             "offset": INTEGER,
@@ -447,10 +460,16 @@ class AdminApi:
         return await self._charge_point_detail(request.path["chargePointId"])
 
     async def _charge_point_detail(self, charge_point_id: str) -> JsonObject:
+        base, facts = await self.charge_point_detail(charge_point_id)
+        return base | facts
+
+    async def charge_point_detail(self, charge_point_id: str) -> tuple[JsonObject, JsonObject]:
+        """The charge point's own detail and, apart, what the profiles add to it (their
+        ``charge_point_facts``; merged into the API's answer)."""
         detail = await self.operations.queries.charge_point_detail(charge_point_id)
         if detail is None:
             raise not_found(f"charge point {charge_point_id!r} is not known")
-        return charge_point_json(detail["charge_point"]) | {
+        base = charge_point_json(detail["charge_point"]) | {
             "connectors": [connector_json(r) for r in detail["connectors"]],
             "activeTransactions": [transaction_json(r) for r in detail["transactions"]],
             "configuration": [
@@ -463,6 +482,11 @@ class AdminApi:
                 for r in detail["configuration"]
             ],
         }
+        facts = await self.operations.charge_point_facts(charge_point_id)
+        clash = base.keys() & facts.keys()
+        if clash:
+            raise ValueError(f"charge point facts {sorted(clash)} clash with the detail's own")
+        return base, facts
 
     async def put_charge_point(self, request: Request) -> Status:
         charge_point_id = request.path["chargePointId"]
@@ -584,6 +608,55 @@ class AdminApi:
         row, values = found
         return transaction_json(row) | {"meterValues": [_meter_json(v) for v in values]}
 
+    # ---- the profiles' listings
+
+    async def list_items(self, listing: Listing, request: Request) -> JsonObject:
+        q = request.query
+        filters = {f.name: q[f.name] for f in listing.filters if f.name in q}
+        limit, offset = q.get("limit", 100), q.get("offset", 0)
+        items, total = await self.operations.list_items(listing, filters, limit, offset)
+        return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+def filter_param(field: Field) -> Param:
+    """A listing's filter as a query parameter, checked like the API's own."""
+    schema: JsonObject
+    if field.kind == "int":
+        schema = {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}
+    elif field.kind == "bool":
+        schema = {"type": "boolean"}
+    elif field.kind == "select":
+        schema = {"enum": list(field.options)}
+    else:
+        schema = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NO_NUL}
+    return Param(field.name, schema, field.label)
+
+
+def listing_operation_id(listing: Listing) -> str:
+    return "list" + "".join(part.title() for part in listing.name.split("-"))
+
+
+def listing_operation(api: AdminApi, listing: Listing) -> Operation:
+    """``GET /api/v1/{name}``: one page of a profile's listing."""
+
+    async def handler(request: Request) -> JsonObject:
+        return await api.list_items(listing, request)
+
+    return Operation(
+        "GET",
+        f"{PREFIX}/{listing.name}",
+        listing_operation_id(listing),
+        f"List {listing.title.lower()}",
+        handler,
+        listing.name,
+        query=(*(filter_param(f) for f in listing.filters), *PAGING),
+        answers=(
+            Answer(200, "one page of results", page_schema(listing.item_schema)),
+            BAD,
+            *AUTH_ANSWERS,
+        ),
+    )
+
 
 def _transaction_filter(q: JsonObject) -> TransactionFilter:
     return TransactionFilter(
@@ -653,11 +726,39 @@ def ocpp_schema(action: str, direction: Direction) -> JsonObject:
 
 
 def ocpp_components(catalog: CommandCatalog) -> JsonObject:
+    """Each command's OCPP request and response schemas; a field Voltaro allocates is not
+    required of the operator (and said so)."""
     out: JsonObject = {}
-    for action in catalog.actions:
-        out[f"{action}Request"] = ocpp_schema(action, Direction.REQUEST)
+    for command in catalog:
+        action = command.action
+        request = ocpp_schema(action, Direction.REQUEST)
+        if command.allocates:
+            allocated = set(command.allocates)
+            request["required"] = [n for n in request.get("required", []) if n not in allocated]
+            for name in sorted(allocated):
+                request["properties"][name] = request["properties"][name] | {
+                    "description": "allocated by Voltaro: leave it out (a value given is "
+                    "replaced); the answer's `allocated` says which"
+                }
+        out[f"{action}Request"] = request
         out[f"{action}Response"] = ocpp_schema(action, Direction.RESPONSE)
     return out
+
+
+def command_answer_schema(command: Command) -> JsonObject:
+    """``{"result": <the action's response>}``, with ``allocated`` when Voltaro fills in
+    part of the request."""
+    properties: JsonObject = {"result": ref(f"{command.action}Response")}
+    if command.allocates:
+        properties["allocated"] = {
+            "type": "object",
+            "description": "what Voltaro put in the request",
+            "properties": {
+                name: {"type": "integer" if isinstance(stand_in, int) else "string"}
+                for name, stand_in in command.allocates.items()
+            },
+        }
+    return {"type": "object", "properties": properties, "required": ["result"]}
 
 
 def operations(api: AdminApi) -> Sequence[Operation]:
@@ -673,11 +774,7 @@ def operations(api: AdminApi) -> Sequence[Operation]:
                 Answer(
                     200,
                     "the charge point's CALLRESULT",
-                    {
-                        "type": "object",
-                        "properties": {"result": ref(f"{command.action}Response")},
-                        "required": ["result"],
-                    },
+                    command_answer_schema(command),
                 ),
                 problem(400, "the body breaks the action's OCPP schema"),
                 *AUTH_ANSWERS,
@@ -910,6 +1007,13 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             ),
         ),
     ]
+    taken = {op.path for op in ops}
+    for listing in api.operations.listings:
+        op = listing_operation(api, listing)
+        if op.path in taken or f"{op.path}.csv" in taken:
+            raise ValueError(f"listing {listing.name!r}: {op.path} is a route already")
+        taken.add(op.path)
+        ops.append(op)
     for op in ops:  # a path parameter that cannot be valid is a bad request
         if (op.path_params or op.query) and all(a.status != 400 for a in op.answers):
             op.answers = (*op.answers, BAD)

@@ -74,11 +74,16 @@ async def send_command(
     payload: object,
     timeout: float | None,
 ) -> dict[str, Any]:
-    """Send ``action``; ``{"result": <CALLRESULT payload>}`` or a :class:`Problem`."""
+    """Send ``action``; ``{"result": <CALLRESULT payload>}`` or a :class:`Problem`. A
+    command whose payload Voltaro completes also says what it put in: ``"allocated":
+    {"reservationId": 17}``."""
     try:
-        result = await operations.send_command(charge_point_id, action, payload, timeout)
+        request, result = await operations.send_command(charge_point_id, action, payload, timeout)
     except CommandFailed as failure:
         raise problem_of(failure) from None
+    allocates = operations.commands.get(action).allocates
+    if allocates:
+        return {"result": result, "allocated": {name: request[name] for name in allocates}}
     return {"result": result}
 
 

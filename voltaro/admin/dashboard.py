@@ -9,6 +9,12 @@ needs that CSRF token (form field ``csrf`` or header ``X-CSRF-Token``) and, when
 sends one, a same-origin ``Origin``. Every action goes through the API's own operations and
 :meth:`voltaro.admin.gate.Gate.perform` (role check, audit record): the dashboard adds no
 second path, and no second set of rules.
+
+What the feature profiles declare is rendered by generic pages: each :class:`Listing` is a
+page ``/{name}`` (``listing.html``: its filters as a form, its items as a table, a link in
+the navigation), and a profile's charge point facts are a section of the charge point's page
+(scalars as key and value, lists of objects as tables; ``connectorNotes`` in the connectors'
+rows).
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import wraps
 from importlib import resources
@@ -30,7 +38,7 @@ from quart import Response, flash, g, redirect, render_template, request, sessio
 from quart_trio import QuartTrio
 
 from voltaro.admin import commands
-from voltaro.admin.api import ID_TAG_STATUSES, AdminApi
+from voltaro.admin.api import ID_TAG_STATUSES, AdminApi, listing_operation_id
 from voltaro.admin.chart import transaction_chart
 from voltaro.admin.dashboard_admin import Pages, mount_management_pages
 from voltaro.admin.gate import Gate
@@ -38,6 +46,7 @@ from voltaro.admin.spec import Operation, Problem, Request
 from voltaro.central.accounts import BOOTSTRAP, Principal, Role
 from voltaro.central.domain_events import event_json
 from voltaro.central.operations import Operations
+from voltaro.central.profile import CONNECTOR_NOTES, Listing
 from voltaro.ocppj.dialect import OCPP16
 from voltaro.store.dashboard_queries import DashboardQueries
 
@@ -49,6 +58,7 @@ KEEPALIVE = 15.0  # seconds between SSE comments, so proxies keep the stream ope
 RECENT_MESSAGES = 15  # OCPP frames shown on a charge point's page
 MESSAGES_PER_PAGE = 100
 LIST_LIMIT = 1000
+PAGE_SIZE = 100  # rows of a profile's listing per page
 
 View = Callable[..., Awaitable[Any]]
 
@@ -108,6 +118,47 @@ def frame_kind(message: Mapping[str, Any]) -> str:
         return ""
     calls = "in" if by_charger else "out"
     return "call" if message.get("direction") == calls else "result"
+
+
+def humanize(name: str) -> str:
+    """A camelCase key as a heading: ``activeReservations`` -> ``Active reservations``."""
+    words = re.sub(r"(?<=[a-z0-9])([A-Z])", r" \1", name).lower()
+    return words[:1].upper() + words[1:]
+
+
+def heading(name: str, schema: Mapping[str, Any] | None) -> str:
+    """A column's or a fact's heading: its schema's ``title``, else its name humanized."""
+    title = (schema or {}).get("title")
+    return str(title) if title else humanize(name)
+
+
+@dataclass(frozen=True)
+class FactSection:
+    """A list of objects among a charge point's facts, shown as a table."""
+
+    title: str
+    items: list[dict[str, Any]]
+    columns: list[tuple[str, dict[str, Any]]]  # (key, its schema)
+
+
+def fact_sections(
+    facts: Mapping[str, Any], schemas: Mapping[str, Any]
+) -> tuple[list[tuple[str, str, Any, dict[str, Any]]], list[FactSection]]:
+    """The profiles' facts as the charge point page shows them: scalars (and objects) as
+    ``(key, heading, value, schema)``, lists as tables whose columns are the item schema's
+    properties (else the first item's keys). A fact that is None is left out."""
+    scalars: list[tuple[str, str, Any, dict[str, Any]]] = []
+    tables: list[FactSection] = []
+    for key, value in facts.items():
+        schema = dict(schemas.get(key) or {})
+        if isinstance(value, list) and all(isinstance(item, dict) for item in value):
+            properties = dict((schema.get("items") or {}).get("properties") or {})
+            if not properties and value:
+                properties = {name: {} for name in value[0]}
+            tables.append(FactSection(heading(key, schema), value, list(properties.items())))
+        elif value is not None:  # nothing known: nothing to show
+            scalars.append((key, heading(key, schema), value, schema))
+    return scalars, tables
 
 
 def pretty_json(value: Any) -> str:
@@ -241,6 +292,8 @@ def mount_dashboard(
             "energy_kwh": energy_kwh,
             "pretty_json": pretty_json,
             "frame_kind": frame_kind,
+            "heading": heading,
+            "listings": operations.listings,
         }
 
     @app.after_request
@@ -378,7 +431,9 @@ def mount_dashboard(
         return redirect(local_path(form.get("next"), "/charge-points"))
 
     async def charge_point_page(charge_point_id: str, answer: Any = None) -> str:
-        detail = await api.get_charge_point(Request({"chargePointId": charge_point_id}, {}, None))
+        detail, facts = await api.charge_point_detail(charge_point_id)
+        notes: dict[str, str] = facts.pop(CONNECTOR_NOTES, {})
+        shown = {str(c["connectorId"]) for c in detail["connectors"]}
         path = {"chargePointId": charge_point_id}
         total = (await api.messages(Request(path, {"limit": 1}, None)))["total"]
         recent = await api.messages(
@@ -395,6 +450,9 @@ def mount_dashboard(
             commands=list(operations.commands),
             confirm_of={c.action: c.confirm for c in operations.commands if c.confirm},
             answer=answer,
+            facts=fact_sections(facts, operations.facts_schema),
+            notes=notes,
+            other_notes={k: v for k, v in notes.items() if k not in shown},
         )
 
     @app.get("/charge-points/<charge_point_id>")
@@ -543,6 +601,36 @@ def mount_dashboard(
     mount_management_pages(
         app, Pages(page=page, perform=perform, try_action=try_action, who=who), operations
     )
+
+    # ---- the profiles' listings ----------------------------------------------------------
+
+    def mount_listing(listing: Listing, op: Operation) -> None:
+        names = [f.name for f in listing.filters]
+
+        async def listing_page() -> Any:
+            filters = validated_query(op.operation_id, names)
+            offset = int_arg("offset")
+            items, total = await operations.list_items(listing, filters, PAGE_SIZE, offset)
+            args = {k: request.args[k] for k in names if request.args.get(k)}
+            return await render_template(
+                "listing.html",
+                listing=listing,
+                columns=list(listing.item_schema.get("properties", {}).items()),
+                items=items,
+                total=total,
+                args=args,
+                offset=offset,
+                page_size=PAGE_SIZE,
+            )
+
+        path = f"/{listing.name}"
+        if any(rule.rule == path for rule in app.url_map.iter_rules()):
+            raise ValueError(f"listing {listing.name!r}: {path} is a dashboard page already")
+        listing_page.__name__ = f"listing_{listing.name.replace('-', '_')}"
+        app.add_url_rule(path, view_func=page(listing_page), methods=["GET"])
+
+    for listing in operations.listings:
+        mount_listing(listing, by_id[listing_operation_id(listing)])
 
     # ---- live events ---------------------------------------------------------------------
 

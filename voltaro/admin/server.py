@@ -37,7 +37,7 @@ from werkzeug.exceptions import HTTPException
 from voltaro.admin import accounts_api
 from voltaro.admin import api as admin_api
 from voltaro.admin.accounts_api import ACCOUNT_SCHEMAS, AccountsApi, with_forbidden
-from voltaro.admin.api import PREFIX, SCHEMAS, AdminApi, Csv, Status, ocpp_components
+from voltaro.admin.api import PREFIX, AdminApi, Csv, Status, all_schemas, ocpp_components
 from voltaro.admin.dashboard import mount_dashboard
 from voltaro.admin.gate import Gate, unauthorized
 from voltaro.admin.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -90,7 +90,9 @@ def create_app(
         ops,
         title="Voltaro admin API",
         version=VERSION,
-        components={"schemas": SCHEMAS | ACCOUNT_SCHEMAS | ocpp_components(operations.commands)},
+        components={
+            "schemas": all_schemas(operations) | ACCOUNT_SCHEMAS | ocpp_components(operations.commands)
+        },
     )
     gate = Gate(operations, token)
 

@@ -10,6 +10,7 @@ the admin layer calls its operator facade, and everything durable goes through
                     charger's RPC endpoint and hooks (message log, presence, events).
 ``presence.py``     presence and last-seen as recorded in the database, per instance.
 ``profile.py``      the plug-in seam: what a feature profile declares.
+``profile_tasks.py`` the profiles' background tasks, kept running (restarted when they fail).
 ``profiles/``       one module per OCPP feature profile: where a message is handled and
                     where a command's effect is applied (``profiles/core.py``: Core).
 ``commands.py``     operator commands: sent on the session, answers' effects applied,

@@ -15,6 +15,11 @@ nothing in time           :class:`NoAnswer`
 the connection closed     :class:`Disconnected`
 ========================  =============================================================
 
+A command may complete its payload and record the request before it is sent (its
+``allocates`` and ``prepare``: ReserveNow's reservationId), and note a failure (``failed``);
+see :class:`~voltaro.central.profile.Command`. A ``failed`` that cannot write (the database
+away) is logged and the command's own failure is what the operator gets.
+
 Each failure is a :class:`CommandFailed` whose message says what happened in the
 operator's words; the admin layer maps the classes to HTTP statuses and nothing more.
 Every frame goes into the message log through the session's hooks; an outcome no frame of
@@ -44,6 +49,7 @@ from voltaro.ocppj.endpoint import (
 )
 from voltaro.ocppj.errors import ErrorCode
 from voltaro.ocppj.validation import SchemaRegistry, Violation
+from voltaro.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -252,18 +258,40 @@ class Commands:
         """Send the command; returns the charger's CALLRESULT payload after the command's
         effect is applied. Raises a :class:`CommandFailed` (see the module doc). A charger
         connected to another instance is reached through it (``route``)."""
-        self.catalog.get(action)
+        _, result = await self.send_request(charge_point_id, action, payload, timeout)
+        return result
+
+    async def send_request(
+        self, charge_point_id: str, action: str, payload: object, timeout: float | None = None
+    ) -> tuple[Payload, Payload]:
+        """:meth:`send`, returning the request as sent (with what Voltaro allocated in it,
+        see :class:`~voltaro.central.profile.Command`) and the result."""
+        command = self.catalog.get(action)
+        if command.allocates and isinstance(payload, dict):
+            payload = {**payload, **command.allocates}  # the stand-ins, for the schema check
         request = self.check(action, payload)
         if await self._domain.store.charge_points.get(charge_point_id) is None:
             raise UnknownChargePoint(charge_point_id)
+        if command.prepare is not None:
+            request = await command.prepare(self._domain, charge_point_id, request)
         wait = self._call_timeout if timeout is None else timeout
-        if charge_point_id in self._sessions or self._route is None:
-            return await self.send_here(charge_point_id, action, request, wait)
         try:
-            return await self._route(charge_point_id, action, request, wait)
-        except NotConnected as failure:  # nowhere: as a local command would have said
-            self._log_outcome(charge_point_id, action, failure.outcome, str(failure))
-            self._answered(charge_point_id, action, failure.outcome, None)
+            if charge_point_id in self._sessions or self._route is None:
+                return request, await self.send_here(charge_point_id, action, request, wait)
+            try:
+                return request, await self._route(charge_point_id, action, request, wait)
+            except NotConnected as failure:  # nowhere: as a local command would have said
+                self._log_outcome(charge_point_id, action, failure.outcome, str(failure))
+                self._answered(charge_point_id, action, failure.outcome, None)
+                raise
+        except CommandFailed as failure:
+            if command.failed is not None:
+                try:
+                    await command.failed(self._domain, charge_point_id, request, str(failure))
+                except StoreError as error:
+                    log.warning(
+                        "%s to %s: its failure not recorded: %s", action, charge_point_id, error
+                    )
             raise
 
     async def send_here(

@@ -77,12 +77,14 @@ class StatusChanged(DomainEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransactionStarted(DomainEvent):
-    """A new transaction was recorded (a retried StartTransaction publishes nothing)."""
+    """A new transaction was recorded (a retried StartTransaction publishes nothing);
+    ``reservation_id``: the reservation its StartTransaction named, if any."""
 
     kind: ClassVar[str] = "transactionStarted"
     transaction_id: int
     connector_id: int
     id_tag: str
+    reservation_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

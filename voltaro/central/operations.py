@@ -4,9 +4,11 @@ The admin API, the dashboard and their tests depend on :class:`Operations` alone
 the store's repositories or the sessions behind it: writes go through the methods below
 (which keep the live sessions in step: a registration change applies to a connected
 charger at once, a removed charge point is disconnected), reads through the typed report
-queries (:attr:`Operations.queries`, :attr:`Operations.dashboard_queries`), commands through
-:meth:`Operations.send_command` (outcomes: :mod:`voltaro.central.commands`), and live events
-through :attr:`Operations.events`.
+queries (:attr:`Operations.queries`, :attr:`Operations.dashboard_queries`), the profiles'
+listings and charge point facts (:meth:`Operations.list_items`,
+:meth:`Operations.charge_point_facts`), commands through :meth:`Operations.send_command`
+(outcomes: :mod:`voltaro.central.commands`), and live events through
+:attr:`Operations.events`.
 
 Every method needs the central system running; before it has started (or after it stopped)
 they raise :class:`~voltaro.store.StoreUnavailable`, which the admin layer answers 503.
@@ -14,7 +16,9 @@ they raise :class:`~voltaro.store.StoreUnavailable`, which the admin layer answe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 import trio
 
@@ -22,7 +26,7 @@ from voltaro.central.accounts import Accounts
 from voltaro.central.commands import CommandCatalog
 from voltaro.central.events import EventBus
 from voltaro.central.passwords import hash_password
-from voltaro.central.profile import Payload
+from voltaro.central.profile import CONNECTOR_NOTES, Listing, Payload
 from voltaro.central.sessions import CLOSE_POLICY_VIOLATION
 from voltaro.central.system import CentralSystem
 from voltaro.store import Store, StoreUnavailable
@@ -42,6 +46,19 @@ class Operations:
     def commands(self) -> CommandCatalog:
         """The commands the served profiles offer (known before the system starts)."""
         return self._central.catalog
+
+    @property
+    def listings(self) -> tuple[Listing, ...]:
+        """The records the served profiles let operators list (known before the start)."""
+        return tuple(listing for profile in self._central.profiles for listing in profile.listings)
+
+    @property
+    def facts_schema(self) -> dict[str, Any]:
+        """The JSON schemas of the keys the profiles add to a charge point's detail."""
+        schema: dict[str, Any] = {}
+        for profile in self._central.profiles:
+            schema |= dict(profile.facts_schema or {})
+        return schema
 
     @property
     def events(self) -> EventBus:
@@ -127,6 +144,29 @@ class Operations:
         )
         return True
 
+    async def charge_point_facts(self, charge_point_id: str) -> Payload:
+        """What every profile adds to the charge point's detail, merged; the connector notes
+        of several profiles are joined per connector. Two profiles giving the same other key
+        is a bug in them: ValueError."""
+        self._store()
+        domain = self._central.domain
+        merged: Payload = {}
+        notes: dict[str, str] = {}
+        for profile in self._central.profiles:
+            if profile.charge_point_facts is None:
+                continue
+            facts = await profile.charge_point_facts(domain, charge_point_id)
+            for connector, note in (facts.pop(CONNECTOR_NOTES, None) or {}).items():
+                key = str(connector)
+                notes[key] = f"{notes[key]}; {note}" if key in notes else note
+            clash = merged.keys() & facts.keys()
+            if clash:
+                raise ValueError(f"{profile.name} gives charge point facts {sorted(clash)} again")
+            merged |= facts
+        if notes:
+            merged[CONNECTOR_NOTES] = notes
+        return merged
+
     # ---- id tags ---------------------------------------------------------------------
 
     async def id_tag(self, id_tag: str) -> IdTagRecord | None:
@@ -149,12 +189,22 @@ class Operations:
     async def remove_id_tag(self, id_tag: str) -> bool:
         return await self._store().id_tags.remove(id_tag)
 
+    # ---- the profiles' listings ------------------------------------------------------
+
+    async def list_items(
+        self, listing: Listing, filters: Mapping[str, Any], limit: int, offset: int
+    ) -> tuple[list[Payload], int]:
+        """One page of ``listing``: its items and how many match in all."""
+        self._store()
+        return await listing.query(self._central.domain, filters, limit, offset)
+
     # ---- commands --------------------------------------------------------------------
 
     async def send_command(
         self, charge_point_id: str, action: str, payload: object, timeout: float | None = None
-    ) -> Payload:
-        """Send an operator command and apply its effect; raises a
+    ) -> tuple[Payload, Payload]:
+        """Send an operator command and apply its effect: the request as sent (with what
+        Voltaro allocated in it) and the charger's result; raises a
         :class:`~voltaro.central.commands.CommandFailed` for every other outcome."""
         self._store()
-        return await self._central.commands.send(charge_point_id, action, payload, timeout)
+        return await self._central.commands.send_request(charge_point_id, action, payload, timeout)

@@ -8,7 +8,9 @@ previous run as offline, and runs the housekeeping loop (last-seen flush, presen
 overdue heartbeats, deviation counts, message-log bounds and retention) until cancelled.
 
 It serves the feature profiles it is given (:mod:`voltaro.central.profiles`): their handlers
-through each session's endpoint, their commands through :attr:`CentralSystem.commands`.
+through each session's endpoint, their commands through :attr:`CentralSystem.commands`, and
+runs their background tasks (:mod:`voltaro.central.profile_tasks`) with a
+:class:`~voltaro.central.profile.ProfileContext` from start to stop.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from voltaro.central.events import EventBus
 from voltaro.central.evictions import SESSIONS_CHANNEL, Evictions
 from voltaro.central.membership import Membership
 from voltaro.central.presence import Presence
-from voltaro.central.profile import Handler, InboundHandler, Profile
+from voltaro.central.profile import Handler, InboundHandler, Profile, ProfileContext
+from voltaro.central.profile_tasks import run_profile_tasks
 from voltaro.central.profiles import PROFILES
 from voltaro.central.redaction import redacted
 from voltaro.central.routing import CommandRouter
@@ -129,6 +132,7 @@ class CentralSystem:
                     nursery.start_soon(self._housekeeping)
                     nursery.start_soon(self._keep_lease)
                     await nursery.start(self._listen_to_other_instances)
+                    await nursery.start(run_profile_tasks, self.profiles, self.profile_context())
                     task_status.started()
                     await trio.sleep_forever()
             finally:
@@ -187,6 +191,18 @@ class CentralSystem:
             log_outcome=self._log_outcome,
             route=router.send_elsewhere,
         )
+
+    def profile_context(self) -> ProfileContext:
+        """What the profiles' tasks work with on this instance (once started)."""
+        return ProfileContext(
+            domain=self.domain,
+            send=self.commands.send,
+            holds=self._holds,
+            instance_id=self.instance_id,
+        )
+
+    def _holds(self, charge_point_id: str) -> bool:
+        return self._sessions is not None and charge_point_id in self._sessions
 
     async def _listen_to_other_instances(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

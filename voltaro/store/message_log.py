@@ -184,6 +184,25 @@ class MessageLogRepository:
             )
         return stub, len(json_bytes(stub))
 
+    async def latest(
+        self, charge_point_id: str, action: str, direction: str = "in"
+    ) -> tuple[datetime, object] | None:
+        """When the charge point's newest ``action`` frame (not a CALLERROR) was logged, and
+        its payload; None when the log holds none (any more)."""
+
+        async def read(connection: Connection) -> tuple[datetime, object] | None:
+            row = await connection.fetchrow(
+                "SELECT logged_at, payload FROM message_log WHERE charge_point_id = $1"
+                " AND action = $2 AND direction = $3 AND error_code IS NULL"
+                " ORDER BY logged_at DESC, id DESC LIMIT 1",
+                charge_point_id,
+                action,
+                direction,
+            )
+            return None if row is None else (row["logged_at"], row["payload"])
+
+        return await self._database.run(read)
+
     async def enforce_bounds(self) -> Purged:
         """Delete the oldest entries of each charge point over its bound, then the oldest
         overall while the whole log is over its bound (at most :data:`MAX_BOUND_ROWS` rows in

@@ -103,6 +103,9 @@
   }
 
   // Commands: POST the form, show the charger's answer (or the problem) under the button.
+  // Answers in which the charger says it did not do what was asked.
+  const REFUSALS = new Set(["Rejected", "NotSupported", "NotImplemented", "Faulted", "Occupied",
+    "Unavailable", "UnlockFailed", "Failed"]);
   function showAnswer(output, ok, verdict, body) {
     output.className = "answer " + (ok ? "ok" : "bad");
     output.textContent = "";
@@ -133,8 +136,11 @@
           const body = await response.json().catch(function () { return {}; });
           if (response.ok) {
             const result = body.result || {};
-            const verdict = result.status ? "Answer: " + result.status : "Answered";
-            showAnswer(output, result.status !== "Rejected" && result.status !== "NotSupported", verdict, result);
+            let verdict = result.status ? "Answer: " + result.status : "Answered";
+            if (body.allocated) {
+              verdict += " (sent with " + Object.entries(body.allocated).map(function (kv) { return kv[0] + " " + kv[1]; }).join(", ") + ")";
+            }
+            showAnswer(output, !REFUSALS.has(result.status), verdict, result);
           } else {
             showAnswer(output, false, "Error " + response.status + ": " + (body.detail || response.statusText));
           }

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from voltaro.central.profile import Profile
 from voltaro.central.profiles.core import CORE
+from voltaro.central.profiles.firmware import FIRMWARE
 from voltaro.central.profiles.remote_trigger import REMOTE_TRIGGER
+from voltaro.central.profiles.reservation import RESERVATION
 
-PROFILES: tuple[Profile, ...] = (CORE, REMOTE_TRIGGER)
+PROFILES: tuple[Profile, ...] = (CORE, FIRMWARE, REMOTE_TRIGGER, RESERVATION)
 
 __all__ = ["PROFILES"]

@@ -176,6 +176,7 @@ async def start_transaction(charger: Charger, payload: dict[str, Any]) -> dict[s
     connector_id = _connector_id(payload, 1)
     id_tag: str = payload["idTag"]
     started_at = parse_timestamp(payload["timestamp"], "timestamp")
+    reservation_id = _optional_integer(payload, "reservationId", INT32_MAX)
     info = await charger.domain.authorizer.id_tag_info(id_tag)
     started = await charger.store.transactions.start(
         charger.id,
@@ -183,7 +184,7 @@ async def start_transaction(charger: Charger, payload: dict[str, Any]) -> dict[s
         id_tag,
         started_at,
         _integer(payload, "meterStart", -INT64_MAX, INT64_MAX),
-        _optional_integer(payload, "reservationId", INT32_MAX),
+        reservation_id,
         info["status"],
         utc_now(),
     )
@@ -204,6 +205,7 @@ async def start_transaction(charger: Charger, payload: dict[str, Any]) -> dict[s
                 transaction_id=started.transaction_id,
                 connector_id=connector_id,
                 id_tag=id_tag,
+                reservation_id=reservation_id,
             )
         )
     else:
