@@ -59,5 +59,6 @@ def test_the_server_takes_the_examples(live: Live, api: httpx.Client) -> None:
         if method != "PUT":
             continue
         url = path.replace("{chargePointId}", "CP-EXAMPLE").replace("{idTag}", "TAG-EXAMPLE")
+        url = url.replace("{name}", "example-operator")
         answer = api.put(url, json=content["example"])
         assert answer.status_code in (200, 201), (url, answer.text)

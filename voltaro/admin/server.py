@@ -86,13 +86,12 @@ def create_app(
     ops = with_forbidden(
         [*admin_api.operations(api), *accounts_api.operations(AccountsApi(operations))]
     )
+    schemas = all_schemas(operations) | ACCOUNT_SCHEMAS | ocpp_components(operations.commands)
     document = openapi_document(
         ops,
         title="Voltaro admin API",
         version=VERSION,
-        components={
-            "schemas": all_schemas(operations) | ACCOUNT_SCHEMAS | ocpp_components(operations.commands)
-        },
+        components={"schemas": schemas},
     )
     gate = Gate(operations, token)
 
