@@ -17,6 +17,7 @@ from voltaro.store.command_queue import CommandQueue
 from voltaro.store.connectors import ConnectorRepository
 from voltaro.store.database import DEFAULT_DEADLINE, Database, open_database
 from voltaro.store.embedded import embedded_postgres
+from voltaro.store.fleet_stats import FleetStats
 from voltaro.store.id_tags import IdTagCache, IdTagRepository
 from voltaro.store.instances import InstanceRepository
 from voltaro.store.message_log import MessageLogLimits, MessageLogRepository
@@ -54,6 +55,7 @@ class Store:
         self.admin = AdminQueries(database)
         self.instances = InstanceRepository(database)
         self.command_queue = CommandQueue(database)
+        self.fleet_stats = FleetStats(database)
 
 
 @asynccontextmanager

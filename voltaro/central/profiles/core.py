@@ -388,5 +388,6 @@ CORE = Profile(
         "0009_open_transactions_notify.sql",
         "0010_instances_and_commands.sql",
         "0011_charge_point_notify.sql",
+        "0016_fleet_stats.sql",
     ),
 )
