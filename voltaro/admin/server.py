@@ -44,6 +44,7 @@ from voltaro.admin.spec import (
     bad_request,
     openapi_document,
 )
+from voltaro.admin.stats import STATS_SCHEMAS, StatsApi, stats_operations
 from voltaro.admin.token import admin_token
 from voltaro.central.operations import Operations
 from voltaro.config import CannotStart, Settings
@@ -76,12 +77,12 @@ def create_app(
     app = QuartTrio("voltaro.admin")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     api = AdminApi(operations)
-    ops = admin_api.operations(api)
+    ops = [*admin_api.operations(api), *stats_operations(StatsApi(operations))]
     document = openapi_document(
         ops,
         title="Voltaro admin API",
         version=VERSION,
-        components={"schemas": SCHEMAS | ocpp_components(operations.commands)},
+        components={"schemas": SCHEMAS | STATS_SCHEMAS | ocpp_components(operations.commands)},
     )
     admin_token_bytes = token.encode()
 
