@@ -25,8 +25,9 @@
 -- for the former, the existing (charge_point_id, connector_id, received_at) for the latter.
 
 CREATE INDEX transactions_started ON transactions (started_at);
-CREATE INDEX transactions_stopped ON transactions (stopped_at) INCLUDE (energy_wh)
-    WHERE stopped_at IS NOT NULL;
+-- No index names energy_wh (not even as INCLUDE): every MeterValues updates it on the open
+-- transaction, and an indexed column would cost those updates their HOT path.
+CREATE INDEX transactions_stopped ON transactions (stopped_at) WHERE stopped_at IS NOT NULL;
 CREATE INDEX transactions_cp_stopped ON transactions (charge_point_id, stopped_at)
     WHERE stopped_at IS NOT NULL;
 CREATE INDEX connector_status_history_cp_id ON connector_status_history (charge_point_id, id);
