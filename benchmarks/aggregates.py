@@ -86,19 +86,23 @@ SELECT s.cp, s.connector, s.tag, 'Accepted', s.started_at, s.meter_start, s.star
        CASE WHEN s.stopped_at <= $4 THEN s.stopped_at END,
        CASE WHEN s.stopped_at <= $4 THEN s.wh ELSE s.wh / 2 END
 FROM (
-    SELECT format('CP-%s', lpad(cp::text, 5, '0')) AS cp, connector,
-           format('TAG%s', (cp * 7 + day) % 5000) AS tag,
-           at AS started_at,
-           at + (30 + random() * 120) * interval '1 minute' AS stopped_at,
-           (day * 100000 + session * 50000)::bigint AS meter_start,
-           (5000 + random() * 40000)::bigint AS wh
-    FROM generate_series($1::int, $2::int - 1) AS day,
-         generate_series(0, $3::int - 1) AS session,
-         generate_series(1, $5::int) AS cp,
-         generate_series(1, $6::int) AS connector,
-         LATERAL (SELECT $7::timestamptz + day * interval '1 day'
-                         + ((session + random()) / $3::int) * interval '22 hours' AS at) AS t
-    ORDER BY at
+    SELECT r.*, r.started_at + (30 + random() * 120) * interval '1 minute' AS stopped_at
+    FROM (
+        -- each row its own random start (OFFSET 0: computed once, not again above)
+        SELECT format('CP-%s', lpad(cp::text, 5, '0')) AS cp, connector,
+               format('TAG%s', (cp * 7 + day) % 5000) AS tag,
+               $7::timestamptz + day * interval '1 day'
+                   + ((session + random()) / $3::int) * interval '22 hours' AS started_at,
+               (day * 100000 + session * 50000)::bigint AS meter_start,
+               (5000 + random() * 40000)::bigint AS wh
+        FROM generate_series($1::int, $2::int - 1) AS day,
+             generate_series(0, $3::int - 1) AS session,
+             generate_series(1, $5::int) AS cp,
+             generate_series(1, $6::int) AS connector
+        OFFSET 0
+    ) AS r
+    ORDER BY r.started_at
+    OFFSET 0
 ) AS s
 WHERE s.started_at <= $4
 """
@@ -373,6 +377,50 @@ async def measure_upkeep(connection: Any, runs: int, now: datetime) -> dict[str,
     }
 
 
+BEFORE_0016 = (
+    "ALTER TABLE transactions DISABLE TRIGGER energy_per_day_updated",
+    "DROP INDEX transactions_started, transactions_stopped, transactions_cp_stopped",
+)
+
+
+async def measure_writes(connection: Any, runs: int) -> dict[str, Any]:
+    """What migration 0016 adds to the chargers' own writes, per transaction row: the running
+    energy update of every MeterValues (its trigger's WHEN clause) and the stop (the
+    trigger's mark, two more index entries). Each with 0016 and as before it (trigger off,
+    its indexes dropped), alternating, inside transactions rolled back."""
+    rows = await connection.fetchval("SELECT count(*) FROM transactions WHERE stopped_at IS NULL")
+    times: dict[str, list[float]] = {}
+    for _ in range(runs):
+        for variant in ("with 0016", "before 0016"):
+            transaction = connection.transaction()
+            await transaction.start()
+            try:
+                if variant == "before 0016":
+                    for statement in BEFORE_0016:
+                        await connection.execute(statement)
+                for step, sql in (
+                    ("running energy update", "UPDATE transactions SET energy_wh = energy_wh + 1"),
+                    (
+                        "stop",
+                        "UPDATE transactions SET stopped_at = now(), stop_received_at = now(),"
+                        " meter_stop = meter_start + 1000, energy_wh = 1000",
+                    ),
+                ):
+                    started = time.perf_counter()
+                    await connection.execute(sql + " WHERE stopped_at IS NULL")
+                    elapsed = (time.perf_counter() - started) * 1e6 / max(rows, 1)
+                    times.setdefault(f"{step}, {variant}", []).append(elapsed)
+            finally:
+                await transaction.rollback()
+    return {
+        "open_transactions": rows,
+        "us_per_row": {name: round(statistics.median(t), 2) for name, t in times.items()},
+        "us_per_row_range": {
+            name: [round(min(t), 2), round(max(t), 2)] for name, t in times.items()
+        },
+    }
+
+
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     embedded = start_embedded(workdir / "db")
     try:
@@ -391,6 +439,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             )
             results = await measure(connection, args.runs, now, charge_point)
             upkeep = await measure_upkeep(connection, args.runs, now)
+            writes = await measure_writes(connection, args.runs)
         finally:
             await connection.close()
     finally:
@@ -405,6 +454,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         **filled,
         "queries": results,
         "upkeep_ms": upkeep,
+        "writes": writes,
     }
 
 
@@ -425,6 +475,18 @@ def table(result: dict[str, Any]) -> str:
         )
     rows += ["", "| upkeep | median ms |", "|---|--:|"]
     rows += [f"| {name} | {ms} |" for name, ms in result["upkeep_ms"].items()]
+    writes = result["writes"]
+    rows += [
+        "",
+        f"| chargers' writes ({writes['open_transactions']} open transactions) | µs per row |"
+        " min-max |",
+        "|---|--:|--:|",
+    ]
+    rows += [
+        f"| {name} | {us} | {writes['us_per_row_range'][name][0]}-"
+        f"{writes['us_per_row_range'][name][1]} |"
+        for name, us in writes["us_per_row"].items()
+    ]
     if result.get("fill_seconds"):
         rows += ["", "| fill step | seconds |", "|---|--:|"]
         rows += [f"| {name} | {s} |" for name, s in result["fill_seconds"].items()]
