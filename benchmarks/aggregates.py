@@ -194,7 +194,7 @@ async def timed(step: str, fn: Callable[[], Awaitable[Any]], log: dict[str, floa
 
 
 async def fill(connection: Any, args: argparse.Namespace, now: datetime) -> dict[str, Any]:
-    """The data, in SQL; returns the seconds each step took and the row counts."""
+    """The data, in SQL; returns the seconds each step took."""
     steps: dict[str, float] = {}
     first_day = (now - timedelta(days=args.days)).replace(hour=0, minute=0, second=0)
     first_day = first_day.replace(microsecond=0)
@@ -246,6 +246,10 @@ async def fill(connection: Any, args: argparse.Namespace, now: datetime) -> dict
     )
     # autovacuum would have done this on a live system; index-only scans need it
     await timed("vacuum analyze", lambda: connection.execute("VACUUM ANALYZE"), steps)
+    return {"fill_seconds": steps}
+
+
+async def describe(connection: Any) -> dict[str, Any]:
     counts = {}
     for table in (
         "charge_points",
@@ -257,7 +261,7 @@ async def fill(connection: Any, args: argparse.Namespace, now: datetime) -> dict
     ):
         counts[table] = await connection.fetchval(f"SELECT count(*) FROM {table}")
     size = await connection.fetchval("SELECT pg_size_pretty(pg_database_size(current_database()))")
-    return {"fill_seconds": steps, "rows": counts, "database_size": size}
+    return {"rows": counts, "database_size": size}
 
 
 async def _fill_charge_points(connection: Any, charge_points: int) -> None:
@@ -302,9 +306,10 @@ def queries(now: datetime, charge_point: str) -> dict[str, tuple[str, tuple[Any,
             NAIVE_ENERGY_PER_DAY,
             (datetime.combine(month, datetime.min.time(), UTC),),
         ),
-        "(before 0016) overview energy today/month by started_at": (
+        # over 30 days, as at the end of a month (on the 1st the month is one day)
+        "(former form) overview energy today/month by started_at, with 0016's index": (
             FORMER_OVERVIEW_ENERGY,
-            (day, day.replace(day=1)),
+            (day, day - timedelta(days=29)),
         ),
     }
 
@@ -434,6 +439,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 filled = await fill(connection, args, now)
             else:
                 print("  reusing the data already there", file=sys.stderr)
+            filled |= await describe(connection)
             charge_point = await connection.fetchval(
                 "SELECT charge_point_id FROM transactions ORDER BY transaction_id DESC LIMIT 1"
             )
