@@ -175,6 +175,16 @@ OVERVIEW_COUNTS = (
     "SELECT count(*), count(*) FILTER (WHERE online),"
     " count(*) FILTER (WHERE registration_status = 'Pending') FROM charge_points"
 )
+OVERVIEW_CONNECTORS = (
+    "SELECT count(DISTINCT charge_point_id) FILTER (WHERE status = 'Faulted'),"
+    " count(*) FILTER (WHERE status = 'Charging') FROM connectors"
+)
+# What the overview read before: every connector's row, counted in Python.
+FORMER_OVERVIEW_CONNECTORS = (
+    "SELECT c.charge_point_id, c.connector_id, c.status, p.online"
+    " FROM connectors c JOIN charge_points p ON p.id = c.charge_point_id"
+    " ORDER BY c.charge_point_id, c.connector_id"
+)
 SAMPLES_24H = (
     "SELECT at, charge_points, online, charging FROM fleet_samples"
     " WHERE at >= $1 AND at < $2 ORDER BY at"
@@ -288,6 +298,7 @@ def queries(now: datetime, charge_point: str) -> dict[str, tuple[str, tuple[Any,
         "fleet samples, 24 h": (SAMPLES_24H, (now - timedelta(hours=24), now)),
         "overview: charge point counts": (OVERVIEW_COUNTS, ()),
         "overview: running energy, active transactions": (OVERVIEW_RUNNING, ()),
+        "overview: faulted chargers, connectors charging": (OVERVIEW_CONNECTORS, ()),
         "charge point energy per day, 30 days": (
             CHARGE_POINT_ENERGY_PER_DAY,
             (month, today, charge_point),
@@ -311,6 +322,7 @@ def queries(now: datetime, charge_point: str) -> dict[str, tuple[str, tuple[Any,
             FORMER_OVERVIEW_ENERGY,
             (day, day - timedelta(days=29)),
         ),
+        "(former) overview: every connector's row": (FORMER_OVERVIEW_CONNECTORS, ()),
     }
 
 

@@ -152,6 +152,16 @@ async def test_the_overview_counts_today_and_the_month_through_the_rollup(store:
     assert overview.energy_today_wh == 5_000.0
     assert overview.energy_month_wh == 15_000 + 7_000 + 2_000 + 3_000
     assert overview.active_transactions == 1
+    for cp, connector, status in (
+        ("CP-A", 1, "Charging"),
+        ("CP-A", 2, "Faulted"),
+        ("CP-A", 0, "Faulted"),
+        ("CP-B", 1, "Charging"),
+        ("CP-B", 2, "Available"),
+    ):
+        await store.connectors.record_status(cp, _status(connector, status, DAY1))
+    overview = await queries.overview(day, day.replace(day=1))
+    assert (overview.faulted, overview.charging) == (1, 2)
 
 
 async def test_sessions_per_hour(store: Store) -> None:

@@ -260,14 +260,12 @@ def mount_dashboard(
         now = datetime.now(UTC)
         day = now.replace(hour=0, minute=0, second=0, microsecond=0)
         summary = await queries().overview(day, day.replace(day=1))
-        faulted = {c["charge_point_id"] for c in summary.connectors if c["status"] == "Faulted"}
-        charging = [c for c in summary.connectors if c["status"] == "Charging"]
         session_hours = 24 * 7 if request.args.get("sessions") == "7d" else 24
         return await render_template(
             "overview.html",
             summary=summary,
-            faulted=len(faulted),
-            charging=len(charging),
+            faulted=summary.faulted,
+            charging=summary.charging,
             events=[event_json(event) for event in reversed(bus.recent)],
             charts=await overview_charts(session_hours),
             session_hours=session_hours,
