@@ -18,7 +18,7 @@
 -- minutes, written by whichever instance's housekeeping comes first in that period (the
 -- primary key keeps the others out). The charger tables hold only the present, and
 -- deriving a past count from presence_events would mean replaying every charger's events
--- for every point of the chart.
+-- for every point of the chart. Samples are kept (105,000 rows, some 10 MB, a year).
 --
 -- A charge point's status history, newest first, and its utilisation (share of time in
 -- Charging) read connector_status_history by charge point: connector_status_history_cp_id
