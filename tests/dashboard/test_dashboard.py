@@ -277,7 +277,7 @@ def test_remote_start_and_stop_show_the_transaction_and_its_chart(
     expect(connectors.locator('tr[data-connector="1"]')).to_contain_text("Available")
     expect(connectors).to_contain_text("None.")
 
-    page.get_by_role("link", name="Transactions").click()
+    page.get_by_role("link", name="Transactions", exact=True).click()
     row = page.locator(f'tr[data-transaction="{transaction_id}"]')
     expect(row).to_contain_text("DASH-TAG-1")
     expect(row).to_contain_text("Remote")

@@ -39,10 +39,16 @@ from quart_trio import QuartTrio
 
 from voltaro.admin import commands
 from voltaro.admin.api import ID_TAG_STATUSES, AdminApi, listing_operation_id
-from voltaro.admin.chart import transaction_chart
+from voltaro.admin.chart import (
+    energy_per_day_chart,
+    online_chart,
+    sessions_per_hour_chart,
+    transaction_chart,
+)
 from voltaro.admin.dashboard_admin import Pages, mount_management_pages
 from voltaro.admin.gate import Gate
 from voltaro.admin.spec import Operation, Problem, Request
+from voltaro.admin.stats import StatsApi
 from voltaro.central.accounts import BOOTSTRAP, Principal, Role
 from voltaro.central.domain_events import event_json
 from voltaro.central.operations import Operations
@@ -59,6 +65,11 @@ RECENT_MESSAGES = 15  # OCPP frames shown on a charge point's page
 MESSAGES_PER_PAGE = 100
 LIST_LIMIT = 1000
 PAGE_SIZE = 100  # rows of a profile's listing per page
+STATUS_HISTORY_SHOWN = 10  # newest status changes on a charge point's page
+STATUS_HISTORY_PER_PAGE = 100
+# The overview is rendered again for every live update (up to ~4 a second per open tab):
+# its charts' numbers are read at most this often; they change every few minutes anyway.
+CHARTS_MAX_AGE = 30.0  # seconds
 
 View = Callable[..., Awaitable[Any]]
 
@@ -211,6 +222,8 @@ def mount_dashboard(
     versions = asset_versions()
     bus = operations.events
     sessions = DashboardSessions(operations)
+    stats = StatsApi(operations)
+    charts_cache: dict[int, tuple[float, dict[str, Any]]] = {}
 
     def queries() -> DashboardQueries:
         return operations.dashboard_queries
@@ -373,15 +386,36 @@ def mount_dashboard(
         now = datetime.now(UTC)
         day = now.replace(hour=0, minute=0, second=0, microsecond=0)
         summary = await queries().overview(day, day.replace(day=1))
-        faulted = {c["charge_point_id"] for c in summary.connectors if c["status"] == "Faulted"}
-        charging = [c for c in summary.connectors if c["status"] == "Charging"]
+        session_hours = 24 * 7 if request.args.get("sessions") == "7d" else 24
         return await render_template(
             "overview.html",
             summary=summary,
-            faulted=len(faulted),
-            charging=len(charging),
+            faulted=summary.faulted,
+            charging=summary.charging,
             events=[event_json(event) for event in reversed(bus.recent)],
+            charts=await overview_charts(session_hours),
+            session_hours=session_hours,
         )
+
+    async def overview_charts(session_hours: int) -> dict[str, Any]:
+        """The overview's charts and their numbers, read at most every CHARTS_MAX_AGE."""
+        cached = charts_cache.get(session_hours)
+        if cached is not None and cached[0] > trio.current_time():
+            return cached[1]
+        now = datetime.now(UTC)
+        energy = await stats.energy_per_day(Request({}, {"days": 30}, None))
+        online = await stats.online(Request({}, {"hours": 24}, None))
+        sessions = await stats.sessions_per_hour(Request({}, {"hours": session_hours}, None))
+        charts = {
+            "energy": energy_per_day_chart(energy["items"], "Energy per day, last 30 days"),
+            "energy_days": list(reversed(energy["items"])),
+            "online": online_chart(online, now),
+            "online_latest": online["items"][-1] if online["items"] else None,
+            "sessions": sessions_per_hour_chart(sessions["items"]),
+            "sessions_total": sum(h["sessions"] for h in sessions["items"]),
+        }
+        charts_cache[session_hours] = (trio.current_time() + CHARTS_MAX_AGE, charts)
+        return charts
 
     @app.get("/charge-points")
     @page
@@ -443,6 +477,10 @@ def mount_dashboard(
                 None,
             )
         )
+        history = await api.status_history(
+            Request(path, {"limit": STATUS_HISTORY_SHOWN, "offset": 0}, None)
+        )
+        energy = await stats.charge_point_energy(charge_point_id, 30)
         return await render_template(
             "charge_point.html",
             cp=detail,
@@ -453,6 +491,14 @@ def mount_dashboard(
             facts=fact_sections(facts, operations.facts_schema),
             notes=notes,
             other_notes={k: v for k, v in notes.items() if k not in shown},
+            history=history,
+            use={
+                "week": await stats.utilisation(charge_point_id, 7),
+                "month": await stats.utilisation(charge_point_id, 30),
+                "energy": energy_per_day_chart(energy, "Energy per day, last 30 days"),
+                "energy_total_wh": sum(d["energyWh"] for d in energy),
+                "sessions": sum(d["sessions"] for d in energy),
+            },
         )
 
     @app.get("/charge-points/<charge_point_id>")
@@ -479,6 +525,22 @@ def mount_dashboard(
                 return Response(orjson.dumps(answer), content_type="application/json")
             answer = {"action": action, **answer}
         return await charge_point_page(charge_point_id, answer)
+
+    @app.get("/charge-points/<charge_point_id>/status-history")
+    @page
+    async def status_history(charge_point_id: str) -> Any:
+        offset = int_arg("offset")
+        path = {"chargePointId": charge_point_id}
+        listed = await api.status_history(
+            Request(path, {"limit": STATUS_HISTORY_PER_PAGE, "offset": offset}, None)
+        )
+        return await render_template(
+            "status_history.html",
+            charge_point_id=charge_point_id,
+            history=listed,
+            offset=offset,
+            per_page=STATUS_HISTORY_PER_PAGE,
+        )
 
     @app.get("/charge-points/<charge_point_id>/messages")
     @page

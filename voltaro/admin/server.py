@@ -50,6 +50,7 @@ from voltaro.admin.spec import (
     bad_request,
     openapi_document,
 )
+from voltaro.admin.stats import STATS_SCHEMAS, StatsApi, stats_operations
 from voltaro.admin.token import admin_token
 from voltaro.central.operations import Operations
 from voltaro.config import CannotStart, Settings
@@ -84,9 +85,14 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     api = AdminApi(operations)
     ops = with_forbidden(
-        [*admin_api.operations(api), *accounts_api.operations(AccountsApi(operations))]
+        [
+            *admin_api.operations(api),
+            *accounts_api.operations(AccountsApi(operations)),
+            *stats_operations(StatsApi(operations)),
+        ]
     )
-    schemas = all_schemas(operations) | ACCOUNT_SCHEMAS | ocpp_components(operations.commands)
+    schemas = all_schemas(operations) | ACCOUNT_SCHEMAS | STATS_SCHEMAS
+    schemas |= ocpp_components(operations.commands)
     document = openapi_document(
         ops,
         title="Voltaro admin API",

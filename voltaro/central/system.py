@@ -5,7 +5,8 @@ Lifecycle: construct from Settings, then ``await nursery.start(system.run)`` (in
 ``run`` starts the store (embedded PostgreSQL when no URL is set, migrations, writer, id tag
 cache and open-transaction index), records the chargers this instance left online in a
 previous run as offline, and runs the housekeeping loop (last-seen flush, presence repair,
-overdue heartbeats, deviation counts, message-log bounds and retention) until cancelled.
+overdue heartbeats, deviation counts, message-log bounds and retention, the upkeep of the
+charts' tables) until cancelled.
 
 It serves the feature profiles it is given (:mod:`voltaro.central.profiles`): their handlers
 through each session's endpoint, their commands through :attr:`CentralSystem.commands`, and
@@ -63,6 +64,10 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_PERIOD = 5.0  # seconds: last-seen flush and overdue check; shorter if needed
 PURGE_PERIOD = 3600.0  # seconds between message-log retention purges
+# seconds between folds of the energy per day (the charts show the days still pending
+# live, so this bounds the work, not what operators see) and fleet samples (each taken
+# once per five minutes, by whichever instance comes first)
+STATS_PERIOD = 60.0
 
 
 class CentralSystem:
@@ -256,7 +261,7 @@ class CentralSystem:
     async def _housekeeping(self) -> None:
         presence, sessions = self.presence, self.sessions
         period = min(HOUSEKEEPING_PERIOD, self.overdue_after / 4)
-        next_purge = trio.current_time()
+        next_purge = next_stats = trio.current_time()
         postponed = Episode(quiet=0)  # logged when it starts and when a round works again
         while True:
             await trio.sleep(period)
@@ -272,6 +277,9 @@ class CentralSystem:
                 if trio.current_time() >= next_purge:
                     next_purge = trio.current_time() + PURGE_PERIOD
                     await self.purge_message_log()
+                if trio.current_time() >= next_stats:
+                    next_stats = trio.current_time() + STATS_PERIOD
+                    await self.store.fleet_stats.upkeep()
             except StoreError as exc:
                 if postponed.event():
                     log.warning("housekeeping postponed until the database answers: %s", exc)

@@ -19,6 +19,7 @@ from voltaro.store.command_queue import CommandQueue
 from voltaro.store.connectors import ConnectorRepository
 from voltaro.store.database import DEFAULT_DEADLINE, Database, open_database
 from voltaro.store.embedded import embedded_postgres
+from voltaro.store.fleet_stats import FleetStats
 from voltaro.store.id_tags import IdTagCache, IdTagRepository
 from voltaro.store.instances import InstanceRepository
 from voltaro.store.message_log import MessageLogLimits, MessageLogRepository
@@ -58,6 +59,7 @@ class Store:
         self.command_queue = CommandQueue(database)
         self.accounts = AccountRepository(database)
         self.audit = AuditRepository(database)
+        self.fleet_stats = FleetStats(database)
 
 
 @asynccontextmanager

@@ -422,5 +422,6 @@ CORE = Profile(
         "0010_instances_and_commands.sql",
         "0011_charge_point_notify.sql",
         "0014_operator_accounts.sql",
+        "0016_fleet_stats.sql",
     ),
 )
