@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from voltaro.central.profile import Profile
 from voltaro.central.profiles.core import CORE
+from voltaro.central.profiles.local_list import LOCAL_LIST
 from voltaro.central.profiles.remote_trigger import REMOTE_TRIGGER
 
-PROFILES: tuple[Profile, ...] = (CORE, REMOTE_TRIGGER)
+PROFILES: tuple[Profile, ...] = (CORE, REMOTE_TRIGGER, LOCAL_LIST)
 
 __all__ = ["PROFILES"]
