@@ -54,7 +54,9 @@ from voltaro.central.commands import (
 )
 from voltaro.central.domain_events import Booted, CommandAnswered, Connected, DomainEvent
 from voltaro.central.local_list_entries import (
+    LocalList,
     differential_update,
+    digest,
     full_update,
     next_change,
     wanted_list,
@@ -65,6 +67,7 @@ from voltaro.store import id_tags
 from voltaro.store.local_lists import (
     MAX_LENGTH_KEY,
     SEND_MAX_KEY,
+    LocalListRecord,
     LocalListRepository,
 )
 from voltaro.store.records import IdTagRecord
@@ -75,7 +78,6 @@ LIST_ACTIONS = frozenset({"SendLocalList", "GetLocalListVersion"})
 DEFAULT_SEND_MAX = 100  # entries per SendLocalList when the charger does not say (~12 KB)
 MAX_RETRY_BACKOFF = 3600.0  # seconds: the longest wait before a failed update is retried
 CONCURRENT_UPDATES = 16  # chargers updated at once (each waits for its answers)
-EVENT_BUFFER = 1024  # events the task may lag behind before it resubscribes
 REFUSED = frozenset({"NotImplemented", "NotSupported"})  # CALLERRORs meaning "no lists here"
 
 
@@ -83,6 +85,28 @@ def retry_backoff(failures: int, first: float) -> float:
     """Seconds before the next try after ``failures`` failures in a row."""
     doublings = min(max(failures - 1, 0), 32)
     return min(max(first, 1.0) * float(2**doublings), MAX_RETRY_BACKOFF)
+
+
+class WantedLists:
+    """The wanted list for each length limit, computed once per round."""
+
+    def __init__(self, records: list[IdTagRecord], now: datetime) -> None:
+        self._records = records
+        self._now = now
+        self._lists: dict[int | None, tuple[LocalList, str]] = {}
+
+    def _get(self, max_length: int | None) -> tuple[LocalList, str]:
+        found = self._lists.get(max_length)
+        if found is None:
+            entries = wanted_list(self._records, self._now, max_length)
+            found = self._lists[max_length] = (entries, digest(entries))
+        return found
+
+    def entries(self, max_length: int | None) -> LocalList:
+        return self._get(max_length)[0]
+
+    def digest(self, max_length: int | None) -> str:
+        return self._get(max_length)[1]
 
 
 class LocalListSync:
@@ -93,9 +117,11 @@ class LocalListSync:
         self._lists = LocalListRepository(ctx.domain.store.database)
         self._debounce = ctx.domain.settings.local_list_debounce
         self._marked: dict[str, bool] = {}  # charge point -> ask its version first
+        self._all_marked = False  # every charger held here (expanded when a round starts)
         self._wake = trio.Event()
         self._retries: dict[str, float] = {}  # charge point -> trio time of its retry
         self._next_change: float = math.inf  # trio time the wanted list changes by itself
+        self._running = False  # the listener acts while run() runs
         self._limits_asked: set[str] = set()  # asked for their limits since they came online
         self._own: dict[str, int] = {}  # answer events to come of the task's own commands
         self.rounds = 0
@@ -112,25 +138,31 @@ class LocalListSync:
         if self._marked:
             self._wake.set()
 
+    def mark_all(self) -> None:
+        """Mark every charger held here (cheaply: a bulk import of tags calls this once per
+        tag, and the chargers are listed once, when the round starts)."""
+        self._all_marked = True
+        self._wake.set()
+
     def tags_changed(self, payload: str = "") -> None:
         """An id tag changed somewhere (the NOTIFY's payload does not matter: every list is
         computed from the whole table)."""
-        self.mark(self.held())
+        self.mark_all()
 
     def came_online(self, charge_point_id: str) -> None:
         self._limits_asked.discard(charge_point_id)
         self._retries.pop(charge_point_id, None)
         self.mark([charge_point_id], check=True)
 
-    async def follow_events(self) -> None:
-        """Mark chargers on the events of this instance (see the module doc)."""
-        while True:
-            with self._ctx.domain.events.subscribe(EVENT_BUFFER) as events:
-                async for event in events:
-                    if event.origin is None:
-                        self._on_event(event)
-            log.warning("local lists: fell behind the events; looking at every charger")
-            self.mark(self.held(), check=True)
+    def on_event(self, event: DomainEvent) -> None:
+        """The event bus's listener (called by every publish, so it only looks at the event;
+        it must never raise into the publisher, a charger's handler)."""
+        if not self._running or event.origin is not None:
+            return
+        try:
+            self._on_event(event)
+        except Exception:
+            log.exception("local lists: marking on %r failed", event)
 
     def _on_event(self, event: DomainEvent) -> None:
         charge_point_id = event.charge_point_id
@@ -153,37 +185,48 @@ class LocalListSync:
         cache = self._ctx.domain.store.id_tag_cache
         await cache.subscribe(id_tags.CHANNEL, self.tags_changed)
         reloads = cache.reloads
+        # A listener rather than a subscription: no task switch per event (every MeterValues
+        # publishes one), and never dropped. A bus has no removal: a failed run's listener
+        # stays, inert.
+        self._ctx.domain.events.add_listener(self.on_event)
+        self._running = True
         self.mark(self.held(), check=True)  # a restarted task trusts nothing it knew
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.follow_events)
-            task_status.started()
+        task_status.started()
+        try:
             while True:
                 with trio.move_on_at(min(self._next_change, *self._retries.values(), math.inf)):
                     await self._wake.wait()
                 self._wake = trio.Event()
                 if cache.reloads != reloads:  # its LISTEN connection was lost: changes missed
                     reloads = cache.reloads
-                    self.mark(self.held())
+                    self.mark_all()
                 self._due()
-                if not self._marked:
+                if not self._marked and not self._all_marked:
                     continue
                 await trio.sleep(self._debounce)
+                if self._all_marked:
+                    self._all_marked = False
+                    self.mark(self.held())
                 marked, self._marked = self._marked, {}
                 self._wake = trio.Event()  # what was marked while it waited is in this round
                 await self.round(marked)
+        finally:
+            self._running = False
 
     def _due(self) -> None:
         now = trio.current_time()
         if now >= self._next_change:
             self._next_change = math.inf
-            self.mark(self.held())
+            self.mark_all()
         for charge_point_id, at in list(self._retries.items()):
             if now >= at:
                 del self._retries[charge_point_id]
                 self.mark([charge_point_id])
 
     async def round(self, marked: dict[str, bool]) -> None:
-        """Bring every charger of ``marked`` up to date (a few at a time)."""
+        """Bring every charger of ``marked`` up to date (a few at a time). What is needed to
+        see that a charger's list is right is read for all of them at once, so a round over
+        many chargers whose lists are right costs three queries."""
         self.rounds += 1
         records = await self._ctx.domain.store.id_tags.list_all()
         now = utc_now()
@@ -191,20 +234,55 @@ class LocalListSync:
         if upcoming is not None:
             wait = (upcoming - now).total_seconds()
             self._next_change = min(self._next_change, trio.current_time() + max(wait, 0.0))
+        rows = await self._lists.get_many(list(marked))
+        limits = await self._lists.limits_many(list(marked))
+        wanted = WantedLists(records, now)
         limiter = trio.CapacityLimiter(CONCURRENT_UPDATES)
 
         async def one(charge_point_id: str, check: bool) -> None:
             async with limiter:
-                await self.update(charge_point_id, check, records, now)
+                row = rows.get(charge_point_id)
+                limit = limits.get(charge_point_id, (None, None))
+                if not check and self._in_sync(charge_point_id, row, limit, wanted, now):
+                    return
+                await self.update(charge_point_id, check, wanted, now)
 
         async with trio.open_nursery() as nursery:
             for charge_point_id, check in marked.items():
                 nursery.start_soon(one, charge_point_id, check)
 
+    def _in_sync(
+        self,
+        charge_point_id: str,
+        row: LocalListRecord | None,
+        limits: tuple[int | None, int | None],
+        wanted: WantedLists,
+        now: datetime,
+    ) -> bool:
+        """Whether nothing need be sent to the charger (without reading its entries): its
+        list is the wanted one, or it supports none, or its retry is not due yet."""
+        if row is None:
+            return False
+        if row.state == "not_supported":
+            return True
+        if row.retry_at is not None and row.retry_at > now:
+            self._retry_at(charge_point_id, row.retry_at, now)
+            return True
+        send_max, max_length = limits
+        if (send_max is None or max_length is None) and charge_point_id not in self._limits_asked:
+            return False
+        return (
+            row.state == "synced"
+            and not row.needs_full
+            and not row.check_version
+            and row.max_length == max_length
+            and row.digest == wanted.digest(max_length)
+        )
+
     # ---- one charger ---------------------------------------------------------------------
 
     async def update(
-        self, charge_point_id: str, check: bool, records: list[IdTagRecord], now: datetime
+        self, charge_point_id: str, check: bool, wanted: WantedLists, now: datetime
     ) -> None:
         """Bring one charger's list up to date: ask its version when asked to (or when it is
         not known), then send a Full list or the Differential it lacks, or nothing. A
@@ -212,8 +290,8 @@ class LocalListSync:
         if not self._ctx.holds(charge_point_id) or not self._accepted(charge_point_id):
             return
         try:
-            if await self._update(charge_point_id, check, records, now) == "VersionMismatch":
-                await self._update(charge_point_id, True, records, now)
+            if await self._update(charge_point_id, check, wanted, now) == "VersionMismatch":
+                await self._update(charge_point_id, True, wanted, now)
         except (Disconnected, NotConnected, UnknownChargePoint):
             return  # looked at again when it comes back
         except CallErrorAnswer as error:
@@ -229,7 +307,7 @@ class LocalListSync:
             log.warning("charge point %s: local list not updated: %s", charge_point_id, failure)
 
     async def _update(
-        self, charge_point_id: str, check: bool, records: list[IdTagRecord], now: datetime
+        self, charge_point_id: str, check: bool, wanted_lists: WantedLists, now: datetime
     ) -> str | None:
         """One pass of :meth:`update`; the answer that ended it early, if one did."""
         record = await self._lists.get(charge_point_id)
@@ -244,14 +322,14 @@ class LocalListSync:
                 return None  # not supported: recorded by the command's effect
             record = await self._lists.get(charge_point_id)
         send_max, max_length = await self._limits(charge_point_id)
-        wanted = wanted_list(records, now, max_length)
+        wanted = wanted_lists.entries(max_length)
         version = record.version or 0
         if record.needs_full or record.entries is None:
             base = max(version, record.reported_version or 0)
             update = full_update(wanted, base, send_max)
         else:
             update = differential_update(record.entries, wanted, version, send_max)
-        if update.messages and record.max_length != max_length:
+        if record.max_length != max_length:
             await self._lists.update(charge_point_id, max_length=max_length)
         for message in update.messages:
             answer = await self._send(charge_point_id, "SendLocalList", message)

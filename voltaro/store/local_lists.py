@@ -26,6 +26,7 @@ _COLUMNS = frozenset(
         "version",
         "entries",
         "digest",
+        "size",
         "needs_full",
         "check_version",
         "reported_version",
@@ -47,6 +48,7 @@ class LocalListRecord:
     version: int | None = None
     entries: dict[str, Any] | None = None
     digest: str | None = None
+    size: int = 0
     needs_full: bool = True
     check_version: bool = True
     reported_version: int | None = None
@@ -88,6 +90,9 @@ def _limit(value: str | None) -> int | None:
     return number if number > 0 else None
 
 
+_WITHOUT_ENTRIES = ", ".join(["charge_point_id", *sorted(_COLUMNS - {"entries"}), "updated_at"])
+
+
 class LocalListRepository:
     """Reads and writes of ``local_lists`` (one round trip each)."""
 
@@ -102,6 +107,18 @@ class LocalListRepository:
             )
         )
         return LocalListRecord(charge_point_id) if row is None else LocalListRecord.from_row(row)
+
+    async def get_many(self, charge_point_ids: list[str]) -> dict[str, LocalListRecord]:
+        """The rows of the chargers that have one, without their entries (``entries`` None):
+        what tells whether a list is right, for many chargers in one query."""
+        rows = await self._database.run(
+            lambda c: c.fetch(
+                f"SELECT {_WITHOUT_ENTRIES} FROM local_lists"
+                " WHERE charge_point_id = ANY($1::text[])",
+                charge_point_ids,
+            )
+        )
+        return {row["charge_point_id"]: LocalListRecord.from_row(row) for row in rows}
 
     async def update(self, charge_point_id: str, **changes: Any) -> None:
         """Set the named columns of the charger's row (made with the defaults if missing)."""
@@ -122,16 +139,27 @@ class LocalListRepository:
     async def limits(self, charge_point_id: str) -> tuple[int | None, int | None]:
         """``(SendLocalListMaxLength, LocalAuthListMaxLength)`` from the charger's known
         configuration; None for a key not known (or not a positive number)."""
+        return (await self.limits_many([charge_point_id])).get(charge_point_id, (None, None))
+
+    async def limits_many(
+        self, charge_point_ids: list[str]
+    ) -> dict[str, tuple[int | None, int | None]]:
+        """:meth:`limits` of many chargers in one query (those with neither key left out)."""
         rows = await self._database.run(
             lambda c: c.fetch(
-                "SELECT key, value FROM charge_point_configuration"
-                " WHERE charge_point_id = $1 AND key = ANY($2::text[])",
-                charge_point_id,
+                "SELECT charge_point_id, key, value FROM charge_point_configuration"
+                " WHERE charge_point_id = ANY($1::text[]) AND key = ANY($2::text[])",
+                charge_point_ids,
                 [SEND_MAX_KEY, MAX_LENGTH_KEY],
             )
         )
-        known = {row["key"]: _limit(row["value"]) for row in rows}
-        return known.get(SEND_MAX_KEY), known.get(MAX_LENGTH_KEY)
+        known: dict[str, dict[str, int | None]] = {}
+        for row in rows:
+            known.setdefault(row["charge_point_id"], {})[row["key"]] = _limit(row["value"])
+        return {
+            charge_point_id: (keys.get(SEND_MAX_KEY), keys.get(MAX_LENGTH_KEY))
+            for charge_point_id, keys in known.items()
+        }
 
     async def summaries(self, charge_point_id: str | None = None) -> list[ListSummary]:
         """Every registered charge point (or the one named), by id, with its row's facts."""
@@ -139,8 +167,7 @@ class LocalListRepository:
         async def read(connection: Connection) -> list[ListSummary]:
             rows = await connection.fetch(
                 """
-                SELECT cp.id AS charge_point_id, cp.online, l.state, l.version,
-                       (SELECT count(*) FROM jsonb_object_keys(l.entries))::int AS size,
+                SELECT cp.id AS charge_point_id, cp.online, l.state, l.version, l.size,
                        l.digest, l.needs_full, l.max_length, l.reported_version,
                        l.last_status, l.updated_at
                 FROM charge_points cp

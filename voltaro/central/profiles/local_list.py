@@ -54,6 +54,7 @@ async def list_sent(
             version=request["listVersion"],
             entries=entries,
             digest=digest(entries),
+            size=len(entries),
             needs_full=False if full else record.needs_full,
             check_version=False,
             failures=0,

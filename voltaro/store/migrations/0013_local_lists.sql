@@ -13,6 +13,7 @@ CREATE TABLE local_lists (
     version           integer,          -- the version the charger holds; NULL: not known
     entries           jsonb NOT NULL DEFAULT '{}',  -- {idTag: idTagInfo}, what it holds
     digest            text,             -- fingerprint of entries (compared, not read back)
+    size              integer NOT NULL DEFAULT 0,      -- how many entries
     needs_full        boolean NOT NULL DEFAULT true,   -- its entries are not known: send Full
     check_version     boolean NOT NULL DEFAULT true,   -- ask GetLocalListVersion first
     reported_version  integer,          -- its last GetLocalListVersion answer
