@@ -10,9 +10,9 @@ one instance updates a charger. A charger is looked at ("marked") when
   lacks them), then sends what it lacks;
 - an id tag changes anywhere (the id tag table's NOTIFY, which every instance hears), or an
   expiry date passes (a tag turns Expired on the list);
-- a command on its list was answered (an operator's GetLocalListVersion or SendLocalList,
-  or the task's own: after a VersionMismatch the next look asks for the version, then sends
-  a Full list);
+- an operator's GetLocalListVersion or SendLocalList was answered (the task acts on the
+  answers to its own commands at once: after a VersionMismatch it asks for the version,
+  then sends a Full list);
 - a failed update's back-off ran out.
 
 Marks are debounced: the first mark starts a wait of ``VOLTARO_LOCAL_LIST_DEBOUNCE`` seconds
@@ -378,7 +378,10 @@ class LocalListSync:
         if (send_max is None or max_length is None) and charge_point_id not in self._limits_asked:
             self._limits_asked.add(charge_point_id)
             payload = {"key": [SEND_MAX_KEY, MAX_LENGTH_KEY]}
-            await self._send(charge_point_id, "GetConfiguration", payload)
+            try:
+                await self._send(charge_point_id, "GetConfiguration", payload)
+            except CallErrorAnswer as error:  # about its configuration, not its list
+                log.info("charge point %s: GetConfiguration refused: %s", charge_point_id, error)
             send_max, max_length = await self._lists.limits(charge_point_id)
         return send_max or DEFAULT_SEND_MAX, max_length
 
