@@ -62,8 +62,9 @@ class ListCharger(ChargePoint):  # type: ignore[misc]
     """A charger with a Local Authorization List, as OCPP 1.6 section 5.15 describes it.
 
     ``supported``: False answers SendLocalList NotSupported (GetLocalListVersion still says
-    0, as some chargers do); ``fail``: how many SendLocalLists to answer Failed first.
-    ``received``: every CALL as (action, payload, the frame's text)."""
+    0, as some chargers do); ``version``: the list version it starts with; ``fail``: how
+    many SendLocalLists to answer Failed first. ``received``: every CALL as (action,
+    payload, the frame's text)."""
 
     def __init__(
         self,
@@ -74,6 +75,7 @@ class ListCharger(ChargePoint):  # type: ignore[misc]
         max_length: int = 1000,
         supported: bool = True,
         fail: int = 0,
+        version: int = 0,
     ) -> None:
         super().__init__(charge_point_id, connection)
         self.configuration = {
@@ -83,7 +85,7 @@ class ListCharger(ChargePoint):  # type: ignore[misc]
         }
         self.supported = supported
         self.fail = fail
-        self.version = 0
+        self.version = version  # -1: "no local list here", as GetLocalListVersion says it
         self.entries: dict[str, Any] = {}
         self.received: list[tuple[str, dict[str, Any], str]] = []
 
@@ -279,18 +281,22 @@ def test_not_supported_is_recorded_and_nothing_more_is_sent(live: LiveLists) -> 
         await sql(live, add_tags("TAG-A"))
         async with (
             connected(live, "LL-NO", supported=False) as refusing,
+            connected(live, "LL-MINUS", version=-1) as minus,
             connected(live, "LL-YES") as listening,
         ):
             await until(lambda: listening.version == 1, "the supporting charger's Full")
             await until(lambda: len(refusing.sent()) == 1, "the refusing charger's Full")
+            await until(lambda: run_listing(live, "LL-MINUS")["state"] == "not_supported", "-1")
             await sql(live, add_tags("TAG-B"))
             await until(lambda: listening.version == 2, "the next Differential")
             # Both were marked by the same change and looked at in the same round.
             page = await lists(live, state="not_supported")
-            assert [item["chargePointId"] for item in page["items"]] == ["LL-NO"]
-            assert page["items"][0]["lastAnswer"] == "NotSupported"
-            assert page["items"][0]["inSync"] is False
+            answers = {item["chargePointId"]: item["lastAnswer"] for item in page["items"]}
+            assert answers == {"LL-MINUS": "listVersion -1", "LL-NO": "NotSupported"}
+            assert not any(item["inSync"] for item in page["items"])
             assert len(refusing.sent()) == 1  # nothing after NotSupported
+            assert minus.sent() == []  # a version of -1: never a list
+            assert run_listing(live, "LL-MINUS")["reportedVersion"] == -1
 
         # A charger that does not know the profile at all (the package answers CALLERROR
         # NotImplemented for actions it has no handler for) is recorded the same way.
