@@ -51,11 +51,14 @@ def api(voltaro: Voltaro) -> httpx.AsyncClient:
 
 
 async def answer_calls(charger: RawCharger, answers: dict[str, dict[str, Any]]) -> None:
-    """Answer each CALL the server sends with the action's canned payload."""
+    """Answer each CALL the server sends with the action's canned payload (CALLERROR
+    NotImplemented for others, as a charger without a local list answers GetLocalListVersion)."""
     while True:
         frame = await charger.receive(timeout=60)
-        if frame[0] == 2:
+        if frame[0] == 2 and frame[2] in answers:
             await charger.send([3, frame[1], answers[frame[2]]])
+        elif frame[0] == 2:
+            await charger.send([4, frame[1], "NotImplemented", "not here", {}])
 
 
 async def test_a_command_sent_to_any_instance_reaches_the_charger(
