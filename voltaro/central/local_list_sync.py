@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 import trio
@@ -85,6 +85,24 @@ def retry_backoff(failures: int, first: float) -> float:
     """Seconds before the next try after ``failures`` failures in a row."""
     doublings = min(max(failures - 1, 0), 32)
     return min(max(first, 1.0) * float(2**doublings), MAX_RETRY_BACKOFF)
+
+
+def failure_changes(why: str, first_backoff: float) -> Callable[[LocalListRecord], Payload]:
+    """The row's changes after a failed update (``why``: the answer, or what went wrong):
+    one failure more, a retry after the back-off, with a Full list."""
+
+    def changes(record: LocalListRecord) -> Payload:
+        failures = record.failures + 1
+        wait = retry_backoff(failures, first_backoff)
+        return {
+            "state": "failed",
+            "failures": failures,
+            "retry_at": utc_now() + timedelta(seconds=wait),
+            "needs_full": True,
+            "last_status": why,
+        }
+
+    return changes
 
 
 class WantedLists:
@@ -386,18 +404,10 @@ class LocalListSync:
         return send_max or DEFAULT_SEND_MAX, max_length
 
     async def _failed(self, charge_point_id: str, why: str) -> None:
+        await self._lists.change(charge_point_id, failure_changes(why, self._debounce))
         record = await self._lists.get(charge_point_id)
-        failures = record.failures + 1
-        retry_at = utc_now() + timedelta(seconds=retry_backoff(failures, self._debounce))
-        await self._lists.update(
-            charge_point_id,
-            state="failed",
-            failures=failures,
-            retry_at=retry_at,
-            needs_full=True,
-            last_status=why,
-        )
-        self._retry_at(charge_point_id, retry_at, utc_now())
+        if record.retry_at is not None:
+            self._retry_at(charge_point_id, record.retry_at, utc_now())
 
     def _retry_at(self, charge_point_id: str, at: datetime, now: datetime) -> None:
         wait = max((at - now).total_seconds(), 0.0)

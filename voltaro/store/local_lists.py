@@ -9,6 +9,7 @@ refusal), all on the instance that holds the charger's session; see
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -93,6 +94,22 @@ def _limit(value: str | None) -> int | None:
 _WITHOUT_ENTRIES = ", ".join(["charge_point_id", *sorted(_COLUMNS - {"entries"}), "updated_at"])
 
 
+def _upsert(changes: dict[str, Any]) -> str:
+    """The statement setting ``changes``' columns ($2...) of charger $1's row."""
+    unknown = changes.keys() - _COLUMNS
+    if unknown:
+        raise ValueError(f"local_lists has no column {sorted(unknown)}")
+    names = list(changes)
+    columns = ", ".join(names)
+    values = ", ".join(f"${i + 2}" for i in range(len(names)))
+    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in names)
+    return (
+        f"INSERT INTO local_lists (charge_point_id, {columns}, updated_at)"
+        f" VALUES ($1, {values}, now())"
+        f" ON CONFLICT (charge_point_id) DO UPDATE SET {updates}, updated_at = now()"
+    )
+
+
 class LocalListRepository:
     """Reads and writes of ``local_lists`` (one round trip each)."""
 
@@ -122,19 +139,28 @@ class LocalListRepository:
 
     async def update(self, charge_point_id: str, **changes: Any) -> None:
         """Set the named columns of the charger's row (made with the defaults if missing)."""
-        unknown = changes.keys() - _COLUMNS
-        if unknown:
-            raise ValueError(f"local_lists has no column {sorted(unknown)}")
-        names = list(changes)
-        columns = ", ".join(names)
-        values = ", ".join(f"${i + 2}" for i in range(len(names)))
-        updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in names)
-        sql = (
-            f"INSERT INTO local_lists (charge_point_id, {columns}, updated_at)"
-            f" VALUES ($1, {values}, now())"
-            f" ON CONFLICT (charge_point_id) DO UPDATE SET {updates}, updated_at = now()"
-        )
+        sql = _upsert(changes)
         await self._database.run(lambda c: c.execute(sql, charge_point_id, *changes.values()))
+
+    async def change(
+        self, charge_point_id: str, changes: Callable[[LocalListRecord], dict[str, Any]]
+    ) -> None:
+        """Set the columns ``changes(row)`` names, computed from the row as it is, in one
+        transaction with the row locked: two answers of one charger recorded at once (an
+        operator's update crossing Voltaro's own) each see the other's result."""
+
+        async def write(connection: Connection) -> None:
+            await connection.execute(
+                "INSERT INTO local_lists (charge_point_id) VALUES ($1) ON CONFLICT DO NOTHING",
+                charge_point_id,
+            )
+            row = await connection.fetchrow(
+                "SELECT * FROM local_lists WHERE charge_point_id = $1 FOR UPDATE", charge_point_id
+            )
+            values = changes(LocalListRecord.from_row(row))
+            await connection.execute(_upsert(values), charge_point_id, *values.values())
+
+        await self._database.run_in_transaction(write)
 
     async def limits(self, charge_point_id: str) -> tuple[int | None, int | None]:
         """``(SendLocalListMaxLength, LocalAuthListMaxLength)`` from the charger's known

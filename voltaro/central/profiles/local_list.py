@@ -23,15 +23,14 @@ NotImplemented/NotSupported: Voltaro stops trying until an operator's command is
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import Any
 
 from voltaro.central.domain import Domain
 from voltaro.central.local_list_entries import apply_update, digest, wanted_list
-from voltaro.central.local_list_sync import keep_local_lists_in_sync, retry_backoff
+from voltaro.central.local_list_sync import failure_changes, keep_local_lists_in_sync
 from voltaro.central.profile import Command, Field, Listing, Payload, Profile
 from voltaro.central.timestamps import format_timestamp, utc_now
-from voltaro.store.local_lists import STATES, ListSummary, LocalListRepository
+from voltaro.store.local_lists import STATES, ListSummary, LocalListRecord, LocalListRepository
 from voltaro.store.records import IdTagRecord
 
 # ---- what the charger's answers change --------------------------------------------------
@@ -46,21 +45,23 @@ async def list_sent(
     status = result["status"]
     full = request["updateType"] == "Full"
     if status == "Accepted":
-        record = await lists.get(charge_point_id)
-        entries = apply_update({} if full else record.entries or {}, request)
-        await lists.update(
-            charge_point_id,
-            state="synced",
-            version=request["listVersion"],
-            entries=entries,
-            digest=digest(entries),
-            size=len(entries),
-            needs_full=False if full else record.needs_full,
-            check_version=False,
-            failures=0,
-            retry_at=None,
-            last_status=status,
-        )
+
+        def accepted(record: LocalListRecord) -> dict[str, Any]:
+            entries = apply_update({} if full else record.entries or {}, request)
+            return {
+                "state": "synced",
+                "version": request["listVersion"],
+                "entries": entries,
+                "digest": digest(entries),
+                "size": len(entries),
+                "needs_full": False if full else record.needs_full,
+                "check_version": False,
+                "failures": 0,
+                "retry_at": None,
+                "last_status": status,
+            }
+
+        await lists.change(charge_point_id, accepted)
     elif status == "VersionMismatch":
         await lists.update(
             charge_point_id,
@@ -70,16 +71,8 @@ async def list_sent(
             last_status=status,
         )
     elif status == "Failed":
-        record = await lists.get(charge_point_id)
-        failures = record.failures + 1
-        wait = retry_backoff(failures, domain.settings.local_list_debounce)
-        await lists.update(
-            charge_point_id,
-            state="failed",
-            failures=failures,
-            retry_at=utc_now() + timedelta(seconds=wait),
-            needs_full=True,
-            last_status=status,
+        await lists.change(
+            charge_point_id, failure_changes(status, domain.settings.local_list_debounce)
         )
     else:
         await lists.update(charge_point_id, state="not_supported", last_status=status)
@@ -102,17 +95,20 @@ async def version_read(
             last_status="listVersion -1",
         )
         return
-    record = await lists.get(charge_point_id)
-    changes: dict[str, Any] = {
-        "reported_version": reported,
-        "reported_at": now,
-        "check_version": False,
-    }
-    if record.state == "not_supported":
-        changes["state"] = "unknown"
-    if record.version != reported:
-        changes |= {"version": reported, "needs_full": True}
-    await lists.update(charge_point_id, **changes)
+
+    def reported_changes(record: LocalListRecord) -> dict[str, Any]:
+        changes: dict[str, Any] = {
+            "reported_version": reported,
+            "reported_at": now,
+            "check_version": False,
+        }
+        if record.state == "not_supported":
+            changes["state"] = "unknown"
+        if record.version != reported:
+            changes |= {"version": reported, "needs_full": True}
+        return changes
+
+    await lists.change(charge_point_id, reported_changes)
 
 
 # ---- what operators see -----------------------------------------------------------------
