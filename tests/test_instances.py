@@ -1,10 +1,12 @@
 """Several Voltaro instances on one database, each with its own OCPP port and admin API (in
 one test process, over real WebSockets and HTTP): a command sent to any instance reaches the
-charger wherever it is connected, the newest connection wins across instances, and a dead
-instance's chargers go offline when its lease runs out."""
+charger wherever it is connected, the newest connection wins across instances, a dead
+instance's chargers go offline when its lease runs out, and a tag changed through one
+instance reaches the local list of a charger held by another."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from tests.e2e import e2e_settings, fetch, ws_url
 from tests.harness import RawCharger
 from voltaro.app import Voltaro, start_voltaro
 from voltaro.central.domain_events import Booted, event_json
+from voltaro.central.local_list_entries import apply_update
 from voltaro.config import Settings
 from voltaro.store.testing import aio_loop, database_url, pg_server, voltaro_settings
 
@@ -48,11 +51,14 @@ def api(voltaro: Voltaro) -> httpx.AsyncClient:
 
 
 async def answer_calls(charger: RawCharger, answers: dict[str, dict[str, Any]]) -> None:
-    """Answer each CALL the server sends with the action's canned payload."""
+    """Answer each CALL the server sends with the action's canned payload (CALLERROR
+    NotImplemented for others, as a charger without a local list answers GetLocalListVersion)."""
     while True:
         frame = await charger.receive(timeout=60)
-        if frame[0] == 2:
+        if frame[0] == 2 and frame[2] in answers:
             await charger.send([3, frame[1], answers[frame[2]]])
+        elif frame[0] == 2:
+            await charger.send([4, frame[1], "NotImplemented", "not here", {}])
 
 
 async def test_a_command_sent_to_any_instance_reaches_the_charger(
@@ -218,3 +224,51 @@ async def test_a_registration_change_through_any_instance_applies_at_once(
         while (answer := await charger.call("Authorize", authorize))[0] == 3:
             await trio.sleep(0.05)
     assert answer[2] == "SecurityError"
+
+
+async def test_local_lists_follow_tag_changes_made_through_any_instance(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
+) -> None:
+    quick = replace(voltaro_settings, local_list_debounce=0.2)
+    first = await start(nursery, quick, tmp_path, "a")
+    second = await start(nursery, quick, tmp_path, "b")
+    charger = await RawCharger.connect(nursery, ws_url(first, "LISTED"))
+    assert (await charger.call("BootNotification", BOOT))[0] == 3
+    held: dict[str, Any] = {"version": 0, "entries": {}, "updates": []}
+
+    async def keep_a_list() -> None:
+        while True:
+            frame = await charger.receive(timeout=60)
+            action, payload = frame[2], frame[3]
+            answer: dict[str, Any] = {"status": "Accepted"}
+            if action == "GetLocalListVersion":
+                answer = {"listVersion": held["version"]}
+            elif action == "GetConfiguration":
+                answer = {"configurationKey": []}
+            elif action == "SendLocalList":
+                held["entries"] = apply_update(held["entries"], payload)
+                held["version"] = payload["listVersion"]
+                held["updates"].append(payload["updateType"])
+            await charger.send([3, frame[1], answer])
+
+    nursery.start_soon(keep_a_list)
+    async with api(second) as through_second:
+        put = await through_second.put("/api/v1/id-tags/ELSEWHERE", json={"status": "Accepted"})
+        assert put.status_code == 201
+        with trio.fail_after(30):
+            while held["entries"] != {"ELSEWHERE": {"status": "Accepted"}}:
+                await trio.sleep(0.02)
+        # The operator's check through the other instance: routed, its effect recorded by
+        # the holder, whose task then resends the list the charger lost.
+        held["entries"], held["version"] = {}, 0
+        path = "/api/v1/charge-points/LISTED/commands/GetLocalListVersion"
+        checked = await through_second.post(path, json={})
+        assert checked.json() == {"result": {"listVersion": 0}}
+        with trio.fail_after(30):
+            while held["entries"] != {"ELSEWHERE": {"status": "Accepted"}}:
+                await trio.sleep(0.02)
+    assert held["updates"][-1] == "Full"
+    query = "SELECT version, state FROM local_lists WHERE charge_point_id = 'LISTED'"
+    with trio.fail_after(30):  # the answer is recorded after the charger sent it
+        while await fetch(second, query) != [{"version": held["version"], "state": "synced"}]:
+            await trio.sleep(0.02)

@@ -22,6 +22,7 @@ from voltaro.transport import accepting, websocket
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 UNKNOWN_CHARGER_POLICIES = ("accept", "pending", "reject")
+LOCAL_LIST_MODES = ("all", "off")  # which chargers Voltaro keeps a local list on
 
 
 class SettingsError(ValueError):
@@ -191,6 +192,8 @@ class Settings:
     instance_id: str | None = None
     instance_lease: float = 30.0
     workers: int = 1
+    local_lists: str = "all"
+    local_list_debounce: float = 5.0
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -264,6 +267,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "instance_id": _instance_id,
     "instance_lease": _seconds,
     "workers": _whole("processes"),
+    "local_lists": _choice(LOCAL_LIST_MODES),
+    "local_list_debounce": _seconds,
 }
 
 

@@ -124,8 +124,12 @@ class ScriptedCharger:
                 self._stop.set()
         elif action == "TriggerMessage" and payload["requestedMessage"] != "Heartbeat":
             answer = {"status": "NotImplemented"}  # a charger that can trigger only that
-        else:
+        elif action in answers:
             answer = answers[action]
+        else:  # as a real charger answers what it does not implement (a local list, say)
+            error = [4, message_id, "NotImplemented", f"{action} is not implemented", {}]
+            await self.websocket.send_message(orjson.dumps(error).decode())
+            return
         await self.websocket.send_message(orjson.dumps([3, message_id, answer]).decode())
 
     async def _charge(self, id_tag: str, connector: int) -> None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 from voltaro.central.profile import Profile
 from voltaro.central.profiles.core import CORE
 from voltaro.central.profiles.firmware import FIRMWARE
+from voltaro.central.profiles.local_list import LOCAL_LIST
 from voltaro.central.profiles.remote_trigger import REMOTE_TRIGGER
 from voltaro.central.profiles.reservation import RESERVATION
 
-PROFILES: tuple[Profile, ...] = (CORE, FIRMWARE, REMOTE_TRIGGER, RESERVATION)
+PROFILES: tuple[Profile, ...] = (CORE, FIRMWARE, REMOTE_TRIGGER, RESERVATION, LOCAL_LIST)
 
 __all__ = ["PROFILES"]

@@ -1,0 +1,445 @@
+"""Local Authorization Lists kept in sync, against the `ocpp` package's v16 ChargePoint (it
+checks every CALL against the official schemas on its side) playing a charger that keeps a
+real list: Full, then Differential, then a VersionMismatch resynced, lists split by the
+charger's SendLocalListMaxLength and cut to its LocalAuthListMaxLength; NotSupported
+recorded (nothing more is sent), Failed retried, many tag changes debounced into one
+Differential; the operator's commands, the listing and the charge point's facts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+import websockets
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.v16.enums import Action
+
+from tests.admin.conftest import Live, live_settings
+from tests.e2e import start_voltaro_with_loop
+from tests.threaded import trio_in_thread
+from voltaro.central.local_list_entries import apply_update
+from voltaro.store.testing import TestPostgres
+
+
+@dataclasses.dataclass
+class LiveLists(Live):
+    database_url: str = ""
+
+
+@contextlib.contextmanager
+def live_voltaro(pg_server: TestPostgres, tmp_path: Path, debounce: float) -> Iterator[LiveLists]:
+    url = pg_server.new_database()
+    settings = dataclasses.replace(
+        live_settings(url, tmp_path / "data"), local_list_debounce=debounce
+    )
+    try:
+        with trio_in_thread(
+            lambda nursery: nursery.start(start_voltaro_with_loop, settings)
+        ) as voltaro:
+            token = (tmp_path / "data" / "admin-token").read_text().strip()
+            yield LiveLists(voltaro, voltaro.admin_url or "", token, url)
+    finally:
+        pg_server.drop_database(url)
+
+
+@pytest.fixture
+def live(pg_server: TestPostgres, tmp_path: Path) -> Iterator[LiveLists]:
+    with live_voltaro(pg_server, tmp_path, debounce=0.3) as running:
+        yield running
+
+
+class ListCharger(ChargePoint):  # type: ignore[misc]
+    """A charger with a Local Authorization List, as OCPP 1.6 section 5.15 describes it.
+
+    ``supported``: False answers SendLocalList NotSupported (GetLocalListVersion still says
+    0, as some chargers do); ``version``: the list version it starts with; ``fail``: how
+    many SendLocalLists to answer Failed first. ``received``: every CALL as (action,
+    payload, the frame's text)."""
+
+    def __init__(
+        self,
+        charge_point_id: str,
+        connection: Any,
+        *,
+        send_max: int = 100,
+        max_length: int = 1000,
+        supported: bool = True,
+        fail: int = 0,
+        version: int = 0,
+    ) -> None:
+        super().__init__(charge_point_id, connection)
+        self.configuration = {
+            "LocalAuthListEnabled": "true",
+            "LocalAuthListMaxLength": str(max_length),
+            "SendLocalListMaxLength": str(send_max),
+        }
+        self.supported = supported
+        self.fail = fail
+        self.version = version  # -1: "no local list here", as GetLocalListVersion says it
+        self.entries: dict[str, Any] = {}
+        self.received: list[tuple[str, dict[str, Any], str]] = []
+
+    async def route_message(self, raw_msg: str) -> None:
+        frame = orjson.loads(raw_msg)
+        if frame[0] == 2:
+            self.received.append((frame[2], frame[3], raw_msg))
+        await super().route_message(raw_msg)
+
+    def sent(self, action: str = "SendLocalList") -> list[dict[str, Any]]:
+        return [payload for name, payload, _ in self.received if name == action]
+
+    @on(Action.get_configuration)
+    def on_get_configuration(self, key: list[str] | None = None) -> Any:
+        keys = [k for k in self.configuration if not key or k in key]
+        return call_result.GetConfiguration(
+            configuration_key=[
+                {"key": k, "readonly": True, "value": self.configuration[k]} for k in keys
+            ]
+        )
+
+    @on(Action.get_local_list_version)
+    def on_get_local_list_version(self) -> Any:
+        return call_result.GetLocalListVersion(list_version=self.version)
+
+    @on(Action.send_local_list)
+    def on_send_local_list(self, list_version: int, update_type: str, **_: Any) -> Any:
+        update = self.sent()[-1]  # the payload as sent (the package hands it snake_cased)
+        if not self.supported:
+            return call_result.SendLocalList(status="NotSupported")
+        if self.fail > 0:
+            self.fail -= 1
+            return call_result.SendLocalList(status="Failed")
+        entries = update.get("localAuthorizationList") or []
+        if len(entries) > int(self.configuration["SendLocalListMaxLength"]):
+            return call_result.SendLocalList(status="Failed")
+        if update_type == "Differential" and list_version <= self.version:
+            return call_result.SendLocalList(status="VersionMismatch")
+        result = apply_update(self.entries, update)
+        if len(result) > int(self.configuration["LocalAuthListMaxLength"]):
+            return call_result.SendLocalList(status="Failed")
+        self.entries, self.version = result, list_version
+        return call_result.SendLocalList(status="Accepted")
+
+
+@contextlib.asynccontextmanager
+async def connected(live: Live, charge_point_id: str, **options: Any) -> AsyncIterator[ListCharger]:
+    async with websockets.connect(live.ws_url(charge_point_id), subprotocols=["ocpp1.6"]) as ws:
+        charger = ListCharger(charge_point_id, ws, **options)
+        listener = asyncio.create_task(charger.start())
+        try:
+            await charger.call(
+                call.BootNotification(charge_point_model="M", charge_point_vendor="V")
+            )
+            yield charger
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Wait for what the server does in the background (a condition, never a duration)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not seen within {timeout} s: {what}")
+        await asyncio.sleep(0.02)
+
+
+async def sql(live: LiveLists, *statements: str) -> None:
+    """Each statement committed on its own, as separate operator actions would be."""
+    connection = await asyncpg.connect(live.database_url)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def add_tags(*ids: str) -> str:
+    values = ", ".join(f"('{tag}')" for tag in ids)
+    return f"INSERT INTO id_tags (id_tag) VALUES {values}"
+
+
+def accepted(*ids: str) -> dict[str, Any]:
+    return {tag: {"status": "Accepted"} for tag in ids}
+
+
+def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(scenario())
+
+
+async def lists(live: Live, **params: Any) -> dict[str, Any]:
+    async with live.async_client() as http:
+        answer = await http.get("/api/v1/local-lists", params=params)
+        assert answer.status_code == 200, answer.text
+        result: dict[str, Any] = answer.json()
+        return result
+
+
+def test_full_then_differential_then_mismatch_resync_then_split(live: LiveLists) -> None:
+    async def scenario() -> None:
+        await sql(live, add_tags("TAG-A", "TAG-B", "TAG-C"))
+        async with connected(live, "LL-1") as charger:
+            # Online: its version asked, then the whole list as one Full.
+            await until(lambda: charger.entries == accepted("TAG-A", "TAG-B", "TAG-C"), "Full")
+            first = charger.sent()
+            assert [(m["updateType"], m["listVersion"]) for m in first] == [("Full", 1)]
+            assert charger.received[0][0] == "GetLocalListVersion"
+            raw = next(text for action, _, text in charger.received if action == "SendLocalList")
+            assert raw.index('"listVersion"') < raw.index('"localAuthorizationList"')
+            assert raw.index('"localAuthorizationList"') < raw.index('"updateType"')
+
+            # Tags change: one Differential with the changes; a removal has no idTagInfo.
+            await sql(
+                live,
+                "UPDATE id_tags SET status = 'Blocked' WHERE id_tag = 'TAG-B'",
+                "DELETE FROM id_tags WHERE id_tag = 'TAG-A'",
+                "INSERT INTO id_tags (id_tag, parent_id_tag) VALUES ('TAG-D', 'TAG-C')",
+            )
+            wanted = {
+                "TAG-B": {"status": "Blocked"},
+                "TAG-C": {"status": "Accepted"},
+                "TAG-D": {"parentIdTag": "TAG-C", "status": "Accepted"},
+            }
+            await until(lambda: charger.entries == wanted, "the differential")
+            await until(lambda: recorded(live, "LL-1", version=2), "recorded")
+            differential = charger.sent()[-1]
+            assert differential["updateType"] == "Differential"
+            assert differential["listVersion"] == 2
+            assert differential["localAuthorizationList"][0] == {"idTag": "TAG-A"}
+            page = await lists(live, chargePointId="LL-1")
+            assert page["items"][0] | {"updatedAt": None} == {
+                "chargePointId": "LL-1",
+                "online": True,
+                "state": "synced",
+                "version": 2,
+                "entries": 3,
+                "inSync": True,
+                "reportedVersion": 0,
+                "lastAnswer": "Accepted",
+                "updatedAt": None,
+            }
+
+            # The charger's list moved on without Voltaro (version 7): the next Differential
+            # is a VersionMismatch, so Voltaro asks the version and sends a Full after it.
+            charger.version = 7
+            mark = len(charger.received)
+            await sql(live, "UPDATE id_tags SET status = 'Accepted' WHERE id_tag = 'TAG-B'")
+            wanted["TAG-B"] = {"status": "Accepted"}
+            await until(lambda: charger.version == 8, "the resync")
+            assert [(a, p.get("updateType"), p.get("listVersion")) for a, p, _ in
+                    charger.received[mark:]] == [
+                ("SendLocalList", "Differential", 3),
+                ("GetLocalListVersion", None, None),
+                ("SendLocalList", "Full", 8),
+            ]  # fmt: skip
+            assert charger.entries == wanted
+            await until(lambda: recorded(live, "LL-1", version=8), "recorded in sync")
+
+        # A charger that takes 2 entries a message and holds 4: a Full of its first 4 tags
+        # (by id) in two messages, then the Differential of a change in as many as needed.
+        async with connected(live, "LL-2", send_max=2, max_length=4) as small:
+            await until(lambda: small.version == 2, "the split Full")
+            assert [(m["updateType"], len(m["localAuthorizationList"])) for m in small.sent()] == [
+                ("Full", 2),
+                ("Differential", 1),
+            ]
+            assert sorted(small.entries) == ["TAG-B", "TAG-C", "TAG-D"]  # only 3 tags exist
+            await sql(live, add_tags("TAG-0", "TAG-1", "TAG-2"))
+            await until(
+                lambda: sorted(small.entries) == ["TAG-0", "TAG-1", "TAG-2", "TAG-B"], "cut"
+            )
+            assert [len(m["localAuthorizationList"]) for m in small.sent()[2:]] == [2, 2, 1]
+            await until(lambda: recorded(live, "LL-2", version=5), "recorded")
+            page = await lists(live, chargePointId="LL-2")
+            assert page["items"][0]["inSync"] is True and page["items"][0]["entries"] == 4
+
+    run(scenario)
+
+
+def recorded(live: Live, charge_point_id: str, *, version: int) -> bool:
+    """Whether Voltaro records the charger's list at ``version`` and in sync (an answer is
+    recorded after the charger sent it)."""
+    with live.client() as api:
+        item = api.get("/api/v1/local-lists", params={"chargePointId": charge_point_id}).json()
+    return bool(item["items"][0]["version"] == version and item["items"][0]["inSync"])
+
+
+def test_not_supported_is_recorded_and_nothing_more_is_sent(live: LiveLists) -> None:
+    async def scenario() -> None:
+        await sql(live, add_tags("TAG-A"))
+        async with (
+            connected(live, "LL-NO", supported=False) as refusing,
+            connected(live, "LL-MINUS", version=-1) as minus,
+            connected(live, "LL-YES") as listening,
+        ):
+            await until(lambda: listening.version == 1, "the supporting charger's Full")
+            await until(lambda: len(refusing.sent()) == 1, "the refusing charger's Full")
+            await until(lambda: run_listing(live, "LL-MINUS")["state"] == "not_supported", "-1")
+            await sql(live, add_tags("TAG-B"))
+            await until(lambda: listening.version == 2, "the next Differential")
+            # Both were marked by the same change and looked at in the same round.
+            page = await lists(live, state="not_supported")
+            answers = {item["chargePointId"]: item["lastAnswer"] for item in page["items"]}
+            assert answers == {"LL-MINUS": "listVersion -1", "LL-NO": "NotSupported"}
+            assert not any(item["inSync"] for item in page["items"])
+            assert len(refusing.sent()) == 1  # nothing after NotSupported
+            assert minus.sent() == []  # a version of -1: never a list
+            assert run_listing(live, "LL-MINUS")["reportedVersion"] == -1
+
+        # A charger that does not know the profile at all (the package answers CALLERROR
+        # NotImplemented for actions it has no handler for) is recorded the same way.
+        async with websockets.connect(live.ws_url("LL-BARE"), subprotocols=["ocpp1.6"]) as ws:
+            bare = ChargePoint("LL-BARE", ws)
+            listener = asyncio.create_task(bare.start())
+            try:
+                await bare.call(
+                    call.BootNotification(charge_point_model="M", charge_point_vendor="V")
+                )
+                await until(
+                    lambda: run_listing(live, "LL-BARE")["state"] == "not_supported", "recorded"
+                )
+            finally:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+        assert run_listing(live, "LL-BARE")["lastAnswer"].startswith("CALLERROR")
+
+    run(scenario)
+
+
+def test_failed_is_retried_with_a_full_list(live: LiveLists) -> None:
+    async def scenario() -> None:
+        await sql(live, add_tags("TAG-A", "TAG-B"))
+        async with connected(live, "LL-FAIL", fail=2) as charger:
+            await until(lambda: charger.entries == accepted("TAG-A", "TAG-B"), "in the end")
+            attempts = charger.sent()
+            assert [(m["updateType"], m["listVersion"]) for m in attempts] == [
+                ("Full", 1),
+                ("Full", 1),
+                ("Full", 1),
+            ]  # each retry is the whole list again
+            await until(lambda: recorded(live, "LL-FAIL", version=1), "recorded in sync")
+
+    run(scenario)
+
+
+def test_many_tag_changes_give_one_differential(pg_server: TestPostgres, tmp_path: Path) -> None:
+    with live_voltaro(pg_server, tmp_path, debounce=3.0) as live:
+
+        async def scenario() -> None:
+            async with connected(live, "LL-BURST") as charger:
+                await until(lambda: recorded(live, "LL-BURST", version=1), "the first (empty) Full")
+                assert charger.sent() == [
+                    {"listVersion": 1, "localAuthorizationList": [], "updateType": "Full"}
+                ]
+                tags = [f"BURST-{i:02d}" for i in range(20)]
+                await sql(live, *(add_tags(tag) for tag in tags))  # 20 commits
+                await until(lambda: charger.entries == accepted(*tags), "all 20 tags")
+                updates = charger.sent()[1:]
+                assert len(updates) == 1  # one message for twenty changes
+                assert updates[0]["updateType"] == "Differential"
+                assert len(updates[0]["localAuthorizationList"]) == 20
+
+        run(scenario)
+
+
+def test_operator_commands_version_check_and_facts(live: LiveLists) -> None:
+    async def scenario() -> None:
+        await sql(live, add_tags("TAG-A"))
+        async with connected(live, "LL-OP") as charger, live.async_client() as http:
+            await until(lambda: recorded(live, "LL-OP", version=1), "synced")
+            path = "/api/v1/charge-points/LL-OP/commands"
+            # An operator's exact list (as a test tool sends it) is what the charger holds.
+            mine = {
+                "listVersion": 40,
+                "localAuthorizationList": [{"idTag": "OWN", "idTagInfo": {"status": "Blocked"}}],
+                "updateType": "Full",
+            }
+            answer = await http.post(f"{path}/SendLocalList", json=mine)
+            assert answer.status_code == 200 and answer.json() == {"result": {"status": "Accepted"}}
+            assert charger.entries == {"OWN": {"status": "Blocked"}} and charger.version == 40
+            # ... and then Voltaro's list again, as a Differential from that version.
+            await until(lambda: charger.entries == accepted("TAG-A"), "back in sync")
+            assert charger.sent()[-1]["listVersion"] == 41
+            assert charger.sent()[-1]["updateType"] == "Differential"
+
+            # The charger lost its list: the operator's version check sees it and Voltaro
+            # sends the whole list again.
+            charger.entries, charger.version = {}, 0
+            answer = await http.post(f"{path}/GetLocalListVersion", json={})
+            assert answer.json() == {"result": {"listVersion": 0}}
+            await until(lambda: charger.entries == accepted("TAG-A"), "the Full after the check")
+            assert charger.sent()[-1]["updateType"] == "Full"
+            await until(lambda: recorded(live, "LL-OP", version=charger.version), "recorded")
+
+            detail = (await http.get("/api/v1/charge-points/LL-OP")).json()
+            assert detail["localListVersion"] == charger.version
+            assert detail["localListInSync"] is True and detail["localListEntries"] == 1
+            await sql(live, "UPDATE id_tags SET status = 'Blocked'")
+            await until(lambda: charger.entries == {"TAG-A": {"status": "Blocked"}}, "blocked")
+        # Offline, a tag change leaves it out of sync until it comes back.
+        await sql(live, add_tags("TAG-B"))
+        await until(lambda: run_listing(live, "LL-OP")["inSync"] is False, "out of sync")
+        assert (await lists(live, inSync="true"))["total"] == 0
+        document = await openapi(live)
+        assert "/api/v1/local-lists" in document["paths"]
+
+    run(scenario)
+
+
+def run_listing(live: Live, charge_point_id: str) -> dict[str, Any]:
+    with live.client() as api:
+        page = api.get("/api/v1/local-lists", params={"chargePointId": charge_point_id}).json()
+    item: dict[str, Any] = page["items"][0]
+    return item
+
+
+async def openapi(live: Live) -> dict[str, Any]:
+    async with live.async_client() as http:
+        document: dict[str, Any] = (await http.get("/api/v1/openapi.json")).json()
+        return document
+
+
+def test_an_expiry_date_passing_turns_the_entry_expired(live: LiveLists) -> None:
+    async def scenario() -> None:
+        await sql(
+            live,
+            "INSERT INTO id_tags (id_tag, expiry_date) VALUES ('SOON', now() + interval '2 s')",
+        )
+        async with connected(live, "LL-EXP") as charger:
+            await until(lambda: charger.version == 1, "the Full")
+            assert charger.entries["SOON"]["status"] == "Accepted"
+            # Nothing changes in the table: the time passing is the change.
+            await until(lambda: charger.entries["SOON"]["status"] == "Expired", "expired")
+            assert [m["updateType"] for m in charger.sent()] == ["Full", "Differential"]
+
+    run(scenario)
+
+
+def test_the_dashboard_lists_local_lists(live: LiveLists) -> None:
+    async def scenario() -> None:
+        async with connected(live, "LL-DASH") as charger:
+            await until(lambda: recorded(live, "LL-DASH", version=charger.version), "synced")
+        async with httpx.AsyncClient(base_url=live.base) as browser:
+            signed_in = await browser.post("/login", data={"token": live.token, "next": "/"})
+            assert signed_in.status_code == 302
+            page = (await browser.get("/local-lists")).text
+            assert '<a href="/charge-points/LL-DASH">LL-DASH</a>' in page
+            assert '<th scope="col">In sync</th>' in page
+            detail = (await browser.get("/charge-points/LL-DASH")).text
+            assert "<dt>Local list in sync</dt>" in detail
+            assert 'data-fact="localListInSync">yes</dd>' in detail
+
+    run(scenario)

@@ -1,0 +1,236 @@
+"""The OCPP 1.6 Local Auth List Management profile: every charger holds the id tag table as
+its Local Authorization List, and Voltaro keeps it so.
+
+- Which tags: all of them (README, "Local authorization lists"), with their status (Expired
+  once past their expiry date), expiry date and parent, as Authorize would answer; computed
+  in :mod:`voltaro.central.local_list_entries`.
+- Keeping in sync: the background task of :mod:`voltaro.central.local_list_sync`.
+- Operator commands: ``SendLocalList`` (the payload as given: a test tool's exact list) and
+  ``GetLocalListVersion`` (also Voltaro's own check: a version other than the one Voltaro
+  recorded makes the task send the whole list again; an operator's "sync now").
+- What Voltaro knows of each charger's list (its version, its entries, whether it is the
+  list Voltaro wants) is the table ``local_lists`` (:mod:`voltaro.store.local_lists`),
+  written by the commands' effects below, whoever sent the command; shown as the listing
+  ``local-lists`` and as facts of the charge point.
+
+The states of a charger's list: ``unknown`` (nothing accepted yet), ``synced`` (its last
+update was accepted), ``mismatch`` (it answered VersionMismatch: Voltaro asks its version and
+sends a Full list), ``failed`` (Failed or no answer: retried after a back-off, with a Full
+list), ``not_supported`` (it answered NotSupported, a version of -1, or a CALLERROR
+NotImplemented/NotSupported: Voltaro stops trying until an operator's command is accepted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from voltaro.central.domain import Domain
+from voltaro.central.local_list_entries import apply_update, digest, wanted_list
+from voltaro.central.local_list_sync import failure_changes, keep_local_lists_in_sync
+from voltaro.central.profile import Command, Field, Listing, Payload, Profile
+from voltaro.central.timestamps import format_timestamp, utc_now
+from voltaro.store.local_lists import STATES, ListSummary, LocalListRecord, LocalListRepository
+from voltaro.store.records import IdTagRecord
+
+# ---- what the charger's answers change --------------------------------------------------
+
+
+async def list_sent(
+    domain: Domain, charge_point_id: str, request: Payload, result: Payload
+) -> None:
+    """SendLocalList answered: an accepted update is what the charger now holds; a refusal
+    sets the state (see the module doc)."""
+    lists = LocalListRepository(domain.store.database)
+    status = result["status"]
+    full = request["updateType"] == "Full"
+    if status == "Accepted":
+
+        def accepted(record: LocalListRecord) -> dict[str, Any]:
+            entries = apply_update({} if full else record.entries or {}, request)
+            return {
+                "state": "synced",
+                "version": request["listVersion"],
+                "entries": entries,
+                "digest": digest(entries),
+                "size": len(entries),
+                "needs_full": False if full else record.needs_full,
+                "check_version": False,
+                "failures": 0,
+                "retry_at": None,
+                "last_status": status,
+            }
+
+        await lists.change(charge_point_id, accepted)
+    elif status == "VersionMismatch":
+        await lists.update(
+            charge_point_id,
+            state="mismatch",
+            needs_full=True,
+            check_version=True,
+            last_status=status,
+        )
+    elif status == "Failed":
+        await lists.change(
+            charge_point_id, failure_changes(status, domain.settings.local_list_debounce)
+        )
+    else:
+        await lists.update(charge_point_id, state="not_supported", last_status=status)
+
+
+async def version_read(
+    domain: Domain, charge_point_id: str, request: Payload, result: Payload
+) -> None:
+    """GetLocalListVersion answered: -1 is "no local list here"; another version than the
+    one Voltaro recorded means its entries are not known (a Full list follows)."""
+    lists = LocalListRepository(domain.store.database)
+    reported: int = result["listVersion"]
+    now = utc_now()
+    if reported < 0:
+        await lists.update(
+            charge_point_id,
+            state="not_supported",
+            reported_version=reported,
+            reported_at=now,
+            last_status="listVersion -1",
+        )
+        return
+
+    def reported_changes(record: LocalListRecord) -> dict[str, Any]:
+        changes: dict[str, Any] = {
+            "reported_version": reported,
+            "reported_at": now,
+            "check_version": False,
+        }
+        if record.state == "not_supported":
+            changes["state"] = "unknown"
+        if record.version != reported:
+            changes |= {"version": reported, "needs_full": True}
+        return changes
+
+    await lists.change(charge_point_id, reported_changes)
+
+
+# ---- what operators see -----------------------------------------------------------------
+
+
+def _in_sync(summary: ListSummary, wanted_digests: Mapping[int | None, str]) -> bool:
+    return (
+        summary.state == "synced"
+        and summary.needs_full is False
+        and summary.digest == wanted_digests.get(summary.max_length)
+    )
+
+
+async def _wanted_digests(domain: Domain, summaries: list[ListSummary]) -> dict[int | None, str]:
+    """The digest of the wanted list for each list length limit among ``summaries``."""
+    records: list[IdTagRecord] = await domain.store.id_tags.list_all()
+    now = utc_now()
+    limits = {summary.max_length for summary in summaries if summary.state == "synced"}
+    return {limit: digest(wanted_list(records, now, limit)) for limit in limits}
+
+
+def _item(summary: ListSummary, in_sync: bool) -> Payload:
+    return {
+        "chargePointId": summary.charge_point_id,
+        "online": summary.online,
+        "state": summary.state or "unknown",
+        "version": summary.version,
+        "entries": summary.size,
+        "inSync": in_sync,
+        "reportedVersion": summary.reported_version,
+        "lastAnswer": summary.last_status,
+        "updatedAt": None if summary.updated_at is None else format_timestamp(summary.updated_at),
+    }
+
+
+ITEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "chargePointId": {"type": "string", "title": "Charge point"},
+        "online": {"type": "boolean", "title": "Online"},
+        "state": {"type": "string", "enum": list(STATES), "title": "State"},
+        "version": {"type": ["integer", "null"], "title": "Version"},
+        "entries": {"type": ["integer", "null"], "title": "Entries"},
+        "inSync": {"type": "boolean", "title": "In sync"},
+        "reportedVersion": {"type": ["integer", "null"], "title": "Reported version"},
+        "lastAnswer": {"type": ["string", "null"], "title": "Last answer"},
+        "updatedAt": {"type": ["string", "null"], "format": "date-time", "title": "Updated"},
+    },
+}
+
+
+async def local_lists(
+    domain: Domain, filters: Mapping[str, Any], limit: int, offset: int
+) -> tuple[list[Payload], int]:
+    """Every charge point's list: its version and whether it is the list Voltaro wants."""
+    lists = LocalListRepository(domain.store.database)
+    summaries = await lists.summaries(filters.get("chargePointId"))
+    wanted = await _wanted_digests(domain, summaries)
+    items = [_item(summary, _in_sync(summary, wanted)) for summary in summaries]
+    if "state" in filters:
+        items = [item for item in items if item["state"] == filters["state"]]
+    if "inSync" in filters:
+        items = [item for item in items if item["inSync"] is filters["inSync"]]
+    return items[offset : offset + limit], len(items)
+
+
+FACTS_SCHEMA: dict[str, Any] = {
+    "localListVersion": {"type": ["integer", "null"], "title": "Local list version"},
+    "localListInSync": {"type": "boolean", "title": "Local list in sync"},
+    "localListState": {"type": "string", "enum": list(STATES), "title": "Local list state"},
+    "localListEntries": {"type": ["integer", "null"], "title": "Local list entries"},
+}
+
+
+async def local_list_facts(domain: Domain, charge_point_id: str) -> Payload:
+    lists = LocalListRepository(domain.store.database)
+    summaries = await lists.summaries(charge_point_id)
+    if not summaries:
+        return {}
+    item = _item(summaries[0], _in_sync(summaries[0], await _wanted_digests(domain, summaries)))
+    return {
+        "localListVersion": item["version"],
+        "localListInSync": item["inSync"],
+        "localListState": item["state"],
+        "localListEntries": item["entries"],
+    }
+
+
+LOCAL_LIST = Profile(
+    name="LocalAuthListManagement",
+    inbound={},
+    commands=(
+        Command(
+            "GetLocalListVersion",
+            "Ask the charger's local list version; another than Voltaro's makes it resend the list",
+            effect=version_read,
+        ),
+        Command(
+            "SendLocalList",
+            "Send a local list update as given (Voltaro keeps lists in sync by itself)",
+            (
+                Field("listVersion", "List version", "int", required=True),
+                Field("updateType", "Update type", "select", ("Full", "Differential"), True),
+            ),
+            effect=list_sent,
+        ),
+    ),
+    migrations=("0013_local_lists.sql",),
+    tasks=(keep_local_lists_in_sync,),
+    listings=(
+        Listing(
+            "local-lists",
+            "Local lists",
+            (
+                Field("chargePointId", "Charge point"),
+                Field("state", "State", "select", STATES),
+                Field("inSync", "In sync", "bool"),
+            ),
+            local_lists,
+            ITEM_SCHEMA,
+        ),
+    ),
+    charge_point_facts=local_list_facts,
+    facts_schema=FACTS_SCHEMA,
+)
