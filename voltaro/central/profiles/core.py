@@ -159,7 +159,16 @@ async def status_notification(charger: Charger, payload: dict[str, Any]) -> dict
 
 
 async def authorize(charger: Charger, payload: dict[str, Any]) -> dict[str, Any]:
-    return {"idTagInfo": await charger.domain.authorizer.id_tag_info(payload["idTag"])}
+    verdict = await charger.domain.authorizer.check(payload["idTag"])
+    if verdict.refusal is not None:
+        _note_refusal(charger, payload["idTag"], verdict.refusal, "Authorize")
+    return {"idTagInfo": verdict.info}
+
+
+def _note_refusal(charger: Charger, id_tag: str, reason: str, action: str) -> None:
+    """Count the refusal in the operator's list of refused tags: posted to the writer's
+    next batch, so the charger's answer does not wait for it."""
+    charger.store.refused_id_tags.post(id_tag, reason, charger.id, utc_now(), action)
 
 
 async def start_transaction(charger: Charger, payload: dict[str, Any]) -> dict[str, Any]:
@@ -168,7 +177,8 @@ async def start_transaction(charger: Charger, payload: dict[str, Any]) -> dict[s
     connector_id = _connector_id(payload, 1)
     id_tag: str = payload["idTag"]
     started_at = parse_timestamp(payload["timestamp"], "timestamp")
-    info = await charger.domain.authorizer.id_tag_info(id_tag)
+    verdict = await charger.domain.authorizer.check(id_tag)
+    info = verdict.info
     started = await charger.store.transactions.start(
         charger.id,
         connector_id,
@@ -180,6 +190,8 @@ async def start_transaction(charger: Charger, payload: dict[str, Any]) -> dict[s
         utc_now(),
     )
     if started.created:
+        if verdict.refusal is not None:
+            _note_refusal(charger, id_tag, verdict.refusal, "StartTransaction")
         charger.domain.open_transactions.started(started.transaction_id, id_tag)
         charger.events.publish(
             TransactionStarted(
@@ -388,5 +400,6 @@ CORE = Profile(
         "0009_open_transactions_notify.sql",
         "0010_instances_and_commands.sql",
         "0011_charge_point_notify.sql",
+        "0015_list_indexes_and_refused_tags.sql",
     ),
 )
