@@ -27,20 +27,31 @@ from quart import Response, flash, redirect, render_template, request, session
 from quart_trio import QuartTrio
 
 from voltaro.admin import commands
-from voltaro.admin.api import ID_TAG_STATUSES, AdminApi
+from voltaro.admin.api import (
+    CHARGE_POINT_SORTING,
+    ID_TAG_SORTING,
+    ID_TAG_STATUSES,
+    MESSAGE_SORTING,
+    REFUSED_ID_TAG_SORTING,
+    TRANSACTION_SORTING,
+    AdminApi,
+    Sorting,
+    transaction_json,
+)
 from voltaro.admin.chart import transaction_chart
+from voltaro.admin.listing import PAGE_SIZES, ListView
 from voltaro.admin.spec import Operation, Problem, Request
 from voltaro.central.domain_events import event_json
 from voltaro.central.operations import Operations
 from voltaro.ocppj.dialect import OCPP16
 from voltaro.store.dashboard_queries import DashboardQueries
+from voltaro.store.refused_id_tags import REASONS
 
 SESSION_LIFETIME = timedelta(hours=12)
 ASSET_MAX_AGE = timedelta(days=7)  # assets are linked with ?v=<content hash>
 KEEPALIVE = 15.0  # seconds between SSE comments, so proxies keep the stream open
 RECENT_MESSAGES = 15  # OCPP frames shown on a charge point's page
-MESSAGES_PER_PAGE = 100
-LIST_LIMIT = 1000
+REFUSED_ON_ID_TAGS = 10  # refused tags shown under the id tags (all: /id-tags/refused)
 
 View = Callable[..., Awaitable[Any]]
 
@@ -171,10 +182,29 @@ def mount_dashboard(
         wrapper.__name__ = f"dashboard_{view.__name__}"  # apart from the API's endpoints
         return wrapper
 
-    def validated_query(operation_id: str, fields: Sequence[str]) -> dict[str, Any]:
-        """The page's filters, checked by the API operation's own validation."""
-        raw = {name: [request.args[name]] for name in fields if request.args.get(name, "")}
-        return by_id[operation_id].validate_query(raw)
+    def list_view(
+        operation_id: str, names: Sequence[str], sorting: Sorting, path: str | None = None
+    ) -> tuple[ListView, dict[str, Any]]:
+        """The list page's view (its query parameters ``names`` plus ``q``, ``sort`` and
+        ``order``) and the API query for its page, checked by the API operation's own
+        validation (a ``datetime-local`` ``from``/``to`` is taken as UTC). A bad value is
+        answered 400 naming it, as the API answers."""
+        view = ListView.from_request(
+            path or request.path,
+            request.args,
+            [*names, "q", "sort", "order"],
+            sort=sorting.default,
+            order="desc" if sorting.descending else "asc",
+        )
+        operation = by_id[operation_id]
+        known = {param.name for param in operation.query}
+        raw = {
+            name: [(utc_from_input(value) or value) if name in ("from", "to") else value]
+            for name, value in view.args.items()
+            if name in known  # the page's own (e.g. presence) are the handler's to map
+        }
+        query = operation.validate_query(raw)
+        return view, query | {"limit": view.limit, "offset": view.offset}
 
     async def try_action(action: Callable[[], Awaitable[Any]], done: str) -> None:
         try:
@@ -194,6 +224,7 @@ def mount_dashboard(
             "energy_kwh": energy_kwh,
             "pretty_json": pretty_json,
             "frame_kind": frame_kind,
+            "page_sizes": PAGE_SIZES,
         }
 
     @app.after_request
@@ -260,35 +291,40 @@ def mount_dashboard(
     @app.get("/charge-points")
     @page
     async def charge_points() -> Any:
-        online = {"online": True, "offline": False}.get(request.args.get("presence", ""))
-        registration = request.args.get("registrationStatus", "")
-        query: dict[str, Any] = {"limit": LIST_LIMIT}
-        if online is not None:
+        presence = request.args.get("presence", "")
+        online = {"online": True, "offline": False}.get(presence)
+        view, query = list_view(
+            "listChargePoints", ["registrationStatus", "presence"], CHARGE_POINT_SORTING
+        )
+        if online is not None:  # the page's word for the API's ``online``
             query["online"] = online
-        if registration:
-            query |= validated_query("listChargePoints", ["registrationStatus"])
         listed = await api.list_charge_points(Request({}, query, None))
-        search = request.args.get("q", "").strip().lower()
-        items = [
-            cp
-            for cp in listed["items"]
-            if not search
-            or any(
-                search in str(cp.get(name) or "").lower()
-                for name in ("chargePointId", "chargePointVendor", "chargePointModel")
-            )
-        ]
+        return await render_template(
+            "charge_points.html",
+            items=listed["items"],
+            connectors=await connectors_of(listed["items"]),
+            view=view.showing(listed),
+            back=request.full_path,
+            presence=presence,
+            registration=view.args.get("registrationStatus", ""),
+        )
+
+    async def connectors_of(items: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
         connectors: dict[str, list[dict[str, Any]]] = {}
         for row in await queries().connectors([cp["chargePointId"] for cp in items]):
             connectors.setdefault(row["charge_point_id"], []).append(row)
+        return connectors
+
+    @app.get("/charge-points/<charge_point_id>/row")
+    @page
+    async def charge_point_row(charge_point_id: str) -> Any:
+        """One charge point's row of the list, for a live update of that row alone."""
+        detail = await api.get_charge_point(Request({"chargePointId": charge_point_id}, {}, None))
         return await render_template(
-            "charge_points.html",
-            items=items,
-            connectors=connectors,
-            total=listed["total"],
-            q=request.args.get("q", ""),
-            presence=request.args.get("presence", ""),
-            registration=registration,
+            "_cp_row.html",
+            cp=detail,
+            connectors=await connectors_of([detail]),
+            back=local_path(request.args.get("back"), "/charge-points"),
         )
 
     @app.post("/charge-points/<charge_point_id>/registration")
@@ -306,18 +342,11 @@ def mount_dashboard(
     async def charge_point_page(charge_point_id: str, answer: Any = None) -> str:
         detail = await api.get_charge_point(Request({"chargePointId": charge_point_id}, {}, None))
         path = {"chargePointId": charge_point_id}
-        total = (await api.messages(Request(path, {"limit": 1}, None)))["total"]
-        recent = await api.messages(
-            Request(
-                path,
-                {"limit": RECENT_MESSAGES, "offset": max(0, total - RECENT_MESSAGES)},
-                None,
-            )
-        )
+        recent = await api.messages(Request(path, {"limit": RECENT_MESSAGES}, None))
         return await render_template(
             "charge_point.html",
             cp=detail,
-            messages=list(reversed(recent["items"])),
+            messages=recent["items"],
             commands=list(operations.commands),
             answer=answer,
         )
@@ -347,28 +376,34 @@ def mount_dashboard(
             answer = {"action": action, **answer}
         return await charge_point_page(charge_point_id, answer)
 
+    MESSAGE_FILTERS = ["action", "direction", "from", "to"]
+
     @app.get("/charge-points/<charge_point_id>/messages")
     @page
     async def message_log(charge_point_id: str) -> Any:
-        filters = validated_query("getMessages", ["action", "direction"])
+        view, query = list_view("getMessages", MESSAGE_FILTERS, MESSAGE_SORTING)
         path = {"chargePointId": charge_point_id}
-        total = (await api.messages(Request(path, {**filters, "limit": 1}, None)))["total"]
-        page_number = int_arg("page")
-        end = max(0, total - page_number * MESSAGES_PER_PAGE)
-        start = max(0, end - MESSAGES_PER_PAGE)
-        listed = await api.messages(
-            Request(path, {**filters, "limit": max(1, end - start), "offset": start}, None)
-        )
-        items = list(reversed(listed["items"])) if end > start else []
+        listed = await api.messages(Request(path, query, None))
         return await render_template(
             "messages.html",
             charge_point_id=charge_point_id,
-            messages=items,
-            total=total,
-            page_number=page_number,
-            more=start > 0,
-            action=request.args.get("action", ""),
-            direction=request.args.get("direction", ""),
+            messages=listed["items"],
+            view=view.showing(listed),
+        )
+
+    @app.get("/messages")
+    @page
+    async def all_messages() -> Any:
+        view, query = list_view(
+            "listMessages", ["chargePointId", *MESSAGE_FILTERS], MESSAGE_SORTING
+        )
+        listed = await api.all_messages(Request({}, query, None))
+        return await render_template(
+            "messages.html",
+            charge_point_id=None,
+            messages=listed["items"],
+            view=view.showing(listed),
+            show_cp=True,
         )
 
     # ---- transactions --------------------------------------------------------------------
@@ -378,25 +413,32 @@ def mount_dashboard(
     @app.get("/transactions")
     @page
     async def transactions() -> Any:
-        filters = validated_query("listTransactions", TRANSACTION_FILTERS)
-        offset = int_arg("offset")
-        listed = await api.list_transactions(
-            Request({}, {**filters, "limit": 100, "offset": offset}, None)
-        )
-        args = {k: request.args[k] for k in TRANSACTION_FILTERS if request.args.get(k)}
+        view, query = list_view("listTransactions", TRANSACTION_FILTERS, TRANSACTION_SORTING)
+        listed = await api.list_transactions(Request({}, query, None))
+        filters = {k: v for k, v in view.args.items() if k not in ("sort", "order")}
         return await render_template(
             "transactions.html",
             listed=listed,
-            args=args,
-            offset=offset,
-            csv_url="/transactions.csv" + ("?" + urlencode(args) if args else ""),
+            view=view.showing(listed),
+            csv_url="/transactions.csv" + ("?" + urlencode(filters) if filters else ""),
         )
+
+    @app.get("/transactions/<int:transaction_id>/row")
+    @page
+    async def transaction_row(transaction_id: int) -> Any:
+        """One transaction's row of the list, for a live update of that row alone."""
+        row = await operations.queries.transaction(transaction_id)
+        if row is None:
+            raise Problem(404, "Not Found", f"transaction {transaction_id} is not known")
+        return await render_template("_tx_row.html", t=transaction_json(row))
 
     @app.get("/transactions.csv")
     @page
     async def transactions_csv() -> Any:
-        filters = validated_query("exportTransactions", TRANSACTION_FILTERS)
-        result = await api.transactions_csv(Request({}, filters, None))
+        _, query = list_view("exportTransactions", TRANSACTION_FILTERS, TRANSACTION_SORTING)
+        for name in ("sort", "order", "limit", "offset"):
+            query.pop(name, None)
+        result = await api.transactions_csv(Request({}, query, None))
         response = Response(result.text, content_type="text/csv; charset=utf-8")
         response.headers["Content-Disposition"] = f'attachment; filename="{result.filename}"'
         return response
@@ -412,13 +454,35 @@ def mount_dashboard(
     @app.get("/id-tags")
     @page
     async def id_tags() -> Any:
-        filters = validated_query("listIdTags", ["status"])
-        listed = await api.list_id_tags(Request({}, {**filters, "limit": LIST_LIMIT}, None))
+        view, query = list_view("listIdTags", ["status"], ID_TAG_SORTING)
+        listed = await api.list_id_tags(Request({}, query, None))
+        refused_view = ListView.from_request(
+            "/id-tags/refused", {}, [], sort="lastSeen", order="desc"
+        )
+        refused_view.limit = REFUSED_ON_ID_TAGS
+        refused = await api.refused_id_tags(Request({}, {"limit": REFUSED_ON_ID_TAGS}, None))
         return await render_template(
             "id_tags.html",
             listed=listed,
+            view=view.showing(listed),
+            refused=refused,
+            refused_view=refused_view.showing(refused),
+            reasons=REASONS,
             statuses=ID_TAG_STATUSES,
-            status=request.args.get("status", ""),
+            status=view.args.get("status", ""),
+            adding=request.args.get("add", "")[:20],
+        )
+
+    @app.get("/id-tags/refused")
+    @page
+    async def refused_id_tags() -> Any:
+        view, query = list_view("listRefusedIdTags", ["reason"], REFUSED_ID_TAG_SORTING)
+        refused = await api.refused_id_tags(Request({}, query, None))
+        return await render_template(
+            "refused_id_tags.html",
+            refused=refused,
+            refused_view=view.showing(refused),
+            reasons=REASONS,
         )
 
     async def put_id_tag(id_tag: str, body: dict[str, Any]) -> None:

@@ -361,6 +361,15 @@ class AdminQueries:
             _page, "*", "transactions", filter.where(), sql_order, limit, offset
         )
 
+    async def transaction(self, transaction_id: int) -> Row | None:
+        """The transaction's row, without its meter values (one row of a list)."""
+        row = await self._database.run(
+            lambda c: c.fetchrow(
+                "SELECT * FROM transactions WHERE transaction_id = $1", transaction_id
+            )
+        )
+        return None if row is None else dict(row)
+
     async def all_transactions(self, filter: TransactionFilter) -> list[Row]:
         """Every matching transaction (the CSV export), by transactionId."""
         where = filter.where()

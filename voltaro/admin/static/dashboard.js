@@ -78,6 +78,74 @@
     }
   }
 
+  // List pages (a table[data-rows]): an event changes only the rows it concerns that are
+  // on the page, each re-fetched alone (its /row fragment); events about rows not shown
+  // fetch nothing. Only a page with room left (data-full="0") re-fetches its list when
+  // something new appears, since the new row may belong on it.
+  const LISTS = {
+    cp: {
+      attr: "data-cp",
+      key: function (e) { return e.chargePointId; },
+      url: function (id) {
+        return "/charge-points/" + encodeURIComponent(id) + "/row?back=" +
+          encodeURIComponent(location.pathname + location.search);
+      },
+      changes: ["connected", "disconnected", "offline", "boot", "status"],
+      grows: ["connected", "boot"],
+    },
+    tx: {
+      attr: "data-transaction",
+      key: function (e) { return e.transactionId === undefined ? undefined : String(e.transactionId); },
+      url: function (id) { return "/transactions/" + encodeURIComponent(id) + "/row"; },
+      changes: ["transactionStopped", "meterValues"],
+      grows: ["transactionStarted"],
+    },
+  };
+  const ROW_DELAY = 300; // ms: events for one row within this become one fetch
+  const rowTimers = new Map();
+
+  function shownRow(table, kind, id) {
+    return Array.prototype.find.call(table.tBodies[0].rows, function (tr) {
+      return tr.getAttribute(kind.attr) === id;
+    }) || null;
+  }
+
+  async function updateRow(kind, id) {
+    const table = document.querySelector("table[data-rows]");
+    const old = table && shownRow(table, kind, id);
+    if (!old) return;
+    try {
+      const response = await fetch(kind.url(id), { cache: "no-store" });
+      if (response.redirected || response.status === 401) { location.reload(); return; }
+      if (!response.ok) return;
+      const template = document.createElement("template");
+      template.innerHTML = (await response.text()).trim();
+      const fresh = template.content.querySelector("tr");
+      const current = shownRow(table, kind, id);
+      if (!fresh || !current) return;
+      if (current.contains(document.activeElement) && document.activeElement !== document.body) return;
+      current.replaceWith(fresh);
+    } catch (err) {
+      // the row's next event tries again
+    }
+  }
+
+  function onListEvent(table, e) {
+    const kind = LISTS[table.dataset.rows];
+    if (!kind) return;
+    const id = kind.key(e);
+    if (id === undefined || id === null) return;
+    if (!shownRow(table, kind, String(id))) {
+      if (table.dataset.full === "0" && kind.grows.indexOf(e.type) >= 0) refresh();
+      return;
+    }
+    if (kind.changes.indexOf(e.type) < 0 || rowTimers.has(id)) return;
+    rowTimers.set(id, setTimeout(function () {
+      rowTimers.delete(id);
+      updateRow(kind, String(id));
+    }, ROW_DELAY));
+  }
+
   function setState(text, on) {
     if (!stateEl) return;
     stateEl.textContent = text;
@@ -98,7 +166,9 @@
       let e;
       try { e = JSON.parse(message.data); } catch (err) { return; }
       addToFeed(e);
-      if (!pageCp || e.chargePointId === pageCp) refresh();
+      const table = document.querySelector("table[data-rows]");
+      if (table) onListEvent(table, e);
+      else if (!pageCp || e.chargePointId === pageCp) refresh();
     };
   }
 
