@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.admin.conftest import Live
@@ -173,3 +174,23 @@ def test_refused_id_tags_listed_with_an_add_button(
     page.goto(live.base + "/messages?q=row-auth&action=Authorize")
     expect(page.locator("#message-log")).to_contain_text("2 messages, newest first")
     expect(page.locator("#message-log tbody tr").first).to_contain_text("ROW-AUTH")
+
+
+def test_the_event_stream_keeps_only_the_kinds_asked_for(live: Live, chargers: TrioThread) -> None:
+    """A list page's stream (``/events?types=...``) carries only the kinds it asked for."""
+    with httpx.Client(base_url=live.base, timeout=10) as client:
+        assert client.post("/login", data={"token": live.token}).status_code == 302
+        with client.stream("GET", "/events", params={"types": "status"}) as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == "retry: 1000"
+            charger = ScriptedCharger(live.ws_url("ROW-SSE"))
+            chargers.run(charger.start, chargers.nursery)  # connected, boot, 3 x status
+            seen = []
+            for line in lines:
+                if line.startswith("data: "):
+                    event = orjson.loads(line.removeprefix("data: "))
+                    seen.append((event["type"], event["chargePointId"], event["connectorId"]))
+                if len(seen) == 3:
+                    break
+    chargers.run(charger.close)
+    assert seen == [("status", "ROW-SSE", n) for n in (0, 1, 2)]

@@ -41,7 +41,7 @@ from voltaro.admin.api import (
 from voltaro.admin.chart import transaction_chart
 from voltaro.admin.listing import PAGE_SIZES, ListView
 from voltaro.admin.spec import Operation, Problem, Request
-from voltaro.central.domain_events import event_json
+from voltaro.central.domain_events import DomainEvent, event_json
 from voltaro.central.operations import Operations
 from voltaro.ocppj.dialect import OCPP16
 from voltaro.store.dashboard_queries import DashboardQueries
@@ -50,6 +50,7 @@ from voltaro.store.refused_id_tags import REASONS
 SESSION_LIFETIME = timedelta(hours=12)
 ASSET_MAX_AGE = timedelta(days=7)  # assets are linked with ?v=<content hash>
 KEEPALIVE = 15.0  # seconds between SSE comments, so proxies keep the stream open
+ENCODED_EVENTS = 512  # events kept encoded for the streams still to send them (> a buffer)
 RECENT_MESSAGES = 15  # OCPP frames shown on a charge point's page
 REFUSED_ON_ID_TAGS = 10  # refused tags shown under the id tags (all: /id-tags/refused)
 
@@ -536,23 +537,40 @@ def mount_dashboard(
     @app.get("/events")
     @page
     async def events() -> Any:
+        """Server-sent events; ``?types=status,boot,...`` keeps only those kinds (a list page
+        asks for the few that change its rows)."""
+        wanted = frozenset(filter(None, request.args.get("types", "").split(","))) or None
+
         async def stream() -> AsyncIterator[bytes]:
             with bus.subscribe() as channel:
                 yield b"retry: 1000\n\n"
+                sent_at = trio.current_time()
                 while True:
                     event = None
-                    with trio.move_on_after(KEEPALIVE):
+                    with trio.move_on_at(sent_at + KEEPALIVE):
                         try:
                             event = await channel.receive()
                         except (trio.EndOfChannel, trio.ClosedResourceError):
                             return  # dropped for lagging: the browser reconnects
-                    if event is None:
-                        yield b": keepalive\n\n"
-                    else:
-                        yield b"data: " + orjson.dumps(event_json(event)) + b"\n\n"
+                    if event is not None and wanted is not None and event.kind not in wanted:
+                        continue
+                    sent_at = trio.current_time()
+                    yield b": keepalive\n\n" if event is None else encoded(event)
 
         response = Response(stream(), content_type="text/event-stream")
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Accel-Buffering"] = "no"
         response.timeout = None
         return response
+
+    encoded_events: dict[int, bytes] = {}
+
+    def encoded(event: DomainEvent) -> bytes:
+        """The event's SSE message, encoded once for all the streams that send it."""
+        message = encoded_events.get(event.id)
+        if message is None:
+            message = b"data: " + orjson.dumps(event_json(event)) + b"\n\n"
+            if len(encoded_events) >= ENCODED_EVENTS:
+                del encoded_events[next(iter(encoded_events))]  # the oldest
+            encoded_events[event.id] = message
+        return message

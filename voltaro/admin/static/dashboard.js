@@ -102,6 +102,7 @@
     },
   };
   const ROW_DELAY = 300; // ms: events for one row within this become one fetch
+  const METER_ROW_DELAY = 5000; // ms: a running energy needs no fresher figure than this
   const rowTimers = new Map();
 
   function shownRow(table, kind, id) {
@@ -143,7 +144,7 @@
     rowTimers.set(id, setTimeout(function () {
       rowTimers.delete(id);
       updateRow(kind, String(id));
-    }, ROW_DELAY));
+    }, e.type === "meterValues" ? METER_ROW_DELAY : ROW_DELAY));
   }
 
   function setState(text, on) {
@@ -155,7 +156,12 @@
 
   if (stateEl && window.EventSource) {
     let opened = false;
-    const source = new EventSource("/events");
+    // A list page asks only for the kinds of event that change its rows.
+    const listTable = document.querySelector("table[data-rows]");
+    const listKind = listTable && LISTS[listTable.dataset.rows];
+    const source = new EventSource(listKind && !feed
+      ? "/events?types=" + encodeURIComponent(listKind.changes.concat(listKind.grows).join(","))
+      : "/events");
     source.onopen = function () {
       setState("live", true);
       if (opened) refresh(); // reconnected: catch up on what we missed
