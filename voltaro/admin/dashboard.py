@@ -184,14 +184,14 @@ def mount_dashboard(
         return wrapper
 
     def list_view(
-        operation_id: str, names: Sequence[str], sorting: Sorting, path: str | None = None
+        operation_id: str, names: Sequence[str], sorting: Sorting
     ) -> tuple[ListView, dict[str, Any]]:
         """The list page's view (its query parameters ``names`` plus ``q``, ``sort`` and
         ``order``) and the API query for its page, checked by the API operation's own
         validation (a ``datetime-local`` ``from``/``to`` is taken as UTC). A bad value is
         answered 400 naming it, as the API answers."""
         view = ListView.from_request(
-            path or request.path,
+            request.path,
             request.args,
             [*names, "q", "sort", "order"],
             sort=sorting.default,

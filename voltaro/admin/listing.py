@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
+MAX_OFFSET = 1_000_000_000  # the API's bound on ``offset``
 
 
 def page_size(text: str | None) -> int:
@@ -56,8 +57,9 @@ class ListView:
         """The view asked for by ``request_args`` among the parameter ``names`` (empty ones
         left out); ``sort`` and ``order`` are the list's defaults."""
         args = {n: request_args[n].strip() for n in names if (request_args.get(n) or "").strip()}
+        limit = page_size(request_args.get("limit"))
         try:
-            page = max(0, int(request_args.get("page") or 0))
+            page = min(max(0, int(request_args.get("page") or 0)), MAX_OFFSET // limit)
         except ValueError:
             page = 0
         return cls(
@@ -66,7 +68,7 @@ class ListView:
             sort=args.get("sort", sort),
             order=args.get("order", order),
             page=page,
-            limit=page_size(request_args.get("limit")),
+            limit=limit,
             defaults={"sort": sort, "order": order},
         )
 

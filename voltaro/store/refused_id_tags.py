@@ -4,13 +4,15 @@ one row per tag with how often, when and where, for the operator's "refused id t
 Recorded off the charger's critical path: :meth:`RefusedIdTags.post` queues the refusal
 for the writer's next batch and returns at once, and all the refusals of a batch become one
 upsert (:data:`REFUSALS`). A refusal lost to an outage costs one count in an operator's
-list, nothing the charger relies on.
+list, nothing the charger relies on. Tags last refused longer ago than the message log's
+retention are forgotten with it (:meth:`RefusedIdTags.purge_before`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from voltaro.store.database import Connection, Database
 from voltaro.store.records import pg_text
 from voltaro.store.writer import GroupCommitWriter, MergedUpdate, Write
 
@@ -44,7 +46,8 @@ REFUSALS = MergedUpdate(
 
 
 class RefusedIdTags:
-    def __init__(self, writer: GroupCommitWriter) -> None:
+    def __init__(self, database: Database, writer: GroupCommitWriter) -> None:
+        self._database = database
         self._writer = writer
 
     def post(
@@ -56,3 +59,14 @@ class RefusedIdTags:
             raise ValueError(f"not a refusal reason: {reason!r}")
         row = (pg_text(id_tag), reason, pg_text(charge_point_id), at, action)
         self._writer.post(Write(merges={REFUSALS: [row]}, label="refused id tag", size=128))
+
+    async def purge_before(self, cutoff: datetime) -> int:
+        """Forget the tags last refused before ``cutoff``; returns how many."""
+
+        async def purge(connection: Connection) -> int:
+            result: str = await connection.execute(
+                "DELETE FROM refused_id_tags WHERE last_seen < $1", cutoff
+            )
+            return int(result.split()[-1])
+
+        return await self._database.run(purge)

@@ -51,7 +51,7 @@ class Store:
         self.transactions = TransactionRepository(database, writer)
         self.message_log = MessageLogRepository(database, writer, message_log_limits)
         self.security_events = SecurityEventRepository(database, writer)
-        self.refused_id_tags = RefusedIdTags(writer)
+        self.refused_id_tags = RefusedIdTags(database, writer)
         self.id_tags = IdTagRepository(database)
         self.admin = AdminQueries(database)
         self.instances = InstanceRepository(database)

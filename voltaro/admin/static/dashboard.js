@@ -102,7 +102,7 @@
     },
   };
   const ROW_DELAY = 300; // ms: events for one row within this become one fetch
-  const METER_ROW_DELAY = 5000; // ms: a running energy needs no fresher figure than this
+  const METER_ROW_DELAY = 10000; // ms: a list's running energy needs no fresher figure
   const rowTimers = new Map();
 
   function shownRow(table, kind, id) {
