@@ -197,6 +197,8 @@ def test_refused_id_tags_are_listed(api: httpx.Client, fleet: list[int]) -> None
     only_unknown = api.get("/api/v1/id-tags/refused", params={"reason": "unknown"})
     assert [tag.upper() for tag in ids(only_unknown, "idTag")] == ["NOPE-1"]
     assert ids(api.get("/api/v1/id-tags/refused", params={"q": "blk"}), "idTag") == ["BLK-1"]
+    later = api.get("/api/v1/id-tags/refused", params={"from": "2999-01-01T00:00:00Z"})
+    assert ids(later, "idTag") == []
     by_times = api.get("/api/v1/id-tags/refused", params={"sort": "times", "order": "asc"})
     assert [tag.upper() for tag in ids(by_times, "idTag")] == ["BLK-1", "NOPE-1"]
     assert_problem(api.get("/api/v1/id-tags/refused", params={"reason": "lost"}), 400, "'unknown'")

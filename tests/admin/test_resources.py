@@ -421,6 +421,11 @@ def test_status_history_and_message_log(api: httpx.Client, session: list[int]) -
         (1, "Available", "Preparing"),
         (1, "Preparing", None),
     ]
+    base = "/api/v1/charge-points/SESSION-1/status-history"
+    assert api.get(base, params={"from": "2999-01-01T00:00:00Z"}).json()["items"] == []
+    window = {"from": "2000-01-01T00:00:00Z", "to": "2999-01-01T00:00:00Z", "order": "asc"}
+    oldest_first = api.get(base, params=window).json()["items"]
+    assert [h["status"] for h in oldest_first] == ["Preparing", "Available"]
     for _ in range(100):  # the message log is written in the background
         log = api.get(
             "/api/v1/charge-points/SESSION-1/messages",

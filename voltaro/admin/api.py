@@ -630,6 +630,8 @@ class AdminApi:
             limit=q.get("limit", 100),
             offset=q.get("offset", 0),
             order=STATUS_HISTORY_SORTING.order(q),
+            start=q.get("from"),
+            end=q.get("to"),
         )
         return page_json(page, _status_json, q)
 
@@ -692,6 +694,8 @@ class AdminApi:
             offset=q.get("offset", 0),
             search=q.get("q"),
             order=REFUSED_ID_TAG_SORTING.order(q),
+            start=q.get("from"),
+            end=q.get("to"),
         )
         return page_json(page, _refused_json, q)
 
@@ -943,7 +947,12 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             api.status_history,
             "charge points",
             path_params=(CHARGE_POINT_ID,),
-            query=(*STATUS_HISTORY_SORTING.params(), *PAGING),
+            query=(
+                Param("from", DATE_TIME, "received at or after"),
+                Param("to", DATE_TIME, "received before"),
+                *STATUS_HISTORY_SORTING.params(),
+                *PAGING,
+            ),
             answers=(
                 Answer(200, json_page, page_schema("StatusChange")),
                 BAD,
@@ -1030,6 +1039,8 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             "id tags",
             query=(
                 Param("reason", {"enum": list(REASONS)}),
+                Param("from", DATE_TIME, "last refused at or after"),
+                Param("to", DATE_TIME, "last refused before"),
                 search_param("the id tag or the charge point's id"),
                 *REFUSED_ID_TAG_SORTING.params(),
                 *PAGING,

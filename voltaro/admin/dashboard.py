@@ -477,7 +477,9 @@ def mount_dashboard(
     @app.get("/id-tags/refused")
     @page
     async def refused_id_tags() -> Any:
-        view, query = list_view("listRefusedIdTags", ["reason"], REFUSED_ID_TAG_SORTING)
+        view, query = list_view(
+            "listRefusedIdTags", ["reason", "from", "to"], REFUSED_ID_TAG_SORTING
+        )
         refused = await api.refused_id_tags(Request({}, query, None))
         return await render_template(
             "refused_id_tags.html",

@@ -260,9 +260,15 @@ class AdminQueries:
         limit: int,
         offset: int,
         order: Order = Order("received_at", descending=True),
+        start: datetime | None = None,
+        end: datetime | None = None,
     ) -> Page:
         where = Where()
         where.add("charge_point_id = {}", charge_point_id)
+        if start is not None:
+            where.add("received_at >= {}", start)
+        if end is not None:
+            where.add("received_at < {}", end)
         sql_order = order_by(STATUS_HISTORY_SORTS, order, "id")
         return await self._database.run(
             _page, "*", "connector_status_history", where, sql_order, limit, offset
@@ -327,12 +333,19 @@ class AdminQueries:
         offset: int,
         search: str | None = None,
         order: Order = Order("last_seen", descending=True),
+        start: datetime | None = None,
+        end: datetime | None = None,
     ) -> Page:
         """The id tags chargers presented and were refused, with the tag's status now
-        (``current_status``: None while it is still unknown)."""
+        (``current_status``: None while it is still unknown); ``start``/``end`` bound when
+        they were last refused."""
         where = Where()
         if reason is not None:
             where.add("r.reason = {}", reason)
+        if start is not None:
+            where.add("r.last_seen >= {}", start)
+        if end is not None:
+            where.add("r.last_seen < {}", end)
         if search:
             where.add("(r.id_tag ILIKE {0} OR r.charge_point_id ILIKE {0})", like_pattern(search))
         sql_order = order_by(REFUSED_ID_TAG_SORTS, order, "r.key")
