@@ -84,7 +84,13 @@ def fleet(live: Live) -> list[int]:
             ("UX1", "Expired"),
         ):
             assert api.put(f"/api/v1/id-tags/{tag}", json={"status": status}).is_success
-    return asyncio.run(_refusals_and_transactions(live.ws_url(CHARGER)))
+    started = asyncio.run(_refusals_and_transactions(live.ws_url(CHARGER)))
+    with live.client() as api:  # the refusals are written with the next batch
+        eventually(
+            lambda: api.get("/api/v1/id-tags/refused").json()["items"],
+            lambda items: sum(item["times"] for item in items) >= 4,
+        )
+    return started
 
 
 def test_charge_points_search_sort_and_page(api: httpx.Client, fleet: list[int]) -> None:

@@ -141,7 +141,7 @@ def test_transactions_newest_first_with_date_filters(
     assert row_ids(page, "data-transaction") == [started[1]]
     expect(page.get_by_label("Started from (UTC)")).to_have_value("2026-03-02T00:00")
 
-    page.goto(live.base + "/transactions?q=rowt&sort=startTimestamp&order=asc")
+    page.goto(live.base + "/transactions?q=row-t&sort=startTimestamp&order=asc")
     assert row_ids(page, "data-transaction") == started
 
 

@@ -394,7 +394,7 @@ TRANSACTION_FILTERS = (
     Param("active", {"type": "boolean"}, "true: still running; false: stopped"),
     Param("from", DATE_TIME, "started at or after"),
     Param("to", DATE_TIME, "started before"),
-    search_param("the charge point's id or the id tag"),
+    search_param("the id of a charge point registered now or of an id tag known or refused"),
 )
 
 CHARGE_POINT_BODY: JsonObject = {
@@ -986,7 +986,9 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             query=(
                 Param("chargePointId", CP_ID_SCHEMA, "of this charge point only"),
                 *MESSAGE_FILTERS,
-                search_param("the charge point's id or the message id"),
+                search_param(
+                    "the id of a charge point registered now; with chargePointId, of the message id"
+                ),
                 *MESSAGE_SORTING.params(),
                 *PAGING,
             ),

@@ -163,9 +163,11 @@ class TransactionFilter:
     start_from: datetime | None = None
     start_to: datetime | None = None
     search: str | None = None
-    """Part of the charge point's id or of the id tag, any case."""
+    """Part of the charge point's id or of the id tag, any case (see
+    :func:`_transaction_where`)."""
 
     def where(self) -> Where:
+        """The filters but the search (which needs the database to resolve)."""
         where = Where()
         if self.charge_point_id is not None:
             where.add("charge_point_id = {}", self.charge_point_id)
@@ -177,9 +179,45 @@ class TransactionFilter:
             where.add("started_at >= {}", self.start_from)
         if self.start_to is not None:
             where.add("started_at < {}", self.start_to)
-        if self.search:
-            where.add("(charge_point_id ILIKE {0} OR id_tag ILIKE {0})", like_pattern(self.search))
         return where
+
+
+async def _matching_charge_points(connection: Connection, search: str) -> list[str]:
+    """The ids of the charge points (as registered now) that contain ``search``."""
+    rows = await connection.fetch(
+        "SELECT id FROM charge_points WHERE id ILIKE $1", like_pattern(search)
+    )
+    return [row[0] for row in rows]
+
+
+async def _matching_id_tags(connection: Connection, search: str) -> list[str]:
+    """The id tags (lower case) known or refused that contain ``search``."""
+    rows = await connection.fetch(
+        "SELECT lower(id_tag) FROM id_tags WHERE id_tag ILIKE $1"
+        " UNION SELECT key FROM refused_id_tags WHERE id_tag ILIKE $1",
+        like_pattern(search),
+    )
+    return [row[0] for row in rows]
+
+
+async def _transaction_where(connection: Connection, filter: TransactionFilter) -> Where:
+    """The filter's WHERE clause, its search resolved first against the small tables: the
+    charge points and id tags (known or refused) whose ids contain it. The transactions are
+    then found through their indexes (transactions_cp, transactions_id_tag) instead of a
+    substring test of every one of millions of rows (seconds, measured: see
+    ``benchmarks/list_queries.py``). A transaction of a charge point since removed, or of a
+    tag since deleted and never refused, is not found by a search (its exact filter finds
+    it)."""
+    where = filter.where()
+    if filter.search:
+        charge_points = await _matching_charge_points(connection, filter.search)
+        id_tags = await _matching_id_tags(connection, filter.search)
+        where.add(
+            "(charge_point_id = ANY({}::text[]) OR lower(id_tag) = ANY({}::text[]))",
+            charge_points,
+            id_tags,
+        )
+    return where
 
 
 class AdminQueries:
@@ -288,7 +326,9 @@ class AdminQueries:
         order: Order = Order("logged_at", descending=True),
     ) -> Page:
         """The message log of one charge point, or of all (``charge_point_id`` None).
-        ``search``: part of the charge point's id or of the message id, any case."""
+        ``search``: of one charge point, part of the message id; of all, part of the id of
+        a charge point registered now (resolved first, then found through the log's index
+        per charge point, as the transactions' search)."""
         where = Where()
         if charge_point_id is not None:
             where.add("charge_point_id = {}", charge_point_id)
@@ -300,10 +340,18 @@ class AdminQueries:
             where.add("logged_at >= {}", start)
         if end is not None:
             where.add("logged_at < {}", end)
-        if search:
-            where.add("(charge_point_id ILIKE {0} OR message_id ILIKE {0})", like_pattern(search))
+        if search and charge_point_id is not None:
+            where.add("message_id ILIKE {}", like_pattern(search))
         sql_order = order_by(MESSAGE_SORTS, order, "id")
-        return await self._database.run(_page, "*", "message_log", where, sql_order, limit, offset)
+
+        async def read(connection: Connection) -> Page:
+            found = Where(list(where.clauses), list(where.args))  # run may be run again
+            if search and charge_point_id is None:
+                matching = await _matching_charge_points(connection, search)
+                found.add("charge_point_id = ANY({}::text[])", matching)
+            return await _page(connection, "*", "message_log", found, sql_order, limit, offset)
+
+        return await self._database.run(read)
 
     # ---- id tags --------------------------------------------------------------------
 
@@ -370,9 +418,12 @@ class AdminQueries:
         order: Order = Order("transaction_id", descending=True),
     ) -> Page:
         sql_order = order_by(TRANSACTION_SORTS, order, "transaction_id")
-        return await self._database.run(
-            _page, "*", "transactions", filter.where(), sql_order, limit, offset
-        )
+
+        async def read(connection: Connection) -> Page:
+            where = await _transaction_where(connection, filter)
+            return await _page(connection, "*", "transactions", where, sql_order, limit, offset)
+
+        return await self._database.run(read)
 
     async def transaction(self, transaction_id: int) -> Row | None:
         """The transaction's row, without its meter values (one row of a list)."""
@@ -385,9 +436,9 @@ class AdminQueries:
 
     async def all_transactions(self, filter: TransactionFilter) -> list[Row]:
         """Every matching transaction (the CSV export), by transactionId."""
-        where = filter.where()
 
         async def read(connection: Connection) -> list[Row]:
+            where = await _transaction_where(connection, filter)
             rows = await connection.fetch(
                 f"SELECT * FROM transactions{where.sql()} ORDER BY transaction_id", *where.args
             )
