@@ -212,3 +212,12 @@ def test_refused_id_tags_are_listed(api: httpx.Client, fleet: list[int]) -> None
     assert api.put("/api/v1/id-tags/NOPE-1", json={}).status_code == 201
     added = {i["idTag"].upper(): i for i in read()}["NOPE-1"]
     assert added["currentStatus"] == "Accepted"
+
+
+def test_a_tag_named_refused_is_still_an_id_tag(api: httpx.Client) -> None:
+    """``/id-tags/refused`` is the list for GET; the tag of that name is written there and
+    read in any other case (tags match case-insensitively)."""
+    assert api.put("/api/v1/id-tags/refused", json={"status": "Blocked"}).status_code == 201
+    assert api.get("/api/v1/id-tags/Refused").json()["status"] == "Blocked"
+    assert "items" in api.get("/api/v1/id-tags/refused").json()
+    assert api.delete("/api/v1/id-tags/refused").status_code == 204
