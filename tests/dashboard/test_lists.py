@@ -194,3 +194,37 @@ def test_the_event_stream_keeps_only_the_kinds_asked_for(live: Live, chargers: T
                     break
     chargers.run(charger.close)
     assert seen == [("status", "ROW-SSE", n) for n in (0, 1, 2)]
+
+
+def test_a_full_page_of_the_newest_says_there_is_newer(
+    page: Any, live: Live, chargers: TrioThread
+) -> None:
+    from playwright.sync_api import expect
+
+    charger = ScriptedCharger(live.ws_url("ROW-NEWS"))
+    chargers.run(charger.start, chargers.nursery)
+
+    def start(n: int) -> str:
+        payload = {
+            "connectorId": 1,
+            "idTag": "NEWS",
+            "meterStart": n,
+            "timestamp": f"2026-04-01T10:{n:02d}:00Z",
+        }
+        return str(chargers.run(charger.call, "StartTransaction", payload)["transactionId"])
+
+    started = [start(n) for n in range(26)]
+    page.goto(live.base + "/transactions?limit=25")
+    assert row_ids(page, "data-transaction") == started[::-1][:25]
+    expect(page.locator("#live-state")).to_have_text("live")
+    page.evaluate(RECORD_FETCHES)
+    news = page.locator("#list-news")
+    expect(news).to_be_hidden()
+
+    newest = start(30)
+    expect(news).to_be_visible()  # told, not reshuffled
+    assert newest not in row_ids(page, "data-transaction")
+    assert page.evaluate("window.fetched") == []
+    news.get_by_role("link").click()
+    assert row_ids(page, "data-transaction")[0] == newest
+    chargers.run(charger.close)

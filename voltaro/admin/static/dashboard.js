@@ -137,7 +137,14 @@
     const id = kind.key(e);
     if (id === undefined || id === null) return;
     if (!shownRow(table, kind, String(id))) {
-      if (table.dataset.full === "0" && kind.grows.indexOf(e.type) >= 0) refresh();
+      if (kind.grows.indexOf(e.type) < 0) return;
+      if (table.dataset.full === "0") refresh();
+      else if (table.dataset.newestFirst) {
+        // A full page of the newest: say there is newer, rather than reshuffle the rows
+        // under the operator's eyes.
+        const news = document.getElementById("list-news");
+        if (news) news.hidden = false;
+      }
       return;
     }
     if (kind.changes.indexOf(e.type) < 0 || rowTimers.has(id)) return;
