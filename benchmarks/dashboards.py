@@ -2,6 +2,8 @@
 
     .venv/bin/python -m benchmarks.dashboards                  # 20,000 charge points, 200 live
     .venv/bin/python -m benchmarks.dashboards --phase-seconds 60 --rounds 3
+    .venv/bin/python -m benchmarks.dashboards --mode pages   # the dashboard.js before, for a
+                                                             # side-by-side run on an older tree
 
 It starts ``voltaro serve`` (embedded PostgreSQL) with ``--charge-points`` charge points
 inserted by SQL (two connectors each, as booted chargers have), runs ``--chargers`` simulated
@@ -14,8 +16,9 @@ a range over the rounds (the machine is shared and noisy: ratios and ranges, not
 
 A dashboard here is an HTTP client doing what ``dashboard.js`` does on a list page: sign in,
 load the page, open the event stream with the event kinds its list uses, and on an event for
-a row it shows, fetch that row alone (``/charge-points/<id>/row``, ``/transactions/<id>/row``)
-after the same delays (300 ms; 10 s for MeterValues). The ten are a realistic mix: six on the
+a row it shows, fetch that row alone (``/charge-points/<id>/row``, ``/transactions/rows?ids=``)
+after the same delay (300 ms), and the transactions list's active rows in one request every
+10 s. The ten are a realistic mix: six on the
 charge points list's first page (50 of 20,200, none of them live), two searching the live
 chargers (``?q=SIM-``: 50 live rows shown) and two on the transactions, newest first.
 A counter (one more event stream, all kinds) runs through every phase, so it is in both and
@@ -55,9 +58,9 @@ from voltaro.sim.profiles import PROFILES
 from voltaro.store.embedded import embedded_url
 
 ROW_DELAY = 0.3  # seconds, as dashboard.js
-METER_ROW_DELAY = 10.0
+POLL_SECONDS = 10.0  # the active transactions' energies, as dashboard.js
 CP_KINDS = ("connected", "disconnected", "offline", "boot", "status")
-TX_KINDS = ("transactionStopped", "meterValues", "transactionStarted")
+TX_KINDS = ("transactionStopped", "transactionStarted")
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,8 @@ class View:
     key: str
     kinds: tuple[str, ...]
     row_url: str
+    polls: bool = False
+    """Re-fetch the active rows shown every POLL_SECONDS, in one request."""
 
     def row(self, key: str) -> str:
         return self.row_url.format(key)
@@ -82,7 +87,12 @@ LIVE_CHARGE_POINTS = View(
     "/charge-points?q=SIM-", "data-cp", "chargePointId", CP_KINDS, "/charge-points/{}/row"
 )
 TRANSACTIONS = View(
-    "/transactions", "data-transaction", "transactionId", TX_KINDS, "/transactions/{}/row"
+    "/transactions",
+    "data-transaction",
+    "transactionId",
+    TX_KINDS,
+    "/transactions/rows?ids={}",
+    polls=True,
 )
 MIX = (CHARGE_POINTS,) * 6 + (LIVE_CHARGE_POINTS,) * 2 + (TRANSACTIONS,) * 2
 
@@ -200,7 +210,17 @@ async def _load_and_follow(client: httpx.AsyncClient, view: View, counts: Counts
     counts.pages += 1
     counts.bytes += len(page.content)
     shown = set(re.findall(rf'{view.attribute}="([^"]+)"', page.text))
+    active = re.findall(rf'{view.attribute}="([^"]+)" data-active="1"', page.text)
     waiting: set[str] = set()
+
+    async def poll() -> None:
+        while active:
+            await trio.sleep(POLL_SECONDS)
+            answer = await client.get(view.row(",".join(active)))
+            counts.rows += 1
+            counts.bytes += len(answer.content)
+            if answer.status_code != 200:
+                counts.errors.append(f"{view.row('...')}: {answer.status_code}")
 
     async def fetch_row(key: str, delay: float) -> None:
         await trio.sleep(delay)
@@ -215,6 +235,8 @@ async def _load_and_follow(client: httpx.AsyncClient, view: View, counts: Counts
         trio.open_nursery() as nursery,
         client.stream("GET", "/events", params={"types": ",".join(view.kinds)}) as stream,
     ):
+        if view.polls:
+            nursery.start_soon(poll)
         async for line in stream.aiter_lines():
             if not line.startswith("data: "):
                 continue
@@ -224,8 +246,41 @@ async def _load_and_follow(client: httpx.AsyncClient, view: View, counts: Counts
             key = str(event.get(view.key))
             if key in shown and key not in waiting and event["type"] != "transactionStarted":
                 waiting.add(key)
-                delay = METER_ROW_DELAY if event["type"] == "meterValues" else ROW_DELAY
-                nursery.start_soon(fetch_row, key, delay)
+                nursery.start_soon(fetch_row, key, ROW_DELAY)
+
+
+async def whole_page_dashboard(admin: str, token: str, view: View, counts: Counts) -> None:
+    """The dashboard before row updates (``--mode pages``, for a side-by-side run against
+    an older Voltaro): every event of any kind re-fetches the whole page, one fetch at a
+    time and another 250 ms after one that events arrived during, as its ``refresh()`` did."""
+    client = await _signed_in(admin, token)
+    wanted = trio.Event()
+
+    async def refresher() -> None:
+        nonlocal wanted
+        while True:
+            await wanted.wait()
+            wanted = trio.Event()
+            page = await client.get(view.path)
+            counts.pages += 1
+            counts.bytes += len(page.content)
+            if wanted.is_set():
+                await trio.sleep(0.25)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(refresher)
+            wanted.set()  # the first load
+            while True:
+                async with client.stream("GET", "/events") as stream:
+                    async for line in stream.aiter_lines():
+                        if line.startswith("data: "):
+                            counts.events += 1
+                            counts.bytes += len(line)
+                            wanted.set()
+                counts.reconnects += 1
+    finally:
+        await client.aclose()
 
 
 async def event_counter(admin: str, token: str, counts: Counts) -> None:
@@ -260,8 +315,9 @@ async def _phases(args: argparse.Namespace, server: Server, admin: str, token: s
                 cpu_before, started = server.cpu(), time.monotonic()
                 async with trio.open_nursery() as nursery:
                     if name == "with":
+                        kind = dashboard if args.mode == "rows" else whole_page_dashboard
                         for view in MIX[: args.dashboards]:
-                            nursery.start_soon(dashboard, admin, token, view, counts)
+                            nursery.start_soon(kind, admin, token, view, counts)
                     await trio.sleep(args.phase_seconds)
                     nursery.cancel_scope.cancel()
                 seconds = time.monotonic() - started
@@ -308,7 +364,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Dashboards: {meta['charge_points']:,} charge points in the database,"
         f" {meta['chargers']} simulated chargers (stress profile, time x{meta['time_scale']:g}),"
-        f" {meta['dashboards']} dashboards; phases of {meta['phase_seconds']:g} s.",
+        f" {meta['dashboards']} dashboards ({meta['mode']}); phases of"
+        f" {meta['phase_seconds']:g} s.",
         "",
         "| round | phase | server CPU % | events/s | page loads | row fetches"
         " | events to dashboards | KiB to dashboards | errors |",
@@ -324,7 +381,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines += [
             "",
             f"The dashboards' cost: {min(costs)} to {max(costs)} % of a core"
-            f" (median {statistics.median(costs)}; target: under 5).",
+            f" (median {round(statistics.median(costs), 2)}; target: under 5).",
         ]
     return "\n".join(lines) + "\n"
 
@@ -340,6 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--phase-seconds", type=float, default=30.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--mode",
+        choices=("rows", "pages"),
+        default="rows",
+        help="rows: today's dashboard.js; pages: the one before (whole page per event)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     return parser
 
@@ -382,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
             "time_scale": args.time_scale,
             "dashboards": args.dashboards,
             "phase_seconds": args.phase_seconds,
+            "mode": args.mode,
             "mix": [view.path for view in MIX[: args.dashboards]],
         },
         "phases": phases,

@@ -224,7 +224,27 @@ def test_a_full_page_of_the_newest_says_there_is_newer(
     newest = start(30)
     expect(news).to_be_visible()  # told, not reshuffled
     assert newest not in row_ids(page, "data-transaction")
-    assert page.evaluate("window.fetched") == []
+    fetched: list[str] = page.evaluate("window.fetched")
+    # at most the shown active rows' energies (every 10 s), never the page or the new row
+    assert all(url.startswith("/transactions/rows?ids=") for url in fetched), fetched
+    assert not any(
+        newest in url.removeprefix("/transactions/rows?ids=").split(",") for url in fetched
+    )
     news.get_by_role("link").click()
     assert row_ids(page, "data-transaction")[0] == newest
+
+    with httpx.Client(base_url=live.base, timeout=10) as client:
+        assert client.post("/login", data={"token": live.token}).status_code == 302
+        rows = client.get("/transactions/rows", params={"ids": f"{started[0]},{newest}"})
+        assert rows.status_code == 200
+        assert rows.text.count("<tr ") == 2 and rows.text.count('data-active="1"') == 2
+        chargers.run(
+            charger.call,
+            "StopTransaction",
+            {"transactionId": int(newest), "meterStop": 99, "timestamp": "2026-04-01T11:00:00Z"},
+        )
+        stopped = client.get("/transactions/rows", params={"ids": newest})
+        assert 'data-active="1"' not in stopped.text and "Local" in stopped.text  # stopped
+        for bad in ("", "x", "1,,-2", ",".join(["1"] * 201), str(2**31)):
+            assert client.get("/transactions/rows", params={"ids": bad}).status_code == 400
     chargers.run(charger.close)

@@ -424,14 +424,22 @@ def mount_dashboard(
             csv_url="/transactions.csv" + ("?" + urlencode(filters) if filters else ""),
         )
 
-    @app.get("/transactions/<int:transaction_id>/row")
+    @app.get("/transactions/rows")
     @page
-    async def transaction_row(transaction_id: int) -> Any:
-        """One transaction's row of the list, for a live update of that row alone."""
-        row = await operations.queries.transaction(transaction_id)
-        if row is None:
-            raise Problem(404, "Not Found", f"transaction {transaction_id} is not known")
-        return await render_template("_tx_row.html", t=transaction_json(row))
+    async def transaction_rows() -> Any:
+        """Some transactions' rows of the list (``?ids=1,2,3``, at most a page's), for the
+        live update of those rows alone: one that stopped, or the running energies of those
+        still active on the page, every few seconds in one request."""
+        try:
+            ids = [int(n) for n in request.args.get("ids", "").split(",") if n.strip()]
+        except ValueError:
+            raise Problem(400, "Bad Request", "ids: transaction ids, comma-separated") from None
+        if not ids or len(ids) > max(PAGE_SIZES) or not all(0 <= n < 2**31 for n in ids):
+            raise Problem(400, "Bad Request", f"ids: 1 to {max(PAGE_SIZES)} transaction ids")
+        rows = await operations.queries.transactions_by_id(ids)
+        return await render_template(
+            "_tx_rows.html", transactions=[transaction_json(row) for row in rows]
+        )
 
     @app.get("/transactions.csv")
     @page

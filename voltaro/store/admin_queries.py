@@ -425,14 +425,16 @@ class AdminQueries:
 
         return await self._database.run(read)
 
-    async def transaction(self, transaction_id: int) -> Row | None:
-        """The transaction's row, without its meter values (one row of a list)."""
-        row = await self._database.run(
-            lambda c: c.fetchrow(
-                "SELECT * FROM transactions WHERE transaction_id = $1", transaction_id
+    async def transactions_by_id(self, transaction_ids: Sequence[int]) -> list[Row]:
+        """These transactions' rows, without their meter values (rows of a list), by id."""
+        rows = await self._database.run(
+            lambda c: c.fetch(
+                "SELECT * FROM transactions WHERE transaction_id = ANY($1::integer[])"
+                " ORDER BY transaction_id",
+                list(transaction_ids),
             )
         )
-        return None if row is None else dict(row)
+        return [dict(row) for row in rows]
 
     async def all_transactions(self, filter: TransactionFilter) -> list[Row]:
         """Every matching transaction (the CSV export), by transactionId."""

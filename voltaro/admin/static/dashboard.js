@@ -79,15 +79,17 @@
   }
 
   // List pages (a table[data-rows]): an event changes only the rows it concerns that are
-  // on the page, each re-fetched alone (its /row fragment); events about rows not shown
+  // on the page, each re-fetched alone (its row fragment); events about rows not shown
   // fetch nothing. Only a page with room left (data-full="0") re-fetches its list when
-  // something new appears, since the new row may belong on it.
+  // something new appears, since the new row may belong on it. The running energy of the
+  // active transactions shown is fetched for all of them in one request every 10 s, rather
+  // than on each of their MeterValues (which the transactions list does not subscribe to).
   const LISTS = {
     cp: {
       attr: "data-cp",
       key: function (e) { return e.chargePointId; },
-      url: function (id) {
-        return "/charge-points/" + encodeURIComponent(id) + "/row?back=" +
+      url: function (ids) {
+        return "/charge-points/" + encodeURIComponent(ids[0]) + "/row?back=" +
           encodeURIComponent(location.pathname + location.search);
       },
       changes: ["connected", "disconnected", "offline", "boot", "status"],
@@ -96,13 +98,13 @@
     tx: {
       attr: "data-transaction",
       key: function (e) { return e.transactionId === undefined ? undefined : String(e.transactionId); },
-      url: function (id) { return "/transactions/" + encodeURIComponent(id) + "/row"; },
-      changes: ["transactionStopped", "meterValues"],
+      url: function (ids) { return "/transactions/rows?ids=" + ids.map(encodeURIComponent).join(","); },
+      changes: ["transactionStopped"],
       grows: ["transactionStarted"],
+      poll: { every: 10000, rows: "tr[data-active]" },
     },
   };
   const ROW_DELAY = 300; // ms: events for one row within this become one fetch
-  const METER_ROW_DELAY = 10000; // ms: a list's running energy needs no fresher figure
   const rowTimers = new Map();
 
   function shownRow(table, kind, id) {
@@ -111,21 +113,21 @@
     }) || null;
   }
 
-  async function updateRow(kind, id) {
+  async function updateRows(kind, ids) {
     const table = document.querySelector("table[data-rows]");
-    const old = table && shownRow(table, kind, id);
-    if (!old) return;
+    if (!table || !ids.length) return;
     try {
-      const response = await fetch(kind.url(id), { cache: "no-store" });
+      const response = await fetch(kind.url(ids), { cache: "no-store" });
       if (response.redirected || response.status === 401) { location.reload(); return; }
       if (!response.ok) return;
       const template = document.createElement("template");
       template.innerHTML = (await response.text()).trim();
-      const fresh = template.content.querySelector("tr");
-      const current = shownRow(table, kind, id);
-      if (!fresh || !current) return;
-      if (current.contains(document.activeElement) && document.activeElement !== document.body) return;
-      current.replaceWith(fresh);
+      template.content.querySelectorAll("tr[" + kind.attr + "]").forEach(function (fresh) {
+        const current = shownRow(table, kind, fresh.getAttribute(kind.attr));
+        if (!current) return;
+        if (current.contains(document.activeElement) && document.activeElement !== document.body) return;
+        current.replaceWith(fresh);
+      });
     } catch (err) {
       // the row's next event tries again
     }
@@ -150,9 +152,23 @@
     if (kind.changes.indexOf(e.type) < 0 || rowTimers.has(id)) return;
     rowTimers.set(id, setTimeout(function () {
       rowTimers.delete(id);
-      updateRow(kind, String(id));
-    }, e.type === "meterValues" ? METER_ROW_DELAY : ROW_DELAY));
+      updateRows(kind, [String(id)]);
+    }, ROW_DELAY));
   }
+
+  function pollRows() {
+    const table = document.querySelector("table[data-rows]");
+    const kind = table && LISTS[table.dataset.rows];
+    if (!kind || !kind.poll) return;
+    setInterval(function () {
+      const current = document.querySelector("table[data-rows]");
+      if (!current || document.hidden) return;
+      const ids = Array.prototype.map.call(current.querySelectorAll("tbody " + kind.poll.rows),
+        function (tr) { return tr.getAttribute(kind.attr); });
+      updateRows(kind, ids);
+    }, kind.poll.every);
+  }
+  pollRows();
 
   function setState(text, on) {
     if (!stateEl) return;
