@@ -245,6 +245,9 @@ def test_a_full_page_of_the_newest_says_there_is_newer(
         )
         stopped = client.get("/transactions/rows", params={"ids": newest})
         assert 'data-active="1"' not in stopped.text and "Local" in stopped.text  # stopped
+        assert client.get("/charge-points/NOBODY-HERE/row").status_code == 404
+        cp_row = client.get("/charge-points/ROW-NEWS/row", params={"back": "//evil.example/"})
+        assert 'data-cp="ROW-NEWS"' in cp_row.text and "evil.example" not in cp_row.text
         for bad in ("", "x", "1,,-2", ",".join(["1"] * 201), str(2**31)):
             assert client.get("/transactions/rows", params={"ids": bad}).status_code == 400
     chargers.run(charger.close)

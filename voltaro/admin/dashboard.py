@@ -36,6 +36,7 @@ from voltaro.admin.api import (
     TRANSACTION_SORTING,
     AdminApi,
     Sorting,
+    charge_point_json,
     transaction_json,
 )
 from voltaro.admin.chart import transaction_chart
@@ -319,12 +320,16 @@ def mount_dashboard(
     @app.get("/charge-points/<charge_point_id>/row")
     @page
     async def charge_point_row(charge_point_id: str) -> Any:
-        """One charge point's row of the list, for a live update of that row alone."""
-        detail = await api.get_charge_point(Request({"chargePointId": charge_point_id}, {}, None))
+        """One charge point's row of the list, for a live update of that row alone (its
+        row and connectors: two short reads, not the detail page's)."""
+        row = await operations.queries.charge_point(charge_point_id)
+        if row is None:
+            raise Problem(404, "Not Found", f"charge point {charge_point_id!r} is not known")
+        cp = charge_point_json(row)
         return await render_template(
             "_cp_row.html",
-            cp=detail,
-            connectors=await connectors_of([detail]),
+            cp=cp,
+            connectors=await connectors_of([cp]),
             back=local_path(request.args.get("back"), "/charge-points"),
         )
 
