@@ -130,7 +130,8 @@ def logged(live: Live, charge_point_id: str, action: str, count: int) -> list[di
     with live.client() as api:
         for _ in range(200):
             items: list[dict[str, Any]] = api.get(
-                f"/api/v1/charge-points/{charge_point_id}/messages", params={"action": action}
+                f"/api/v1/charge-points/{charge_point_id}/messages",
+                params={"action": action, "order": "asc"},
             ).json()["items"]
             if len(items) >= count:
                 return items

@@ -393,9 +393,8 @@ def session(live: Live) -> list[int]:
 def test_transactions_list_filters_and_detail(api: httpx.Client, session: list[int]) -> None:
     first, second, running = session
     listing = api.get("/api/v1/transactions", params={"chargePointId": "SESSION-1"}).json()
-    assert [t["transactionId"] for t in listing["items"]] == [first, second, running]
-    assert listing["items"][0] | {} == listing["items"][0]
-    t = listing["items"][0]
+    assert [t["transactionId"] for t in listing["items"]] == [running, second, first]
+    t = listing["items"][-1]
     assert (t["idTag"], t["meterStart"], t["meterStop"], t["energyWh"], t["stopReason"]) == (
         "BILL-1",
         1000,
@@ -412,7 +411,7 @@ def test_transactions_list_filters_and_detail(api: httpx.Client, session: list[i
     )
     assert [t["transactionId"] for t in active.json()["items"]] == [running]
     by_tag = api.get("/api/v1/transactions", params={"idTag": "bill-1"}).json()["items"]
-    assert [t["transactionId"] for t in by_tag] == [first, second]
+    assert [t["transactionId"] for t in by_tag] == [second, first]
     window = api.get(
         "/api/v1/transactions",
         params={"from": "2026-11-24T11:00:00Z", "to": "2026-11-25T00:00:00+00:00"},
@@ -481,6 +480,11 @@ def test_status_history_and_message_log(api: httpx.Client, session: list[int]) -
         (1, "Available", "Preparing"),
         (1, "Preparing", None),
     ]
+    base = "/api/v1/charge-points/SESSION-1/status-history"
+    assert api.get(base, params={"from": "2999-01-01T00:00:00Z"}).json()["items"] == []
+    window = {"from": "2000-01-01T00:00:00Z", "to": "2999-01-01T00:00:00Z", "order": "asc"}
+    oldest_first = api.get(base, params=window).json()["items"]
+    assert [h["status"] for h in oldest_first] == ["Preparing", "Available"]
     for _ in range(100):  # the message log is written in the background
         log = api.get(
             "/api/v1/charge-points/SESSION-1/messages",
@@ -490,7 +494,7 @@ def test_status_history_and_message_log(api: httpx.Client, session: list[int]) -
             break
         time.sleep(0.05)
     assert log["total"] == 3
-    assert log["items"][0]["payload"]["idTag"] == "BILL-1"
+    assert log["items"][-1]["payload"]["idTag"] == "BILL-1"  # newest first
     everything = api.get("/api/v1/charge-points/SESSION-1/messages", params={"limit": 1000}).json()
     assert {m["direction"] for m in everything["items"]} == {"in", "out"}
     later = api.get(

@@ -75,9 +75,14 @@ async def test_message_log_retention(central: CentralSystem) -> None:
     old = datetime.now(UTC) - timedelta(days=days, minutes=1)
     central.store.message_log.post(old, "CP1", "in", "old", "Heartbeat", {}, None)
     central.log_frame("CP1", "in", "new", "Heartbeat", {})
+    central.store.refused_id_tags.post("OLD-TAG", "unknown", "CP1", old, "Authorize")
+    central.store.refused_id_tags.post("NEW-TAG", "blocked", "CP1", datetime.now(UTC), "Authorize")
     await central.store.writer.flush()
     assert await central.purge_message_log() == 1
     assert await fetchval(central, "SELECT string_agg(message_id, ',') FROM message_log") == "new"
+    assert await fetchval(central, "SELECT string_agg(id_tag, ',') FROM refused_id_tags") == (
+        "NEW-TAG"  # refused tags go with the log's retention
+    )
 
 
 async def test_count_deviation(central: CentralSystem) -> None:

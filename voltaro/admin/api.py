@@ -1,9 +1,17 @@
-"""The admin API's routes under ``/api/v1``: charge points, id tags, transactions, commands,
-and the listings the feature profiles declare (:func:`listing_operation`).
+"""The admin API's routes under ``/api/v1``: charge points, id tags, transactions, the
+message log, commands, and the listings the feature profiles declare
+(:func:`listing_operation`).
 
 Names are OCPP's, camelCase, everywhere: JSON fields, query parameters and CSV columns.
 Each route is an :class:`~voltaro.admin.spec.Operation`, which both validates requests and
 documents them in the OpenAPI document.
+
+Every list pages (``limit``, ``offset``), sorts (``sort`` = one of the list's documented
+fields, ``order`` = ``asc`` or ``desc``) and searches (``q``: part of an id, any case) in the
+database; a list with times filters them with ``from``/``to``. Lists of things that happen
+(transactions, the message log, status history, refused id tags) are newest first unless
+asked otherwise. A list's ``total`` counts up to 100,000 matches (``totalCapped`` says when
+there are more).
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ from voltaro.central.operations import Operations
 from voltaro.central.profile import Command, Field, Listing
 from voltaro.ocppj.actions import Direction
 from voltaro.ocppj.dialect import OCPP16
-from voltaro.store.admin_queries import Page, Row, TransactionFilter
+from voltaro.store.admin_queries import Order, Page, Row, TransactionFilter
+from voltaro.store.refused_id_tags import REASONS
 from voltaro.transport.handshake import charge_point_id_problem
 
 PREFIX = "/api/v1"
@@ -169,6 +178,7 @@ SCHEMAS: JsonObject = {
         "properties": {
             "id": INTEGER,
             "loggedAt": DATE_TIME,
+            "chargePointId": STRING,
             "direction": {"enum": ["in", "out"]},
             "messageId": N_STRING,
             "action": N_STRING,
@@ -207,6 +217,21 @@ SCHEMAS: JsonObject = {
             "stopIdTag": N_STRING,
         },
     },
+    "RefusedIdTag": {
+        "type": "object",
+        "properties": {
+            "idTag": {"type": "string", "description": "as last presented"},
+            "reason": {"enum": list(REASONS), "description": "why it was last refused"},
+            "times": {"type": "integer", "description": "refusals counted"},
+            "firstSeen": DATE_TIME,
+            "lastSeen": DATE_TIME,
+            "chargePointId": {"type": "string", "description": "where it was last presented"},
+            "action": {"enum": ["Authorize", "StartTransaction"]},
+            "currentStatus": nullable(
+                {"enum": ID_TAG_STATUSES, "description": "its status now; null: still unknown"}
+            ),
+        },
+    },
     "MeterValue": {
         "type": "object",
         "properties": {
@@ -242,6 +267,10 @@ def page_schema(item: str | JsonObject) -> JsonObject:
         "properties": {
             "items": {"type": "array", "items": ref(item) if isinstance(item, str) else item},
             "total": INTEGER,
+            "totalCapped": {
+                "type": "boolean",
+                "description": "more match than were counted: total is a lower bound",
+            },
             "limit": INTEGER,
             "offset": INTEGER,
         },
@@ -261,6 +290,110 @@ PAGING = (
     Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
     Param("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000_000, "default": 0}),
 )
+
+
+class Sorting:
+    """A list's ``sort`` and ``order`` parameters: the API's field names a list may be sorted
+    by, each with the store's sort key, and the default."""
+
+    def __init__(self, fields: dict[str, str], default: str, *, descending: bool) -> None:
+        self.fields = fields
+        self.default = default
+        self.descending = descending
+
+    def params(self) -> tuple[Param, Param]:
+        return (
+            Param(
+                "sort",
+                {"enum": list(self.fields), "default": self.default},
+                "the field to sort by: " + ", ".join(self.fields),
+            ),
+            Param(
+                "order",
+                {"enum": ["asc", "desc"], "default": "desc" if self.descending else "asc"},
+            ),
+        )
+
+    def order(self, query: JsonObject) -> Order:
+        """The store's order for the validated query (the enum checked the names)."""
+        field = query.get("sort", self.default)
+        direction = query.get("order", "desc" if self.descending else "asc")
+        return Order(self.fields[field], direction == "desc")
+
+
+CHARGE_POINT_SORTING = Sorting(
+    {
+        "chargePointId": "id",
+        "online": "online",
+        "registrationStatus": "registration_status",
+        "lastSeen": "last_seen",
+        "chargePointVendor": "vendor",
+        "chargePointModel": "model",
+        "firmwareVersion": "firmware_version",
+    },
+    "chargePointId",
+    descending=False,
+)
+ID_TAG_SORTING = Sorting(
+    {
+        "idTag": "id_tag",
+        "status": "status",
+        "expiryDate": "expiry_date",
+        "parentIdTag": "parent_id_tag",
+        "updatedAt": "updated_at",
+    },
+    "idTag",
+    descending=False,
+)
+TRANSACTION_SORTING = Sorting(
+    {
+        "transactionId": "transaction_id",
+        "chargePointId": "charge_point_id",
+        "idTag": "id_tag",
+        "startTimestamp": "started_at",
+        "stopTimestamp": "stopped_at",
+        "energyWh": "energy_wh",
+    },
+    "transactionId",
+    descending=True,
+)
+MESSAGE_SORTING = Sorting(
+    {"loggedAt": "logged_at", "chargePointId": "charge_point_id", "action": "action"},
+    "loggedAt",
+    descending=True,
+)
+STATUS_HISTORY_SORTING = Sorting(
+    {"receivedAt": "received_at", "connectorId": "connector_id", "status": "status"},
+    "receivedAt",
+    descending=True,
+)
+REFUSED_ID_TAG_SORTING = Sorting(
+    {
+        "lastSeen": "last_seen",
+        "idTag": "id_tag",
+        "times": "times",
+        "reason": "reason",
+        "chargePointId": "charge_point_id",
+    },
+    "lastSeen",
+    descending=True,
+)
+
+
+def search_param(what: str) -> Param:
+    return Param(
+        "q",
+        {"type": "string", "minLength": 1, "maxLength": 100, "pattern": NO_NUL},
+        f"part of {what}, any case",
+    )
+
+
+MESSAGE_FILTERS = (
+    Param("action", {"type": "string", "maxLength": 100, "pattern": NO_NUL}),
+    Param("direction", {"enum": ["in", "out"]}),
+    Param("from", DATE_TIME, "logged at or after"),
+    Param("to", DATE_TIME, "logged before"),
+)
 CP_ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NO_NUL}
 ID_TAG_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 20, "pattern": NO_NUL}
 CHARGE_POINT_ID = Param("chargePointId", CP_ID_SCHEMA, required=True)
@@ -274,6 +407,7 @@ TRANSACTION_FILTERS = (
     Param("active", {"type": "boolean"}, "true: still running; false: stopped"),
     Param("from", DATE_TIME, "started at or after"),
     Param("to", DATE_TIME, "started before"),
+    search_param("the id of a charge point registered now or of an id tag known or refused"),
 )
 
 CHARGE_POINT_BODY: JsonObject = {
@@ -418,6 +552,7 @@ def page_json(page: Page, convert: Any, query: JsonObject) -> JsonObject:
     return {
         "items": [convert(row) for row in page.items],
         "total": page.total,
+        "totalCapped": page.total_capped,
         "limit": query.get("limit", 100),
         "offset": query.get("offset", 0),
     }
@@ -453,6 +588,8 @@ class AdminApi:
             registration_status=q.get("registrationStatus"),
             limit=q.get("limit", 100),
             offset=q.get("offset", 0),
+            search=q.get("q"),
+            order=CHARGE_POINT_SORTING.order(q),
         )
         return page_json(page, charge_point_json, q)
 
@@ -513,14 +650,27 @@ class AdminApi:
         await self._require_charge_point(charge_point_id)
         q = request.query
         page = await self.operations.queries.status_history(
-            charge_point_id, limit=q.get("limit", 100), offset=q.get("offset", 0)
+            charge_point_id,
+            limit=q.get("limit", 100),
+            offset=q.get("offset", 0),
+            order=STATUS_HISTORY_SORTING.order(q),
+            start=q.get("from"),
+            end=q.get("to"),
         )
         return page_json(page, _status_json, q)
 
     async def messages(self, request: Request) -> JsonObject:
+        """The message log of the charge point in the path."""
         charge_point_id = request.path["chargePointId"]
         await self._require_charge_point(charge_point_id)
-        q = request.query
+        return await self._messages(charge_point_id, request.query)
+
+    async def all_messages(self, request: Request) -> JsonObject:
+        """The message log across all chargers (``chargePointId``: of one, even a removed
+        one)."""
+        return await self._messages(request.query.get("chargePointId"), request.query)
+
+    async def _messages(self, charge_point_id: str | None, q: JsonObject) -> JsonObject:
         page = await self.operations.queries.messages(
             charge_point_id,
             action=q.get("action"),
@@ -529,6 +679,8 @@ class AdminApi:
             end=q.get("to"),
             limit=q.get("limit", 100),
             offset=q.get("offset", 0),
+            search=q.get("q"),
+            order=MESSAGE_SORTING.order(q),
         )
         return page_json(page, _message_json, q)
 
@@ -550,9 +702,26 @@ class AdminApi:
     async def list_id_tags(self, request: Request) -> JsonObject:
         q = request.query
         page = await self.operations.queries.id_tags(
-            status=q.get("status"), limit=q.get("limit", 100), offset=q.get("offset", 0)
+            status=q.get("status"),
+            limit=q.get("limit", 100),
+            offset=q.get("offset", 0),
+            search=q.get("q"),
+            order=ID_TAG_SORTING.order(q),
         )
         return page_json(page, id_tag_json, q)
+
+    async def refused_id_tags(self, request: Request) -> JsonObject:
+        q = request.query
+        page = await self.operations.queries.refused_id_tags(
+            reason=q.get("reason"),
+            limit=q.get("limit", 100),
+            offset=q.get("offset", 0),
+            search=q.get("q"),
+            order=REFUSED_ID_TAG_SORTING.order(q),
+            start=q.get("from"),
+            end=q.get("to"),
+        )
+        return page_json(page, _refused_json, q)
 
     async def get_id_tag(self, request: Request) -> JsonObject:
         id_tag = request.path["idTag"]
@@ -586,7 +755,10 @@ class AdminApi:
     async def list_transactions(self, request: Request) -> JsonObject:
         q = request.query
         page = await self.operations.queries.transactions(
-            _transaction_filter(q), limit=q.get("limit", 100), offset=q.get("offset", 0)
+            _transaction_filter(q),
+            limit=q.get("limit", 100),
+            offset=q.get("offset", 0),
+            order=TRANSACTION_SORTING.order(q),
         )
         return page_json(page, transaction_json, q)
 
@@ -665,6 +837,7 @@ def _transaction_filter(q: JsonObject) -> TransactionFilter:
         active=q.get("active"),
         start_from=q.get("from"),
         start_to=q.get("to"),
+        search=q.get("q"),
     )
 
 
@@ -687,11 +860,25 @@ def _message_json(row: Row) -> JsonObject:
     return {
         "id": row["id"],
         "loggedAt": iso(row["logged_at"]),
+        "chargePointId": row["charge_point_id"],
         "direction": row["direction"],
         "messageId": row["message_id"],
         "action": row["action"],
         "payload": row["payload"],
         "errorCode": row["error_code"],
+    }
+
+
+def _refused_json(row: Row) -> JsonObject:
+    return {
+        "idTag": row["id_tag"],
+        "reason": row["reason"],
+        "times": row["times"],
+        "firstSeen": iso(row["first_seen"]),
+        "lastSeen": iso(row["last_seen"]),
+        "chargePointId": row["charge_point_id"],
+        "action": row["action"],
+        "currentStatus": row["current_status"],
     }
 
 
@@ -801,6 +988,8 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             query=(
                 Param("online", {"type": "boolean"}),
                 Param("registrationStatus", {"enum": REGISTRATION_STATUSES}),
+                search_param("the id, vendor or model"),
+                *CHARGE_POINT_SORTING.params(),
                 *PAGING,
             ),
             answers=(Answer(200, json_page, page_schema("ChargePoint")), BAD, *AUTH_ANSWERS),
@@ -857,7 +1046,12 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             api.status_history,
             "charge points",
             path_params=(CHARGE_POINT_ID,),
-            query=PAGING,
+            query=(
+                Param("from", DATE_TIME, "received at or after"),
+                Param("to", DATE_TIME, "received before"),
+                *STATUS_HISTORY_SORTING.params(),
+                *PAGING,
+            ),
             answers=(
                 Answer(200, json_page, page_schema("StatusChange")),
                 BAD,
@@ -869,18 +1063,35 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             "GET",
             f"{cp}/messages",
             "getMessages",
-            "The OCPP message log of the charge point, oldest first",
+            "The OCPP message log of the charge point, newest first",
             api.messages,
             "charge points",
             path_params=(CHARGE_POINT_ID,),
             query=(
-                Param("action", {"type": "string", "maxLength": 100, "pattern": NO_NUL}),
-                Param("direction", {"enum": ["in", "out"]}),
-                Param("from", DATE_TIME, "logged at or after"),
-                Param("to", DATE_TIME, "logged before"),
+                *MESSAGE_FILTERS,
+                search_param("the message id"),
+                *MESSAGE_SORTING.params(),
                 *PAGING,
             ),
             answers=(Answer(200, json_page, page_schema("Message")), BAD, *AUTH_ANSWERS, MISSING),
+        ),
+        Operation(
+            "GET",
+            f"{PREFIX}/messages",
+            "listMessages",
+            "The OCPP message log of all charge points, newest first",
+            api.all_messages,
+            "messages",
+            query=(
+                Param("chargePointId", CP_ID_SCHEMA, "of this charge point only"),
+                *MESSAGE_FILTERS,
+                search_param(
+                    "the id of a charge point registered now; with chargePointId, of the message id"
+                ),
+                *MESSAGE_SORTING.params(),
+                *PAGING,
+            ),
+            answers=(Answer(200, json_page, page_schema("Message")), BAD, *AUTH_ANSWERS),
         ),
         Operation(
             "POST",
@@ -912,8 +1123,31 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             "List id tags",
             api.list_id_tags,
             "id tags",
-            query=(Param("status", {"enum": ID_TAG_STATUSES}), *PAGING),
+            query=(
+                Param("status", {"enum": ID_TAG_STATUSES}),
+                search_param("the id tag or its parent"),
+                *ID_TAG_SORTING.params(),
+                *PAGING,
+            ),
             answers=(Answer(200, json_page, page_schema("IdTag")), BAD, *AUTH_ANSWERS),
+        ),
+        Operation(
+            "GET",
+            f"{PREFIX}/id-tags/refused",
+            "listRefusedIdTags",
+            "Id tags chargers presented and Voltaro refused (unknown, blocked, expired, "
+            "invalid), last seen first",
+            api.refused_id_tags,
+            "id tags",
+            query=(
+                Param("reason", {"enum": list(REASONS)}),
+                Param("from", DATE_TIME, "last refused at or after"),
+                Param("to", DATE_TIME, "last refused before"),
+                search_param("the id tag or the charge point's id"),
+                *REFUSED_ID_TAG_SORTING.params(),
+                *PAGING,
+            ),
+            answers=(Answer(200, json_page, page_schema("RefusedIdTag")), BAD, *AUTH_ANSWERS),
         ),
         Operation(
             "GET",
@@ -957,10 +1191,10 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             "GET",
             f"{PREFIX}/transactions",
             "listTransactions",
-            "List transactions, by transactionId",
+            "List transactions, newest (highest transactionId) first",
             api.list_transactions,
             "transactions",
-            query=(*TRANSACTION_FILTERS, *PAGING),
+            query=(*TRANSACTION_FILTERS, *TRANSACTION_SORTING.params(), *PAGING),
             answers=(Answer(200, json_page, page_schema("Transaction")), BAD, *AUTH_ANSWERS),
         ),
         Operation(

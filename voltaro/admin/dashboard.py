@@ -38,7 +38,19 @@ from quart import Response, flash, g, redirect, render_template, request, sessio
 from quart_trio import QuartTrio
 
 from voltaro.admin import commands
-from voltaro.admin.api import ID_TAG_STATUSES, AdminApi, listing_operation_id
+from voltaro.admin.api import (
+    CHARGE_POINT_SORTING,
+    ID_TAG_SORTING,
+    ID_TAG_STATUSES,
+    MESSAGE_SORTING,
+    REFUSED_ID_TAG_SORTING,
+    TRANSACTION_SORTING,
+    AdminApi,
+    Sorting,
+    charge_point_json,
+    listing_operation_id,
+    transaction_json,
+)
 from voltaro.admin.chart import (
     energy_per_day_chart,
     online_chart,
@@ -47,29 +59,31 @@ from voltaro.admin.chart import (
 )
 from voltaro.admin.dashboard_admin import Pages, mount_management_pages
 from voltaro.admin.gate import Gate
+from voltaro.admin.listing import PAGE_SIZES, ListView
 from voltaro.admin.spec import Operation, Problem, Request
 from voltaro.admin.stats import StatsApi
 from voltaro.central.accounts import BOOTSTRAP, Principal, Role
-from voltaro.central.domain_events import event_json
+from voltaro.central.domain_events import DomainEvent, event_json
 from voltaro.central.operations import Operations
 from voltaro.central.profile import CONNECTOR_NOTES, Listing
 from voltaro.ocppj.dialect import OCPP16
 from voltaro.store.dashboard_queries import DashboardQueries
+from voltaro.store.refused_id_tags import REASONS
 
 log = logging.getLogger(__name__)
 
 SESSION_LIFETIME = timedelta(hours=12)
 ASSET_MAX_AGE = timedelta(days=7)  # assets are linked with ?v=<content hash>
 KEEPALIVE = 15.0  # seconds between SSE comments, so proxies keep the stream open
+ENCODED_EVENTS = 512  # events kept encoded for the streams still to send them (> a buffer)
 RECENT_MESSAGES = 15  # OCPP frames shown on a charge point's page
-MESSAGES_PER_PAGE = 100
-LIST_LIMIT = 1000
 PAGE_SIZE = 100  # rows of a profile's listing per page
 STATUS_HISTORY_SHOWN = 10  # newest status changes on a charge point's page
 STATUS_HISTORY_PER_PAGE = 100
 # The overview is rendered again for every live update (up to ~4 a second per open tab):
 # its charts' numbers are read at most this often; they change every few minutes anyway.
 CHARTS_MAX_AGE = 30.0  # seconds
+REFUSED_ON_ID_TAGS = 10  # refused tags shown under the id tags (all: /id-tags/refused)
 
 View = Callable[..., Awaitable[Any]]
 
@@ -279,8 +293,32 @@ def mount_dashboard(
         wrapper.__name__ = f"dashboard_{view.__name__}"  # apart from the API's endpoints
         return wrapper
 
+    def list_view(
+        operation_id: str, names: Sequence[str], sorting: Sorting
+    ) -> tuple[ListView, dict[str, Any]]:
+        """The list page's view (its query parameters ``names`` plus ``q``, ``sort`` and
+        ``order``) and the API query for its page, checked by the API operation's own
+        validation (a ``datetime-local`` ``from``/``to`` is taken as UTC). A bad value is
+        answered 400 naming it, as the API answers."""
+        view = ListView.from_request(
+            request.path,
+            request.args,
+            [*names, "q", "sort", "order"],
+            sort=sorting.default,
+            order="desc" if sorting.descending else "asc",
+        )
+        operation = by_id[operation_id]
+        known = {param.name for param in operation.query}
+        raw = {
+            name: [(utc_from_input(value) or value) if name in ("from", "to") else value]
+            for name, value in view.args.items()
+            if name in known  # the page's own (e.g. presence) are the handler's to map
+        }
+        query = operation.validate_query(raw)
+        return view, query | {"limit": view.limit, "offset": view.offset}
+
     def validated_query(operation_id: str, fields: Sequence[str]) -> dict[str, Any]:
-        """The page's filters, checked by the API operation's own validation."""
+        """A profile listing's filters, checked by the API operation's own validation."""
         raw = {name: [request.args[name]] for name in fields if request.args.get(name, "")}
         return by_id[operation_id].validate_query(raw)
 
@@ -307,6 +345,7 @@ def mount_dashboard(
             "frame_kind": frame_kind,
             "heading": heading,
             "listings": operations.listings,
+            "page_sizes": PAGE_SIZES,
         }
 
     @app.after_request
@@ -420,35 +459,44 @@ def mount_dashboard(
     @app.get("/charge-points")
     @page
     async def charge_points() -> Any:
-        online = {"online": True, "offline": False}.get(request.args.get("presence", ""))
-        registration = request.args.get("registrationStatus", "")
-        query: dict[str, Any] = {"limit": LIST_LIMIT}
-        if online is not None:
+        presence = request.args.get("presence", "")
+        online = {"online": True, "offline": False}.get(presence)
+        view, query = list_view(
+            "listChargePoints", ["registrationStatus", "presence"], CHARGE_POINT_SORTING
+        )
+        if online is not None:  # the page's word for the API's ``online``
             query["online"] = online
-        if registration:
-            query |= validated_query("listChargePoints", ["registrationStatus"])
         listed = await api.list_charge_points(Request({}, query, None))
-        search = request.args.get("q", "").strip().lower()
-        items = [
-            cp
-            for cp in listed["items"]
-            if not search
-            or any(
-                search in str(cp.get(name) or "").lower()
-                for name in ("chargePointId", "chargePointVendor", "chargePointModel")
-            )
-        ]
+        return await render_template(
+            "charge_points.html",
+            items=listed["items"],
+            connectors=await connectors_of(listed["items"]),
+            view=view.showing(listed),
+            back=request.full_path,
+            presence=presence,
+            registration=view.args.get("registrationStatus", ""),
+        )
+
+    async def connectors_of(items: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
         connectors: dict[str, list[dict[str, Any]]] = {}
         for row in await queries().connectors([cp["chargePointId"] for cp in items]):
             connectors.setdefault(row["charge_point_id"], []).append(row)
+        return connectors
+
+    @app.get("/charge-points/<charge_point_id>/row")
+    @page
+    async def charge_point_row(charge_point_id: str) -> Any:
+        """One charge point's row of the list, for a live update of that row alone (its
+        row and connectors: two short reads, not the detail page's)."""
+        row = await operations.queries.charge_point(charge_point_id)
+        if row is None:
+            raise Problem(404, "Not Found", f"charge point {charge_point_id!r} is not known")
+        cp = charge_point_json(row)
         return await render_template(
-            "charge_points.html",
-            items=items,
-            connectors=connectors,
-            total=listed["total"],
-            q=request.args.get("q", ""),
-            presence=request.args.get("presence", ""),
-            registration=registration,
+            "_cp_row.html",
+            cp=cp,
+            connectors=await connectors_of([cp]),
+            back=local_path(request.args.get("back"), "/charge-points"),
         )
 
     @app.post("/charge-points/<charge_point_id>/registration")
@@ -469,14 +517,7 @@ def mount_dashboard(
         notes: dict[str, str] = facts.pop(CONNECTOR_NOTES, {})
         shown = {str(c["connectorId"]) for c in detail["connectors"]}
         path = {"chargePointId": charge_point_id}
-        total = (await api.messages(Request(path, {"limit": 1}, None)))["total"]
-        recent = await api.messages(
-            Request(
-                path,
-                {"limit": RECENT_MESSAGES, "offset": max(0, total - RECENT_MESSAGES)},
-                None,
-            )
-        )
+        recent = await api.messages(Request(path, {"limit": RECENT_MESSAGES}, None))
         history = await api.status_history(
             Request(path, {"limit": STATUS_HISTORY_SHOWN, "offset": 0}, None)
         )
@@ -484,7 +525,7 @@ def mount_dashboard(
         return await render_template(
             "charge_point.html",
             cp=detail,
-            messages=list(reversed(recent["items"])),
+            messages=recent["items"],
             commands=list(operations.commands),
             confirm_of={c.action: c.confirm for c in operations.commands if c.confirm},
             answer=answer,
@@ -542,28 +583,34 @@ def mount_dashboard(
             per_page=STATUS_HISTORY_PER_PAGE,
         )
 
+    MESSAGE_FILTERS = ["action", "direction", "from", "to"]
+
     @app.get("/charge-points/<charge_point_id>/messages")
     @page
     async def message_log(charge_point_id: str) -> Any:
-        filters = validated_query("getMessages", ["action", "direction"])
+        view, query = list_view("getMessages", MESSAGE_FILTERS, MESSAGE_SORTING)
         path = {"chargePointId": charge_point_id}
-        total = (await api.messages(Request(path, {**filters, "limit": 1}, None)))["total"]
-        page_number = int_arg("page")
-        end = max(0, total - page_number * MESSAGES_PER_PAGE)
-        start = max(0, end - MESSAGES_PER_PAGE)
-        listed = await api.messages(
-            Request(path, {**filters, "limit": max(1, end - start), "offset": start}, None)
-        )
-        items = list(reversed(listed["items"])) if end > start else []
+        listed = await api.messages(Request(path, query, None))
         return await render_template(
             "messages.html",
             charge_point_id=charge_point_id,
-            messages=items,
-            total=total,
-            page_number=page_number,
-            more=start > 0,
-            action=request.args.get("action", ""),
-            direction=request.args.get("direction", ""),
+            messages=listed["items"],
+            view=view.showing(listed),
+        )
+
+    @app.get("/messages")
+    @page
+    async def all_messages() -> Any:
+        view, query = list_view(
+            "listMessages", ["chargePointId", *MESSAGE_FILTERS], MESSAGE_SORTING
+        )
+        listed = await api.all_messages(Request({}, query, None))
+        return await render_template(
+            "messages.html",
+            charge_point_id=None,
+            messages=listed["items"],
+            view=view.showing(listed),
+            show_cp=True,
         )
 
     # ---- transactions --------------------------------------------------------------------
@@ -573,25 +620,40 @@ def mount_dashboard(
     @app.get("/transactions")
     @page
     async def transactions() -> Any:
-        filters = validated_query("listTransactions", TRANSACTION_FILTERS)
-        offset = int_arg("offset")
-        listed = await api.list_transactions(
-            Request({}, {**filters, "limit": 100, "offset": offset}, None)
-        )
-        args = {k: request.args[k] for k in TRANSACTION_FILTERS if request.args.get(k)}
+        view, query = list_view("listTransactions", TRANSACTION_FILTERS, TRANSACTION_SORTING)
+        listed = await api.list_transactions(Request({}, query, None))
+        filters = {k: v for k, v in view.args.items() if k not in ("sort", "order")}
         return await render_template(
             "transactions.html",
             listed=listed,
-            args=args,
-            offset=offset,
-            csv_url="/transactions.csv" + ("?" + urlencode(args) if args else ""),
+            view=view.showing(listed),
+            csv_url="/transactions.csv" + ("?" + urlencode(filters) if filters else ""),
+        )
+
+    @app.get("/transactions/rows")
+    @page
+    async def transaction_rows() -> Any:
+        """Some transactions' rows of the list (``?ids=1,2,3``, at most a page's), for the
+        live update of those rows alone: one that stopped, or the running energies of those
+        still active on the page, every few seconds in one request."""
+        try:
+            ids = [int(n) for n in request.args.get("ids", "").split(",") if n.strip()]
+        except ValueError:
+            raise Problem(400, "Bad Request", "ids: transaction ids, comma-separated") from None
+        if not ids or len(ids) > max(PAGE_SIZES) or not all(0 <= n < 2**31 for n in ids):
+            raise Problem(400, "Bad Request", f"ids: 1 to {max(PAGE_SIZES)} transaction ids")
+        rows = await operations.queries.transactions_by_id(ids)
+        return await render_template(
+            "_tx_rows.html", transactions=[transaction_json(row) for row in rows]
         )
 
     @app.get("/transactions.csv")
     @page
     async def transactions_csv() -> Any:
-        filters = validated_query("exportTransactions", TRANSACTION_FILTERS)
-        result = await api.transactions_csv(Request({}, filters, None))
+        _, query = list_view("exportTransactions", TRANSACTION_FILTERS, TRANSACTION_SORTING)
+        for name in ("sort", "order", "limit", "offset"):
+            query.pop(name, None)
+        result = await api.transactions_csv(Request({}, query, None))
         response = Response(result.text, content_type="text/csv; charset=utf-8")
         response.headers["Content-Disposition"] = f'attachment; filename="{result.filename}"'
         return response
@@ -607,13 +669,37 @@ def mount_dashboard(
     @app.get("/id-tags")
     @page
     async def id_tags() -> Any:
-        filters = validated_query("listIdTags", ["status"])
-        listed = await api.list_id_tags(Request({}, {**filters, "limit": LIST_LIMIT}, None))
+        view, query = list_view("listIdTags", ["status"], ID_TAG_SORTING)
+        listed = await api.list_id_tags(Request({}, query, None))
+        refused_view = ListView.from_request(
+            "/id-tags/refused", {}, [], sort="lastSeen", order="desc"
+        )
+        refused_view.limit = REFUSED_ON_ID_TAGS
+        refused = await api.refused_id_tags(Request({}, {"limit": REFUSED_ON_ID_TAGS}, None))
         return await render_template(
             "id_tags.html",
             listed=listed,
+            view=view.showing(listed),
+            refused=refused,
+            refused_view=refused_view.showing(refused),
+            reasons=REASONS,
             statuses=ID_TAG_STATUSES,
-            status=request.args.get("status", ""),
+            status=view.args.get("status", ""),
+            adding=request.args.get("add", "")[:20],
+        )
+
+    @app.get("/id-tags/refused")
+    @page
+    async def refused_id_tags() -> Any:
+        view, query = list_view(
+            "listRefusedIdTags", ["reason", "from", "to"], REFUSED_ID_TAG_SORTING
+        )
+        refused = await api.refused_id_tags(Request({}, query, None))
+        return await render_template(
+            "refused_id_tags.html",
+            refused=refused,
+            refused_view=view.showing(refused),
+            reasons=REASONS,
         )
 
     async def put_id_tag(id_tag: str, body: dict[str, Any]) -> None:
@@ -699,14 +785,19 @@ def mount_dashboard(
     @app.get("/events")
     @page
     async def events() -> Any:
+        """Server-sent events; ``?types=status,boot,...`` keeps only those kinds (a list page
+        asks for the few that change its rows). The stream ends when its session does (signed
+        out elsewhere, revoked), checked at each keepalive."""
         session_id = str(session["sid"])  # the stream outlives the request's context
+        wanted = frozenset(filter(None, request.args.get("types", "").split(","))) or None
 
         async def stream() -> AsyncIterator[bytes]:
             with bus.subscribe() as channel:
                 yield b"retry: 1000\n\n"
+                sent_at = trio.current_time()
                 while True:
                     event = None
-                    with trio.move_on_after(KEEPALIVE):
+                    with trio.move_on_at(sent_at + KEEPALIVE):
                         try:
                             event = await channel.receive()
                         except (trio.EndOfChannel, trio.ClosedResourceError):
@@ -714,14 +805,27 @@ def mount_dashboard(
                     if event is None:
                         if await operations.accounts.session(session_id) is None:
                             return  # signed out elsewhere, or revoked: stop streaming
-                        yield b": keepalive\n\n"
-                    else:
-                        yield b"data: " + orjson.dumps(event_json(event)) + b"\n\n"
+                    elif wanted is not None and event.kind not in wanted:
+                        continue
+                    sent_at = trio.current_time()
+                    yield b": keepalive\n\n" if event is None else encoded(event)
 
         response = Response(stream(), content_type="text/event-stream")
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Accel-Buffering"] = "no"
         response.timeout = None
         return response
+
+    encoded_events: dict[int, bytes] = {}
+
+    def encoded(event: DomainEvent) -> bytes:
+        """The event's SSE message, encoded once for all the streams that send it."""
+        message = encoded_events.get(event.id)
+        if message is None:
+            message = b"data: " + orjson.dumps(event_json(event)) + b"\n\n"
+            if len(encoded_events) >= ENCODED_EVENTS:
+                del encoded_events[next(iter(encoded_events))]  # the oldest
+            encoded_events[event.id] = message
+        return message
 
     return sessions

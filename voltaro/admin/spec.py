@@ -342,6 +342,7 @@ class Operation:
             if len(texts) != 1:
                 raise bad_request(f"query parameter {name!r} given {len(texts)} times", path=name)
             values[name] = known[name].convert(texts[0], "query parameter")
+            _check_enum(known[name], values[name])
         if self._query_checker is not None:
             _raise_first(self._query_checker, values, "query parameter")
         for name, value in values.items():
@@ -358,6 +359,18 @@ class Operation:
                 path, message = found
                 raise bad_request(f"request body {message}", path=path)
         return body
+
+
+def _check_enum(param: Param, value: Any) -> None:
+    """A value outside the parameter's ``enum`` is refused naming every allowed value (the
+    schema's own message names two and counts the rest)."""
+    allowed = param.schema.get("enum")
+    if allowed is not None and value not in allowed:
+        raise bad_request(
+            f"query parameter {param.name!r}: {value!r} is not one of "
+            + ", ".join(repr(item) for item in allowed),
+            path=param.name,
+        )
 
 
 def _object_schema(params: Sequence[Param]) -> JsonObject:

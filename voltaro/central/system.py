@@ -303,13 +303,14 @@ class CentralSystem:
                 continue  # the outage is the store's to log; housekeeping says it too
 
     async def purge_message_log(self) -> int:
-        """Delete message-log entries (and security events) older than the retention; returns
-        how many message-log entries."""
+        """Delete message-log entries (and security events, refused id tags) older than the
+        retention; returns how many message-log entries."""
         cutoff = utc_now() - timedelta(days=self.settings.message_log_retention_days)
         purged = await self.store.message_log.purge_before(cutoff)
         await self.store.transactions.purge_meter_messages_before(cutoff)
         await self.store.command_queue.purge_before(cutoff)
         await self.store.security_events.purge_before(cutoff)
+        await self.store.refused_id_tags.purge_before(cutoff)
         if purged:
             log.info("message log: purged %d entries older than %s", purged, cutoff)
         return purged

@@ -44,6 +44,47 @@ class Where:
 class Page:
     items: list[Row]
     total: int
+    total_capped: bool = False
+    """More rows match than were counted (``total`` is :data:`COUNT_CAP`)."""
+
+
+COUNT_CAP = 100_000
+"""Rows counted at most for a list's total: counting every one of millions of matching log
+entries on each page would cost more than the page; past this, "100,000 or more"."""
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """A column a list may be ordered by. ``nullable`` columns put their NULLs last both
+    ways; the others leave the NULLS clause out, so an index on the column can serve."""
+
+    column: str
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class Order:
+    """A list's order: one of its sort keys (by name) and the direction. Rows that tie are
+    ordered by the list's unique key in the same direction, so pages never overlap."""
+
+    key: str
+    descending: bool = False
+
+
+def like_pattern(text: str) -> str:
+    """``text`` as a LIKE pattern matching it anywhere, its wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def order_by(keys: dict[str, SortKey], order: Order, unique: str) -> str:
+    """The ORDER BY text for ``order`` among ``keys``, ties broken by ``unique``."""
+    key = keys.get(order.key)
+    if key is None:  # the admin layer checks names first; this guards the SQL text
+        raise ValueError(f"cannot order by {order.key!r} (allowed: {', '.join(keys)})")
+    direction = "DESC" if order.descending else "ASC"
+    first = f"{key.column} {direction}" + (" NULLS LAST" if key.nullable else "")
+    return first if key.column == unique else f"{first}, {unique} {direction}"
 
 
 async def _page(
@@ -55,8 +96,9 @@ async def _page(
     limit: int,
     offset: int,
 ) -> Page:
-    total: int = await connection.fetchval(
-        f"SELECT count(*) FROM {table}{where.sql()}", *where.args
+    counted: int = await connection.fetchval(
+        f"SELECT count(*) FROM (SELECT 1 FROM {table}{where.sql()} LIMIT {COUNT_CAP + 1}) AS m",
+        *where.args,
     )
     n = len(where.args)
     rows = await connection.fetch(
@@ -66,7 +108,51 @@ async def _page(
         limit,
         offset,
     )
-    return Page([dict(row) for row in rows], total)
+    capped = counted > COUNT_CAP
+    return Page([dict(row) for row in rows], min(counted, COUNT_CAP), capped)
+
+
+CHARGE_POINT_SORTS = {
+    "id": SortKey("id"),
+    "online": SortKey("online"),
+    "registration_status": SortKey("registration_status"),
+    "last_seen": SortKey("last_seen", nullable=True),
+    "vendor": SortKey("vendor", nullable=True),
+    "model": SortKey("model", nullable=True),
+    "firmware_version": SortKey("firmware_version", nullable=True),
+}
+ID_TAG_SORTS = {
+    "id_tag": SortKey("id_tag"),
+    "status": SortKey("status"),
+    "expiry_date": SortKey("expiry_date", nullable=True),
+    "parent_id_tag": SortKey("parent_id_tag", nullable=True),
+    "updated_at": SortKey("updated_at"),
+}
+TRANSACTION_SORTS = {
+    "transaction_id": SortKey("transaction_id"),
+    "charge_point_id": SortKey("charge_point_id"),
+    "id_tag": SortKey("id_tag"),
+    "started_at": SortKey("started_at"),
+    "stopped_at": SortKey("stopped_at", nullable=True),
+    "energy_wh": SortKey("energy_wh", nullable=True),
+}
+MESSAGE_SORTS = {
+    "logged_at": SortKey("logged_at"),
+    "charge_point_id": SortKey("charge_point_id"),
+    "action": SortKey("action", nullable=True),
+}
+STATUS_HISTORY_SORTS = {
+    "received_at": SortKey("received_at"),
+    "connector_id": SortKey("connector_id"),
+    "status": SortKey("status"),
+}
+REFUSED_ID_TAG_SORTS = {
+    "last_seen": SortKey("r.last_seen"),
+    "id_tag": SortKey("r.id_tag"),
+    "times": SortKey("r.times"),
+    "reason": SortKey("r.reason"),
+    "charge_point_id": SortKey("r.charge_point_id"),
+}
 
 
 @dataclass(frozen=True)
@@ -76,8 +162,12 @@ class TransactionFilter:
     active: bool | None = None
     start_from: datetime | None = None
     start_to: datetime | None = None
+    search: str | None = None
+    """Part of the charge point's id or of the id tag, any case (see
+    :func:`_transaction_where`)."""
 
     def where(self) -> Where:
+        """The filters but the search (which needs the database to resolve)."""
         where = Where()
         if self.charge_point_id is not None:
             where.add("charge_point_id = {}", self.charge_point_id)
@@ -92,6 +182,44 @@ class TransactionFilter:
         return where
 
 
+async def _matching_charge_points(connection: Connection, search: str) -> list[str]:
+    """The ids of the charge points (as registered now) that contain ``search``."""
+    rows = await connection.fetch(
+        "SELECT id FROM charge_points WHERE id ILIKE $1", like_pattern(search)
+    )
+    return [row[0] for row in rows]
+
+
+async def _matching_id_tags(connection: Connection, search: str) -> list[str]:
+    """The id tags (lower case) known or refused that contain ``search``."""
+    rows = await connection.fetch(
+        "SELECT lower(id_tag) FROM id_tags WHERE id_tag ILIKE $1"
+        " UNION SELECT key FROM refused_id_tags WHERE id_tag ILIKE $1",
+        like_pattern(search),
+    )
+    return [row[0] for row in rows]
+
+
+async def _transaction_where(connection: Connection, filter: TransactionFilter) -> Where:
+    """The filter's WHERE clause, its search resolved first against the small tables: the
+    charge points and id tags (known or refused) whose ids contain it. The transactions are
+    then found through their indexes (transactions_cp, transactions_id_tag) instead of a
+    substring test of every one of millions of rows (seconds, measured: see
+    ``benchmarks/list_queries.py``). A transaction of a charge point since removed, or of a
+    tag since deleted and never refused, is not found by a search (its exact filter finds
+    it)."""
+    where = filter.where()
+    if filter.search:
+        charge_points = await _matching_charge_points(connection, filter.search)
+        id_tags = await _matching_id_tags(connection, filter.search)
+        where.add(
+            "(charge_point_id = ANY({}::text[]) OR lower(id_tag) = ANY({}::text[]))",
+            charge_points,
+            id_tags,
+        )
+    return where
+
+
 class AdminQueries:
     def __init__(self, database: Database) -> None:
         self._database = database
@@ -102,14 +230,34 @@ class AdminQueries:
     # ---- charge points ------------------------------------------------------------
 
     async def charge_points(
-        self, *, online: bool | None, registration_status: str | None, limit: int, offset: int
+        self,
+        *,
+        online: bool | None,
+        registration_status: str | None,
+        limit: int,
+        offset: int,
+        search: str | None = None,
+        order: Order = Order("id"),
     ) -> Page:
+        """``search``: part of the id, vendor or model, any case."""
         where = Where()
         if online is not None:
             where.add("online = {}", online)
         if registration_status is not None:
             where.add("registration_status = {}", registration_status)
-        return await self._database.run(_page, "*", "charge_points", where, "id", limit, offset)
+        if search:
+            where.add("(id ILIKE {0} OR vendor ILIKE {0} OR model ILIKE {0})", like_pattern(search))
+        sql_order = order_by(CHARGE_POINT_SORTS, order, "id")
+        return await self._database.run(
+            _page, "*", "charge_points", where, sql_order, limit, offset
+        )
+
+    async def charge_point(self, charge_point_id: str) -> Row | None:
+        """The charge point's row, for one row of a list (the dashboard's live rows)."""
+        row = await self._database.run(
+            lambda c: c.fetchrow("SELECT * FROM charge_points WHERE id = $1", charge_point_id)
+        )
+        return None if row is None else dict(row)
 
     async def charge_point_detail(self, charge_point_id: str) -> dict[str, Any] | None:
         """The charge point's row with its connectors, open transactions and configuration."""
@@ -143,16 +291,30 @@ class AdminQueries:
 
         return await self._database.run(read)
 
-    async def status_history(self, charge_point_id: str, *, limit: int, offset: int) -> Page:
+    async def status_history(
+        self,
+        charge_point_id: str,
+        *,
+        limit: int,
+        offset: int,
+        order: Order = Order("received_at", descending=True),
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> Page:
         where = Where()
         where.add("charge_point_id = {}", charge_point_id)
+        if start is not None:
+            where.add("received_at >= {}", start)
+        if end is not None:
+            where.add("received_at < {}", end)
+        sql_order = order_by(STATUS_HISTORY_SORTS, order, "id")
         return await self._database.run(
-            _page, "*", "connector_status_history", where, "id DESC", limit, offset
+            _page, "*", "connector_status_history", where, sql_order, limit, offset
         )
 
     async def messages(
         self,
-        charge_point_id: str,
+        charge_point_id: str | None,
         *,
         action: str | None,
         direction: str | None,
@@ -160,9 +322,16 @@ class AdminQueries:
         end: datetime | None,
         limit: int,
         offset: int,
+        search: str | None = None,
+        order: Order = Order("logged_at", descending=True),
     ) -> Page:
+        """The message log of one charge point, or of all (``charge_point_id`` None).
+        ``search``: of one charge point, part of the message id; of all, part of the id of
+        a charge point registered now (resolved first, then found through the log's index
+        per charge point, as the transactions' search)."""
         where = Where()
-        where.add("charge_point_id = {}", charge_point_id)
+        if charge_point_id is not None:
+            where.add("charge_point_id = {}", charge_point_id)
         if action is not None:
             where.add("action = {}", action)
         if direction is not None:
@@ -171,28 +340,107 @@ class AdminQueries:
             where.add("logged_at >= {}", start)
         if end is not None:
             where.add("logged_at < {}", end)
-        return await self._database.run(_page, "*", "message_log", where, "id", limit, offset)
+        if search and charge_point_id is not None:
+            where.add("message_id ILIKE {}", like_pattern(search))
+        sql_order = order_by(MESSAGE_SORTS, order, "id")
+
+        async def read(connection: Connection) -> Page:
+            found = Where(list(where.clauses), list(where.args))  # run may be run again
+            if search and charge_point_id is None:
+                matching = await _matching_charge_points(connection, search)
+                found.add("charge_point_id = ANY({}::text[])", matching)
+            return await _page(connection, "*", "message_log", found, sql_order, limit, offset)
+
+        return await self._database.run(read)
 
     # ---- id tags --------------------------------------------------------------------
 
-    async def id_tags(self, *, status: str | None, limit: int, offset: int) -> Page:
+    async def id_tags(
+        self,
+        *,
+        status: str | None,
+        limit: int,
+        offset: int,
+        search: str | None = None,
+        order: Order = Order("id_tag"),
+    ) -> Page:
+        """``search``: part of the id tag or of its parent, any case."""
         where = Where()
         if status is not None:
             where.add("status = {}", status)
-        return await self._database.run(_page, "*", "id_tags", where, "id_tag", limit, offset)
+        if search:
+            where.add("(id_tag ILIKE {0} OR parent_id_tag ILIKE {0})", like_pattern(search))
+        sql_order = order_by(ID_TAG_SORTS, order, "id_tag")
+        return await self._database.run(_page, "*", "id_tags", where, sql_order, limit, offset)
+
+    async def refused_id_tags(
+        self,
+        *,
+        reason: str | None,
+        limit: int,
+        offset: int,
+        search: str | None = None,
+        order: Order = Order("last_seen", descending=True),
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> Page:
+        """The id tags chargers presented and were refused, with the tag's status now
+        (``current_status``: None while it is still unknown); ``start``/``end`` bound when
+        they were last refused."""
+        where = Where()
+        if reason is not None:
+            where.add("r.reason = {}", reason)
+        if start is not None:
+            where.add("r.last_seen >= {}", start)
+        if end is not None:
+            where.add("r.last_seen < {}", end)
+        if search:
+            where.add("(r.id_tag ILIKE {0} OR r.charge_point_id ILIKE {0})", like_pattern(search))
+        sql_order = order_by(REFUSED_ID_TAG_SORTS, order, "r.key")
+        return await self._database.run(
+            _page,
+            "r.*, t.status AS current_status",
+            "refused_id_tags r LEFT JOIN id_tags t ON lower(t.id_tag) = r.key",
+            where,
+            sql_order,
+            limit,
+            offset,
+        )
 
     # ---- transactions -----------------------------------------------------------------
 
-    async def transactions(self, filter: TransactionFilter, *, limit: int, offset: int) -> Page:
-        return await self._database.run(
-            _page, "*", "transactions", filter.where(), "transaction_id", limit, offset
+    async def transactions(
+        self,
+        filter: TransactionFilter,
+        *,
+        limit: int,
+        offset: int,
+        order: Order = Order("transaction_id", descending=True),
+    ) -> Page:
+        sql_order = order_by(TRANSACTION_SORTS, order, "transaction_id")
+
+        async def read(connection: Connection) -> Page:
+            where = await _transaction_where(connection, filter)
+            return await _page(connection, "*", "transactions", where, sql_order, limit, offset)
+
+        return await self._database.run(read)
+
+    async def transactions_by_id(self, transaction_ids: Sequence[int]) -> list[Row]:
+        """These transactions' rows, without their meter values (rows of a list), by id."""
+        rows = await self._database.run(
+            lambda c: c.fetch(
+                "SELECT * FROM transactions WHERE transaction_id = ANY($1::integer[])"
+                " ORDER BY transaction_id",
+                list(transaction_ids),
+            )
         )
+        return [dict(row) for row in rows]
 
     async def all_transactions(self, filter: TransactionFilter) -> list[Row]:
         """Every matching transaction (the CSV export), by transactionId."""
-        where = filter.where()
 
         async def read(connection: Connection) -> list[Row]:
+            where = await _transaction_where(connection, filter)
             rows = await connection.fetch(
                 f"SELECT * FROM transactions{where.sql()} ORDER BY transaction_id", *where.args
             )

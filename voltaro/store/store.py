@@ -24,6 +24,7 @@ from voltaro.store.id_tags import IdTagCache, IdTagRepository
 from voltaro.store.instances import InstanceRepository
 from voltaro.store.message_log import MessageLogLimits, MessageLogRepository
 from voltaro.store.migrate import migrate
+from voltaro.store.refused_id_tags import RefusedIdTags
 from voltaro.store.security_events import SecurityEventRepository
 from voltaro.store.transactions import TransactionRepository
 from voltaro.store.writer import GroupCommitWriter
@@ -53,6 +54,7 @@ class Store:
         self.transactions = TransactionRepository(database, writer)
         self.message_log = MessageLogRepository(database, writer, message_log_limits)
         self.security_events = SecurityEventRepository(database, writer)
+        self.refused_id_tags = RefusedIdTags(database, writer)
         self.id_tags = IdTagRepository(database)
         self.admin = AdminQueries(database)
         self.instances = InstanceRepository(database)

@@ -78,6 +78,98 @@
     }
   }
 
+  // List pages (a table[data-rows]): an event changes only the rows it concerns that are
+  // on the page, each re-fetched alone (its row fragment); events about rows not shown
+  // fetch nothing. Only a page with room left (data-full="0") re-fetches its list when
+  // something new appears, since the new row may belong on it. The running energy of the
+  // active transactions shown is fetched for all of them in one request every 10 s, rather
+  // than on each of their MeterValues (which the transactions list does not subscribe to).
+  const LISTS = {
+    cp: {
+      attr: "data-cp",
+      key: function (e) { return e.chargePointId; },
+      url: function (ids) {
+        return "/charge-points/" + encodeURIComponent(ids[0]) + "/row?back=" +
+          encodeURIComponent(location.pathname + location.search);
+      },
+      changes: ["connected", "disconnected", "offline", "boot", "status"],
+      grows: ["connected", "boot"],
+    },
+    tx: {
+      attr: "data-transaction",
+      key: function (e) { return e.transactionId === undefined ? undefined : String(e.transactionId); },
+      url: function (ids) { return "/transactions/rows?ids=" + ids.map(encodeURIComponent).join(","); },
+      changes: ["transactionStopped"],
+      grows: ["transactionStarted"],
+      poll: { every: 10000, rows: "tr[data-active]" },
+    },
+  };
+  const ROW_DELAY = 300; // ms: events for one row within this become one fetch
+  const rowTimers = new Map();
+
+  function shownRow(table, kind, id) {
+    return Array.prototype.find.call(table.tBodies[0].rows, function (tr) {
+      return tr.getAttribute(kind.attr) === id;
+    }) || null;
+  }
+
+  async function updateRows(kind, ids) {
+    const table = document.querySelector("table[data-rows]");
+    if (!table || !ids.length) return;
+    try {
+      const response = await fetch(kind.url(ids), { cache: "no-store" });
+      if (response.redirected || response.status === 401) { location.reload(); return; }
+      if (!response.ok) return;
+      const template = document.createElement("template");
+      template.innerHTML = (await response.text()).trim();
+      template.content.querySelectorAll("tr[" + kind.attr + "]").forEach(function (fresh) {
+        const current = shownRow(table, kind, fresh.getAttribute(kind.attr));
+        if (!current) return;
+        if (current.contains(document.activeElement) && document.activeElement !== document.body) return;
+        current.replaceWith(fresh);
+      });
+    } catch (err) {
+      // the row's next event tries again
+    }
+  }
+
+  function onListEvent(table, e) {
+    const kind = LISTS[table.dataset.rows];
+    if (!kind) return;
+    const id = kind.key(e);
+    if (id === undefined || id === null) return;
+    if (!shownRow(table, kind, String(id))) {
+      if (kind.grows.indexOf(e.type) < 0) return;
+      if (table.dataset.full === "0") refresh();
+      else if (table.dataset.newestFirst) {
+        // A full page of the newest: say there is newer, rather than reshuffle the rows
+        // under the operator's eyes.
+        const news = document.getElementById("list-news");
+        if (news) news.hidden = false;
+      }
+      return;
+    }
+    if (kind.changes.indexOf(e.type) < 0 || rowTimers.has(id)) return;
+    rowTimers.set(id, setTimeout(function () {
+      rowTimers.delete(id);
+      updateRows(kind, [String(id)]);
+    }, ROW_DELAY));
+  }
+
+  function pollRows() {
+    const table = document.querySelector("table[data-rows]");
+    const kind = table && LISTS[table.dataset.rows];
+    if (!kind || !kind.poll) return;
+    setInterval(function () {
+      const current = document.querySelector("table[data-rows]");
+      if (!current || document.hidden) return;
+      const ids = Array.prototype.map.call(current.querySelectorAll("tbody " + kind.poll.rows),
+        function (tr) { return tr.getAttribute(kind.attr); });
+      updateRows(kind, ids);
+    }, kind.poll.every);
+  }
+  pollRows();
+
   function setState(text, on) {
     if (!stateEl) return;
     stateEl.textContent = text;
@@ -87,7 +179,12 @@
 
   if (stateEl && window.EventSource) {
     let opened = false;
-    const source = new EventSource("/events");
+    // A list page asks only for the kinds of event that change its rows.
+    const listTable = document.querySelector("table[data-rows]");
+    const listKind = listTable && LISTS[listTable.dataset.rows];
+    const source = new EventSource(listKind && !feed
+      ? "/events?types=" + encodeURIComponent(listKind.changes.concat(listKind.grows).join(","))
+      : "/events");
     source.onopen = function () {
       setState("live", true);
       if (opened) refresh(); // reconnected: catch up on what we missed
@@ -98,7 +195,9 @@
       let e;
       try { e = JSON.parse(message.data); } catch (err) { return; }
       addToFeed(e);
-      if (!pageCp || e.chargePointId === pageCp) refresh();
+      const table = document.querySelector("table[data-rows]");
+      if (table) onListEvent(table, e);
+      else if (!pageCp || e.chargePointId === pageCp) refresh();
     };
   }
 

@@ -159,15 +159,22 @@ async def status_notification(charger: Charger, payload: dict[str, Any]) -> dict
 
 
 async def authorize(charger: Charger, payload: dict[str, Any]) -> dict[str, Any]:
-    info = await charger.domain.authorizer.id_tag_info(payload["idTag"])
-    if info["status"] != "Accepted":
+    verdict = await charger.domain.authorizer.check(payload["idTag"])
+    if verdict.refusal is not None:
         log.info(
             "charge point %s: Authorize refused id tag %s: %s",
             charger.id,
             payload["idTag"],
-            info["status"],
+            verdict.info["status"],
         )
-    return {"idTagInfo": info}
+        _note_refusal(charger, payload["idTag"], verdict.refusal, "Authorize")
+    return {"idTagInfo": verdict.info}
+
+
+def _note_refusal(charger: Charger, id_tag: str, reason: str, action: str) -> None:
+    """Count the refusal in the operator's list of refused tags: posted to the writer's
+    next batch, so the charger's answer does not wait for it."""
+    charger.store.refused_id_tags.post(id_tag, reason, charger.id, utc_now(), action)
 
 
 async def start_transaction(charger: Charger, payload: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +184,8 @@ async def start_transaction(charger: Charger, payload: dict[str, Any]) -> dict[s
     id_tag: str = payload["idTag"]
     started_at = parse_timestamp(payload["timestamp"], "timestamp")
     reservation_id = _optional_integer(payload, "reservationId", INT32_MAX)
-    info = await charger.domain.authorizer.id_tag_info(id_tag)
+    verdict = await charger.domain.authorizer.check(id_tag)
+    info = verdict.info
     started = await charger.store.transactions.start(
         charger.id,
         connector_id,
@@ -189,7 +197,7 @@ async def start_transaction(charger: Charger, payload: dict[str, Any]) -> dict[s
         utc_now(),
     )
     if started.created:
-        if info["status"] != "Accepted":  # recorded all the same: it may have begun offline
+        if verdict.refusal is not None:  # recorded all the same: it may have begun offline
             log.info(
                 "charge point %s: StartTransaction with a refused id tag %s: %s (transaction"
                 " %d recorded)",
@@ -198,6 +206,7 @@ async def start_transaction(charger: Charger, payload: dict[str, Any]) -> dict[s
                 info["status"],
                 started.transaction_id,
             )
+            _note_refusal(charger, id_tag, verdict.refusal, "StartTransaction")
         charger.domain.open_transactions.started(started.transaction_id, id_tag)
         charger.events.publish(
             TransactionStarted(
@@ -422,6 +431,7 @@ CORE = Profile(
         "0010_instances_and_commands.sql",
         "0011_charge_point_notify.sql",
         "0014_operator_accounts.sql",
+        "0015_list_indexes_and_refused_tags.sql",
         "0016_fleet_stats.sql",
     ),
 )
