@@ -396,7 +396,7 @@ async def measure_upkeep(connection: Any, runs: int, now: datetime) -> dict[str,
 
 BEFORE_0016 = (
     "ALTER TABLE transactions DISABLE TRIGGER energy_per_day_updated",
-    "DROP INDEX transactions_started, transactions_stopped, transactions_cp_stopped",
+    "DROP INDEX transactions_stopped, transactions_cp_stopped",
 )
 
 

@@ -367,8 +367,8 @@ def _check_enum(param: Param, value: Any) -> None:
     allowed = param.schema.get("enum")
     if allowed is not None and value not in allowed:
         raise bad_request(
-            f"query parameter {param.name!r}: {value!r} is not one of "
-            + ", ".join(repr(item) for item in allowed),
+            f"query parameter {param.name!r}: {show(value)} is not one of "
+            + ", ".join(show(item) for item in allowed),
             path=param.name,
         )
 

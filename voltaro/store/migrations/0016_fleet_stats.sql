@@ -21,16 +21,15 @@
 -- for every point of the chart. Samples are kept (105,000 rows, some 10 MB, a year).
 --
 -- A charge point's status history, newest first, and its utilisation (share of time in
--- Charging) read connector_status_history by charge point: connector_status_history_cp_id
--- for the former, the existing (charge_point_id, connector_id, received_at) for the latter.
+-- Charging) read connector_status_history by charge point: connector_status_history_cp_time
+-- (0015) for the former, the existing (charge_point_id, connector_id, received_at) for the
+-- latter. Sessions per hour reads transactions_started (0015).
 
-CREATE INDEX transactions_started ON transactions (started_at);
 -- No index names energy_wh (not even as INCLUDE): every MeterValues updates it on the open
 -- transaction, and an indexed column would cost those updates their HOT path.
 CREATE INDEX transactions_stopped ON transactions (stopped_at) WHERE stopped_at IS NOT NULL;
 CREATE INDEX transactions_cp_stopped ON transactions (charge_point_id, stopped_at)
     WHERE stopped_at IS NOT NULL;
-CREATE INDEX connector_status_history_cp_id ON connector_status_history (charge_point_id, id);
 
 CREATE TABLE energy_per_day (
     day        date PRIMARY KEY,            -- UTC
