@@ -28,10 +28,10 @@ import httpx
 import trio
 
 from tests.e2e import fetch
-from tests.sim.helpers import add_tags, start, start_charger, wait_for
+from tests.sim.helpers import REGISTRY, add_tags, base_url, start, start_charger, wait_for
 from voltaro.app import Voltaro
 from voltaro.config import Settings
-from voltaro.sim.charger import SimulatedChargePoint
+from voltaro.sim.charger import ChargerOptions, SimulatedChargePoint
 from voltaro.sim.profiles import profile
 from voltaro.store.testing import aio_loop, database_url, pg_server, voltaro_settings
 
@@ -116,9 +116,12 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def rig(nursery: trio.Nursery, settings: Settings, tmp_path: Path) -> AsyncIterator[Rig]:
+async def rig(
+    nursery: trio.Nursery, settings: Settings, tmp_path: Path, **changes: Any
+) -> AsyncIterator[Rig]:
+    """A Voltaro (``changes``: to its settings) with its admin API, for one test."""
     voltaro = await start(
-        nursery, settings, admin_port=0, admin_token=TOKEN, data_dir=tmp_path / "data"
+        nursery, settings, admin_port=0, admin_token=TOKEN, data_dir=tmp_path / "data", **changes
     )
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(
@@ -367,6 +370,55 @@ async def test_a_reservation_ends_when_the_operator_makes_its_connector_inoperat
         assert charger.reservations == {}
 
 
+async def test_a_remote_start_on_a_reserved_connector_of_the_simulator(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
+) -> None:
+    async with rig(nursery, voltaro_settings, tmp_path) as r:
+        await add_tags(r.voltaro, "RES-TAG", "STRANGER")
+        charger = await r.charger("SIM-RES-REMOTE")
+        status, reservation_id = await r.reserve("SIM-RES-REMOTE", connectorId=1)
+        assert status == "Accepted"
+        assert await r.connector_becomes("SIM-RES-REMOTE", 1, "Reserved") == "Reserved"
+        # a triggered StatusNotification repeats Reserved: no transition, nothing ends
+        code, answer = await r.command(
+            "SIM-RES-REMOTE", "TriggerMessage", requestedMessage="StatusNotification", connectorId=1
+        )
+        assert (code, answer) == (200, {"result": {"status": "Accepted"}})
+
+        code, refused = await r.command(
+            "SIM-RES-REMOTE", "RemoteStartTransaction", connectorId=1, idTag="STRANGER"
+        )
+        assert (code, refused) == (200, {"result": {"status": "Rejected"}})
+        code, accepted = await r.command(
+            "SIM-RES-REMOTE", "RemoteStartTransaction", connectorId=1, idTag="RES-TAG"
+        )
+        assert (code, accepted) == (200, {"result": {"status": "Accepted"}})
+        await session_started(charger, 1)
+        used = await r.settles(reservation_id, "Used")
+        [transaction] = await r.rows(
+            "SELECT transaction_id, id_tag, reservation_id FROM transactions"
+            " WHERE charge_point_id = 'SIM-RES-REMOTE'"
+        )
+        assert (transaction["id_tag"], transaction["reservation_id"]) == ("RES-TAG", reservation_id)
+        assert used["status"] == "Used" and used["transactionId"] == transaction["transaction_id"]
+
+
+async def test_a_reservation_ends_when_its_connector_of_the_simulator_faults(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
+) -> None:
+    async with rig(nursery, voltaro_settings, tmp_path) as r:
+        charger = await r.charger("SIM-RES-FAULT")
+        _, reservation_id = await r.reserve("SIM-RES-FAULT", connectorId=2)
+        assert await r.connector_becomes("SIM-RES-FAULT", 2, "Reserved") == "Reserved"
+        await charger.fault(2)
+        ended = await r.settles(reservation_id, "ConnectorFaulted")
+        assert ended["status"] == "ConnectorFaulted"
+        assert charger.reservations == {}
+        await charger.repair(2)
+        assert await r.connector_becomes("SIM-RES-FAULT", 2, "Available") == "Available"
+        assert (await r.reservation(reservation_id))["status"] == "ConnectorFaulted"
+
+
 # ---- Remote Trigger ---------------------------------------------------------------------
 
 
@@ -529,3 +581,38 @@ async def test_trigger_message_not_implemented_and_rejected_by_the_simulator(
 
 async def _count_at_least(r: Rig, cp: str, action: str, n: int) -> bool:
     return (await inbound(r, cp)).get(action, 0) >= n
+
+
+async def test_a_pending_simulator_is_registered_by_a_triggered_boot_notification(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
+) -> None:
+    """An operator accepts a Pending charger and triggers its BootNotification (issue 18
+    offers that button): the Accepted answer registers the charger at once, as a real one's
+    would, not at its next Pending retry a minute later."""
+    async with rig(nursery, voltaro_settings, tmp_path, unknown_chargers="pending") as r:
+        charger = SimulatedChargePoint(
+            ChargerOptions("SIM-TRIG-PENDING", base_url(r.voltaro), QUIET, call_timeout=5),
+            REGISTRY,
+        )
+        await nursery.start(charger.run)
+
+        async def pending() -> bool:
+            found = await r.http.get("/api/v1/charge-points/SIM-TRIG-PENDING")
+            return found.status_code == 200 and found.json()["registrationStatus"] == "Pending"
+
+        await wait_for(pending, WAIT)
+        assert charger.boots == 1 and not charger.registered
+        accepted = await r.http.put(
+            "/api/v1/charge-points/SIM-TRIG-PENDING", json={"registrationStatus": "Accepted"}
+        )
+        assert accepted.status_code == 200
+        code, answer = await r.command(
+            "SIM-TRIG-PENDING", "TriggerMessage", requestedMessage="BootNotification"
+        )
+        assert (code, answer) == (200, {"result": {"status": "Accepted"}})
+        with contextlib.suppress(trio.TooSlowError):
+            await wait_for(lambda: charger.registered, WAIT)
+        assert charger.registered
+        # registered: it reports its connectors, as after any accepted boot
+        assert await r.connector_becomes("SIM-TRIG-PENDING", 2, "Available") == "Available"
+        assert charger.boots == 1  # the Pending retry had not come yet

@@ -61,7 +61,9 @@ TriggerMessage (section 5.17): the connector id matters for MeterValues and Stat
 only (a connector that does not exist: Rejected; none: every connector, and for
 StatusNotification the charger itself; 0: the charger itself, its meter the sum of the
 connectors'); for other messages it is ignored, as the specification says. A triggered
-MeterValues carries the running transaction's id, with context ``Trigger``.
+MeterValues carries the running transaction's id, with context ``Trigger``. A triggered
+BootNotification answered Accepted registers a Pending or Rejected charger then and there
+(an operator who accepts a charger and asks for its boot sees it come up at once).
 
 The charger speaks through :class:`voltaro.ocppj.endpoint.RpcEndpoint`, the same endpoint the
 server uses: inbound CALLs are schema-checked and answered in order, and our CALLs wait for
@@ -387,6 +389,8 @@ class SimulatedChargePoint:
         self.registered = False
         self.ever_registered = False
         self.boots = 0
+        self._boot_accepted = trio.Event()
+        """Set by an Accepted answer to a BootNotification of this connection."""
         self.online = trio.Event()
         self.queue: deque[QueuedMessage] = deque()
         self._queue_changed = trio.Event()
@@ -553,15 +557,31 @@ class SimulatedChargePoint:
             nursery.start_soon(self._guarded, self._flood)
 
     async def _boot(self) -> None:
+        """BootNotification until Accepted, every ``interval`` while Pending or Rejected. A
+        BootNotification the Central System triggers meanwhile (TriggerMessage) and has
+        answered Accepted ends the wait: the charger is registered by that answer."""
+        self._boot_accepted = trio.Event()
         while True:
             answer = await self.call("BootNotification", self._boot_payload())
             self.boots += 1
-            interval = float(answer["interval"])
-            if answer["status"] == "Accepted":
-                if interval > 0 and self.profile.heartbeat_interval is None:
-                    self.config["HeartbeatInterval"].value = str(int(interval))
+            if self._take_boot_answer(answer):
                 return
-            await trio.sleep(self._real(interval if interval > 0 else DEFAULT_BOOT_RETRY))
+            interval = float(answer["interval"])
+            with trio.move_on_after(self._real(interval if interval > 0 else DEFAULT_BOOT_RETRY)):
+                await self._boot_accepted.wait()
+            if self._boot_accepted.is_set():
+                return
+
+    def _take_boot_answer(self, answer: Payload) -> bool:
+        """Apply a BootNotification's answer; True when it is Accepted."""
+        if answer["status"] != "Accepted":
+            return False
+        interval = int(answer["interval"])
+        if interval > 0 and self.profile.heartbeat_interval is None:
+            self.config["HeartbeatInterval"].value = str(interval)
+            self._changed_config()
+        self._boot_accepted.set()
+        return True
 
     def _boot_payload(self) -> Payload:
         return {
@@ -1260,12 +1280,7 @@ class SimulatedChargePoint:
         if requested == "BootNotification":
 
             async def work() -> None:
-                answer = await self.call("BootNotification", self._boot_payload())
-                interval = int(answer["interval"])
-                accepted = answer["status"] == "Accepted"
-                if accepted and interval > 0 and self.profile.heartbeat_interval is None:
-                    self.config["HeartbeatInterval"].value = str(interval)
-                    self._changed_config()
+                self._take_boot_answer(await self.call("BootNotification", self._boot_payload()))
 
         elif requested == "Heartbeat":
 
