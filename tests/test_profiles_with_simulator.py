@@ -267,13 +267,32 @@ async def test_a_reservation_of_connector_0_is_used_on_any_connector_of_the_simu
         assert [res.connector_id for res in charger.reservations.values()] == [0]
         detail = (await r.http.get("/api/v1/charge-points/SIM-RES-ZERO")).json()
         assert [a["connectorId"] for a in detail["activeReservations"]] == [0]
+        # one of two connectors is enough for it: no connector shows Reserved
+        assert await r.connectors("SIM-RES-ZERO") == {
+            0: "Available",
+            1: "Available",
+            2: "Available",
+        }
         # two connectors: a second connector-0 reservation fits, a third would leave none
-        assert (await r.reserve("SIM-RES-ZERO", connectorId=0, idTag="OTHER-TAG"))[0] == "Accepted"
+        _, other_id = await r.reserve("SIM-RES-ZERO", connectorId=0, idTag="OTHER-TAG")
+        assert (await r.reservation(other_id))["status"] == "Accepted"
         assert (await r.reserve("SIM-RES-ZERO", connectorId=0, idTag="THIRD"))[0] == "Occupied"
+        # both free connectors are kept for the two: they show Reserved (OCA TC_049)
+        assert await r.connector_becomes("SIM-RES-ZERO", 1, "Reserved") == "Reserved"
+        assert await r.connector_becomes("SIM-RES-ZERO", 2, "Reserved") == "Reserved"
 
         nursery.start_soon(lambda: charger.charge(2, "ANY-TAG", seconds=3600))
         await session_started(charger, 2)
         used = await r.settles(reservation_id, "Used")
+        # the other one's tag still has connector 1, and only that tag
+        assert await r.connector_becomes("SIM-RES-ZERO", 2, "Charging") == "Charging"
+        assert (await r.connectors("SIM-RES-ZERO"))[1] == "Reserved"
+        assert [res.reservation_id for res in charger.reservations.values()] == [other_id]
+        code, cancelled = await r.command(
+            "SIM-RES-ZERO", "CancelReservation", reservationId=other_id
+        )
+        assert (code, cancelled) == (200, {"result": {"status": "Accepted"}})
+        assert await r.connector_becomes("SIM-RES-ZERO", 1, "Available") == "Available"
         [transaction] = await r.rows(
             "SELECT transaction_id, connector_id, reservation_id FROM transactions"
             " WHERE charge_point_id = 'SIM-RES-ZERO'"

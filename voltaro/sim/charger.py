@@ -54,7 +54,9 @@ Authorize); the StartTransaction of the tag that uses it carries its ``reservati
 it. It also ends at its ``expiryDate`` (wall-clock time, as the Central System reads it, not
 compressed by the profile's time scale), by CancelReservation, or when its connector becomes
 Unavailable or Faulted; the connector then reports what it is (Available, ...). A connector-0
-reservation changes no status. :meth:`SimulatedChargePoint.fault` and
+reservation holds no connector in particular, but while no more connectors are free than
+connector-0 reservations, the free ones admit only their tags and report Reserved (what OCA's
+test case TC_049 expects), and Available when that ends. :meth:`SimulatedChargePoint.fault` and
 :meth:`~SimulatedChargePoint.repair` break and mend a connector.
 
 TriggerMessage (section 5.17): the connector id matters for MeterValues and StatusNotification
@@ -772,10 +774,12 @@ class SimulatedChargePoint:
             return False
         connector.busy = True
         try:
-            return await self._charge(connector, id_tag, remote, seconds)
+            started = await self._charge(connector, id_tag, remote, seconds)
         finally:
             connector.busy = False
             connector.session = None
+        await self._show_idle(0)  # this connector is free again: others may not be kept now
+        return started
 
     async def _charge(
         self, connector: Connector, id_tag: str, remote: bool, seconds: float | None
@@ -783,7 +787,7 @@ class SimulatedChargePoint:
         number = connector.connector_id
         # At a reserved connector the tag is read before the connector is taken: a refused tag
         # leaves it Reserved (Preparing -> Reserved is no transition of section 4.9).
-        if self._reservation_on(number) is None:
+        if self._idle_status(connector) != "Reserved":
             await self._send_status(number, "Preparing")
         admitted, reservation = await self._admit(connector, id_tag, remote)
         if not admitted:
@@ -811,6 +815,7 @@ class SimulatedChargePoint:
         self._enqueue("StartTransaction", start, session.local_id)
         self.stats.sessions_started += 1
         await self._send_status(number, "Charging")
+        await self._show_idle(0)  # one free connector fewer: others may be kept now
         if seconds is None:
             seconds = max(60.0, self.random.expovariate(1 / max(self.profile.session_seconds, 1)))
         deadline = trio.current_time() + self._real(seconds)
@@ -938,6 +943,8 @@ class SimulatedChargePoint:
             return "Unavailable"
         if self._reservation_on(connector.connector_id) is not None:
             return "Reserved"
+        if reservations.kept_for_anyone(self.reservations, self.connectors, connector):
+            return "Reserved"
         return "Available"
 
     def _end_reservation(self, reservation: Reservation) -> None:
@@ -958,8 +965,12 @@ class SimulatedChargePoint:
         await self._show_idle(reservation.connector_id)
 
     async def _show_idle(self, connector_id: int) -> None:
-        """Report an idle connector's status when it changed (a session reports its own)."""
+        """Report an idle connector's status when it changed (a session reports its own);
+        connector 0: every connector's (a connector-0 reservation, or a connector that is
+        taken or freed, changes which connectors are kept for such reservations)."""
         if connector_id == 0:
+            for number in self.connectors:
+                await self._show_idle(number)
             return
         connector = self.connectors[connector_id]
         idle = self._idle_status(connector)
@@ -978,11 +989,12 @@ class SimulatedChargePoint:
             connector.session.stop("Other")  # the session reports Faulted as it ends
         elif not connector.busy:
             await self._send_status(connector_id, "Faulted")
+        await self._show_idle(0)
 
     async def repair(self, connector_id: int) -> None:
         """Mend a connector broken by :meth:`fault`."""
         self.connectors[connector_id].fault = None
-        await self._show_idle(connector_id)
+        await self._show_idle(0)
 
     def _sample(self, energy_wh: float, power_w: float) -> Payload:
         values: list[Payload] = []
@@ -1096,8 +1108,7 @@ class SimulatedChargePoint:
         async def report() -> None:
             if connector_id == 0:
                 await self._send_status(0, "Available" if operative else "Unavailable")
-            for number in changed:
-                await self._show_idle(number)
+            await self._show_idle(0)
 
         self._later(report)
         return {"status": "Scheduled" if scheduled else "Accepted"}
