@@ -193,9 +193,11 @@ class OcaCharger(ChargePoint):  # type: ignore[misc]
         )
 
     async def charging(self, id_tag: str, reservation_id: int | None) -> Any:
-        """The reusable state Charging (TC_004_1): Authorize, StartTransaction, Charging."""
+        """The reusable state Charging (TC_004_1) at a reserved connector, as TC_046_1_CS
+        orders it: Authorize, Preparing, StartTransaction, Charging."""
         authorized = await self.call(call.Authorize(id_tag=id_tag))
         assert authorized.id_tag_info["status"] == "Accepted"
+        await self.status(CONNECTOR, "Preparing")
         started = await self.call(
             call.StartTransaction(
                 connector_id=CONNECTOR,
@@ -227,7 +229,13 @@ def run(live: Live, charge_point_id: str, scenario: Scenario) -> Any:
                 )
                 await charger.status(CONNECTOR, "Available")
                 async with live.async_client() as http:
-                    return await scenario(http, charger)
+                    outcome = await scenario(http, charger)
+                    # every status the charger reported was a transition section 4.9 allows
+                    history = await http.get(
+                        f"/api/v1/charge-points/{charge_point_id}/status-history"
+                    )
+                    assert [h for h in history.json()["items"] if h["unexpected"]] == []
+                    return outcome
             finally:
                 for task in [*charger.tasks, listener]:
                     task.cancel()
@@ -301,6 +309,8 @@ RESERVED: list[Step] = [
 CHARGING: list[Step] = [
     ("CP", "Authorize.req"),
     ("CS", "Authorize.conf"),
+    ("CP", "StatusNotification.req"),
+    ("CS", "StatusNotification.conf"),
     ("CP", "StartTransaction.req"),
     ("CS", "StartTransaction.conf"),
     ("CP", "StatusNotification.req"),
