@@ -185,6 +185,10 @@ async def test_every_answer_to_reserve_now_from_the_simulator_is_recorded(
             9: "Rejected",
         }
         assert not_taking[0] == "Rejected"  # a charger that takes no reservations
+        await r.charger("SIM-RES-NO-ZERO", reserve_connector_zero=False)
+        no_zero = await r.reserve("SIM-RES-NO-ZERO", connectorId=0)
+        assert no_zero[0] == "Rejected"  # ReserveConnectorZeroSupported false
+        assert (await r.reservation(no_zero[1]))["status"] == "Rejected"
         for connector, (status, reservation_id) in [*answers.items(), (1, not_taking)]:
             record = await r.reservation(reservation_id)
             assert record["status"] == status
@@ -492,7 +496,7 @@ async def test_every_requested_message_is_triggered_in_the_simulator_and_stored(
     ]
     async with rig(nursery, voltaro_settings, tmp_path) as r:
         charger = await r.charger(cp)
-        await wait_for(lambda: _has_status_of_every_connector(r, cp), WAIT)
+        await boot_logged(r, cp)
         for body, expected in cases:
             before = await inbound(r, cp)
             code, answer = await r.command(cp, "TriggerMessage", **body)
@@ -537,8 +541,17 @@ async def test_every_requested_message_is_triggered_in_the_simulator_and_stored(
     assert charger.stats.call_errors == {}  # Voltaro answered every triggered message
 
 
-async def _has_status_of_every_connector(r: Rig, cp: str) -> bool:
-    return len(await r.connectors(cp)) == 3
+async def boot_logged(r: Rig, cp: str, connectors: int = 2) -> None:
+    """Until the message log holds the charger's boot and its first StatusNotifications (the
+    log is written in batches, after the answers): counts taken then are settled."""
+
+    async def logged() -> bool:
+        seen = await inbound(r, cp)
+        return seen.get("BootNotification", 0) >= 1 and (
+            seen.get("StatusNotification", 0) >= connectors + 1
+        )
+
+    await wait_for(logged, WAIT)
 
 
 async def test_a_triggered_meter_values_during_a_transaction_carries_it(
@@ -576,6 +589,7 @@ async def test_trigger_message_not_implemented_and_rejected_by_the_simulator(
         charger = await r.charger(
             "SIM-TRIG-NO", trigger_messages=frozenset({"Heartbeat", "MeterValues"})
         )
+        await boot_logged(r, "SIM-TRIG-NO")
         before = await inbound(r, "SIM-TRIG-NO")
         answers = [
             await r.command("SIM-TRIG-NO", "TriggerMessage", **body)
