@@ -613,7 +613,7 @@ async def test_trigger_message_not_implemented_and_rejected_by_the_simulator(
         assert {a: n - before.get(a, 0) for a, n in after.items() if n != before.get(a, 0)} == {
             "Heartbeat": 1
         }
-        assert charger.answered == ["TriggerMessage"] * 4
+        assert charger.answered.count("TriggerMessage") == 4
 
 
 async def _count_at_least(r: Rig, cp: str, action: str, n: int) -> bool:
