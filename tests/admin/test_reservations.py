@@ -68,14 +68,18 @@ class ReservingCharger(ChargePoint):  # type: ignore[misc]
         )
 
     async def start_transaction(
-        self, id_tag: str, connector_id: int, reservation_id: int | None = None
+        self,
+        id_tag: str,
+        connector_id: int,
+        reservation_id: int | None = None,
+        timestamp: str | None = None,
     ) -> int:
         started = await self.call(
             call.StartTransaction(
                 connector_id=connector_id,
                 id_tag=id_tag,
                 meter_start=0,
-                timestamp=later(0),
+                timestamp=timestamp or later(0),
                 reservation_id=reservation_id,
             )
         )
@@ -265,6 +269,32 @@ def test_a_reservation_expires_at_its_expiry(live: Live) -> None:
     assert reservation_id in [r["reservationId"] for r in held["items"]]
     assert expired["status"] == "Expired"
     assert reservation_id not in [r["reservationId"] for r in still["items"]]
+
+
+def test_an_expired_reservation_is_used_by_a_late_start_that_began_in_time(live: Live) -> None:
+    """A StartTransaction naming an Expired reservation uses it when the transaction began
+    before the expiry (it was sent late), not when it began after."""
+
+    async def scenario(http: httpx.AsyncClient, charger: ReservingCharger) -> list[Any]:
+        found = []
+        for connector in (1, 2):
+            expiry = later(1)
+            _, body = await reserve(http, "RES-LATE", connectorId=connector, expiryDate=expiry)
+            reservation_id = body["allocated"]["reservationId"]
+            await settles(http, reservation_id, "Expired")
+            began = later(-30) if connector == 1 else later(0)  # before / after the expiry
+            transaction = await charger.start_transaction(
+                "RES-TAG", connector, reservation_id=reservation_id, timestamp=began
+            )
+            status = "Used" if connector == 1 else "Never"
+            found.append((transaction, await settles(http, reservation_id, status, seconds=3)))
+        return found
+
+    [(in_time, used), (too_late, expired)] = run(live, "RES-LATE", scenario)
+    assert used["status"] == "Used" and used["transactionId"] == in_time
+    assert [h["status"] for h in used["history"]] == ["Requested", "Accepted", "Expired", "Used"]
+    assert expired["status"] == "Expired" and expired["transactionId"] is None
+    assert too_late != in_time
 
 
 def test_a_reservation_ends_when_its_connector_becomes_unavailable_or_faulted(

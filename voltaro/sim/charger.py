@@ -54,14 +54,18 @@ Authorize); the StartTransaction of the tag that uses it carries its ``reservati
 it. It also ends at its ``expiryDate`` (wall-clock time, as the Central System reads it, not
 compressed by the profile's time scale), by CancelReservation, or when its connector becomes
 Unavailable or Faulted; the connector then reports what it is (Available, ...). A connector-0
-reservation changes no status. :meth:`SimulatedChargePoint.fault` and
+reservation holds no connector in particular, but while no more connectors are free than
+connector-0 reservations, the free ones admit only their tags and report Reserved (what OCA's
+test case TC_049 expects), and Available when that ends. :meth:`SimulatedChargePoint.fault` and
 :meth:`~SimulatedChargePoint.repair` break and mend a connector.
 
 TriggerMessage (section 5.17): the connector id matters for MeterValues and StatusNotification
 only (a connector that does not exist: Rejected; none: every connector, and for
 StatusNotification the charger itself; 0: the charger itself, its meter the sum of the
 connectors'); for other messages it is ignored, as the specification says. A triggered
-MeterValues carries the running transaction's id, with context ``Trigger``.
+MeterValues carries the running transaction's id, with context ``Trigger``. A triggered
+BootNotification answered Accepted registers a Pending or Rejected charger then and there
+(an operator who accepts a charger and asks for its boot sees it come up at once).
 
 The charger speaks through :class:`voltaro.ocppj.endpoint.RpcEndpoint`, the same endpoint the
 server uses: inbound CALLs are schema-checked and answered in order, and our CALLs wait for
@@ -387,6 +391,8 @@ class SimulatedChargePoint:
         self.registered = False
         self.ever_registered = False
         self.boots = 0
+        self._boot_accepted = trio.Event()
+        """Set by an Accepted answer to a BootNotification of this connection."""
         self.online = trio.Event()
         self.queue: deque[QueuedMessage] = deque()
         self._queue_changed = trio.Event()
@@ -553,15 +559,31 @@ class SimulatedChargePoint:
             nursery.start_soon(self._guarded, self._flood)
 
     async def _boot(self) -> None:
+        """BootNotification until Accepted, every ``interval`` while Pending or Rejected. A
+        BootNotification the Central System triggers meanwhile (TriggerMessage) and has
+        answered Accepted ends the wait: the charger is registered by that answer."""
+        self._boot_accepted = trio.Event()
         while True:
             answer = await self.call("BootNotification", self._boot_payload())
             self.boots += 1
-            interval = float(answer["interval"])
-            if answer["status"] == "Accepted":
-                if interval > 0 and self.profile.heartbeat_interval is None:
-                    self.config["HeartbeatInterval"].value = str(int(interval))
+            if self._take_boot_answer(answer):
                 return
-            await trio.sleep(self._real(interval if interval > 0 else DEFAULT_BOOT_RETRY))
+            interval = float(answer["interval"])
+            with trio.move_on_after(self._real(interval if interval > 0 else DEFAULT_BOOT_RETRY)):
+                await self._boot_accepted.wait()
+            if self._boot_accepted.is_set():
+                return
+
+    def _take_boot_answer(self, answer: Payload) -> bool:
+        """Apply a BootNotification's answer; True when it is Accepted."""
+        if answer["status"] != "Accepted":
+            return False
+        interval = int(answer["interval"])
+        if interval > 0 and self.profile.heartbeat_interval is None:
+            self.config["HeartbeatInterval"].value = str(interval)
+            self._changed_config()
+        self._boot_accepted.set()
+        return True
 
     def _boot_payload(self) -> Payload:
         return {
@@ -752,10 +774,12 @@ class SimulatedChargePoint:
             return False
         connector.busy = True
         try:
-            return await self._charge(connector, id_tag, remote, seconds)
+            started = await self._charge(connector, id_tag, remote, seconds)
         finally:
             connector.busy = False
             connector.session = None
+        await self._show_idle(0)  # this connector is free again: others may not be kept now
+        return started
 
     async def _charge(
         self, connector: Connector, id_tag: str, remote: bool, seconds: float | None
@@ -763,7 +787,7 @@ class SimulatedChargePoint:
         number = connector.connector_id
         # At a reserved connector the tag is read before the connector is taken: a refused tag
         # leaves it Reserved (Preparing -> Reserved is no transition of section 4.9).
-        if self._reservation_on(number) is None:
+        if self._idle_status(connector) != "Reserved":
             await self._send_status(number, "Preparing")
         admitted, reservation = await self._admit(connector, id_tag, remote)
         if not admitted:
@@ -791,6 +815,7 @@ class SimulatedChargePoint:
         self._enqueue("StartTransaction", start, session.local_id)
         self.stats.sessions_started += 1
         await self._send_status(number, "Charging")
+        await self._show_idle(0)  # one free connector fewer: others may be kept now
         if seconds is None:
             seconds = max(60.0, self.random.expovariate(1 / max(self.profile.session_seconds, 1)))
         deadline = trio.current_time() + self._real(seconds)
@@ -918,6 +943,8 @@ class SimulatedChargePoint:
             return "Unavailable"
         if self._reservation_on(connector.connector_id) is not None:
             return "Reserved"
+        if reservations.kept_for_anyone(self.reservations, self.connectors, connector):
+            return "Reserved"
         return "Available"
 
     def _end_reservation(self, reservation: Reservation) -> None:
@@ -938,8 +965,12 @@ class SimulatedChargePoint:
         await self._show_idle(reservation.connector_id)
 
     async def _show_idle(self, connector_id: int) -> None:
-        """Report an idle connector's status when it changed (a session reports its own)."""
+        """Report an idle connector's status when it changed (a session reports its own);
+        connector 0: every connector's (a connector-0 reservation, or a connector that is
+        taken or freed, changes which connectors are kept for such reservations)."""
         if connector_id == 0:
+            for number in self.connectors:
+                await self._show_idle(number)
             return
         connector = self.connectors[connector_id]
         idle = self._idle_status(connector)
@@ -958,11 +989,12 @@ class SimulatedChargePoint:
             connector.session.stop("Other")  # the session reports Faulted as it ends
         elif not connector.busy:
             await self._send_status(connector_id, "Faulted")
+        await self._show_idle(0)
 
     async def repair(self, connector_id: int) -> None:
         """Mend a connector broken by :meth:`fault`."""
         self.connectors[connector_id].fault = None
-        await self._show_idle(connector_id)
+        await self._show_idle(0)
 
     def _sample(self, energy_wh: float, power_w: float) -> Payload:
         values: list[Payload] = []
@@ -1076,8 +1108,7 @@ class SimulatedChargePoint:
         async def report() -> None:
             if connector_id == 0:
                 await self._send_status(0, "Available" if operative else "Unavailable")
-            for number in changed:
-                await self._show_idle(number)
+            await self._show_idle(0)
 
         self._later(report)
         return {"status": "Scheduled" if scheduled else "Accepted"}
@@ -1260,12 +1291,7 @@ class SimulatedChargePoint:
         if requested == "BootNotification":
 
             async def work() -> None:
-                answer = await self.call("BootNotification", self._boot_payload())
-                interval = int(answer["interval"])
-                accepted = answer["status"] == "Accepted"
-                if accepted and interval > 0 and self.profile.heartbeat_interval is None:
-                    self.config["HeartbeatInterval"].value = str(interval)
-                    self._changed_config()
+                self._take_boot_answer(await self.call("BootNotification", self._boot_payload()))
 
         elif requested == "Heartbeat":
 

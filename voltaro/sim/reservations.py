@@ -2,7 +2,9 @@
 
 A reservation holds one connector for one id tag until its ``expiryDate``; on connector 0
 ("any connector", when ``ReserveConnectorZeroSupported``) it holds no connector in
-particular, but the charger keeps one connector free for the tag while it lasts. Here are the
+particular, but the charger keeps one connector free for the tag while it lasts: when no
+more connectors are free than such reservations, those free ones admit only their tags and
+show Reserved (:func:`kept_for_anyone`). Here are the
 rules, as functions of the reservations and the connectors' state: which answer a
 ``ReserveNow`` gets (:func:`reserve_now_status`) and who may start where (:func:`admission`).
 Keeping time, statuses and messages is the charger's (:mod:`voltaro.sim.charger`).
@@ -99,6 +101,24 @@ def is_free(reservations: Reservations, connector: ConnectorState) -> bool:
         and connector.fault is None
         and held(reservations, connector.connector_id) is None
     )
+
+
+def kept_for_anyone(
+    reservations: Reservations, connectors: Mapping[int, ConnectorState], connector: ConnectorState
+) -> bool:
+    """Whether ``connector`` (sound and reserved by no reservation of its own) is, once idle,
+    one of the free connectors the connector-0 reservations need between them: no more
+    connectors would be free than there are such reservations, so it admits only their tags
+    (:func:`admission`) and the charger shows it Reserved, as the OCA test case TC_049
+    expects. Its own session, if it has one, is not counted: the question is how it shows
+    when idle."""
+    zero = anywhere(reservations)
+    if not zero or connector.fault is not None or not connector.operative:
+        return False
+    if held(reservations, connector.connector_id) is not None:
+        return False
+    others = [c for c in connectors.values() if c is not connector and is_free(reservations, c)]
+    return len(others) + 1 <= len(zero)
 
 
 def needs_parent(reservations: Reservations, id_tag: str) -> bool:

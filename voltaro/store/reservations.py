@@ -19,10 +19,11 @@ from voltaro.store.database import Connection, Database
 Row = dict[str, Any]
 
 ACCEPTED = "Accepted"
+EXPIRED = "Expired"
 REQUESTED = "Requested"
 NO_ANSWER = "NoAnswer"
 ANSWERS = ("Accepted", "Faulted", "Occupied", "Rejected", "Unavailable")
-ENDINGS = ("Used", "Cancelled", "Expired", "ConnectorUnavailable", "ConnectorFaulted")
+ENDINGS = ("Used", "Cancelled", EXPIRED, "ConnectorUnavailable", "ConnectorFaulted")
 STATUSES = (REQUESTED, NO_ANSWER, *ANSWERS, *ENDINGS)
 NOT_ANSWERED = (REQUESTED, NO_ANSWER)
 """Sent but not answered: the charger may hold it all the same (its answer was lost), so a
@@ -165,18 +166,23 @@ class ReservationRepository:
         transaction_id: int,
         now: datetime,
     ) -> list[int]:
-        """A transaction started: the reservation it names (``reservationId``) is Used;
-        else the Accepted one of the charge point on its connector (or on connector 0, any)
-        whose id tag is one of ``id_tags`` or whose parent is ``parent_id_tag``, the one on
-        that very connector first. Case-insensitive, as id tags are matched everywhere."""
+        """A transaction started: the reservation it names (``reservationId``) is Used, also
+        when it had been marked Expired but the transaction started (its ``started_at``, the
+        charger's clock) before the expiry: a charger offline when the driver came sends its
+        StartTransaction late. Else the Accepted one of the charge point on its connector (or
+        on connector 0, any) whose id tag is one of ``id_tags`` or whose parent is
+        ``parent_id_tag``, the one on that very connector first. Case-insensitive, as id tags
+        are matched everywhere."""
         detail = f"transaction {transaction_id} on connector {connector_id}"
         if reservation_id is not None:
             used = await self._change(
-                "charge_point_id = $6 AND reservation_id = $7",
+                """charge_point_id = $6 AND reservation_id = $7
+                AND (status <> 'Expired' OR expiry_date >= (
+                    SELECT started_at FROM transactions WHERE transaction_id = $3))""",
                 (charge_point_id, reservation_id),
                 "Used",
                 now,
-                (ACCEPTED, *NOT_ANSWERED),
+                (ACCEPTED, *NOT_ANSWERED, EXPIRED),
                 detail,
                 transaction_id,
             )
@@ -215,7 +221,7 @@ class ReservationRepository:
 
     async def expire(self, now: datetime) -> list[int]:
         """Every Accepted reservation whose expiry has come is Expired."""
-        return await self._change("expiry_date <= $2", (), "Expired", now, (ACCEPTED,))
+        return await self._change("expiry_date <= $2", (), EXPIRED, now, (ACCEPTED,))
 
     async def holding(self, charge_point_id: str, now: datetime) -> list[Row]:
         """The charge point's Accepted reservations that have not expired, by connector."""

@@ -11,7 +11,9 @@ What happens to a reservation after its answer:
 
 - **Used**: a transaction started on the charge point that names it (``reservationId`` in
   StartTransaction), or one by the reserved id tag or by a tag with the same parent, on its
-  connector (a reservation of connector 0 is for any connector);
+  connector (a reservation of connector 0 is for any connector). One already Expired is Used
+  all the same when the transaction naming it started before the expiry (a charger offline
+  when the driver came sends its StartTransaction late);
 - **Cancelled**: CancelReservation answered Accepted (Rejected leaves it, with a history row);
 - **Expired**: its ``expiryDate`` came (:func:`expire_reservations`, on every instance: the
   SQL changes each reservation once, whoever runs it);
