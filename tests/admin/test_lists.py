@@ -112,7 +112,7 @@ def test_an_unknown_sort_field_is_refused_naming_the_allowed_ones(api: httpx.Cli
         api.get("/api/v1/charge-points", params={"sort": "password"}), 400, "'sort'"
     )
     for field in ("chargePointId", "online", "registrationStatus", "lastSeen", "firmwareVersion"):
-        assert f"\"{field}\"" in problem["detail"], problem["detail"]
+        assert f'"{field}"' in problem["detail"], problem["detail"]
     assert_problem(api.get("/api/v1/transactions", params={"order": "up"}), 400, '"asc", "desc"')
     for path in ("/api/v1/id-tags", "/api/v1/messages", "/api/v1/id-tags/refused"):
         assert_problem(api.get(path, params={"sort": "nothing"}), 400, "'sort'")
