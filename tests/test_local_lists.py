@@ -175,8 +175,14 @@ def accepted(*ids: str) -> dict[str, Any]:
     return {tag: {"status": "Accepted"} for tag in ids}
 
 
+SCENARIO_LIMIT = 120.0  # seconds: a scenario that hangs fails, with where it waited
+
+
 def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
-    return asyncio.run(scenario())
+    async def bounded() -> Any:
+        return await asyncio.wait_for(scenario(), SCENARIO_LIMIT)
+
+    return asyncio.run(bounded())
 
 
 async def lists(live: Live, **params: Any) -> dict[str, Any]:
