@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
-from tests.admin.conftest import Live, live_settings
+from tests.admin.conftest import Live, booted_peer, live_settings
 from tests.e2e import start_voltaro_with_loop
 from tests.threaded import trio_in_thread
 from voltaro.central.local_list_entries import apply_update
@@ -131,20 +131,10 @@ class ListCharger(ChargePoint):  # type: ignore[misc]
         return call_result.SendLocalList(status="Accepted")
 
 
-@contextlib.asynccontextmanager
-async def connected(live: Live, charge_point_id: str, **options: Any) -> AsyncIterator[ListCharger]:
-    async with websockets.connect(live.ws_url(charge_point_id), subprotocols=["ocpp1.6"]) as ws:
-        charger = ListCharger(charge_point_id, ws, **options)
-        listener = asyncio.create_task(charger.start())
-        try:
-            await charger.call(
-                call.BootNotification(charge_point_model="M", charge_point_vendor="V")
-            )
-            yield charger
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+def connected(
+    live: Live, charge_point_id: str, **options: Any
+) -> contextlib.AbstractAsyncContextManager[ListCharger]:
+    return booted_peer(live, charge_point_id, lambda id_, ws: ListCharger(id_, ws, **options))
 
 
 async def until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:

@@ -3,18 +3,25 @@ tests can talk to it with plain HTTP clients and with the `ocpp` package's Charg
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
+import websockets
+from ocpp.v16 import ChargePoint, call
 
 from tests.e2e import start_voltaro_with_loop
 from tests.threaded import trio_in_thread
 from voltaro.app import Voltaro
 from voltaro.config import Settings
 from voltaro.store.testing import TestPostgres
+
+PeerT = TypeVar("PeerT", bound=ChargePoint)
 
 
 @dataclasses.dataclass
@@ -73,3 +80,23 @@ def live(pg_server: TestPostgres, tmp_path_factory: pytest.TempPathFactory) -> I
 def api(live: Live) -> Iterator[httpx.Client]:
     with live.client() as client:
         yield client
+
+
+@contextlib.asynccontextmanager
+async def booted_peer(
+    live: Live, charge_point_id: str, make: Callable[[str, Any], PeerT]
+) -> AsyncIterator[PeerT]:
+    """An `ocpp` package charger (``make(id, websocket)``) connected to ``live`` and booted;
+    its listener stops when the block ends."""
+    async with websockets.connect(live.ws_url(charge_point_id), subprotocols=["ocpp1.6"]) as ws:
+        charger = make(charge_point_id, ws)
+        listener = asyncio.create_task(charger.start())
+        try:
+            await charger.call(
+                call.BootNotification(charge_point_model="M", charge_point_vendor="V")
+            )
+            yield charger
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener

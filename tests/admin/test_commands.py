@@ -8,18 +8,17 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
-import websockets
 from ocpp.exceptions import NotSupportedError
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
-from tests.admin.conftest import Live
+from tests.admin.conftest import Live, booted_peer
 from voltaro import cli
 
 PROBLEM = "application/problem+json"
@@ -100,20 +99,8 @@ class Charger(ChargePoint):  # type: ignore[misc]
         return call_result.TriggerMessage(status="Accepted")
 
 
-@contextlib.asynccontextmanager
-async def connected(live: Live, charge_point_id: str) -> AsyncIterator[Charger]:
-    async with websockets.connect(live.ws_url(charge_point_id), subprotocols=["ocpp1.6"]) as ws:
-        charger = Charger(charge_point_id, ws)
-        listener = asyncio.create_task(charger.start())
-        try:
-            await charger.call(
-                call.BootNotification(charge_point_model="M", charge_point_vendor="V")
-            )
-            yield charger
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+def connected(live: Live, charge_point_id: str) -> contextlib.AbstractAsyncContextManager[Charger]:
+    return booted_peer(live, charge_point_id, Charger)
 
 
 def run(live: Live, charge_point_id: str, scenario: Callable[..., Awaitable[Any]]) -> Any:

@@ -10,19 +10,18 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-import websockets
 from ocpp.exceptions import InternalError
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
-from tests.admin.conftest import Live
+from tests.admin.conftest import Live, booted_peer
 from voltaro import cli
 
 RESERVE = "/api/v1/charge-points/{}/commands/ReserveNow"
@@ -87,20 +86,10 @@ class ReservingCharger(ChargePoint):  # type: ignore[misc]
         return transaction_id
 
 
-@contextlib.asynccontextmanager
-async def connected(live: Live, charge_point_id: str) -> AsyncIterator[ReservingCharger]:
-    async with websockets.connect(live.ws_url(charge_point_id), subprotocols=["ocpp1.6"]) as ws:
-        charger = ReservingCharger(charge_point_id, ws)
-        listener = asyncio.create_task(charger.start())
-        try:
-            await charger.call(
-                call.BootNotification(charge_point_model="M", charge_point_vendor="V")
-            )
-            yield charger
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+def connected(
+    live: Live, charge_point_id: str
+) -> contextlib.AbstractAsyncContextManager[ReservingCharger]:
+    return booted_peer(live, charge_point_id, ReservingCharger)
 
 
 def run(

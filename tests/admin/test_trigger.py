@@ -9,18 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import httpx
-import websockets
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
-from tests.admin.conftest import Live
+from tests.admin.conftest import Live, booted_peer
 
 TRIGGER = "/api/v1/charge-points/{}/commands/TriggerMessage"
 
@@ -76,20 +74,10 @@ class TriggeredCharger(ChargePoint):  # type: ignore[misc]
         self.heard.append((requested_message, connector_id, await self.call(message)))
 
 
-@contextlib.asynccontextmanager
-async def connected(live: Live, charge_point_id: str) -> AsyncIterator[TriggeredCharger]:
-    async with websockets.connect(live.ws_url(charge_point_id), subprotocols=["ocpp1.6"]) as ws:
-        charger = TriggeredCharger(charge_point_id, ws)
-        listener = asyncio.create_task(charger.start())
-        try:
-            await charger.call(
-                call.BootNotification(charge_point_model="M", charge_point_vendor="V")
-            )
-            yield charger
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+def connected(
+    live: Live, charge_point_id: str
+) -> contextlib.AbstractAsyncContextManager[TriggeredCharger]:
+    return booted_peer(live, charge_point_id, TriggeredCharger)
 
 
 async def heard(charger: TriggeredCharger, count: int) -> None:
