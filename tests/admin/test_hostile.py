@@ -50,9 +50,15 @@ class SyncCharger:
         return answer
 
     def next_call(self) -> list[Any]:
-        frame: list[Any] = json.loads(self.ws.recv(timeout=10))
-        assert frame[0] == 2, frame
-        return frame
+        """The next CALL from Voltaro other than its own local-list check (sent on its own
+        a few seconds after boot, so it may come before an operator's command): that one is
+        answered NotImplemented, which makes Voltaro stop asking."""
+        while True:
+            frame: list[Any] = json.loads(self.ws.recv(timeout=10))
+            assert frame[0] == 2, frame
+            if frame[2] != "GetLocalListVersion":
+                return frame
+            self.ws.send(json.dumps([4, frame[1], "NotImplemented", "", {}]))
 
 
 @contextmanager
