@@ -194,6 +194,10 @@ class Settings:
     workers: int = 1
     local_lists: str = "all"
     local_list_debounce: float = 5.0
+    audit_retention_days: int = 365
+    sign_in_max_failures: int = 5
+    sign_in_max_address_failures: int = 20
+    sign_in_block: float = 900.0
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -269,6 +273,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "workers": _whole("processes"),
     "local_lists": _choice(LOCAL_LIST_MODES),
     "local_list_debounce": _seconds,
+    "audit_retention_days": _whole("days", zero="kept for ever"),
+    "sign_in_max_failures": _whole("failed sign-ins", zero="no limit"),
+    "sign_in_max_address_failures": _whole("failed sign-ins", zero="no limit"),
+    "sign_in_block": _seconds,
 }
 
 

@@ -99,8 +99,15 @@ ACCOUNT_SCHEMAS: JsonObject = {
         "properties": {
             "id": INTEGER,
             "at": DATE_TIME,
-            "actor": {"type": "string", "description": "account name, or @admin-token"},
-            "role": {"enum": list(ROLES)},
+            "actor": {
+                "type": "string",
+                "description": "account name, or @admin-token; for a sign-in that failed "
+                "(action signIn), the name it was tried with",
+            },
+            "role": {
+                "enum": [*ROLES, "none"],
+                "description": "none: a sign-in that failed (nobody was proven)",
+            },
             "via": {"enum": ["api", "dashboard", "cli"]},
             "action": {"type": "string", "description": "the API operation, e.g. commandReset"},
             "chargePointId": N_STRING,

@@ -66,6 +66,7 @@ from voltaro.central.accounts import BOOTSTRAP, Principal, Role
 from voltaro.central.domain_events import DomainEvent, event_json
 from voltaro.central.operations import Operations
 from voltaro.central.profile import CONNECTOR_NOTES, Listing
+from voltaro.central.sign_in import SignIn
 from voltaro.ocppj.dialect import OCPP16
 from voltaro.store.dashboard_queries import DashboardQueries
 from voltaro.store.refused_id_tags import REASONS
@@ -369,32 +370,62 @@ def mount_dashboard(
             return redirect(local_path(request.args.get("next")))
         return await render_template("login.html", next=request.args.get("next", "/"))
 
-    async def sign_in_as(form: Mapping[str, str]) -> tuple[Principal | None, str]:
-        """Who the form's credentials prove, or None and why not."""
+    async def sign_in_as(form: Mapping[str, str]) -> tuple[SignIn, str]:
+        """What the form's credentials prove (throttled: :mod:`voltaro.central.sign_in`),
+        and the name they were given as (for the audit log)."""
+        address = request.remote_addr
         given = (form.get("token") or "").strip()
         if given:
-            if hmac.compare_digest(given.encode(), token.encode()):
-                return BOOTSTRAP, ""
-            return None, "Wrong token."
+            matches = hmac.compare_digest(given.encode(), token.encode())
+            return await operations.sign_ins.with_token(matches, address), BOOTSTRAP.name
         name = (form.get("name") or "").strip()
         password = form.get("password") or ""
         if not name or not password:
-            return None, "Give an account's name and password, or the admin token."
-        principal = await operations.accounts.check_password(name, password)
-        return principal, "" if principal is not None else "Wrong name or password."
+            return SignIn(None, "Give an account's name and password, or the admin token."), ""
+        return await operations.sign_ins.with_password(name, password, address), name
+
+    async def audit_sign_in(attempt: SignIn, name: str) -> None:
+        """Record every sign-in but those refused during a block after its first refusal
+        (a guesser hammering a blocked account would otherwise write a row per request)."""
+        address = request.remote_addr
+        outcome: dict[str, Any]
+        if attempt.principal is not None:
+            outcome = {"effect": "signed in"}
+            who = attempt.principal
+            await gate.record_sign_in(who.name, who.role, address, 200, outcome)
+        elif attempt.retry_after:
+            if attempt.first_refusal:
+                outcome = {"detail": attempt.why, "retryAfter": attempt.retry_after}
+                await gate.record_sign_in(name, "none", address, 429, outcome)
+        elif name:
+            outcome = {"detail": attempt.why, "blocked": attempt.blocked_now}
+            await gate.record_sign_in(name, "none", address, 401, outcome)
 
     @app.post("/login")
     async def dashboard_login() -> Any:
         check_origin()
         form = await request.form
         target = local_path(form.get("next"))
-        principal, why = await sign_in_as(form)
+        attempt, name = await sign_in_as(form)
+        await audit_sign_in(attempt, name)
+        principal = attempt.principal
         if principal is None:
-            await trio.sleep(0.2)  # a little friction for guessing
+            status = 429 if attempt.retry_after else 401
+            if request.headers.get("Accept", "").startswith("application/json"):
+                title = "Too Many Requests" if attempt.retry_after else "Unauthorized"
+                problem = Problem(status, title, attempt.why)
+                if attempt.retry_after:
+                    problem.headers["Retry-After"] = str(attempt.retry_after)
+                raise problem
+            if not attempt.retry_after:
+                await trio.sleep(0.2)  # a little friction for guessing
             body = await render_template(
-                "login.html", next=target, error=why, name=form.get("name", "")
+                "login.html", next=target, error=attempt.why, name=form.get("name", "")
             )
-            return Response(body, status=401, content_type="text/html; charset=utf-8")
+            response = Response(body, status=status, content_type="text/html; charset=utf-8")
+            if attempt.retry_after:
+                response.headers["Retry-After"] = str(attempt.retry_after)
+            return response
         session.clear()
         session.permanent = True
         session["sid"] = await operations.accounts.start_session(principal, SESSION_LIFETIME)

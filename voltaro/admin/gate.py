@@ -3,6 +3,8 @@ operator action takes, from the API and from the dashboard alike.
 
 - :meth:`Gate.bearer`: the caller of an API request, from ``Authorization: Bearer``: the
   admin token (the bootstrap admin) or an account's API token (``vlt_...``).
+- :meth:`Gate.record_sign_in`: the audit record of a dashboard sign-in (one that succeeded,
+  failed, or was refused at the start of a block of :mod:`voltaro.central.sign_in`).
 - :meth:`Gate.perform`: run an :class:`~voltaro.admin.spec.Operation` for a caller: its
   declared role is checked first (403 names the role needed), then the handler runs; an
   operation that changes something (every method but GET) is written to the audit log with
@@ -33,6 +35,7 @@ log = logging.getLogger("voltaro.audit")
 
 SECRET_FIELDS = frozenset({"password"})
 EFFECTS = {200: "updated", 201: "created", 204: "removed"}
+MAX_ACTOR = 100  # characters of a name given at a failed sign-in that the audit log keeps
 
 
 def unauthorized(detail: str) -> Problem:
@@ -122,6 +125,35 @@ class Gate:
                 outcome["id"] = body["id"]
         await self._record(op, call, who, via, status, outcome)
         return result
+
+    async def record_sign_in(
+        self, actor: str, role: str, address: str | None, status: int, outcome: Any
+    ) -> None:
+        """Log and record a sign-in as ``actor`` (the name given, for one that failed: who
+        tried is not known) from ``address``, answered ``status`` with ``outcome``."""
+        actor = actor[:MAX_ACTOR]
+        if status >= 400:  # a success is logged where the session starts
+            log.info(
+                "sign-in as %s from %s: %s",
+                actor,
+                address or "an unknown address",
+                _summary(status, outcome),
+            )
+        entry = AuditEntry(
+            actor=actor,
+            role=role,
+            via="dashboard",
+            action="signIn",
+            charge_point_id=None,
+            target=None,
+            request={"remoteAddress": address},
+            status=status,
+            outcome=outcome,
+        )
+        try:
+            await self._operations.audit.record(entry)
+        except StoreError as error:
+            log.warning("audit record of a sign-in as %s lost: %s", actor, error)
 
     async def _record(
         self, op: Operation, call: Request, who: Principal, via: str, status: int, outcome: Any

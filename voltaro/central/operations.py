@@ -28,6 +28,7 @@ from voltaro.central.events import EventBus
 from voltaro.central.passwords import hash_password
 from voltaro.central.profile import CONNECTOR_NOTES, Listing, Payload
 from voltaro.central.sessions import CLOSE_POLICY_VIOLATION
+from voltaro.central.sign_in import SignIns
 from voltaro.central.system import CentralSystem
 from voltaro.store import Store, StoreUnavailable
 from voltaro.store.admin_queries import AdminQueries
@@ -88,6 +89,12 @@ class Operations:
     def accounts(self) -> Accounts:
         """Operator accounts, their dashboard sessions and API tokens."""
         return Accounts(self._store().accounts)
+
+    @property
+    def sign_ins(self) -> SignIns:
+        """Dashboard sign-ins, throttled across instances (:mod:`voltaro.central.sign_in`)."""
+        store = self._store()
+        return SignIns(Accounts(store.accounts), store.sign_in_attempts, self._central.settings)
 
     @property
     def audit(self) -> AuditRepository:

@@ -125,6 +125,18 @@ class AccountRepository:
 
         await self._database.run(write)
 
+    async def purge_expired_sessions(self) -> int:
+        """Delete the sessions past their expiry (a revoked one is deleted when revoked); the
+        count."""
+
+        async def write(connection: Connection) -> int:
+            result: str = await connection.execute(
+                "DELETE FROM operator_sessions WHERE expires_at <= now()"
+            )
+            return int(result.split()[-1])
+
+        return await self._database.run(write)
+
     async def session_holder(self, id_hash: str) -> Holder | None:
         """The holder of a live (unexpired) session; None when unknown, revoked or expired."""
 

@@ -2,7 +2,9 @@
 point, with which request, and the outcome), newest first when read.
 
 A row is written directly (one commit) before the operator is answered, not through the
-group-commit writer: actions are rare, and an answer must not outrun its record.
+group-commit writer: actions are rare, and an answer must not outrun its record. Rows older
+than the retention are deleted by :meth:`AuditRepository.purge_before` (run on every
+instance by :mod:`voltaro.central.retention`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from voltaro.store.admin_queries import Page, Where, _page
-from voltaro.store.database import Connection, Database
+from voltaro.store.database import LONG_DEADLINE, Connection, Database
 from voltaro.store.records import pg_text
 
 
@@ -57,6 +59,9 @@ class AuditFilter:
         return where
 
 
+PURGE_CHUNK = 10_000  # rows per DELETE: each purge transaction stays short
+
+
 class AuditRepository:
     def __init__(self, database: Database) -> None:
         self._database = database
@@ -91,3 +96,22 @@ class AuditRepository:
             )
 
         return await self._database.run(read)
+
+    async def purge_before(self, cutoff: datetime) -> int:
+        """Delete the entries recorded before ``cutoff``, a chunk per transaction (several
+        instances may purge at once: each deletes what is still there); the count."""
+        total = 0
+        while True:
+            deleted = await self._database.run(_purge_chunk, cutoff, deadline=LONG_DEADLINE)
+            total += deleted
+            if deleted < PURGE_CHUNK:
+                return total
+
+
+async def _purge_chunk(connection: Connection, cutoff: datetime) -> int:
+    result: str = await connection.execute(
+        "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < $1 LIMIT $2)",
+        cutoff,
+        PURGE_CHUNK,
+    )
+    return int(result.split()[-1])

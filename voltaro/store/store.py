@@ -26,6 +26,7 @@ from voltaro.store.message_log import MessageLogLimits, MessageLogRepository
 from voltaro.store.migrate import migrate
 from voltaro.store.refused_id_tags import RefusedIdTags
 from voltaro.store.security_events import SecurityEventRepository
+from voltaro.store.sign_in_attempts import SignInAttempts
 from voltaro.store.transactions import TransactionRepository
 from voltaro.store.writer import GroupCommitWriter
 
@@ -61,6 +62,7 @@ class Store:
         self.command_queue = CommandQueue(database)
         self.accounts = AccountRepository(database)
         self.audit = AuditRepository(database)
+        self.sign_in_attempts = SignInAttempts(database)
         self.fleet_stats = FleetStats(database)
 
 

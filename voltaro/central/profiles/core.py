@@ -30,6 +30,7 @@ from voltaro.central.metering import content_digest, energy_reading, stored_mete
 from voltaro.central.passwords import hash_password
 from voltaro.central.profile import Command, Field, Profile
 from voltaro.central.redaction import is_secret, redacted
+from voltaro.central.retention import keep_operator_records
 from voltaro.central.timestamps import format_timestamp, parse_timestamp, utc_now
 from voltaro.ocppj.errors import ErrorCode, OcppError
 from voltaro.store.records import BootDetails, StatusChange, StopOutcome
@@ -418,6 +419,8 @@ CORE = Profile(
     },
     accepted_only=ACCEPTED_ONLY,
     commands=COMMANDS,
+    # not the charging domain's, but every instance runs the Core profile's tasks
+    tasks=(keep_operator_records,),
     migrations=(
         "0001_core.sql",
         "0002_known_configuration.sql",
@@ -433,5 +436,6 @@ CORE = Profile(
         "0014_operator_accounts.sql",
         "0015_list_indexes_and_refused_tags.sql",
         "0016_fleet_stats.sql",
+        "0017_sign_in_attempts.sql",
     ),
 )
