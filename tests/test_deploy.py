@@ -1,0 +1,346 @@
+"""The deploy files (deploy/) checked for real where this machine can: the systemd unit's
+ExecStart line is run with its environment file's variables (the data directory, ports and
+database changed for the test) until it is ready, answers its health check and a charger,
+and stops on the unit's signal within the unit's stop timeout; `systemd-analyze verify`
+checks the unit; docker-compose's `config` validates the compose file, whose nodes' settings,
+ports and HAProxy configuration are checked against Voltaro's; the Dockerfile's command,
+ports, variables and health check are checked against the settings (its health check is
+run against the live server). No image is built and no container runs here: there is no
+Docker daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import yaml
+
+from tests.harness import RawCharger
+from voltaro.config import Settings
+from voltaro.supervisor import SHUTDOWN_GRACE
+from voltaro.transport.server import ServerOptions
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+READY = re.compile(r"Voltaro is ready: ")
+
+
+# ---- reading the files ------------------------------------------------------------------
+
+
+def unit_entries(path: Path) -> dict[str, list[str]]:
+    """A systemd unit as ``{"Section.Key": [values]}`` (a key may repeat)."""
+    entries: dict[str, list[str]] = {}
+    section = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        entries.setdefault(f"{section}.{key.strip()}", []).append(value.strip())
+    return entries
+
+
+def environment_file(path: Path) -> dict[str, str]:
+    """An EnvironmentFile's variables (``KEY=VALUE`` lines; ``#`` comments)."""
+    env = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if line and line[0] not in "#;":
+            key, _, value = line.partition("=")
+            env[key.strip()] = value.strip().strip('"')
+    return env
+
+
+def dockerfile(path: Path) -> list[tuple[str, str]]:
+    """The Dockerfile's instructions, ``(INSTRUCTION, arguments)``, continuations joined."""
+    instructions = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        if raw.lstrip().startswith("#") and not pending:
+            continue
+        line = raw.rstrip()
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line, pending = pending + line, ""
+        if line.strip():
+            word, _, rest = line.strip().partition(" ")
+            instructions.append((word.upper(), rest.strip()))
+    return instructions
+
+
+def one(instructions: list[tuple[str, str]], word: str) -> str:
+    found = [rest for name, rest in instructions if name == word]
+    assert len(found) == 1, f"{word}: {found}"
+    return found[0]
+
+
+def docker_env(instructions: list[tuple[str, str]]) -> dict[str, str]:
+    env = {}
+    for name, rest in instructions:
+        if name == "ENV":
+            for pair in shlex.split(rest):
+                key, _, value = pair.partition("=")
+                env[key] = value
+    return env
+
+
+def healthcheck_command(instructions: list[tuple[str, str]]) -> list[str]:
+    rest = one(instructions, "HEALTHCHECK")
+    command: list[str] = json.loads(rest[rest.index("CMD") + 3 :])
+    return command
+
+
+def seconds(text: str) -> float:
+    match = re.fullmatch(r"(\d+)(s|min)?", text)
+    assert match is not None, text
+    return float(match[1]) * (60 if match[2] == "min" else 1)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+# ---- the Dockerfile ------------------------------------------------------------------------
+
+
+def test_the_dockerfile_agrees_with_the_settings() -> None:
+    instructions = dockerfile(DEPLOY / "Dockerfile")
+    defaults = Settings()
+    assert json.loads(one(instructions, "CMD")) == ["voltaro", "serve"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert "voltaro" in scripts
+    exposed = {int(port) for port in one(instructions, "EXPOSE").split()}
+    assert exposed == {defaults.ocpp_port, defaults.admin_port}
+
+    env = docker_env(instructions)
+    settings = Settings.from_env(env)  # every VOLTARO_* variable is one Voltaro reads
+    assert {"VOLTARO_DATA_DIR", "VOLTARO_OCPP_HOST", "VOLTARO_ADMIN_HOST"} <= set(env)
+    assert settings.ocpp_host == settings.admin_host == "0.0.0.0"  # reachable from outside
+    volume = json.loads(one(instructions, "VOLUME"))
+    assert volume == [str(settings.data_dir)] == [one(instructions, "WORKDIR")]
+    assert one(instructions, "USER") not in ("root", "0")
+    assert one(instructions, "STOPSIGNAL") == "SIGTERM"
+    for name, rest in instructions:
+        if name == "COPY":
+            for source in rest.split()[:-1]:
+                assert (ROOT / source).exists(), source
+    command = healthcheck_command(instructions)
+    assert command[:2] == ["python", "-c"] and "/healthz" in command[2]
+
+
+# ---- the compose file ----------------------------------------------------------------------
+
+
+def compose_config(env: dict[str, str]) -> dict[str, Any]:
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        if os.environ.get("VOLTARO_REQUIRE_COMPOSE") == "1":
+            pytest.fail("docker-compose is not installed (VOLTARO_REQUIRE_COMPOSE=1)")
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+    done = subprocess.run(
+        [compose, "-f", str(DEPLOY / "compose.yaml"), "config"],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    config: dict[str, Any] = yaml.safe_load(done.stdout)
+    return config
+
+
+def test_the_compose_file_is_valid_and_agrees_with_the_settings() -> None:
+    secrets = {"POSTGRES_PASSWORD": "0123abcd", "VOLTARO_ADMIN_TOKEN": "t" * 32}
+    config = compose_config(secrets)
+    services = config["services"]
+    assert set(services) == {"db", "node1", "node2", "haproxy"}
+    image_env = docker_env(dockerfile(DEPLOY / "Dockerfile"))
+    nodes = {}
+    for name in ("node1", "node2"):
+        node = services[name]
+        assert node["build"]["dockerfile"] == "deploy/Dockerfile"
+        assert node["depends_on"]["db"]["condition"] == "service_healthy"
+        assert seconds(node["stop_grace_period"]) >= SHUTDOWN_GRACE + ServerOptions().close_timeout
+        nodes[name] = Settings.from_env({**image_env, **node["environment"]})
+    one_node, other = nodes["node1"], nodes["node2"]
+    assert (
+        one_node.database_url
+        == other.database_url
+        == "postgresql://voltaro:0123abcd@db:5432/voltaro"
+    )
+    assert one_node.admin_token == other.admin_token == secrets["VOLTARO_ADMIN_TOKEN"]
+    assert one_node.instance_id != other.instance_id
+    assert one_node.max_handshakes_per_address == 0  # every charger comes from HAProxy
+    assert services["db"]["environment"]["POSTGRES_USER"] == "voltaro"
+
+    # HAProxy: the variant of deploy/haproxy.cfg, listening where the compose file publishes,
+    # sending to the nodes' service names at their settings' ports.
+    haproxy = services["haproxy"]
+    mounted = [v for v in haproxy["volumes"] if v.endswith("/haproxy.cfg:ro")]
+    assert len(mounted) == 1
+    cfg_path = Path(mounted[0].split(":")[0])
+    assert cfg_path == DEPLOY / "haproxy-compose.cfg"
+    cfg = cfg_path.read_text()
+    published = {(p["published"], p["target"]) for p in haproxy["ports"]}
+    assert published == {(one_node.ocpp_port,) * 2, (one_node.admin_port,) * 2}
+    assert set(re.findall(r"^\s*bind :(\d+)$", cfg, re.M)) == {
+        str(one_node.ocpp_port),
+        str(one_node.admin_port),
+    }
+    servers = re.findall(r"^\s*server (\S+) (\S+):(\d+)(?: port (\d+))?$", cfg, re.M)
+    assert sorted(servers) == sorted(
+        [(n, n, str(one_node.ocpp_port), str(one_node.admin_port)) for n in nodes]
+        + [(n, n, str(one_node.admin_port), "") for n in nodes]
+    )
+    if shutil.which("haproxy") is not None:
+        checked = subprocess.run(
+            ["haproxy", "-c", "-f", str(cfg_path)], capture_output=True, text=True, timeout=60
+        )
+        assert checked.returncode == 0, checked.stderr
+
+
+def test_the_compose_file_refuses_to_start_without_its_secrets() -> None:
+    compose_config({"POSTGRES_PASSWORD": "x", "VOLTARO_ADMIN_TOKEN": "t" * 32})  # or skip
+    done = subprocess.run(
+        ["docker-compose", "-f", str(DEPLOY / "compose.yaml"), "config"],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "set POSTGRES_PASSWORD" in done.stderr
+
+
+# ---- the systemd unit ----------------------------------------------------------------------
+
+
+def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    entries = unit_entries(DEPLOY / "voltaro.service")
+    installed = shlex.split(entries["Service.ExecStart"][0])[0]
+    here = str(Path(sys.executable).parent / "voltaro")
+    unit = tmp_path / "voltaro.service"  # the binary where this test's environment has it
+    unit.write_text((DEPLOY / "voltaro.service").read_text().replace(installed, here))
+    done = subprocess.run(
+        [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and not done.stdout.strip() and not done.stderr.strip(), (
+        done.stdout + done.stderr
+    )
+
+
+@contextmanager
+def running_unit(
+    tmp_path: Path, database_url: str
+) -> Iterator[tuple[subprocess.Popen[bytes], Settings, Path]]:
+    """The unit's ExecStart, with its EnvironmentFile's variables (the data directory, the
+    ports and the database the test's), in its WorkingDirectory (the test's state directory);
+    yields the process, its settings and its log once it is ready."""
+    entries = unit_entries(DEPLOY / "voltaro.service")
+    env_file = Path(entries["Service.EnvironmentFile"][0])
+    env = environment_file(DEPLOY / env_file.name)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    env |= {
+        "VOLTARO_DATA_DIR": str(state),
+        "VOLTARO_DATABASE_URL": database_url,
+        "VOLTARO_OCPP_PORT": str(free_port()),
+        "VOLTARO_ADMIN_PORT": str(free_port()),
+    }
+    settings = Settings.from_env(env)
+    argv = shlex.split(entries["Service.ExecStart"][0])
+    argv[0] = str(Path(sys.executable).parent / Path(argv[0]).name)
+    log_path = tmp_path / "journal.log"
+    with log_path.open("wb") as journal:
+        process = subprocess.Popen(
+            argv,
+            env={"PATH": os.environ["PATH"], **env},  # systemd's is as bare
+            cwd=state,
+            stdout=journal,
+            stderr=journal,
+        )
+    try:
+        for _ in range(2400):
+            if READY.search(log_path.read_text(errors="replace")):
+                break
+            assert process.poll() is None, log_path.read_text(errors="replace")
+            trio.run(trio.sleep, 0.05)
+        else:
+            raise TimeoutError(log_path.read_text(errors="replace"))
+        yield process, settings, log_path
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def boot(url: str) -> list[Any]:
+    async with trio.open_nursery() as nursery:
+        charger = await RawCharger.connect(nursery, url)
+        answer = await charger.call(
+            "BootNotification", {"chargePointVendor": "Deploy", "chargePointModel": "Unit"}
+        )
+        await charger.websocket.aclose()
+    return answer
+
+
+def test_the_systemd_unit_runs_and_stops(tmp_path: Path, database_url: str) -> None:
+    entries = unit_entries(DEPLOY / "voltaro.service")
+    first = {key: values[0] for key, values in entries.items()}
+    assert first["Service.User"] not in ("root", "0")
+    assert first["Service.Restart"] in ("on-failure", "always")
+    assert first["Service.KillSignal"] == "SIGTERM" and first["Service.KillMode"] == "mixed"
+    stop_timeout = seconds(first["Service.TimeoutStopSec"])
+    assert stop_timeout >= SHUTDOWN_GRACE + ServerOptions().close_timeout
+    assert int(first["Service.LimitNOFILE"]) > Settings().reserved_files + 20_000
+    env = environment_file(DEPLOY / Path(first["Service.EnvironmentFile"]).name)
+    # The sandbox lets it write its data directory, and nothing else.
+    assert first["Service.ProtectSystem"] == "strict"
+    state_dir = f"/var/lib/{first['Service.StateDirectory']}"
+    assert env["VOLTARO_DATA_DIR"] == state_dir == first["Service.WorkingDirectory"]
+
+    health = healthcheck_command(dockerfile(DEPLOY / "Dockerfile"))
+    with running_unit(tmp_path, database_url) as (process, settings, log_path):
+        admin = f"http://127.0.0.1:{settings.admin_port}"
+        assert httpx.get(f"{admin}/healthz", timeout=30).json() == {
+            "status": "ok",
+            "database": "ok",
+        }
+        probe_env = {"PATH": os.environ["PATH"], "VOLTARO_ADMIN_PORT": str(settings.admin_port)}
+        health_argv = [sys.executable, *health[1:]]
+        assert subprocess.run(health_argv, env=probe_env, timeout=60).returncode == 0
+        url = f"ws://127.0.0.1:{settings.ocpp_port}/ocpp/DEPLOY-UNIT-1"
+        answer = trio.run(boot, url)
+        assert answer[0] == 3 and answer[2]["status"] == "Pending"  # the env file's policy
+        assert (settings.data_dir / "admin-token").exists()
+
+        process.send_signal(signal.Signals[first["Service.KillSignal"]])
+        assert process.wait(timeout=stop_timeout) == 0, log_path.read_text(errors="replace")
+    assert (
+        subprocess.run(health_argv, env=probe_env, capture_output=True, timeout=60).returncode != 0
+    )
