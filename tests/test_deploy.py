@@ -194,6 +194,9 @@ def test_the_compose_file_is_valid_and_agrees_with_the_settings() -> None:
     assert one_node.admin_token == other.admin_token == secrets["VOLTARO_ADMIN_TOKEN"]
     assert one_node.instance_id != other.instance_id
     assert one_node.max_handshakes_per_address == 0  # every charger comes from HAProxy
+    haproxy_address = services["haproxy"]["networks"]["default"]["ipv4_address"]
+    assert one_node.trusted_proxies == other.trusted_proxies == f"{haproxy_address}/32"
+    assert "option forwardfor" in (DEPLOY / "haproxy-compose.cfg").read_text()
     assert services["db"]["environment"]["POSTGRES_USER"] == "voltaro"
 
     # HAProxy: the variant of deploy/haproxy.cfg, listening where the compose file publishes,

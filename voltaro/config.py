@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from voltaro.client_address import parse_networks
 from voltaro.logformat import LOG_FORMATS
 from voltaro.transport import accepting, websocket
 
@@ -149,6 +150,11 @@ def _instance_id(text: str) -> str | None:
     return text
 
 
+def _networks(text: str) -> str:
+    """Comma-separated IP addresses or networks, kept as text (the form workers inherit)."""
+    return ",".join(str(network) for network in parse_networks(text))
+
+
 def default_instance_id(port: int) -> str:
     """This host's name and the OCPP port it listens on: unique among running instances
     (two cannot hold one port on one host) and the same again when the instance restarts,
@@ -198,6 +204,7 @@ class Settings:
     sign_in_max_failures: int = 5
     sign_in_max_address_failures: int = 20
     sign_in_block: float = 900.0
+    trusted_proxies: str = ""
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -277,6 +284,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "sign_in_max_failures": _whole("failed sign-ins", zero="no limit"),
     "sign_in_max_address_failures": _whole("failed sign-ins", zero="no limit"),
     "sign_in_block": _seconds,
+    "trusted_proxies": _networks,
 }
 
 

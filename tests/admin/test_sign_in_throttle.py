@@ -57,7 +57,10 @@ def pair(pg_server: TestPostgres, tmp_path_factory: pytest.TempPathFactory) -> I
         "admin_token": token,
     }
     one = dataclasses.replace(live_settings(url, base / "one"), **limits)
-    two = dataclasses.replace(live_settings(url, base / "two"), **limits)
+    # the second instance takes loopback clients for proxies (X-Forwarded-For names the client)
+    two = dataclasses.replace(
+        live_settings(url, base / "two"), **limits, trusted_proxies="127.0.0.0/8"
+    )
     try:
         with _started(one) as a, _started(two) as b:
             with a.client() as api:
@@ -167,3 +170,22 @@ def test_the_admin_token_on_the_form_counts_against_the_address(pair: Pair) -> N
         assert right.status_code == 429
     with client_from(pair.first, "127.0.0.8") as client:
         assert client.post("/login", data={"token": pair.first.token}).status_code == 302
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_is_counted(pair: Pair) -> None:
+    """The second instance trusts loopback peers as proxies: the client is the right-most
+    X-Forwarded-For address that is not a proxy; a client's own entries further left prove
+    nothing. The first instance trusts none: there the header is ignored."""
+    guesser = {"X-Forwarded-For": "198.51.100.1, 203.0.113.7"}  # its claim, then the proxy's
+    with client_from(pair.second, "127.0.0.20") as proxy:
+        for n in range(MAX_ADDRESS_FAILURES):
+            wrong = sign_in(proxy, f"nobody{n}", "x" * 12, **guesser)
+            assert wrong.status_code == 401
+        assert sign_in(proxy, "cid", PASSWORD, **guesser).status_code == 429
+        # another client behind the same proxy is not blocked
+        other = {"X-Forwarded-For": "203.0.113.8"}
+        assert sign_in(proxy, "cid", PASSWORD, **other).status_code == 302
+    with client_from(pair.first, "127.0.0.21") as direct:
+        assert sign_in(direct, "nobody-direct", "x" * 12, **guesser).status_code == 401
+    assert audit(pair, "nobody0")[0]["request"] == {"remoteAddress": "203.0.113.7"}
+    assert audit(pair, "nobody-direct")[0]["request"] == {"remoteAddress": "127.0.0.21"}

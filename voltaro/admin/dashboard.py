@@ -67,6 +67,7 @@ from voltaro.central.domain_events import DomainEvent, event_json
 from voltaro.central.operations import Operations
 from voltaro.central.profile import CONNECTOR_NOTES, Listing
 from voltaro.central.sign_in import SignIn
+from voltaro.client_address import Network, client_address
 from voltaro.ocppj.dialect import OCPP16
 from voltaro.store.dashboard_queries import DashboardQueries
 from voltaro.store.refused_id_tags import REASONS
@@ -223,8 +224,10 @@ def mount_dashboard(
     ops: Sequence[Operation],
     gate: Gate,
     token: str,
+    proxies: Sequence[Network] = (),
 ) -> DashboardSessions:
-    """Add the dashboard's pages, actions, event stream and assets to the admin app."""
+    """Add the dashboard's pages, actions, event stream and assets to the admin app;
+    ``proxies``: those whose ``X-Forwarded-For`` names the client (``VOLTARO_TRUSTED_PROXIES``)."""
     app.secret_key = hmac.new(token.encode(), b"voltaro dashboard session", "sha256").hexdigest()
     app.config.update(
         SESSION_COOKIE_NAME="voltaro_session",
@@ -370,10 +373,15 @@ def mount_dashboard(
             return redirect(local_path(request.args.get("next")))
         return await render_template("login.html", next=request.args.get("next", "/"))
 
+    def remote_address() -> str | None:
+        """The client's address, through a trusted proxy's X-Forwarded-For."""
+        forwarded = request.headers.getlist("X-Forwarded-For")
+        return client_address(request.remote_addr, forwarded, proxies)
+
     async def sign_in_as(form: Mapping[str, str]) -> tuple[SignIn, str]:
         """What the form's credentials prove (throttled: :mod:`voltaro.central.sign_in`),
         and the name they were given as (for the audit log)."""
-        address = request.remote_addr
+        address = remote_address()
         given = (form.get("token") or "").strip()
         if given:
             matches = hmac.compare_digest(given.encode(), token.encode())
@@ -387,7 +395,7 @@ def mount_dashboard(
     async def audit_sign_in(attempt: SignIn, name: str) -> None:
         """Record every sign-in but those refused during a block after its first refusal
         (a guesser hammering a blocked account would otherwise write a row per request)."""
-        address = request.remote_addr
+        address = remote_address()
         outcome: dict[str, Any]
         if attempt.principal is not None:
             outcome = {"effect": "signed in"}

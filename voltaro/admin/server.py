@@ -53,6 +53,7 @@ from voltaro.admin.spec import (
 from voltaro.admin.stats import STATS_SCHEMAS, StatsApi, stats_operations
 from voltaro.admin.token import admin_token
 from voltaro.central.operations import Operations
+from voltaro.client_address import parse_networks
 from voltaro.config import CannotStart, Settings
 from voltaro.store import StoreError
 from voltaro.transport.server import leaf_exceptions
@@ -153,7 +154,8 @@ def create_app(
 
     for op in ops:
         app.add_url_rule(op.quart_rule, op.operation_id, endpoint_for(op), methods=[op.method])
-    dashboard = mount_dashboard(app, operations, api, ops, gate, token)
+    proxies = parse_networks(settings.trusted_proxies)
+    dashboard = mount_dashboard(app, operations, api, ops, gate, token, proxies)
 
     @app.get(f"{PREFIX}/openapi.json")
     async def openapi_json() -> Response:
