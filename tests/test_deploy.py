@@ -29,6 +29,7 @@ import httpx
 import pytest
 import trio
 import yaml
+from trio_websocket import ConnectionClosed
 
 from tests.harness import RawCharger
 from voltaro.config import Settings
@@ -302,14 +303,23 @@ def running_unit(
             process.wait()
 
 
-async def boot(url: str) -> list[Any]:
+async def boot_then_stop(
+    url: str, process: subprocess.Popen[bytes], stop: signal.Signals
+) -> tuple[list[Any], int]:
+    """Boot a charger, then stop the server with ``stop``: the boot's answer and the close
+    code the charger got."""
     async with trio.open_nursery() as nursery:
         charger = await RawCharger.connect(nursery, url)
         answer = await charger.call(
             "BootNotification", {"chargePointVendor": "Deploy", "chargePointModel": "Unit"}
         )
-        await charger.websocket.aclose()
-    return answer
+        process.send_signal(stop)
+        try:
+            await charger.receive(timeout=60)
+        except ConnectionClosed as closed:
+            assert closed.reason is not None
+            return answer, closed.reason.code
+    raise AssertionError("the server sent a frame instead of closing")
 
 
 def test_the_systemd_unit_runs_and_stops(tmp_path: Path, database_url: str) -> None:
@@ -337,12 +347,12 @@ def test_the_systemd_unit_runs_and_stops(tmp_path: Path, database_url: str) -> N
         probe_env = {"PATH": os.environ["PATH"], "VOLTARO_ADMIN_PORT": str(settings.admin_port)}
         health_argv = [sys.executable, *health[1:]]
         assert subprocess.run(health_argv, env=probe_env, timeout=60).returncode == 0
-        url = f"ws://127.0.0.1:{settings.ocpp_port}/ocpp/DEPLOY-UNIT-1"
-        answer = trio.run(boot, url)
-        assert answer[0] == 3 and answer[2]["status"] == "Pending"  # the env file's policy
         assert (settings.data_dir / "admin-token").exists()
-
-        process.send_signal(signal.Signals[first["Service.KillSignal"]])
+        url = f"ws://127.0.0.1:{settings.ocpp_port}/ocpp/DEPLOY-UNIT-1"
+        stop = signal.Signals[first["Service.KillSignal"]]
+        answer, close_code = trio.run(boot_then_stop, url, process, stop)
+        assert answer[0] == 3 and answer[2]["status"] == "Pending"  # the env file's policy
+        assert close_code == 1001
         assert process.wait(timeout=stop_timeout) == 0, log_path.read_text(errors="replace")
     assert (
         subprocess.run(health_argv, env=probe_env, capture_output=True, timeout=60).returncode != 0
