@@ -106,10 +106,16 @@ def _counted(address: str | None, limits: dict[str, int]) -> str | None:
 def _throttled(retry_after: float, blocked: tuple[str, ...], first: bool) -> SignIn:
     seconds = max(1, math.ceil(retry_after))
     what = "this account" if any(k.startswith("account:") for k in blocked) else "your address"
-    wait = f"{math.ceil(seconds / 60)} minute(s)" if seconds > 90 else f"{seconds} seconds"
+    wait = (
+        _plural(math.ceil(seconds / 60), "minute") if seconds > 90 else _plural(seconds, "second")
+    )
     return SignIn(
         None,
         f"Too many failed sign-ins for {what}: try again in {wait}.",
         retry_after=seconds,
         first_refusal=first,
     )
+
+
+def _plural(count: int, unit: str) -> str:
+    return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
