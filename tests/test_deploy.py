@@ -5,8 +5,9 @@ and stops on the unit's signal within the unit's stop timeout; `systemd-analyze 
 checks the unit; docker-compose's `config` validates the compose file, whose nodes' settings,
 ports and HAProxy configuration are checked against Voltaro's; the Dockerfile's command,
 ports, variables and health check are checked against the settings (its health check is
-run against the live server). No image is built and no container runs here: there is no
-Docker daemon."""
+run against the live server); both HAProxy configurations run in front of two real nodes
+(the compose variant with its service names replaced by loopback ports). No image is built
+and no container runs here: there is no Docker daemon."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tomllib
@@ -31,14 +31,18 @@ import trio
 import yaml
 from trio_websocket import ConnectionClosed
 
+from benchmarks.cluster import TOKEN as CLUSTER_TOKEN
+from benchmarks.cluster import Node, free_port, healthy, start_node
 from tests.harness import RawCharger
 from voltaro.config import Settings
+from voltaro.store.testing import TestPostgres
 from voltaro.supervisor import SHUTDOWN_GRACE
 from voltaro.transport.server import ServerOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 READY = re.compile(r"Voltaro is ready: ")
+BOOT = {"chargePointVendor": "Deploy", "chargePointModel": "Unit"}
 
 
 # ---- reading the files ------------------------------------------------------------------
@@ -115,13 +119,6 @@ def seconds(text: str) -> float:
     match = re.fullmatch(r"(\d+)(s|min)?", text)
     assert match is not None, text
     return float(match[1]) * (60 if match[2] == "min" else 1)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 # ---- the Dockerfile ------------------------------------------------------------------------
@@ -357,3 +354,109 @@ def test_the_systemd_unit_runs_and_stops(tmp_path: Path, database_url: str) -> N
     assert (
         subprocess.run(health_argv, env=probe_env, capture_output=True, timeout=60).returncode != 0
     )
+
+
+# ---- HAProxy in front of two nodes -----------------------------------------------------------
+
+
+def compose_variant(workdir: Path, nodes: list[Node], lb_ocpp: int, lb_admin: int) -> Path:
+    """deploy/haproxy-compose.cfg with the compose names and ports replaced by these nodes'
+    loopback addresses and ports (what Docker's DNS and the nodes' containers give it)."""
+    text = (DEPLOY / "haproxy-compose.cfg").read_text()
+    defaults = Settings()
+    ocpp, admin = defaults.ocpp_port, defaults.admin_port
+    replacements = {f"bind :{ocpp}\n": f"bind 127.0.0.1:{lb_ocpp}\n"}
+    replacements[f"bind :{admin}\n"] = f"bind 127.0.0.1:{lb_admin}\n"
+    for node in nodes:
+        replacements[f"{node.name}:{ocpp} port {admin}\n"] = (
+            f"127.0.0.1:{node.ocpp} port {node.admin}\n"
+        )
+        replacements[f"{node.name}:{admin}\n"] = f"127.0.0.1:{node.admin}\n"
+    for old, new in replacements.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    path = workdir / "haproxy.cfg"
+    path.write_text(text)
+    return path
+
+
+def shipped_env(nodes: list[Node], lb_ocpp: int, lb_admin: int) -> dict[str, str]:
+    """deploy/haproxy.cfg's variables for these nodes (its third node stays down)."""
+    env = {"VOLTARO_LB_OCPP": str(lb_ocpp), "VOLTARO_LB_ADMIN": str(lb_admin)}
+    for n in (1, 2, 3):
+        env[f"VOLTARO_NODE{n}"] = "127.0.0.1"
+        env[f"VOLTARO_NODE{n}_OCPP"] = str(nodes[n - 1].ocpp if n <= 2 else free_port())
+        env[f"VOLTARO_NODE{n}_ADMIN"] = str(nodes[n - 1].admin if n <= 2 else free_port())
+    return env
+
+
+async def through_the_proxy(lb_ocpp: int, lb_admin: int) -> tuple[set[str], dict[str, Any]]:
+    """Chargers connect through the proxy until both nodes hold one (at most 10); the
+    instances holding them, and the audit record of a failed sign-in from 127.0.0.41."""
+    await healthy(f"http://127.0.0.1:{lb_admin}")
+    headers = {"Authorization": f"Bearer {CLUSTER_TOKEN}"}
+    holders: set[str] = set()
+    async with (
+        trio.open_nursery() as nursery,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{lb_admin}", headers=headers) as api,
+    ):
+        for n in range(10):
+            charger = await RawCharger.connect(nursery, f"ws://127.0.0.1:{lb_ocpp}/ocpp/LB-{n}")
+            answer = await charger.call("BootNotification", BOOT)
+            assert answer[2]["status"] == "Accepted"
+            detail = (await api.get(f"/api/v1/charge-points/LB-{n}")).json()
+            holders.add(detail["instanceId"])
+            if len(holders) == 2:
+                break
+            await trio.sleep(1)  # a node the proxy has not seen healthy yet: soon
+        transport = httpx.AsyncHTTPTransport(local_address="127.0.0.41")
+        async with httpx.AsyncClient(base_url=api.base_url, transport=transport) as browser:
+            wrong = await browser.post("/login", data={"name": "nobody", "password": "x" * 9})
+            assert wrong.status_code == 401
+        entries = (await api.get("/api/v1/audit", params={"actor": "nobody"})).json()["items"]
+        nursery.cancel_scope.cancel()
+    return holders, entries[0]
+
+
+@pytest.mark.parametrize("config", ["haproxy-compose.cfg", "haproxy.cfg"])
+def test_haproxy_spreads_chargers_and_forwards_the_operator_address(
+    config: str, pg_server: TestPostgres, tmp_path: Path
+) -> None:
+    """Two nodes behind each shipped HAProxy configuration (the compose variant with its
+    service names replaced by loopback ports): chargers land on both nodes, and a node that
+    trusts the proxy sees the operator's own address (X-Forwarded-For)."""
+    haproxy = shutil.which("haproxy")
+    if haproxy is None:
+        if os.environ.get("VOLTARO_REQUIRE_HAPROXY") == "1":
+            pytest.fail("haproxy is not installed (VOLTARO_REQUIRE_HAPROXY=1)")
+        pytest.skip("haproxy is not installed")
+    url = pg_server.new_database()
+    trusted = {"VOLTARO_TRUSTED_PROXIES": "127.0.0.1"}  # where HAProxy connects from here
+    nodes = [start_node(name, url, tmp_path, trusted) for name in ("node1", "node2")]
+    lb_ocpp, lb_admin = free_port(), free_port()
+    if config == "haproxy.cfg":
+        argv, env = (
+            [haproxy, "-db", "-f", str(DEPLOY / config)],
+            shipped_env(nodes, lb_ocpp, lb_admin),
+        )
+    else:
+        argv, env = (
+            [haproxy, "-db", "-f", str(compose_variant(tmp_path, nodes, lb_ocpp, lb_admin))],
+            {},
+        )
+    with (tmp_path / "haproxy.log").open("wb") as log:
+        proxy = subprocess.Popen(argv, env={**os.environ, **env}, stdout=log, stderr=log)
+    try:
+        holders, entry = trio.run(through_the_proxy, lb_ocpp, lb_admin)
+        assert holders == {"node1", "node2"}
+        assert entry["action"] == "signIn" and entry["request"] == {"remoteAddress": "127.0.0.41"}
+    finally:
+        proxy.terminate()
+        for node in nodes:
+            node.process.send_signal(signal.SIGTERM)
+        for process in [proxy, *(node.process for node in nodes)]:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        pg_server.drop_database(url)
