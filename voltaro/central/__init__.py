@@ -18,6 +18,8 @@ the admin layer calls its operator facade, and everything durable goes through
 ``operations.py``   :class:`Operations`: the narrow, typed face the admin layer uses.
 ``domain.py``       the services profiles work with (store, events, authorization, state).
 ``domain_events.py`` what happened, as frozen dataclasses; ``events.py`` the bus.
+``accounts.py``, ``sign_in.py`` operator accounts; dashboard sign-in, throttled across
+                    instances. ``retention.py``: how long operator records are kept.
 ``admission.py``, ``authorization.py``, ``metering.py``, ``timestamps.py``, ...: the rules.
 
 Entry points (valid once :meth:`CentralSystem.run` has reported started; call from trio code
