@@ -390,10 +390,18 @@ def shipped_env(nodes: list[Node], lb_ocpp: int, lb_admin: int) -> dict[str, str
     return env
 
 
-async def through_the_proxy(lb_ocpp: int, lb_admin: int) -> tuple[set[str], dict[str, Any]]:
+async def through_the_proxy(
+    nodes: list[Node], lb_ocpp: int, lb_admin: int
+) -> tuple[set[str], dict[str, Any]]:
     """Chargers connect through the proxy until both nodes hold one (at most 10); the
     instances holding them, and the audit record of a failed sign-in from 127.0.0.41."""
+    for node in nodes:  # both up, so HAProxy's checks see them within seconds
+        await healthy(node.admin_url, within=120)
     await healthy(f"http://127.0.0.1:{lb_admin}")
+    with trio.fail_after(60):  # the OCPP backend has a node up (HAProxy answers 503 until)
+        async with httpx.AsyncClient() as http:
+            while (await http.get(f"http://127.0.0.1:{lb_ocpp}/ocpp/probe")).status_code == 503:
+                await trio.sleep(0.2)
     headers = {"Authorization": f"Bearer {CLUSTER_TOKEN}"}
     holders: set[str] = set()
     async with (
@@ -447,7 +455,7 @@ def test_haproxy_spreads_chargers_and_forwards_the_operator_address(
     with (tmp_path / "haproxy.log").open("wb") as log:
         proxy = subprocess.Popen(argv, env={**os.environ, **env}, stdout=log, stderr=log)
     try:
-        holders, entry = trio.run(through_the_proxy, lb_ocpp, lb_admin)
+        holders, entry = trio.run(through_the_proxy, nodes, lb_ocpp, lb_admin)
         assert holders == {"node1", "node2"}
         assert entry["action"] == "signIn" and entry["request"] == {"remoteAddress": "127.0.0.41"}
     finally:
