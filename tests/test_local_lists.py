@@ -26,7 +26,7 @@ from ocpp.v16.enums import Action
 
 from tests.admin.conftest import Live, booted_peer, live_settings
 from tests.e2e import start_voltaro_with_loop
-from tests.threaded import trio_in_thread
+from tests.threaded import run_asyncio, trio_in_thread
 from voltaro.central.local_list_entries import apply_update
 from voltaro.store.testing import TestPostgres
 
@@ -172,7 +172,7 @@ def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
     async def bounded() -> Any:
         return await asyncio.wait_for(scenario(), SCENARIO_LIMIT)
 
-    return asyncio.run(bounded())
+    return run_asyncio(bounded())
 
 
 async def lists(live: Live, **params: Any) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
 from tests.admin.conftest import Live, live
+from tests.threaded import run_asyncio
 
 __all__ = ["live"]
 
@@ -242,7 +243,7 @@ def run(live: Live, charge_point_id: str, scenario: Scenario) -> Any:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
 
-    return asyncio.run(main())
+    return run_asyncio(main())
 
 
 async def wire_has(charger: OcaCharger, start: int, count: int) -> list[Step]:
