@@ -35,7 +35,7 @@ from typing import Any
 
 from voltaro.central.domain import Domain
 from voltaro.central.domain_events import CommandAnswered
-from voltaro.central.profile import Command, Payload, Profile
+from voltaro.central.profile import Command, Failure, Payload, Profile
 from voltaro.central.sessions import SessionRegistry
 from voltaro.ocppj.actions import Direction
 from voltaro.ocppj.dialect import OCPP16, Dialect
@@ -176,6 +176,12 @@ def failure_from(
     return CommandFailed(str(answer.get("message") or outcome))
 
 
+def failure_of(failure: CommandFailed) -> Failure:
+    """What a command's ``failed`` is told of ``failure``."""
+    code = failure.code if isinstance(failure, CallErrorAnswer) else None
+    return Failure(str(failure), failure.outcome, code)
+
+
 def parse_violation_code(text: str) -> ErrorCode:
     return OCPP16.parse_error_code(text) or ErrorCode.GENERIC_ERROR
 
@@ -287,7 +293,9 @@ class Commands:
         except CommandFailed as failure:
             if command.failed is not None:
                 try:
-                    await command.failed(self._domain, charge_point_id, request, str(failure))
+                    await command.failed(
+                        self._domain, charge_point_id, request, failure_of(failure)
+                    )
                 except StoreError as error:
                     log.warning(
                         "%s to %s: its failure not recorded: %s", action, charge_point_id, error

@@ -73,9 +73,23 @@ payload passed the schema and the charge point is known (on the instance the ope
 asked): allocates what Voltaro allocates (the command's ``allocates``) and records the
 request; returns the payload to send."""
 
-Failed = Callable[["Domain", str, Payload, str], Awaitable[None]]
-"""``(domain, charge_point_id, request, why)``: what a command that got no valid answer
-changes (a timeout, a CALLERROR, no connection); ``why`` is the operator's message."""
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a command got no valid answer, as a command's ``failed`` is told."""
+
+    message: str
+    """What happened, in the operator's words."""
+    outcome: str
+    """The failure's kind: ``timeout``, ``error`` (a CALLERROR), ``invalid`` (an invalid
+    CALLRESULT), ``disconnected``, ``not connected``, ..."""
+    code: str | None = None
+    """The CALLERROR's error code, when the charger answered one."""
+
+
+Failed = Callable[["Domain", str, Payload, Failure], Awaitable[None]]
+"""``(domain, charge_point_id, request, failure)``: what a command that got no valid answer
+changes (a timeout, a CALLERROR, no connection)."""
 
 FieldKind = Literal["text", "int", "select", "list", "bool"]
 

@@ -27,8 +27,8 @@ from typing import Any
 
 from voltaro.central.domain import Domain
 from voltaro.central.local_list_entries import apply_update, digest, wanted_list
-from voltaro.central.local_list_sync import failure_changes, keep_local_lists_in_sync
-from voltaro.central.profile import Command, Field, Listing, Payload, Profile
+from voltaro.central.local_list_sync import REFUSED, failure_changes, keep_local_lists_in_sync
+from voltaro.central.profile import Command, Failure, Field, Listing, Payload, Profile
 from voltaro.central.timestamps import format_timestamp, utc_now
 from voltaro.store.local_lists import STATES, ListSummary, LocalListRecord, LocalListRepository
 from voltaro.store.records import IdTagRecord
@@ -109,6 +109,20 @@ async def version_read(
         return changes
 
     await lists.change(charge_point_id, reported_changes)
+
+
+async def list_refused(
+    domain: Domain, charge_point_id: str, request: Payload, failure: Failure
+) -> None:
+    """A list command got no valid answer: a CALLERROR NotImplemented / NotSupported says the
+    charger has no lists, recorded whoever sent the command (an operator's too, with the
+    automatic updates off). Other failures are the sync task's to retry (its own commands);
+    an operator's is the operator's."""
+    if failure.code in REFUSED:
+        lists = LocalListRepository(domain.store.database)
+        await lists.update(
+            charge_point_id, state="not_supported", last_status=f"CALLERROR {failure.code}"
+        )
 
 
 # ---- what operators see -----------------------------------------------------------------
@@ -205,6 +219,7 @@ LOCAL_LIST = Profile(
             "GetLocalListVersion",
             "Ask the charger's local list version; another than Voltaro's makes it resend the list",
             effect=version_read,
+            failed=list_refused,
         ),
         Command(
             "SendLocalList",
@@ -214,6 +229,7 @@ LOCAL_LIST = Profile(
                 Field("updateType", "Update type", "select", ("Full", "Differential"), True),
             ),
             effect=list_sent,
+            failed=list_refused,
         ),
     ),
     migrations=("0013_local_lists.sql",),
