@@ -46,13 +46,45 @@ from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
-from tests.admin.conftest import Live, live, live_settings
+from tests.admin.conftest import Live, live_settings
 from tests.e2e import start_voltaro_with_loop
 from tests.threaded import run_asyncio, trio_in_thread
 from voltaro.central.local_list_entries import apply_update
 from voltaro.store.testing import TestPostgres
 
-__all__ = ["live"]
+
+def voltaro_with(
+    pg_server: TestPostgres, tmp_path_factory: pytest.TempPathFactory, **changes: Any
+) -> Iterator[Live]:
+    url = pg_server.new_database()
+    data_dir = tmp_path_factory.mktemp("oca") / "data"
+    settings = dataclasses.replace(live_settings(url, data_dir), **changes)
+    try:
+        with trio_in_thread(
+            lambda nursery: nursery.start(start_voltaro_with_loop, settings)
+        ) as voltaro:
+            token = (data_dir / "admin-token").read_text().strip()
+            yield Live(voltaro, voltaro.admin_url or "", token)
+    finally:
+        pg_server.drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def live(pg_server: TestPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """Voltaro as the README tells a test tool's user to run it (``VOLTARO_LOCAL_LISTS=off``):
+    what is on the wire is what the case's operator asked for (else every charger gets
+    Voltaro's own GetLocalListVersion some seconds after its boot, in the middle of a case
+    that takes that long)."""
+    yield from voltaro_with(pg_server, tmp_path_factory, local_lists="off")
+
+
+@pytest.fixture(scope="module")
+def syncing_live(
+    pg_server: TestPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
+    """Voltaro keeping the lists in sync by itself (the default), changes debounced briefly."""
+    yield from voltaro_with(pg_server, tmp_path_factory, local_list_debounce=0.3)
+
 
 CONNECTOR = 1  # <Configured ConnectorId>
 VALID_TAG = "OCA-VALID"  # <Configured Valid IdTag>
@@ -684,37 +716,6 @@ def test_TC_055_CSMS_trigger_message_rejected(live: Live) -> None:
 # ---- Local Auth List Management ---------------------------------------------------------
 
 
-def voltaro_for_lists(
-    pg_server: TestPostgres, tmp_path_factory: pytest.TempPathFactory, **changes: Any
-) -> Iterator[Live]:
-    url = pg_server.new_database()
-    data_dir = tmp_path_factory.mktemp("oca-lists") / "data"
-    settings = dataclasses.replace(live_settings(url, data_dir), **changes)
-    try:
-        with trio_in_thread(
-            lambda nursery: nursery.start(start_voltaro_with_loop, settings)
-        ) as voltaro:
-            token = (data_dir / "admin-token").read_text().strip()
-            yield Live(voltaro, voltaro.admin_url or "", token)
-    finally:
-        pg_server.drop_database(url)
-
-
-@pytest.fixture(scope="module")
-def tool_live(pg_server: TestPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """Voltaro as the README tells a test tool's user to run it (``VOLTARO_LOCAL_LISTS=off``):
-    the local list messages on the wire are the operator's commands only."""
-    yield from voltaro_for_lists(pg_server, tmp_path_factory, local_lists="off")
-
-
-@pytest.fixture(scope="module")
-def syncing_live(
-    pg_server: TestPostgres, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Live]:
-    """Voltaro keeping the lists in sync by itself (the default), changes debounced briefly."""
-    yield from voltaro_for_lists(pg_server, tmp_path_factory, local_list_debounce=0.3)
-
-
 class ListCharger(OcaCharger):
     """A charger with a Local Authorization List that answers as the cases prescribe:
     ``version`` is what GetLocalListVersion says (-1: no list here), or ``version_error``
@@ -788,7 +789,7 @@ FULL = {
 }
 
 
-def test_TC_042_1_CSMS_get_local_list_version_not_supported(tool_live: Live) -> None:
+def test_TC_042_1_CSMS_get_local_list_version_not_supported(live: Live) -> None:
     """The charger answers -1, or (the Charge Point case allows it) a CALLERROR NotSupported;
     Voltaro records either as a charger without lists."""
 
@@ -806,25 +807,25 @@ def test_TC_042_1_CSMS_get_local_list_version_not_supported(tool_live: Live) -> 
         record = await local_list(http, "OCA-042-1E", state="not_supported")
         return [answer.status_code, answer.json(), charger.wire.steps(start), record]
 
-    answer, steps, record = run(tool_live, "OCA-042-1", scenario, ListCharger)
+    answer, steps, record = run(live, "OCA-042-1", scenario, ListCharger)
     assert steps == VERSION_ASKED
     assert answer == {"result": {"listVersion": -1}}
     assert (record["state"], record["reportedVersion"]) == ("not_supported", -1)
 
-    code, problem, steps, record = run(tool_live, "OCA-042-1E", refusing, ListCharger)
+    code, problem, steps, record = run(live, "OCA-042-1E", refusing, ListCharger)
     assert steps == [("CS", "GetLocalListVersion.req"), ("CP", "GetLocalListVersion.error")]
     assert (code, problem["code"]) == (502, "NotSupported")
     assert (record["state"], record["lastAnswer"]) == ("not_supported", "CALLERROR NotSupported")
 
 
-def test_TC_042_2_CSMS_get_local_list_version_empty(tool_live: Live) -> None:
+def test_TC_042_2_CSMS_get_local_list_version_empty(live: Live) -> None:
     async def scenario(http: httpx.AsyncClient, charger: ListCharger) -> Any:
         start = len(charger.wire.frames)
         answer = await command(http, "OCA-042-2", "GetLocalListVersion")
         await asyncio.sleep(0.2)
         return [answer, charger.wire.steps(start), await local_list(http, "OCA-042-2")]
 
-    answer, steps, record = run(tool_live, "OCA-042-2", scenario, ListCharger)
+    answer, steps, record = run(live, "OCA-042-2", scenario, ListCharger)
     assert steps == VERSION_ASKED
     assert answer == {"result": {"listVersion": 0}}
     assert (record["reportedVersion"], record["state"]) == (0, "unknown")
@@ -852,11 +853,11 @@ def send_list_case(
     return answer, steps, request, record
 
 
-def test_TC_043_1_CSMS_send_local_authorization_list_not_supported(tool_live: Live) -> None:
+def test_TC_043_1_CSMS_send_local_authorization_list_not_supported(live: Live) -> None:
     """NotSupported, or (the Charge Point case allows it) a CALLERROR NotSupported: Voltaro
     records either as a charger without lists."""
     answer, steps, request, record = send_list_case(
-        tool_live, "OCA-043-1", "NotSupported", lastAnswer="NotSupported"
+        live, "OCA-043-1", "NotSupported", lastAnswer="NotSupported"
     )
     assert steps == LIST_SENT
     assert request["updateType"] == "Full"
@@ -870,15 +871,15 @@ def test_TC_043_1_CSMS_send_local_authorization_list_not_supported(tool_live: Li
         record = await local_list(http, "OCA-043-1E", state="not_supported")
         return [answer.status_code, answer.json(), charger.wire.steps(start), record]
 
-    code, problem, steps, record = run(tool_live, "OCA-043-1E", refusing, ListCharger)
+    code, problem, steps, record = run(live, "OCA-043-1E", refusing, ListCharger)
     assert steps == [("CS", "SendLocalList.req"), ("CP", "SendLocalList.error")]
     assert (code, problem["code"]) == (502, "NotSupported")
     assert (record["state"], record["lastAnswer"]) == ("not_supported", "CALLERROR NotSupported")
 
 
-def test_TC_043_3_CSMS_send_local_authorization_list_failed(tool_live: Live) -> None:
+def test_TC_043_3_CSMS_send_local_authorization_list_failed(live: Live) -> None:
     answer, steps, request, record = send_list_case(
-        tool_live, "OCA-043-3", "Failed", lastAnswer="Failed"
+        live, "OCA-043-3", "Failed", lastAnswer="Failed"
     )
     assert steps == LIST_SENT
     assert request["updateType"] == "Full"
@@ -886,10 +887,8 @@ def test_TC_043_3_CSMS_send_local_authorization_list_failed(tool_live: Live) -> 
     assert (record["state"], record["version"], record["inSync"]) == ("failed", None, False)
 
 
-def test_TC_043_4_CSMS_send_local_authorization_list_full(tool_live: Live) -> None:
-    answer, steps, request, record = send_list_case(
-        tool_live, "OCA-043-4", "Accepted", state="synced"
-    )
+def test_TC_043_4_CSMS_send_local_authorization_list_full(live: Live) -> None:
+    answer, steps, request, record = send_list_case(live, "OCA-043-4", "Accepted", state="synced")
     assert steps == LIST_SENT
     assert request["updateType"] == "Full"
     assert request["localAuthorizationList"]  # at least one IdToken
