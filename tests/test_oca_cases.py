@@ -730,6 +730,7 @@ class ListCharger(OcaCharger):
         self.list_answer = "Accepted"
         self.list_error = False
         self.entries: dict[str, Any] = {}
+        self.send_max = 20  # its SendLocalListMaxLength
 
     @on(Action.get_local_list_version)
     def on_get_local_list_version(self) -> Any:
@@ -749,7 +750,7 @@ class ListCharger(OcaCharger):
 
     @on(Action.get_configuration)
     def on_get_configuration(self, key: list[str] | None = None) -> Any:
-        known = {"LocalAuthListMaxLength": "100", "SendLocalListMaxLength": "20"}
+        known = {"LocalAuthListMaxLength": "100", "SendLocalListMaxLength": str(self.send_max)}
         return call_result.GetConfiguration(
             configuration_key=[
                 {"key": name, "readonly": True, "value": value}
@@ -944,3 +945,49 @@ def test_TC_043_5_CSMS_send_local_authorization_list_differential(syncing_live: 
     assert request["listVersion"] > initial["version"]
     assert entries == {tag: {"status": "Accepted"} for tag in (VALID_TAG, VALID_TAG_2)}
     assert record["inSync"] is True
+
+
+def test_TC_043_4_CSMS_send_local_authorization_list_full_voltaros_list(live: Live) -> None:
+    """The same case with the list Voltaro computes from its id tag table, the operator
+    writing no payload (a SendLocalList without listVersion); a charger that takes fewer
+    entries in one message than the list has is refused it (the automatic updates, off here,
+    would send the rest), nothing sent."""
+    tags(live)
+
+    async def scenario(http: httpx.AsyncClient, charger: ListCharger) -> Any:
+        start = len(charger.wire.frames)
+        answer = await command(http, "OCA-043-4V", "SendLocalList", updateType="Full")
+        await asyncio.sleep(0.2)
+        return [
+            answer,
+            charger.wire.steps(start),
+            charger.wire.payload("SendLocalList.req", start=start),
+            dict(charger.entries),
+            await local_list(http, "OCA-043-4V", state="synced", inSync=True),
+        ]
+
+    answer, steps, request, entries, record = run(live, "OCA-043-4V", scenario, ListCharger)
+    assert steps == LIST_SENT
+    assert request["updateType"] == "Full"
+    assert [entry["idTag"] for entry in request["localAuthorizationList"]] == [
+        PARENT,
+        VALID_TAG,
+        VALID_TAG_2,
+    ]
+    assert all("idTagInfo" in entry for entry in request["localAuthorizationList"])
+    assert answer == {"result": {"status": "Accepted"}, "allocated": {"listVersion": 1}}
+    assert entries[VALID_TAG] == {"parentIdTag": PARENT, "status": "Accepted"}
+    assert (record["version"], record["entries"], record["inSync"]) == (1, 3, True)
+
+    async def small(http: httpx.AsyncClient, charger: ListCharger) -> Any:
+        charger.send_max = 2
+        keys = ["SendLocalListMaxLength", "LocalAuthListMaxLength"]
+        await command(http, "OCA-043-4S", "GetConfiguration", key=keys)
+        start = len(charger.wire.frames)
+        refused = await post(http, "OCA-043-4S", "SendLocalList", updateType="Full")
+        return [refused.status_code, refused.json(), charger.wire.steps(start)]
+
+    code, problem, steps = run(live, "OCA-043-4S", small, ListCharger)
+    assert code == 400 and steps == []
+    assert problem["path"] == "$.localAuthorizationList"
+    assert "3 entries, more than the charger takes in one SendLocalList (2)" in problem["detail"]

@@ -16,7 +16,8 @@ the connection closed     :class:`Disconnected`
 ========================  =============================================================
 
 A command may complete its payload and record the request before it is sent (its
-``allocates`` and ``prepare``: ReserveNow's reservationId), and note a failure (``failed``);
+``allocates``, ``fills`` and ``prepare``: ReserveNow's reservationId, SendLocalList's list
+when its version is left out), and note a failure (``failed``);
 see :class:`~voltaro.central.profile.Command`. A ``failed`` that cannot write (the database
 away) is logged and the command's own failure is what the operator gets.
 
@@ -275,7 +276,13 @@ class Commands:
         command = self.catalog.get(action)
         if command.allocates and isinstance(payload, dict):
             payload = {**payload, **command.allocates}  # the stand-ins, for the schema check
-        request = self.check(action, payload)
+        left_out = command.filled(payload)
+        if left_out and isinstance(payload, dict):
+            stand_ins = {name: command.fills[name] for name in left_out}
+            self.check(action, {**stand_ins, **payload})
+            request: Payload = payload  # without them: prepare fills them in
+        else:
+            request = self.check(action, payload)
         if await self._domain.store.charge_points.get(charge_point_id) is None:
             raise UnknownChargePoint(charge_point_id)
         if command.prepare is not None:
