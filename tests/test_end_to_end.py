@@ -18,7 +18,7 @@ from trio_websocket import ConnectionRejected, open_websocket_url
 from tests.central.helpers import never_throttled
 from tests.e2e import e2e_settings, fetch, start_voltaro_with_loop, ws_url
 from tests.harness import RawCharger
-from tests.threaded import trio_in_thread
+from tests.threaded import run_asyncio, trio_in_thread
 from voltaro.app import Voltaro, start_voltaro
 from voltaro.central.passwords import hash_password
 from voltaro.config import Settings
@@ -119,7 +119,7 @@ def test_full_session_by_the_ocpp_package(voltaro_settings: Settings) -> None:
     with trio_in_thread(
         lambda nursery: nursery.start(start_voltaro_with_loop, settings)
     ) as voltaro:
-        results = asyncio.run(_ocpp_package_session(ws_url(voltaro, "PKG-SESSION")))
+        results = run_asyncio(_ocpp_package_session(ws_url(voltaro, "PKG-SESSION")))
     boot, auth, start_tx, stop_tx = results
     assert boot.status == "Accepted"
     assert auth.id_tag_info["status"] == "Invalid"  # unknown tag: recorded, not authorized

@@ -26,7 +26,7 @@ from ocpp.v16.enums import Action
 
 from tests.admin.conftest import Live, booted_peer, live_settings
 from tests.e2e import start_voltaro_with_loop
-from tests.threaded import trio_in_thread
+from tests.threaded import run_asyncio, trio_in_thread
 from voltaro.central.local_list_entries import apply_update
 from voltaro.store.testing import TestPostgres
 
@@ -172,7 +172,7 @@ def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
     async def bounded() -> Any:
         return await asyncio.wait_for(scenario(), SCENARIO_LIMIT)
 
-    return asyncio.run(bounded())
+    return run_asyncio(bounded())
 
 
 async def lists(live: Live, **params: Any) -> dict[str, Any]:
@@ -437,5 +437,59 @@ def test_the_dashboard_lists_local_lists(live: LiveLists) -> None:
             detail = (await browser.get("/charge-points/LL-DASH")).text
             assert "<dt>Local list in sync</dt>" in detail
             assert 'data-fact="localListInSync">yes</dd>' in detail
+
+    run(scenario)
+
+
+def test_the_operator_sends_voltaros_list_now(live: LiveLists) -> None:
+    """A SendLocalList without a listVersion is Voltaro's list, sent now: the whole list for
+    a Full, one version past the one Voltaro knows (the charger that lost its list silently
+    is whole again without waiting for a change)."""
+
+    async def scenario() -> None:
+        blocked = "UPDATE id_tags SET status = 'Blocked' WHERE id_tag = 'TAG-A'"
+        await sql(live, add_tags("TAG-A", "TAG-B"), blocked)
+        async with connected(live, "LL-NOW") as charger, live.async_client() as http:
+            await until(lambda: recorded(live, "LL-NOW", version=1), "synced")
+            charger.entries, charger.version = {}, 0  # lost, and nobody was told
+            mark = len(charger.received)
+            path = "/api/v1/charge-points/LL-NOW/commands/SendLocalList"
+            answer = await http.post(path, json={"updateType": "Full"})
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == {
+                "result": {"status": "Accepted"},
+                "allocated": {"listVersion": 2},
+            }
+            assert charger.entries == accepted("TAG-A", "TAG-B") | {"TAG-A": {"status": "Blocked"}}
+            assert [action for action, _, _ in charger.received[mark:]] == ["SendLocalList"]
+            raw = charger.received[mark][2]
+            assert raw.index('"listVersion"') < raw.index('"localAuthorizationList"')
+            assert raw.index('"localAuthorizationList"') < raw.index('"updateType"')
+            await until(lambda: recorded(live, "LL-NOW", version=2), "recorded in sync")
+
+            # With a listVersion, the operator's list as given (a test tool's), as before.
+            exact = {"listVersion": 9, "updateType": "Full"}
+            answer = await http.post(path, json=exact)
+            assert answer.json() == {"result": {"status": "Accepted"}}
+            assert charger.sent()[-1] == exact and charger.version == 9
+
+        # A list longer than one message takes: its first entries, then the rest as the
+        # automatic updates' Differential.
+        await sql(live, add_tags("TAG-C"))
+        async with connected(live, "LL-NOW-2", send_max=2) as small, live.async_client() as http:
+            await until(lambda: recorded(live, "LL-NOW-2", version=2), "synced in two")
+            small.entries, small.version = {}, 0
+            mark = len(small.sent())
+            path = "/api/v1/charge-points/LL-NOW-2/commands/SendLocalList"
+            answer = await http.post(path, json={"updateType": "Full"})
+            assert answer.json()["allocated"] == {"listVersion": 3}
+            await until(lambda: small.version == 4, "the rest")
+            assert [(m["updateType"], len(m["localAuthorizationList"])) for m in
+                    small.sent()[mark:]] == [("Full", 2), ("Differential", 1)]  # fmt: skip
+            assert sorted(small.entries) == ["TAG-A", "TAG-B", "TAG-C"]
+
+        document = await openapi(live)
+        request = document["components"]["schemas"]["SendLocalListRequest"]
+        assert request["required"] == ["updateType"]
 
     run(scenario)

@@ -1,6 +1,6 @@
-"""The OCA test cases of the OCPP 1.6 Compliancy Testing Tool for the Reservation and Remote
-Trigger profiles with Voltaro as the system under test (the ``_CSMS`` cases), one test each,
-named after its case.
+"""The OCA test cases of the OCPP 1.6 Compliancy Testing Tool for the Reservation, Remote
+Trigger and Local Auth List Management profiles with Voltaro as the system under test (the
+``_CSMS`` cases), one test each, named after its case.
 
 Where the cases come from: "OCPP 1.6 - Compliancy Testing Tool - Test Case Document" (Trial
 2025-06, Draft), System Under Test: Central System, pages 163-173, as published one case a
@@ -11,7 +11,15 @@ TC_051 (cancel), TC_052 (cancel rejected), TC_053 (used with the parentIdTag); R
 Trigger: TC_054 (trigger message), TC_055 (trigger message rejected). (TC_050_x, "Reservation
 of a Charge Point - Faulted/Occupied/Unavailable", are Charge Point cases only; TC_056 on is
 Smart Charging.) The reusable state "Charging" is TC_004_1's: Authorize, StartTransaction
-(idTagInfo Accepted), StatusNotification Charging.
+(idTagInfo Accepted), StatusNotification Charging. Local Auth List Management (section
+3.14; TC_042_2 is on page 154, TC_043_5 on page 157): TC_042_1 (Get Local List Version, not
+supported: -1), TC_042_2 (empty: 0), TC_043_1 (Send Local Authorization List answered
+NotSupported), TC_043_3 (Failed), TC_043_4 (Full), TC_043_5 (Differential of one idToken
+added); TC_043_2 (VersionMismatch) is a Charge Point case only. Where the Charge Point side
+of a case allows a CALLERROR NotSupported instead of the answer (TC_042_1, TC_043_1), that
+is played too. The cases run against a Voltaro with ``VOLTARO_LOCAL_LISTS=off`` (as the
+README tells a test tool's user), but TC_043_5, whose Differential is Voltaro's own after a
+tag is added through the API.
 
 The operator's side of each case goes through the admin API over HTTP; the charger is the
 `ocpp` package's v16 ChargePoint behaving as the case prescribes. Every frame on the WebSocket
@@ -23,21 +31,60 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 import websockets
+from ocpp.exceptions import NotSupportedError
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
-from tests.admin.conftest import Live, live
+from tests.admin.conftest import Live, live_settings
+from tests.e2e import start_voltaro_with_loop
+from tests.threaded import run_asyncio, trio_in_thread
+from voltaro.central.local_list_entries import apply_update
+from voltaro.store.testing import TestPostgres
 
-__all__ = ["live"]
+
+def voltaro_with(
+    pg_server: TestPostgres, tmp_path_factory: pytest.TempPathFactory, **changes: Any
+) -> Iterator[Live]:
+    url = pg_server.new_database()
+    data_dir = tmp_path_factory.mktemp("oca") / "data"
+    settings = dataclasses.replace(live_settings(url, data_dir), **changes)
+    try:
+        with trio_in_thread(
+            lambda nursery: nursery.start(start_voltaro_with_loop, settings)
+        ) as voltaro:
+            token = (data_dir / "admin-token").read_text().strip()
+            yield Live(voltaro, voltaro.admin_url or "", token)
+    finally:
+        pg_server.drop_database(url)
+
+
+@pytest.fixture(scope="module")
+def live(pg_server: TestPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """Voltaro as the README tells a test tool's user to run it (``VOLTARO_LOCAL_LISTS=off``):
+    what is on the wire is what the case's operator asked for (else every charger gets
+    Voltaro's own GetLocalListVersion some seconds after its boot, in the middle of a case
+    that takes that long)."""
+    yield from voltaro_with(pg_server, tmp_path_factory, local_lists="off")
+
+
+@pytest.fixture(scope="module")
+def syncing_live(
+    pg_server: TestPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
+    """Voltaro keeping the lists in sync by itself (the default), changes debounced briefly."""
+    yield from voltaro_with(pg_server, tmp_path_factory, local_list_debounce=0.3)
+
 
 CONNECTOR = 1  # <Configured ConnectorId>
 VALID_TAG = "OCA-VALID"  # <Configured Valid IdTag>
@@ -214,14 +261,20 @@ class OcaCharger(ChargePoint):  # type: ignore[misc]
 Scenario = Callable[[httpx.AsyncClient, OcaCharger], Awaitable[Any]]
 
 
-def run(live: Live, charge_point_id: str, scenario: Scenario) -> Any:
-    """Connect the charger (booted, its connector Available), then play the scenario."""
+def run(
+    live: Live,
+    charge_point_id: str,
+    scenario: Scenario,
+    make: Callable[[str, Wire], OcaCharger] = OcaCharger,
+) -> Any:
+    """Connect the charger (``make``: its class; booted, its connector Available), then play
+    the scenario."""
 
     async def main() -> Any:
         async with websockets.connect(
             live.ws_url(charge_point_id), subprotocols=["ocpp1.6"]
         ) as connection:
-            charger = OcaCharger(charge_point_id, Wire(connection))
+            charger = make(charge_point_id, Wire(connection))
             listener = asyncio.create_task(charger.start())
             try:
                 await charger.call(
@@ -242,7 +295,7 @@ def run(live: Live, charge_point_id: str, scenario: Scenario) -> Any:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
 
-    return asyncio.run(main())
+    return run_asyncio(main())
 
 
 async def wire_has(charger: OcaCharger, start: int, count: int) -> list[Step]:
@@ -658,3 +711,283 @@ def test_TC_055_CSMS_trigger_message_rejected(live: Live) -> None:
     assert steps == [("CS", "TriggerMessage.req"), ("CP", "TriggerMessage.conf")]
     assert trigger["requestedMessage"] == "MeterValues"
     assert answer == {"result": {"status": "Rejected"}}  # processed: the operator sees it
+
+
+# ---- Local Auth List Management ---------------------------------------------------------
+
+
+class ListCharger(OcaCharger):
+    """A charger with a Local Authorization List that answers as the cases prescribe:
+    ``version`` is what GetLocalListVersion says (-1: no list here), or ``version_error``
+    answers it CALLERROR NotSupported; ``list_answer`` answers SendLocalList (or
+    ``list_error``: CALLERROR NotSupported), and an accepted update is applied to
+    ``entries``."""
+
+    def __init__(self, charge_point_id: str, connection: Wire) -> None:
+        super().__init__(charge_point_id, connection)
+        self.version = 0
+        self.version_error = False
+        self.list_answer = "Accepted"
+        self.list_error = False
+        self.entries: dict[str, Any] = {}
+        self.send_max = 20  # its SendLocalListMaxLength
+
+    @on(Action.get_local_list_version)
+    def on_get_local_list_version(self) -> Any:
+        if self.version_error:
+            raise NotSupportedError("Local Auth List Management is not supported")
+        return call_result.GetLocalListVersion(list_version=self.version)
+
+    @on(Action.send_local_list)
+    def on_send_local_list(self, list_version: int, update_type: str, **_: Any) -> Any:
+        if self.list_error:
+            raise NotSupportedError("Local Auth List Management is not supported")
+        if self.list_answer == "Accepted":
+            update = self.wire.payload("SendLocalList.req", -1)  # as sent, camelCase
+            self.entries = apply_update(self.entries, update)
+            self.version = list_version
+        return call_result.SendLocalList(status=self.list_answer)
+
+    @on(Action.get_configuration)
+    def on_get_configuration(self, key: list[str] | None = None) -> Any:
+        known = {"LocalAuthListMaxLength": "100", "SendLocalListMaxLength": str(self.send_max)}
+        return call_result.GetConfiguration(
+            configuration_key=[
+                {"key": name, "readonly": True, "value": value}
+                for name, value in known.items()
+                if not key or name in key
+            ]
+        )
+
+
+async def post(
+    http: httpx.AsyncClient, charge_point_id: str, action: str, **body: Any
+) -> httpx.Response:
+    return await http.post(f"/api/v1/charge-points/{charge_point_id}/commands/{action}", json=body)
+
+
+async def local_list(http: httpx.AsyncClient, charge_point_id: str, **wanted: Any) -> Any:
+    """What Voltaro records of the charger's list, once it has ``wanted`` (or as it is when
+    the wait ends: an answer is recorded after the charger sent it)."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        page = await http.get("/api/v1/local-lists", params={"chargePointId": charge_point_id})
+        item: dict[str, Any] = page.json()["items"][0]
+        if all(item[k] == v for k, v in wanted.items()) or time.monotonic() > deadline:
+            return item
+        await asyncio.sleep(0.05)
+
+
+LIST_SENT: list[Step] = [("CS", "SendLocalList.req"), ("CP", "SendLocalList.conf")]
+VERSION_ASKED: list[Step] = [("CS", "GetLocalListVersion.req"), ("CP", "GetLocalListVersion.conf")]
+FULL = {
+    "listVersion": 1,
+    "updateType": "Full",
+    "localAuthorizationList": [
+        {"idTag": VALID_TAG, "idTagInfo": {"status": "Accepted"}},
+        {"idTag": VALID_TAG_2, "idTagInfo": {"status": "Accepted", "parentIdTag": PARENT}},
+    ],
+}
+
+
+def test_TC_042_1_CSMS_get_local_list_version_not_supported(live: Live) -> None:
+    """The charger answers -1, or (the Charge Point case allows it) a CALLERROR NotSupported;
+    Voltaro records either as a charger without lists."""
+
+    async def scenario(http: httpx.AsyncClient, charger: ListCharger) -> Any:
+        charger.version = -1
+        start = len(charger.wire.frames)
+        answer = await command(http, "OCA-042-1", "GetLocalListVersion")
+        await asyncio.sleep(0.2)  # time for anything that should not come
+        return [answer, charger.wire.steps(start), await local_list(http, "OCA-042-1")]
+
+    async def refusing(http: httpx.AsyncClient, charger: ListCharger) -> Any:
+        charger.version_error = True
+        start = len(charger.wire.frames)
+        answer = await post(http, "OCA-042-1E", "GetLocalListVersion")
+        record = await local_list(http, "OCA-042-1E", state="not_supported")
+        return [answer.status_code, answer.json(), charger.wire.steps(start), record]
+
+    answer, steps, record = run(live, "OCA-042-1", scenario, ListCharger)
+    assert steps == VERSION_ASKED
+    assert answer == {"result": {"listVersion": -1}}
+    assert (record["state"], record["reportedVersion"]) == ("not_supported", -1)
+
+    code, problem, steps, record = run(live, "OCA-042-1E", refusing, ListCharger)
+    assert steps == [("CS", "GetLocalListVersion.req"), ("CP", "GetLocalListVersion.error")]
+    assert (code, problem["code"]) == (502, "NotSupported")
+    assert (record["state"], record["lastAnswer"]) == ("not_supported", "CALLERROR NotSupported")
+
+
+def test_TC_042_2_CSMS_get_local_list_version_empty(live: Live) -> None:
+    async def scenario(http: httpx.AsyncClient, charger: ListCharger) -> Any:
+        start = len(charger.wire.frames)
+        answer = await command(http, "OCA-042-2", "GetLocalListVersion")
+        await asyncio.sleep(0.2)
+        return [answer, charger.wire.steps(start), await local_list(http, "OCA-042-2")]
+
+    answer, steps, record = run(live, "OCA-042-2", scenario, ListCharger)
+    assert steps == VERSION_ASKED
+    assert answer == {"result": {"listVersion": 0}}
+    assert (record["reportedVersion"], record["state"]) == (0, "unknown")
+
+
+def send_list_case(
+    live: Live, charge_point_id: str, list_answer: str, **wanted: Any
+) -> tuple[Any, list[Step], Any, Any]:
+    """The operator sends :data:`FULL`; the charger answers ``list_answer``. Returns the
+    API's answer, the steps, the request as sent and what Voltaro then records."""
+
+    async def scenario(http: httpx.AsyncClient, charger: ListCharger) -> Any:
+        charger.list_answer = list_answer
+        start = len(charger.wire.frames)
+        answer = await command(http, charge_point_id, "SendLocalList", **FULL)
+        await asyncio.sleep(0.2)  # time for anything that should not come (no retry here)
+        return [
+            answer,
+            charger.wire.steps(start),
+            charger.wire.payload("SendLocalList.req", start=start),
+            await local_list(http, charge_point_id, **wanted),
+        ]
+
+    answer, steps, request, record = run(live, charge_point_id, scenario, ListCharger)
+    return answer, steps, request, record
+
+
+def test_TC_043_1_CSMS_send_local_authorization_list_not_supported(live: Live) -> None:
+    """NotSupported, or (the Charge Point case allows it) a CALLERROR NotSupported: Voltaro
+    records either as a charger without lists."""
+    answer, steps, request, record = send_list_case(
+        live, "OCA-043-1", "NotSupported", lastAnswer="NotSupported"
+    )
+    assert steps == LIST_SENT
+    assert request["updateType"] == "Full"
+    assert answer == {"result": {"status": "NotSupported"}}
+    assert (record["state"], record["inSync"]) == ("not_supported", False)
+
+    async def refusing(http: httpx.AsyncClient, charger: ListCharger) -> Any:
+        charger.list_error = True
+        start = len(charger.wire.frames)
+        answer = await post(http, "OCA-043-1E", "SendLocalList", **FULL)
+        record = await local_list(http, "OCA-043-1E", state="not_supported")
+        return [answer.status_code, answer.json(), charger.wire.steps(start), record]
+
+    code, problem, steps, record = run(live, "OCA-043-1E", refusing, ListCharger)
+    assert steps == [("CS", "SendLocalList.req"), ("CP", "SendLocalList.error")]
+    assert (code, problem["code"]) == (502, "NotSupported")
+    assert (record["state"], record["lastAnswer"]) == ("not_supported", "CALLERROR NotSupported")
+
+
+def test_TC_043_3_CSMS_send_local_authorization_list_failed(live: Live) -> None:
+    answer, steps, request, record = send_list_case(
+        live, "OCA-043-3", "Failed", lastAnswer="Failed"
+    )
+    assert steps == LIST_SENT
+    assert request["updateType"] == "Full"
+    assert answer == {"result": {"status": "Failed"}}
+    assert (record["state"], record["version"], record["inSync"]) == ("failed", None, False)
+
+
+def test_TC_043_4_CSMS_send_local_authorization_list_full(live: Live) -> None:
+    answer, steps, request, record = send_list_case(live, "OCA-043-4", "Accepted", state="synced")
+    assert steps == LIST_SENT
+    assert request["updateType"] == "Full"
+    assert request["localAuthorizationList"]  # at least one IdToken
+    assert all("idTagInfo" in entry for entry in request["localAuthorizationList"])
+    assert answer == {"result": {"status": "Accepted"}}
+    assert (record["state"], record["version"], record["entries"]) == ("synced", 1, 2)
+
+
+def test_TC_043_5_CSMS_send_local_authorization_list_differential(syncing_live: Live) -> None:
+    """Memory state: the initial list set with a Full, Voltaro's own when the charger boots
+    (after asking its version). The manual action, "trigger the Central System to send a
+    Differential for an idToken not already part of the list", is adding the tag through
+    the API: Voltaro sends a Differential of that tag alone, a version further."""
+    with syncing_live.client() as api:
+        assert api.put(f"/api/v1/id-tags/{VALID_TAG}", json={}).is_success
+
+    async def scenario(http: httpx.AsyncClient, charger: ListCharger) -> Any:
+        # steps 1 and 2 (optional in the case): Voltaro's own check, before the initial Full
+        initial = await local_list(http, "OCA-043-5", state="synced", version=1)
+        start = len(charger.wire.frames)
+        assert (await http.put(f"/api/v1/id-tags/{VALID_TAG_2}", json={})).is_success
+        steps = await wire_has(charger, start, len(LIST_SENT))
+        await asyncio.sleep(0.2)
+        return [
+            charger.wire.steps(),
+            initial,
+            steps,
+            charger.wire.payload("SendLocalList.req", start=start),
+            dict(charger.entries),
+            await local_list(http, "OCA-043-5", version=2, inSync=True),
+        ]
+
+    everything, initial, steps, request, entries, record = run(
+        syncing_live, "OCA-043-5", scenario, ListCharger
+    )
+    assert everything == [
+        ("CP", "BootNotification.req"),
+        ("CS", "BootNotification.conf"),
+        ("CP", "StatusNotification.req"),
+        ("CS", "StatusNotification.conf"),
+        *VERSION_ASKED,  # steps 1 and 2, Voltaro's own check
+        ("CS", "GetConfiguration.req"),  # the list's size limits, once
+        ("CP", "GetConfiguration.conf"),
+        *LIST_SENT,  # the initial Full
+        *LIST_SENT,  # step 3: the Differential
+    ]
+    assert initial["entries"] == 1
+    assert steps == LIST_SENT
+    assert request["updateType"] == "Differential"
+    assert request["localAuthorizationList"] == [
+        {"idTag": VALID_TAG_2, "idTagInfo": {"status": "Accepted"}}
+    ]
+    assert request["listVersion"] > initial["version"]
+    assert entries == {tag: {"status": "Accepted"} for tag in (VALID_TAG, VALID_TAG_2)}
+    assert record["inSync"] is True
+
+
+def test_TC_043_4_CSMS_send_local_authorization_list_full_voltaros_list(live: Live) -> None:
+    """The same case with the list Voltaro computes from its id tag table, the operator
+    writing no payload (a SendLocalList without listVersion); a charger that takes fewer
+    entries in one message than the list has is refused it (the automatic updates, off here,
+    would send the rest), nothing sent."""
+    tags(live)
+
+    async def scenario(http: httpx.AsyncClient, charger: ListCharger) -> Any:
+        start = len(charger.wire.frames)
+        answer = await command(http, "OCA-043-4V", "SendLocalList", updateType="Full")
+        await asyncio.sleep(0.2)
+        return [
+            answer,
+            charger.wire.steps(start),
+            charger.wire.payload("SendLocalList.req", start=start),
+            dict(charger.entries),
+            await local_list(http, "OCA-043-4V", state="synced", inSync=True),
+        ]
+
+    answer, steps, request, entries, record = run(live, "OCA-043-4V", scenario, ListCharger)
+    assert steps == LIST_SENT
+    assert request["updateType"] == "Full"
+    assert [entry["idTag"] for entry in request["localAuthorizationList"]] == [
+        PARENT,
+        VALID_TAG,
+        VALID_TAG_2,
+    ]
+    assert all("idTagInfo" in entry for entry in request["localAuthorizationList"])
+    assert answer == {"result": {"status": "Accepted"}, "allocated": {"listVersion": 1}}
+    assert entries[VALID_TAG] == {"parentIdTag": PARENT, "status": "Accepted"}
+    assert (record["version"], record["entries"], record["inSync"]) == (1, 3, True)
+
+    async def small(http: httpx.AsyncClient, charger: ListCharger) -> Any:
+        charger.send_max = 2
+        keys = ["SendLocalListMaxLength", "LocalAuthListMaxLength"]
+        await command(http, "OCA-043-4S", "GetConfiguration", key=keys)
+        start = len(charger.wire.frames)
+        refused = await post(http, "OCA-043-4S", "SendLocalList", updateType="Full")
+        return [refused.status_code, refused.json(), charger.wire.steps(start)]
+
+    code, problem, steps = run(live, "OCA-043-4S", small, ListCharger)
+    assert code == 400 and steps == []
+    assert problem["path"] == "$.localAuthorizationList"
+    assert "3 entries, more than the charger takes in one SendLocalList (2)" in problem["detail"]

@@ -12,7 +12,7 @@ from ocpp.v16.enums import RegistrationStatus
 
 from tests.harness import LiveServer, start_test_server
 from tests.test_rpc_server import core_handlers
-from tests.threaded import trio_in_thread
+from tests.threaded import run_asyncio, trio_in_thread
 
 
 async def _start(nursery: trio.Nursery) -> LiveServer:
@@ -40,7 +40,19 @@ def test_ocpp_package_charge_point_boots_and_heartbeats() -> None:
                         await listener
                 return boot, heartbeat
 
-        boot, heartbeat = asyncio.run(charger())
+        boot, heartbeat = run_asyncio(charger())
     assert boot.status == RegistrationStatus.accepted  # type: ignore[attr-defined]
     assert boot.interval == 300  # type: ignore[attr-defined]
     assert heartbeat.current_time.endswith("Z")  # type: ignore[attr-defined]
+
+
+def test_asyncio_peers_run_on_a_plain_asyncio_loop() -> None:
+    """With trio_asyncio imported (Voltaro imports it), ``asyncio.run`` runs on trio-asyncio's
+    sync loop, where a cancelled peer's listener at times sat unwoken for minutes; the peers
+    run on asyncio's own loop instead (see :func:`run_asyncio`)."""
+
+    async def running_loop() -> type[asyncio.AbstractEventLoop]:
+        return type(asyncio.get_running_loop())
+
+    assert run_asyncio(running_loop()) is asyncio.SelectorEventLoop
+    assert asyncio.run(running_loop()).__module__.startswith("trio_asyncio")  # why

@@ -1,7 +1,7 @@
-"""Voltaro's Reservation and Remote Trigger profiles against Voltaro's own simulated chargers,
-end to end: a real Voltaro (database, OCPP server, admin API), real
-:class:`~voltaro.sim.charger.SimulatedChargePoint` s over WebSockets, and every command sent
-through the admin API over HTTP, as an operator would.
+"""Voltaro's Reservation, Remote Trigger and Local Auth List Management profiles against
+Voltaro's own simulated chargers, end to end: a real Voltaro (database, OCPP server, admin
+API), real :class:`~voltaro.sim.charger.SimulatedChargePoint` s over WebSockets, and every
+command sent through the admin API over HTTP, as an operator would.
 
 Reservation: every answer the simulator gives to ReserveNow (Accepted, Occupied, Faulted,
 Unavailable, Rejected) and the record Voltaro keeps of it; CancelReservation Accepted and
@@ -9,7 +9,12 @@ Rejected; connector 0; a reservation used (the simulator's StartTransaction carr
 used by a tag of the same group, refused to another tag, expired on both sides, and ended by a
 ChangeAvailability Inoperative. Remote Trigger: every requestedMessage, with and without a
 connector where one applies, the answer in the API and the triggered message stored by
-Voltaro; NotImplemented and Rejected.
+Voltaro; NotImplemented and Rejected. Local Auth List Management: the Full list at boot,
+then a Differential after tags are blocked and added through the API (debounced: one for
+both), a VersionMismatch resynced (GetLocalListVersion, then a Full), lists split and cut by
+the charger's SendLocalListMaxLength and LocalAuthListMaxLength, a charger without lists
+(version -1, SendLocalList NotSupported) recorded and left alone, and a tag on the list
+authorized by the charger while Voltaro is out of reach (a blocked or unknown one not).
 
 Waits are bounded polls of the API or the database (changes that follow a charger's message
 are applied after the message is answered); nothing asserts a time.
@@ -18,6 +23,7 @@ are applied after the message is answered); nothing asserts a time.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -699,3 +705,177 @@ async def test_a_reservation_used_offline_in_time_is_used_when_its_start_arrives
             "Expired",
             "Used",
         ]
+
+
+# ---- Local Auth List Management -----------------------------------------------------------
+
+LISTS = {"local_list_debounce": 1.0}  # changes made within a second go in one update
+
+
+async def list_updates(r: Rig, charge_point_id: str, count: int) -> list[dict[str, Any]]:
+    """The SendLocalLists Voltaro sent the charger, as the message log has them, once there
+    are ``count`` (or as many as there are when the wait runs out)."""
+    found: list[dict[str, Any]] = []
+
+    async def enough() -> bool:
+        nonlocal found
+        rows = await r.rows(
+            "SELECT payload FROM message_log WHERE charge_point_id = $1 AND direction = 'out'"
+            " AND action = 'SendLocalList' AND payload ? 'updateType' ORDER BY id",
+            charge_point_id,
+        )
+        found = [
+            row["payload"] if isinstance(row["payload"], dict) else json.loads(row["payload"])
+            for row in rows
+        ]
+        return len(found) >= count
+
+    with contextlib.suppress(trio.TooSlowError):
+        await wait_for(enough, WAIT)
+    return found
+
+
+async def list_record(r: Rig, charge_point_id: str, **wanted: Any) -> dict[str, Any]:
+    """The charger's item of ``GET /api/v1/local-lists`` once it has ``wanted`` (or as it is
+    when the wait runs out: an answer is recorded after the charger sent it)."""
+    item: dict[str, Any] = {}
+
+    async def has_it() -> bool:
+        nonlocal item
+        page = await r.http.get("/api/v1/local-lists", params={"chargePointId": charge_point_id})
+        item = page.json()["items"][0] if page.json()["items"] else {}
+        return all(item.get(key) == value for key, value in wanted.items())
+
+    with contextlib.suppress(trio.TooSlowError):
+        await wait_for(has_it, WAIT)
+    return item
+
+
+def listed(*tags: str, status: str = "Accepted") -> dict[str, dict[str, Any]]:
+    return {tag: {"status": status} for tag in tags}
+
+
+async def test_the_simulators_local_list_full_differential_mismatch_resync_and_split(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
+) -> None:
+    async with rig(nursery, voltaro_settings, tmp_path, **LISTS) as r:
+        await add_tags(r.voltaro, "LL-A", "LL-B", "LL-C")
+        charger = await r.charger("SIM-LL")
+        # Online: its version asked, then the whole list as one Full.
+        await wait_for(lambda: charger.local_list.entries == listed("LL-A", "LL-B", "LL-C"), WAIT)
+        assert charger.answered[:1] == ["GetLocalListVersion"]
+        synced = await list_record(r, "SIM-LL", version=1, inSync=True)
+        assert (synced["state"], synced["entries"]) == ("synced", 3)
+
+        # Through the API, a tag blocked and one added: one Differential with both changes.
+        assert (await r.http.put("/api/v1/id-tags/LL-B", json={"status": "Blocked"})).is_success
+        assert (await r.http.put("/api/v1/id-tags/LL-D", json={})).is_success
+        wanted = listed("LL-A", "LL-C", "LL-D") | listed("LL-B", status="Blocked")
+        await wait_for(lambda: charger.local_list.entries == wanted, WAIT)
+        sent = await list_updates(r, "SIM-LL", 2)
+        assert [(m["updateType"], m["listVersion"]) for m in sent] == [
+            ("Full", 1),
+            ("Differential", 2),
+        ]
+        assert sorted(e["idTag"] for e in sent[1]["localAuthorizationList"]) == ["LL-B", "LL-D"]
+        assert charger.local_list.version == 2
+        assert (await list_record(r, "SIM-LL", version=2, inSync=True))["inSync"] is True
+
+        # Its list moved on without Voltaro (another Central System, a service tool): the
+        # next Differential is answered VersionMismatch; Voltaro asks the version and sends
+        # the whole list, one version further.
+        charger.local_list.version = 50
+        mark = len(charger.answered)
+        assert (await r.http.delete("/api/v1/id-tags/LL-A")).is_success
+        await wait_for(lambda: charger.local_list.version == 51, WAIT)
+        assert charger.answered[mark:] == ["SendLocalList", "GetLocalListVersion", "SendLocalList"]
+        assert charger.local_list.entries == listed("LL-C", "LL-D") | listed(
+            "LL-B", status="Blocked"
+        )
+        resync = (await list_updates(r, "SIM-LL", 4))[2:]
+        assert [(m["updateType"], m["listVersion"]) for m in resync] == [
+            ("Differential", 3),
+            ("Full", 51),
+        ]
+        assert (await list_record(r, "SIM-LL", version=51, inSync=True))["state"] == "synced"
+
+        # A charger that takes 2 entries a message and holds 2: a Full of the first two tags
+        # (by id) in one message; with room for 3, a Full of 2 and a Differential of 1.
+        small = await r.charger(
+            "SIM-LL-SMALL", send_local_list_max_length=2, local_list_max_length=3
+        )
+        await wait_for(lambda: len(small.local_list.entries) == 3, WAIT)
+        assert small.local_list.entries == listed("LL-C", "LL-D") | listed("LL-B", status="Blocked")
+        split = await list_updates(r, "SIM-LL-SMALL", 2)
+        assert [(m["updateType"], len(m["localAuthorizationList"])) for m in split] == [
+            ("Full", 2),
+            ("Differential", 1),
+        ]
+        await add_tags(r.voltaro, "LL-0")  # first by id: LL-D no longer fits
+        await wait_for(lambda: "LL-0" in small.local_list.entries, WAIT)
+        assert sorted(small.local_list.entries) == ["LL-0", "LL-B", "LL-C"]
+        item = await list_record(r, "SIM-LL-SMALL", version=3, inSync=True)
+        assert (item["entries"], item["inSync"]) == (3, True)
+
+
+async def test_a_simulator_without_local_lists_is_recorded_and_left_alone(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
+) -> None:
+    async with rig(nursery, voltaro_settings, tmp_path, **LISTS) as r:
+        await add_tags(r.voltaro, "LL-A")
+        without = await r.charger("SIM-LL-NONE", local_auth_list=False)
+        listening = await r.charger("SIM-LL-YES")
+        await wait_for(lambda: listening.local_list.version == 1, WAIT)
+        minus = await list_record(r, "SIM-LL-NONE", state="not_supported")
+        assert (minus["lastAnswer"], minus["reportedVersion"]) == ("listVersion -1", -1)
+
+        # An operator's SendLocalList is answered NotSupported, and recorded so.
+        full = {"listVersion": 1, "updateType": "Full", "localAuthorizationList": []}
+        code, answer = await r.command("SIM-LL-NONE", "SendLocalList", **full)
+        assert (code, answer) == (200, {"result": {"status": "NotSupported"}})
+        refused = await list_record(r, "SIM-LL-NONE", lastAnswer="NotSupported")
+        assert (refused["state"], refused["inSync"]) == ("not_supported", False)
+
+        # A tag change reaches the other charger; this one gets nothing more.
+        await add_tags(r.voltaro, "LL-B")
+        await wait_for(lambda: listening.local_list.version == 2, WAIT)
+        assert without.answered == ["GetLocalListVersion", "SendLocalList"]
+        assert without.local_list.entries == {}
+
+
+async def test_offline_the_simulator_authorizes_from_the_local_list_voltaro_sent(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
+) -> None:
+    """A tag Voltaro put on the list (never presented online, so in no cache) charges while
+    Voltaro is out of reach, one blocked through the API does not, nor an unknown one; the
+    session is recorded when the charger is back."""
+    async with rig(nursery, voltaro_settings, tmp_path, **LISTS) as r:
+        await add_tags(r.voltaro, "LL-DRIVER", "LL-STOLEN")
+        charger = await r.charger("SIM-LL-OFF")
+        await wait_for(lambda: charger.local_list.version == 1, WAIT)
+        assert (
+            await r.http.put("/api/v1/id-tags/LL-STOLEN", json={"status": "Blocked"})
+        ).is_success
+        await wait_for(lambda: charger.local_list.version == 2, WAIT)
+        assert charger.auth_cache.entries == {}
+
+        charger.network_down()
+        assert not await charger.charge(2, "LL-STOLEN", seconds=1)
+        assert not await charger.charge(2, "NOT-LISTED", seconds=1)
+        assert await charger.charge(1, "LL-DRIVER", seconds=1)  # started and ended offline
+        assert [item.action for item in charger.queue] == ["StartTransaction", "StopTransaction"]
+
+        charger.network_up()
+        await wait_for(lambda: not charger.queue and len(charger.transaction_ids) == 1, WAIT)
+        query = (
+            "SELECT id_tag, id_tag_status, stopped_at IS NOT NULL AS stopped FROM transactions"
+            " WHERE charge_point_id = 'SIM-LL-OFF'"
+        )
+        await wait_for(lambda: stopped_rows(r, query), WAIT)
+        rows = await r.rows(query)
+        assert [tuple(row.values()) for row in rows] == [("LL-DRIVER", "Accepted", True)]
+
+
+async def stopped_rows(r: Rig, query: str) -> bool:
+    rows = await r.rows(query)
+    return bool(rows) and all(row["stopped"] for row in rows)

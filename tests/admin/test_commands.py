@@ -19,6 +19,7 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
 from tests.admin.conftest import Live, booted_peer
+from tests.threaded import run_asyncio
 from voltaro import cli
 
 PROBLEM = "application/problem+json"
@@ -108,7 +109,7 @@ def run(live: Live, charge_point_id: str, scenario: Callable[..., Awaitable[Any]
         async with connected(live, charge_point_id) as charger, live.async_client() as http:
             return await scenario(http, charger)
 
-    return asyncio.run(main())
+    return run_asyncio(main())
 
 
 def logged(live: Live, charge_point_id: str, action: str, count: int) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ run as formulas, secrets are not shown, and bad admin requests get 400, not 500.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import itertools
@@ -22,6 +21,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.admin.conftest import Live
+from tests.threaded import run_asyncio
 from voltaro.central.redaction import REDACTED
 
 _ids = itertools.count(1)
@@ -209,7 +209,7 @@ def run_sql(live: Live, statement: str, *args: Any) -> None:
         finally:
             await connection.close()
 
-    asyncio.run(execute())
+    run_asyncio(execute())
 
 
 def test_negative_energy_is_flagged_not_billed(live: Live) -> None:

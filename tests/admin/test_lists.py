@@ -18,6 +18,7 @@ from ocpp.v16 import ChargePoint, call
 
 from tests.admin.conftest import Live
 from tests.admin.test_resources import assert_problem
+from tests.threaded import run_asyncio
 
 CHARGER = "LISTS-CP"
 
@@ -84,7 +85,7 @@ def fleet(live: Live) -> list[int]:
             ("UX1", "Expired"),
         ):
             assert api.put(f"/api/v1/id-tags/{tag}", json={"status": status}).is_success
-    started = asyncio.run(_refusals_and_transactions(live.ws_url(CHARGER)))
+    started = run_asyncio(_refusals_and_transactions(live.ws_url(CHARGER)))
     with live.client() as api:  # the refusals are written with the next batch
         eventually(
             lambda: api.get("/api/v1/id-tags/refused").json()["items"],

@@ -22,6 +22,7 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
 from tests.admin.conftest import Live, booted_peer
+from tests.threaded import run_asyncio
 from voltaro import cli
 
 RESERVE = "/api/v1/charge-points/{}/commands/ReserveNow"
@@ -101,7 +102,7 @@ def run(
         async with connected(live, charge_point_id) as charger, live.async_client() as http:
             return await scenario(http, charger)
 
-    return asyncio.run(main())
+    return run_asyncio(main())
 
 
 async def reserve(

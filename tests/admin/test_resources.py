@@ -24,6 +24,7 @@ from ocpp.v16 import ChargePoint, call
 
 from tests.admin.conftest import Live, live_settings
 from tests.central.helpers import never_throttled
+from tests.threaded import run_asyncio
 from voltaro import cli_admin
 from voltaro.admin.token import AdminToken, admin_token
 from voltaro.app import Voltaro, start_voltaro
@@ -387,7 +388,7 @@ async def _session(url: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def session(live: Live) -> list[int]:
-    return asyncio.run(_session(live.ws_url("SESSION-1")))
+    return run_asyncio(_session(live.ws_url("SESSION-1")))
 
 
 def test_transactions_list_filters_and_detail(api: httpx.Client, session: list[int]) -> None:
@@ -524,9 +525,9 @@ def test_password_set_through_the_api_is_required_at_the_handshake(
         except websockets.InvalidStatus as rejected:
             return int(rejected.response.status_code)
 
-    assert asyncio.run(handshake(None)) == 401
-    assert asyncio.run(handshake("wrong-key")) == 401
-    assert asyncio.run(handshake("s3cret-key")) == 101
+    assert run_asyncio(handshake(None)) == 401
+    assert run_asyncio(handshake("wrong-key")) == 401
+    assert run_asyncio(handshake("s3cret-key")) == 101
 
 
 def test_keep_alive_survives_answers_given_before_the_body_was_needed(
@@ -576,7 +577,7 @@ def test_removing_a_connected_charge_point_closes_its_connection(
             await asyncio.to_thread(api.delete, "/api/v1/charge-points/GONE-1")
             return await close_code(ws)
 
-    assert asyncio.run(connected_then_removed()) == 1008
+    assert run_asyncio(connected_then_removed()) == 1008
     assert_problem(api.get("/api/v1/charge-points/GONE-1"), 404)
 
 
@@ -594,7 +595,7 @@ def test_a_charge_point_removed_by_the_cli_loses_its_connection(
             )
             return code, await close_code(ws)
 
-    assert asyncio.run(connected_then_removed()) == (0, 1008)
+    assert run_asyncio(connected_then_removed()) == (0, 1008)
 
 
 def test_a_charge_point_removed_and_added_back_at_once_stays_connected(
@@ -623,6 +624,6 @@ def test_a_charge_point_removed_and_added_back_at_once_stays_connected(
             answer = json.loads(await asyncio.wait_for(back.recv(), timeout=5))
             return gone_code, answer
 
-    gone_code, answer = asyncio.run(both_connected())
+    gone_code, answer = run_asyncio(both_connected())
     assert gone_code == 1008
     assert answer[:2] == [3, "hb-1"]

@@ -19,6 +19,7 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
 from tests.admin.conftest import Live, booted_peer
+from tests.threaded import run_asyncio
 
 TRIGGER = "/api/v1/charge-points/{}/commands/TriggerMessage"
 
@@ -123,7 +124,7 @@ def test_every_requested_message_is_triggered_and_handled(live: Live) -> None:
                 await database.close()
             return answers, charger.heard, detail, [tuple(row) for row in stored]
 
-    answers, triggered, detail, stored = asyncio.run(scenario())
+    answers, triggered, detail, stored = run_asyncio(scenario())
     assert answers == [(200, {"result": {"status": "Accepted"}})] * len(requests)
     sent = [(message, connector) for message, connector, _ in triggered]
     assert sent == [(r["requestedMessage"], r.get("connectorId")) for r in requests]
@@ -158,7 +159,7 @@ def test_every_answer_to_trigger_message_is_the_operators(live: Live) -> None:
             await asyncio.sleep(0.2)
             return [out, charger.heard]
 
-    answers, triggered = asyncio.run(scenario())
+    answers, triggered = run_asyncio(scenario())
     assert answers[0] == (200, {"result": {"status": "Rejected"}})
     assert answers[1] == (200, {"result": {"status": "NotImplemented"}})
     assert answers[2][0] == 400 and answers[2][1]["path"] == "$.connectorId"
@@ -171,7 +172,7 @@ def test_the_firmware_status_is_on_the_charge_point_page(live: Live) -> None:
         async with connected(live, "TRIG-PAGE") as charger:
             await charger.call(call.FirmwareStatusNotification(status="InstallationFailed"))
 
-    asyncio.run(scenario())
+    run_asyncio(scenario())
     with httpx.Client(base_url=live.base) as browser:
         browser.post("/login", data={"token": live.token, "next": "/"})
         deadline = time.monotonic() + 10

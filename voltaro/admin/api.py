@@ -927,6 +927,14 @@ def ocpp_components(catalog: CommandCatalog) -> JsonObject:
                     "description": "allocated by Voltaro: leave it out (a value given is "
                     "replaced); the answer's `allocated` says which"
                 }
+        if command.fills:
+            filled = set(command.fills)
+            request["required"] = [n for n in request.get("required", []) if n not in filled]
+            for name in sorted(filled):
+                request["properties"][name] = request["properties"][name] | {
+                    "description": f"left out, Voltaro fills it in: {command.summary}; the "
+                    "answer's `allocated` says with what"
+                }
         out[f"{action}Request"] = request
         out[f"{action}Response"] = ocpp_schema(action, Direction.RESPONSE)
     return out
@@ -936,13 +944,13 @@ def command_answer_schema(command: Command) -> JsonObject:
     """``{"result": <the action's response>}``, with ``allocated`` when Voltaro fills in
     part of the request."""
     properties: JsonObject = {"result": ref(f"{command.action}Response")}
-    if command.allocates:
+    if command.allocates or command.fills:
         properties["allocated"] = {
             "type": "object",
             "description": "what Voltaro put in the request",
             "properties": {
                 name: {"type": "integer" if isinstance(stand_in, int) else "string"}
-                for name, stand_in in command.allocates.items()
+                for name, stand_in in {**command.allocates, **command.fills}.items()
             },
         }
     return {"type": "object", "properties": properties, "required": ["result"]}

@@ -81,9 +81,10 @@ async def send_command(
         request, result = await operations.send_command(charge_point_id, action, payload, timeout)
     except CommandFailed as failure:
         raise problem_of(failure) from None
-    allocates = operations.commands.get(action).allocates
-    if allocates:
-        return {"result": result, "allocated": {name: request[name] for name in allocates}}
+    command = operations.commands.get(action)
+    allocated = (*command.allocates, *command.filled(payload))
+    if allocated:
+        return {"result": result, "allocated": {name: request[name] for name in allocated}}
     return {"result": result}
 
 

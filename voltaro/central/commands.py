@@ -16,7 +16,8 @@ the connection closed     :class:`Disconnected`
 ========================  =============================================================
 
 A command may complete its payload and record the request before it is sent (its
-``allocates`` and ``prepare``: ReserveNow's reservationId), and note a failure (``failed``);
+``allocates``, ``fills`` and ``prepare``: ReserveNow's reservationId, SendLocalList's list
+when its version is left out), and note a failure (``failed``);
 see :class:`~voltaro.central.profile.Command`. A ``failed`` that cannot write (the database
 away) is logged and the command's own failure is what the operator gets.
 
@@ -35,7 +36,7 @@ from typing import Any
 
 from voltaro.central.domain import Domain
 from voltaro.central.domain_events import CommandAnswered
-from voltaro.central.profile import Command, Payload, Profile
+from voltaro.central.profile import Command, Failure, Payload, Profile
 from voltaro.central.sessions import SessionRegistry
 from voltaro.ocppj.actions import Direction
 from voltaro.ocppj.dialect import OCPP16, Dialect
@@ -176,6 +177,12 @@ def failure_from(
     return CommandFailed(str(answer.get("message") or outcome))
 
 
+def failure_of(failure: CommandFailed) -> Failure:
+    """What a command's ``failed`` is told of ``failure``."""
+    code = failure.code if isinstance(failure, CallErrorAnswer) else None
+    return Failure(str(failure), failure.outcome, code)
+
+
 def parse_violation_code(text: str) -> ErrorCode:
     return OCPP16.parse_error_code(text) or ErrorCode.GENERIC_ERROR
 
@@ -269,7 +276,13 @@ class Commands:
         command = self.catalog.get(action)
         if command.allocates and isinstance(payload, dict):
             payload = {**payload, **command.allocates}  # the stand-ins, for the schema check
-        request = self.check(action, payload)
+        left_out = command.filled(payload)
+        if left_out and isinstance(payload, dict):
+            stand_ins = {name: command.fills[name] for name in left_out}
+            self.check(action, {**stand_ins, **payload})
+            request: Payload = payload  # without them: prepare fills them in
+        else:
+            request = self.check(action, payload)
         if await self._domain.store.charge_points.get(charge_point_id) is None:
             raise UnknownChargePoint(charge_point_id)
         if command.prepare is not None:
@@ -287,7 +300,9 @@ class Commands:
         except CommandFailed as failure:
             if command.failed is not None:
                 try:
-                    await command.failed(self._domain, charge_point_id, request, str(failure))
+                    await command.failed(
+                        self._domain, charge_point_id, request, failure_of(failure)
+                    )
                 except StoreError as error:
                     log.warning(
                         "%s to %s: its failure not recorded: %s", action, charge_point_id, error

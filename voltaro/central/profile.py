@@ -70,12 +70,27 @@ after a valid answer, before the operator is told the result."""
 Prepare = Callable[["Domain", str, Payload], Awaitable[Payload]]
 """``(domain, charge_point_id, request) -> request``: runs before a command is sent, once its
 payload passed the schema and the charge point is known (on the instance the operator
-asked): allocates what Voltaro allocates (the command's ``allocates``) and records the
-request; returns the payload to send."""
+asked): allocates what Voltaro allocates (the command's ``allocates``; its ``fills`` that
+the operator left out are missing from ``request``) and records the request; returns the
+payload to send."""
 
-Failed = Callable[["Domain", str, Payload, str], Awaitable[None]]
-"""``(domain, charge_point_id, request, why)``: what a command that got no valid answer
-changes (a timeout, a CALLERROR, no connection); ``why`` is the operator's message."""
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a command got no valid answer, as a command's ``failed`` is told."""
+
+    message: str
+    """What happened, in the operator's words."""
+    outcome: str
+    """The failure's kind: ``timeout``, ``error`` (a CALLERROR), ``invalid`` (an invalid
+    CALLRESULT), ``disconnected``, ``not connected``, ..."""
+    code: str | None = None
+    """The CALLERROR's error code, when the charger answered one."""
+
+
+Failed = Callable[["Domain", str, Payload, Failure], Awaitable[None]]
+"""``(domain, charge_point_id, request, failure)``: what a command that got no valid answer
+changes (a timeout, a CALLERROR, no connection)."""
 
 FieldKind = Literal["text", "int", "select", "list", "bool"]
 
@@ -128,6 +143,13 @@ class Command:
     each with a stand-in value the action's schema accepts: the operator leaves them out (a
     value given is replaced), the schema check runs with the stand-ins, then ``prepare``
     puts in the real values. The API's answer names them (``allocated``).
+
+    ``fills``: the payload fields Voltaro fills in *when the operator leaves them out* (a
+    value given is sent as given; e.g. SendLocalList's ``listVersion``: left out, Voltaro
+    sends its own list), each with a stand-in the schema accepts: the schema check runs with
+    the stand-ins of those left out, then ``prepare`` (which such a command must have) gets
+    the payload without them and puts them in. The API's answer names those filled in
+    (``allocated``).
     """
 
     action: str
@@ -138,6 +160,16 @@ class Command:
     prepare: Prepare | None = None
     failed: Failed | None = None
     allocates: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    fills: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.fills and self.prepare is None:
+            raise ValueError(f"{self.action}: a command that fills fields needs a prepare")
+
+    def filled(self, payload: object) -> tuple[str, ...]:
+        """The fields of ``fills`` that ``payload`` (the operator's) leaves out."""
+        given = payload if isinstance(payload, dict) else {}
+        return tuple(name for name in self.fills if name not in given)
 
     def payload(self, inputs: Mapping[str, str]) -> Payload:
         """The OCPP payload from an operator's text inputs (blank optional inputs left out;

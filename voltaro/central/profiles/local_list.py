@@ -5,7 +5,8 @@ its Local Authorization List, and Voltaro keeps it so.
   once past their expiry date), expiry date and parent, as Authorize would answer; computed
   in :mod:`voltaro.central.local_list_entries`.
 - Keeping in sync: the background task of :mod:`voltaro.central.local_list_sync`.
-- Operator commands: ``SendLocalList`` (the payload as given: a test tool's exact list) and
+- Operator commands: ``SendLocalList`` (the payload as given: a test tool's exact list; without
+  a ``listVersion``, Voltaro's whole list now, see :func:`complete_list`) and
   ``GetLocalListVersion`` (also Voltaro's own check: a version other than the one Voltaro
   recorded makes the task send the whole list again; an operator's "sync now").
 - What Voltaro knows of each charger's list (its version, its entries, whether it is the
@@ -25,13 +26,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from voltaro.central.commands import InvalidCommand
 from voltaro.central.domain import Domain
-from voltaro.central.local_list_entries import apply_update, digest, wanted_list
-from voltaro.central.local_list_sync import failure_changes, keep_local_lists_in_sync
-from voltaro.central.profile import Command, Field, Listing, Payload, Profile
+from voltaro.central.local_list_entries import (
+    apply_update,
+    digest,
+    full_update,
+    send_local_list,
+    wanted_list,
+)
+from voltaro.central.local_list_sync import (
+    DEFAULT_SEND_MAX,
+    REFUSED,
+    failure_changes,
+    keep_local_lists_in_sync,
+)
+from voltaro.central.profile import Command, Failure, Field, Listing, Payload, Profile
 from voltaro.central.timestamps import format_timestamp, utc_now
+from voltaro.ocppj.errors import ErrorCode
+from voltaro.ocppj.validation import Violation
 from voltaro.store.local_lists import STATES, ListSummary, LocalListRecord, LocalListRepository
 from voltaro.store.records import IdTagRecord
+
+LIST_KEY = "localAuthorizationList"
 
 # ---- what the charger's answers change --------------------------------------------------
 
@@ -109,6 +126,51 @@ async def version_read(
         return changes
 
     await lists.change(charge_point_id, reported_changes)
+
+
+async def complete_list(domain: Domain, charge_point_id: str, request: Payload) -> Payload:
+    """An operator's SendLocalList without a ``listVersion`` (the operator's "send the list
+    now"): Voltaro's version, one past the version it knows the charger holds (or that the
+    charger reported), and for a Full without a ``localAuthorizationList`` the list Voltaro
+    wants the charger to hold now, as the sync task computes it. A list longer than the
+    charger takes in one message (``SendLocalListMaxLength``) goes as its first entries: the
+    automatic updates send the rest as Differentials once the Full is accepted; with them off
+    such a list is refused (nothing is sent). With a ``listVersion`` the request is sent as
+    given (a test tool's exact list)."""
+    if "listVersion" in request:
+        return request
+    lists = LocalListRepository(domain.store.database)
+    record = await lists.get(charge_point_id)
+    version = max(record.version or 0, record.reported_version or 0)
+    if request["updateType"] != "Full" or LIST_KEY in request:
+        return send_local_list(version + 1, request["updateType"], request.get(LIST_KEY, []))
+    send_max, max_length = await lists.limits(charge_point_id)
+    wanted = wanted_list(await domain.store.id_tags.list_all(), utc_now(), max_length)
+    update = full_update(wanted, version, send_max or DEFAULT_SEND_MAX)
+    if len(update.messages) > 1 and domain.settings.local_lists == "off":
+        why = (
+            f"Voltaro's list has {len(wanted)} entries, more than the charger takes in one "
+            f"SendLocalList ({send_max or DEFAULT_SEND_MAX}); with VOLTARO_LOCAL_LISTS=off "
+            "nothing sends the rest"
+        )
+        path = f"$.{LIST_KEY}"
+        violation = Violation(ErrorCode.PROPERTY_CONSTRAINT_VIOLATION, path, f"{path}: {why}")
+        raise InvalidCommand("SendLocalList", violation)
+    return update.messages[0]
+
+
+async def list_refused(
+    domain: Domain, charge_point_id: str, request: Payload, failure: Failure
+) -> None:
+    """A list command got no valid answer: a CALLERROR NotImplemented / NotSupported says the
+    charger has no lists, recorded whoever sent the command (an operator's too, with the
+    automatic updates off). Other failures are the sync task's to retry (its own commands);
+    an operator's is the operator's."""
+    if failure.code in REFUSED:
+        lists = LocalListRepository(domain.store.database)
+        await lists.update(
+            charge_point_id, state="not_supported", last_status=f"CALLERROR {failure.code}"
+        )
 
 
 # ---- what operators see -----------------------------------------------------------------
@@ -205,15 +267,20 @@ LOCAL_LIST = Profile(
             "GetLocalListVersion",
             "Ask the charger's local list version; another than Voltaro's makes it resend the list",
             effect=version_read,
+            failed=list_refused,
         ),
         Command(
             "SendLocalList",
-            "Send a local list update as given (Voltaro keeps lists in sync by itself)",
+            "Send a local list update as given; without a listVersion, Voltaro's whole list "
+            "now (it keeps lists in sync by itself)",
             (
-                Field("listVersion", "List version", "int", required=True),
+                Field("listVersion", "List version (leave out: Voltaro's whole list)", "int"),
                 Field("updateType", "Update type", "select", ("Full", "Differential"), True),
             ),
             effect=list_sent,
+            failed=list_refused,
+            prepare=complete_list,
+            fills={"listVersion": 1},
         ),
     ),
     migrations=("0013_local_lists.sql",),

@@ -41,6 +41,7 @@ from voltaro.central.domain_events import DomainEvent, StatusChanged, Transactio
 from voltaro.central.profile import (
     CONNECTOR_NOTES,
     Command,
+    Failure,
     Field,
     Listing,
     Payload,
@@ -124,9 +125,9 @@ async def reservation_answered(
 
 
 async def reservation_failed(
-    domain: Domain, charge_point_id: str, request: Payload, why: str
+    domain: Domain, charge_point_id: str, request: Payload, failure: Failure
 ) -> None:
-    await reservations(domain).failed(request["reservationId"], why, utc_now())
+    await reservations(domain).failed(request["reservationId"], failure.message, utc_now())
 
 
 async def cancellation_answered(
