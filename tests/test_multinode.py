@@ -252,6 +252,16 @@ async def test_every_node_recovers_by_itself_when_the_database_restarts(
             assert detail["online"] and detail["instanceId"] == first.name
     finally:
         await trio.to_thread.run_sync(stop_embedded, server)
+        await trio.to_thread.run_sync(stop_restarted_postgres, server)
+
+
+def stop_restarted_postgres(server: Any) -> None:
+    """pgserver stops the postmaster it started; the one ``pg_ctl restart`` started instead
+    outlived the test (seen once), so it is stopped by its data directory."""
+    from pgserver._commands import pg_ctl
+
+    if (Path(server.pgdata) / "postmaster.pid").exists():
+        pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user)
 
 
 async def apply_migrations_at(url: str) -> None:

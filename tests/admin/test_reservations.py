@@ -272,7 +272,7 @@ def test_an_expired_reservation_is_used_by_a_late_start_that_began_in_time(live:
             _, body = await reserve(http, "RES-LATE", connectorId=connector, expiryDate=expiry)
             reservation_id = body["allocated"]["reservationId"]
             await settles(http, reservation_id, "Expired")
-            began = later(-30) if connector == 1 else later(0)  # before / after the expiry
+            began = later(-30) if connector == 1 else later(5)  # well before / after the expiry
             transaction = await charger.start_transaction(
                 "RES-TAG", connector, reservation_id=reservation_id, timestamp=began
             )
