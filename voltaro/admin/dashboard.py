@@ -59,7 +59,7 @@ from voltaro.admin.chart import (
 )
 from voltaro.admin.dashboard_admin import Pages, mount_management_pages
 from voltaro.admin.gate import Gate
-from voltaro.admin.listing import PAGE_SIZES, ListView
+from voltaro.admin.listing import PAGE_SIZES, ListView, input_time, utc_from_input
 from voltaro.admin.spec import Operation, Problem, Request
 from voltaro.admin.stats import StatsApi
 from voltaro.central.accounts import BOOTSTRAP, Principal, Role
@@ -84,6 +84,7 @@ STATUS_HISTORY_PER_PAGE = 100
 # its charts' numbers are read at most this often; they change every few minutes anyway.
 CHARTS_MAX_AGE = 30.0  # seconds
 REFUSED_ON_ID_TAGS = 10  # refused tags shown under the id tags (all: /id-tags/refused)
+DATE_FILTERS = ("dateField", "from", "to")  # of a list with several times (the API's Dates)
 
 View = Callable[..., Awaitable[Any]]
 
@@ -97,18 +98,6 @@ def local_path(target: str | None, default: str = "/") -> str:
         return default
     parts = urlsplit(target)
     return default if parts.scheme or parts.netloc else target
-
-
-def utc_from_input(value: str) -> str | None:
-    """A ``datetime-local`` input (taken as UTC) or an ISO date-time, as ISO 8601 UTC."""
-    value = value.strip()
-    if not value:
-        return None
-    if value.endswith("Z") or "+" in value[10:]:
-        return value
-    if len(value) == 16:  # YYYY-MM-DDTHH:MM
-        value += ":00"
-    return value + "Z"
 
 
 def int_arg(name: str) -> int:
@@ -232,6 +221,7 @@ def mount_dashboard(
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
         SEND_FILE_MAX_AGE_DEFAULT=ASSET_MAX_AGE,
     )
+    app.jinja_env.globals["input_time"] = input_time  # for macros, imported without context
     by_id = {op.operation_id: op for op in ops}
     versions = asset_versions()
     bus = operations.events
@@ -462,7 +452,9 @@ def mount_dashboard(
         presence = request.args.get("presence", "")
         online = {"online": True, "offline": False}.get(presence)
         view, query = list_view(
-            "listChargePoints", ["registrationStatus", "presence"], CHARGE_POINT_SORTING
+            "listChargePoints",
+            ["registrationStatus", "presence", *DATE_FILTERS],
+            CHARGE_POINT_SORTING,
         )
         if online is not None:  # the page's word for the API's ``online``
             query["online"] = online
@@ -669,7 +661,7 @@ def mount_dashboard(
     @app.get("/id-tags")
     @page
     async def id_tags() -> Any:
-        view, query = list_view("listIdTags", ["status"], ID_TAG_SORTING)
+        view, query = list_view("listIdTags", ["status", *DATE_FILTERS], ID_TAG_SORTING)
         listed = await api.list_id_tags(Request({}, query, None))
         refused_view = ListView.from_request(
             "/id-tags/refused", {}, [], sort="lastSeen", order="desc"
