@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from functools import wraps
 from importlib import resources
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
 import trio
@@ -588,7 +588,29 @@ def mount_dashboard(
             charge_point_id=charge_point_id,
             messages=listed["items"],
             view=view.showing(listed),
+            tail_url=message_tail_url(charge_point_id, view),
         )
+
+    def message_tail_url(charge_point_id: str, view: ListView) -> str | None:
+        """Where a charger's message log page gets its new rows (the page adds ``from``, the
+        newest time it shows), when new rows belong on it: its first page, newest first,
+        without an end time. None: the page stays as it is."""
+        newest_first = view.sort == "loggedAt" and view.order == "desc"
+        if view.page != 0 or not newest_first or "to" in view.args:
+            return None
+        kept = {k: v for k, v in view.args.items() if k in ("action", "direction", "from", "q")}
+        rows = f"/charge-points/{quote(charge_point_id, safe='')}/messages/rows"
+        return rows + ("?" + urlencode(kept) if kept else "")
+
+    @app.get("/charge-points/<charge_point_id>/messages/rows")
+    @page
+    async def message_rows(charge_point_id: str) -> Any:
+        """The newest rows of a charger's message log (its page's filters, ``from`` the
+        newest time the page shows, ``limit`` its size), for a live page to add at the top
+        the ones it lacks: one indexed range read (message_log_cp), never the whole page."""
+        _, query = list_view("getMessages", MESSAGE_FILTERS, MESSAGE_SORTING)
+        listed = await api.messages(Request({"chargePointId": charge_point_id}, query, None))
+        return await render_template("_message_rows.html", messages=listed["items"])
 
     @app.get("/messages")
     @page
@@ -778,10 +800,18 @@ def mount_dashboard(
     @page
     async def events() -> Any:
         """Server-sent events; ``?types=status,boot,...`` keeps only those kinds (a list page
-        asks for the few that change its rows). The stream ends when its session does (signed
-        out elsewhere, revoked), checked at each keepalive."""
+        asks for the few that change its rows), ``?chargePointId=`` only that charger's (its
+        pages: a fleet's events are not sent to a browser that would drop them). The stream
+        ends when its session does (signed out elsewhere, revoked), checked at each
+        keepalive."""
         session_id = str(session["sid"])  # the stream outlives the request's context
         wanted = frozenset(filter(None, request.args.get("types", "").split(","))) or None
+        of_charger = request.args.get("chargePointId") or None
+
+        def wants(event: DomainEvent) -> bool:
+            if wanted is not None and event.kind not in wanted:
+                return False
+            return of_charger is None or event.charge_point_id == of_charger
 
         async def stream() -> AsyncIterator[bytes]:
             with bus.subscribe() as channel:
@@ -797,7 +827,7 @@ def mount_dashboard(
                     if event is None:
                         if await operations.accounts.session(session_id) is None:
                             return  # signed out elsewhere, or revoked: stop streaming
-                    elif wanted is not None and event.kind not in wanted:
+                    elif not wants(event):
                         continue
                     sent_at = trio.current_time()
                     yield b": keepalive\n\n" if event is None else encoded(event)
