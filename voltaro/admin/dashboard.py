@@ -24,6 +24,7 @@ import hmac
 import logging
 import re
 import secrets
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -63,7 +64,7 @@ from voltaro.admin.listing import PAGE_SIZES, ListView, input_time, utc_from_inp
 from voltaro.admin.spec import Operation, Problem, Request
 from voltaro.admin.stats import StatsApi
 from voltaro.central.accounts import BOOTSTRAP, Principal, Role
-from voltaro.central.domain_events import DomainEvent, event_json
+from voltaro.central.domain_events import DomainEvent, MeterValuesReceived, event_json
 from voltaro.central.operations import Operations
 from voltaro.central.profile import CONNECTOR_NOTES, Listing
 from voltaro.ocppj.dialect import OCPP16
@@ -83,6 +84,11 @@ STATUS_HISTORY_PER_PAGE = 100
 # The overview is rendered again for every live update (up to ~4 a second per open tab):
 # its charts' numbers are read at most this often; they change every few minutes anyway.
 CHARTS_MAX_AGE = 30.0  # seconds
+ACCEPTED_HINT = (
+    "; a charger that was Pending reports its connectors at its next boot (its page can ask"
+    " for one now)"
+)
+FEED_ON_OPEN = 50  # events in the overview's feed when it opens (new ones come live)
 REFUSED_ON_ID_TAGS = 10  # refused tags shown under the id tags (all: /id-tags/refused)
 DATE_FILTERS = ("dateField", "from", "to")  # of a list with several times (the API's Dates)
 
@@ -225,6 +231,10 @@ def mount_dashboard(
     by_id = {op.operation_id: op for op in ops}
     versions = asset_versions()
     bus = operations.events
+    # The overview's feed as it opens: the latest events it shows live, which leaves out
+    # meter values (several a minute per charging connector, they would be all of it).
+    feed: deque[DomainEvent] = deque(maxlen=FEED_ON_OPEN)
+    bus.add_listener(lambda e: None if isinstance(e, MeterValuesReceived) else feed.append(e))
     sessions = DashboardSessions(operations)
     stats = StatsApi(operations)
     charts_cache: dict[int, tuple[float, dict[str, Any]]] = {}
@@ -421,7 +431,7 @@ def mount_dashboard(
             summary=summary,
             faulted=summary.faulted,
             charging=summary.charging,
-            events=[event_json(event) for event in reversed(bus.recent)],
+            events=[event_json(event) for event in reversed(feed)],
             charts=await overview_charts(session_hours),
             session_hours=session_hours,
         )
@@ -500,7 +510,8 @@ def mount_dashboard(
             lambda: perform(
                 "putChargePoint", {"chargePointId": charge_point_id}, {"registrationStatus": status}
             ),
-            f"{charge_point_id}: registration {status}",
+            f"{charge_point_id}: registration {status}"
+            + (ACCEPTED_HINT if status == "Accepted" else ""),
         )
         return redirect(local_path(form.get("next"), "/charge-points"))
 
@@ -793,6 +804,11 @@ def mount_dashboard(
 
     for listing in operations.listings:
         mount_listing(listing, by_id[listing_operation_id(listing)])
+
+    @app.get("/favicon.ico")
+    async def favicon() -> Any:
+        """For what asks the conventional place (a page without a link, a bookmark)."""
+        return redirect(f"/static/favicon.svg?v={versions.get('favicon.svg', '0')}")
 
     # ---- live events ---------------------------------------------------------------------
 

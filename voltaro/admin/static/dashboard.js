@@ -23,11 +23,20 @@
     }
   }
 
+  // An event's time as the feed shows it: UTC like every time on the dashboard, with its
+  // date unless it is today's (a feed kept open overnight, events from before a restart).
+  function when(at) {
+    const today = new Date().toISOString().slice(0, 10);
+    const time = at.slice(11, 19) + " UTC";
+    return at.slice(0, 10) === today ? time : at.slice(0, 10) + " " + time;
+  }
+
   function fillEvent(li, e) {
     li.className = "event ev-" + e.type;
     li.textContent = "";
     const time = document.createElement("time");
-    time.dateTime = e.at; time.textContent = (e.at || "").slice(11, 19);
+    time.dateTime = e.at; time.textContent = when(e.at || "");
+    time.title = (e.at || "").replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC");
     const link = document.createElement("a");
     link.href = "/charge-points/" + encodeURIComponent(e.chargePointId || "");
     link.textContent = e.chargePointId || "";
@@ -52,6 +61,17 @@
     if (empty) empty.hidden = true;
   }
 
+  // A payload the operator opened (a <details> in a row with data-message) stays open
+  // when its region is rendered again.
+  function keepOpen(old, replacement) {
+    old.querySelectorAll("tr[data-message] details[open]").forEach(function (details) {
+      const id = details.closest("tr").dataset.message;
+      const row = replacement.querySelector('tr[data-message="' + CSS.escape(id) + '"]');
+      const same = row && row.querySelector("details");
+      if (same) same.open = true;
+    });
+  }
+
   // Re-render the page's live regions ([data-live][id]) from a fresh copy of the page.
   let refreshing = false, again = false;
   async function refresh() {
@@ -67,6 +87,7 @@
         const replacement = fresh.getElementById(old.id);
         if (!replacement) return;
         if (old.contains(document.activeElement) && document.activeElement !== document.body) return;
+        keepOpen(old, replacement);
         old.replaceWith(replacement);
       });
       bindCommands(document);
