@@ -19,6 +19,8 @@ from tests.dashboard.charger import ScriptedCharger
 from tests.dashboard.conftest import TrioThread
 from tests.dashboard.test_dashboard import TIMEOUT, shot, sign_in
 
+RECORD = "() => { window.notReloaded = true; }"
+
 
 class PendingAtBoot(ScriptedCharger):
     """A charger that booted while it was Pending: it reports no connectors until a
@@ -149,3 +151,39 @@ def test_a_chargers_stream_carries_only_its_events(live: Live, chargers: TrioThr
     chargers.run(other.close)
     chargers.run(mine.close)
     assert seen == [("status", "PASS-MINE", n) for n in (0, 1, 2)]
+
+
+def test_a_live_region_updates_with_the_focus_in_it_and_keeps_a_payload_open(
+    page: Any, live: Live, chargers: TrioThread
+) -> None:
+    """The charge point's recent messages: the operator opened a payload (the focus on its
+    summary); the charger's next message still shows, the payload stays open and the focus
+    where it was."""
+    from playwright.sync_api import expect
+
+    charger = ScriptedCharger(live.ws_url("PASS-FOCUS"))
+    chargers.run(charger.start, chargers.nursery)
+    recent = page.locator("#recent-messages")
+    page.goto(live.base + "/charge-points/PASS-FOCUS")
+    for _ in range(50):  # the boot's frames are written with the writer's next batch
+        if recent.locator("tr[data-message]").count() >= 8:
+            break
+        page.wait_for_timeout(100)
+        page.reload()
+    expect(page.locator("#live-state")).to_have_text("live")
+    opened = recent.locator("tr[data-message]").first
+    message = opened.get_attribute("data-message")
+    opened.locator("summary").click()
+    page.evaluate(RECORD)
+
+    chargers.run(charger.call, "DataTransfer", {"vendorId": "focus.example"})
+    chargers.run(charger.status, 2, "Unavailable")
+    expect(recent).to_contain_text("focus.example")  # updated with the focus inside
+    row = recent.locator(f'tr[data-message="{message}"]')
+    expect(row.locator("details")).to_have_attribute("open", "")
+    focused = page.evaluate(
+        "() => document.activeElement.closest('tr[data-message]')?.dataset.message"
+    )
+    assert focused == message
+    assert page.evaluate("window.notReloaded") is True
+    chargers.run(charger.close)

@@ -72,6 +72,24 @@
     });
   }
 
+  // The element of a fresh region that stands for the focused one of the old (a payload's
+  // summary by its message, an element by its id, a form's button by its action and value),
+  // so a region with the focus in it is updated too and the focus stays where it was.
+  function counterpart(el, fresh) {
+    const row = el.tagName === "SUMMARY" && el.closest("tr[data-message]");
+    if (row) {
+      return fresh.querySelector('tr[data-message="' + CSS.escape(row.dataset.message) + '"] summary');
+    }
+    if (el.id) return fresh.querySelector("#" + CSS.escape(el.id));
+    const form = el.closest("form");
+    if (form && el.name) {
+      return Array.prototype.find.call(fresh.querySelectorAll("form"), function (f) {
+        return f.getAttribute("action") === form.getAttribute("action");
+      })?.querySelector('[name="' + CSS.escape(el.name) + '"][value="' + CSS.escape(el.value) + '"]') || null;
+    }
+    return null;
+  }
+
   // Re-render the page's live regions ([data-live][id]) from a fresh copy of the page.
   let refreshing = false, again = false;
   async function refresh() {
@@ -86,9 +104,13 @@
       document.querySelectorAll("[data-live][id]").forEach(function (old) {
         const replacement = fresh.getElementById(old.id);
         if (!replacement) return;
-        if (old.contains(document.activeElement) && document.activeElement !== document.body) return;
+        const focused = document.activeElement;
+        const within = focused && focused !== document.body && old.contains(focused);
+        const successor = within ? counterpart(focused, replacement) : null;
+        if (within && !successor) return; // nothing to hand the focus to: keep it as it is
         keepOpen(old, replacement);
         old.replaceWith(replacement);
+        if (successor) successor.focus({ preventScroll: true });
       });
       bindCommands(document);
     } catch (err) {
