@@ -2,9 +2,9 @@
 with the filters, searches and orders the dashboard offers, over an embedded PostgreSQL
 seeded by SQL.
 
-    .venv/bin/python -m benchmarks.list_queries   # 20,000 charge points, 50,000 id tags,
-                                                  # 1M transactions, 2M logged frames,
-                                                  # 200k status changes
+    .venv/bin/python -m benchmarks.list_queries   # 20,000 charge points, 50,000 id tags
+                                                  # (--id-tags), 1M transactions, 2M
+                                                  # logged frames, 200k status changes
 
 Each query runs through the store's own :class:`~voltaro.store.admin_queries.AdminQueries`
 (the SQL the API runs, its count included), three times; the best time is reported, as
@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import trio_asyncio
 
 from benchmarks.cluster import write_results
 from benchmarks.run import ROOT
-from voltaro.store.admin_queries import Order, Page, TransactionFilter
+from voltaro.store.admin_queries import Order, Page, Period, TransactionFilter
 from voltaro.store.embedded import embedded_url, start_embedded, stop_embedded
 from voltaro.store.migrate import apply_migrations
 from voltaro.store.store import Store, open_store
@@ -51,8 +51,24 @@ async def seed(url: str, args: argparse.Namespace) -> None:
             """,
             args.charge_points,
         )
+        # id tags added over the last year, two in three expiring within the next two years
         await connection.execute(
-            "INSERT INTO id_tags (id_tag) SELECT 'TAG-' || n FROM generate_series(0, 49999) AS n"
+            """
+            INSERT INTO id_tags (id_tag, expiry_date, created_at, updated_at)
+            SELECT 'TAG-' || n,
+                   CASE WHEN n % 3 = 0 THEN NULL
+                        ELSE now() + make_interval(mins => ((n::bigint * 7919) % 1051200)::int) END,
+                   now() - make_interval(mins => ((n::bigint * 104729) % 525600)::int),
+                   now() - make_interval(mins => ((n::bigint * 104729) % 525600)::int)
+            FROM generate_series(0, $1 - 1) AS n
+            """,
+            args.id_tags,
+        )
+        await connection.execute(
+            "UPDATE charge_points"
+            " SET created_at = now() - make_interval(hours => ((n * 7) % 8760)::int)"
+            " FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM charge_points) AS r"
+            " WHERE charge_points.id = r.id"
         )
         await connection.execute(
             """
@@ -107,6 +123,10 @@ def cases(store: Store) -> list[tuple[str, Callable[..., Awaitable[Page]], dict[
     log: dict[str, Any] = {"action": None, "direction": None, "start": None, "end": None}
     log |= {"charge_point_id": None, **first}
     tx = TransactionFilter
+    now = datetime.now(UTC)
+    hour_ago, week_ago = now - timedelta(hours=1), now - timedelta(days=7)
+    month_ago = now - timedelta(days=30)
+    tags: dict[str, Any] = {"status": None, **first}
     return [
         ("charge points, by id", q.charge_points, fleet),
         ("charge points, page 200", q.charge_points, fleet | {"offset": 200 * PAGE}),
@@ -155,6 +175,50 @@ def cases(store: Store) -> list[tuple[str, Callable[..., Awaitable[Page]], dict[
             log | {"action": "StatusNotification"},
         ),
         ("message log, q=CP-00123", q.messages, log | {"search": "CP-00123"}),
+        (
+            "message log of a charge point, its newest (a live page's new rows)",
+            q.messages,
+            log | {"charge_point_id": cp, "start": datetime.now(UTC) - timedelta(seconds=30)},
+        ),
+        (
+            "charge points, last seen within the hour",
+            q.charge_points,
+            fleet | {"period": Period("last_seen", hour_ago)},
+        ),
+        (
+            "charge points, registered in a month",
+            q.charge_points,
+            fleet | {"period": Period("created_at", month_ago, week_ago)},
+        ),
+        ("id tags, by id", q.id_tags, tags),
+        (
+            "id tags, expiring within a month",
+            q.id_tags,
+            tags | {"period": Period("expiry_date", now, now + timedelta(days=30))},
+        ),
+        (
+            "id tags, expiring within a month, soonest first",
+            q.id_tags,
+            tags
+            | {
+                "period": Period("expiry_date", now, now + timedelta(days=30)),
+                "order": Order("expiry_date"),
+            },
+        ),
+        (
+            "id tags, added in a month",
+            q.id_tags,
+            tags | {"period": Period("created_at", month_ago, week_ago)},
+        ),
+        (
+            "id tags, added in a week, newest first",
+            q.id_tags,
+            tags
+            | {
+                "period": Period("created_at", week_ago),
+                "order": Order("created_at", descending=True),
+            },
+        ),
         ("status history of a charge point", q.status_history, first | {"charge_point_id": cp}),
         ("refused id tags", q.refused_id_tags, first | {"reason": None}),
     ]
@@ -191,6 +255,7 @@ def markdown(result: dict[str, Any]) -> str:
     s = result["setup"]
     lines = [
         f"List queries, one page of {PAGE} with its count: {s['charge_points']:,} charge points,"
+        f" {s.get('id_tags', 50_000):,} id tags,"
         f" {s['transactions']:,} transactions, {s['messages']:,} logged frames,"
         f" {s['status_changes']:,} status changes; best of {s['repeats']}.",
         "",
@@ -206,6 +271,7 @@ def markdown(result: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.list_queries", description=__doc__)
     parser.add_argument("--charge-points", type=int, default=20_000)
+    parser.add_argument("--id-tags", type=int, default=50_000)
     parser.add_argument("--transactions", type=int, default=1_000_000)
     parser.add_argument("--messages", type=int, default=2_000_000)
     parser.add_argument("--status-changes", type=int, default=200_000)

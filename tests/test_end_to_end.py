@@ -274,3 +274,40 @@ async def test_lenient_mode_accepts_known_breakers_and_counts_them(
             await trio.sleep(0.05)
     # the log keeps what the charger actually sent
     assert logged[0]["payload"]["chargePointSerialNumber"] == LONG_SERIAL
+
+
+async def test_a_normal_stop_commits_every_chargers_disconnection(
+    voltaro_settings: Settings, database_url: str, aio_loop: Any
+) -> None:
+    """Stopping (Ctrl-C, SIGTERM: the instance cancelled) closes the chargers with 1001 and
+    records each disconnection while the store is still up: none left as an unsaved write
+    for the next start to clean up (issue 18: a normal Ctrl-C logged them as unsaved)."""
+    ids = [f"BYE-{n:02d}" for n in range(40)]
+    async with trio.open_nursery() as chargers:
+        with trio.CancelScope() as server_scope:
+            async with trio.open_nursery() as server:
+                voltaro = await start(server, voltaro_settings, unknown_chargers="accept")
+                connected = [await RawCharger.connect(chargers, ws_url(voltaro, cp)) for cp in ids]
+                for charger in connected:
+                    answer = await charger.call("BootNotification", BOOT)
+                    assert answer[2]["status"] == "Accepted"
+                writer = voltaro.central.store.writer
+                server_scope.cancel()
+        chargers.cancel_scope.cancel()
+    assert writer.queued_posted_bytes == 0
+    connection = await trio_asyncio.aio_as_trio(asyncpg.connect)(database_url)
+    try:
+        rows = await trio_asyncio.aio_as_trio(connection.fetch)(
+            "SELECT charge_point_id, reason FROM presence_events WHERE NOT online"
+        )
+        online = await trio_asyncio.aio_as_trio(connection.fetchval)(
+            "SELECT count(*) FROM charge_points WHERE online"
+        )
+    finally:
+        await trio_asyncio.aio_as_trio(connection.close)()
+    reasons = {row["charge_point_id"]: row["reason"] for row in rows}
+    assert sorted(reasons) == ids
+    assert set(reasons.values()) == {
+        "disconnected: closed by the server: code 1001 server shutting down"
+    }
+    assert online == 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -269,20 +269,46 @@ async def _run_instance(
     if server is not None:
         metrics.watch_transport(server.stats)
     _watch_counters(voltaro)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(central.run)
+    # On the way out (Ctrl-C, SIGTERM: a cancellation), in order: the chargers are closed
+    # (1001) while the OCPP server still runs their sessions, then the server stops, then
+    # the central system (its store, the writer): each disconnection is committed, with how
+    # it ended, rather than cut short or left queued (issue 18: a normal Ctrl-C logged them
+    # as unsaved writes). Both scopes are shielded only once started: a Ctrl-C while they
+    # start (a database that does not answer) stops them at once.
+    central_scope = trio.CancelScope()
+    ocpp_scope = trio.CancelScope()
+    async with trio.open_nursery() as outer:
+        await outer.start(_run_in_scope, central_scope, central.run)
+        central_scope.shield = True
         try:
-            if admin:
-                voltaro.admin_url = await nursery.start(
-                    run_admin_server, voltaro.operations, metrics, settings
-                )
-            if server is not None:
-                await nursery.start(server.run)
-            task_status.started(voltaro)
-            await trio.sleep_forever()
+            async with trio.open_nursery() as nursery:
+                if admin:
+                    voltaro.admin_url = await nursery.start(
+                        run_admin_server, voltaro.operations, metrics, settings
+                    )
+                if server is not None:
+                    await nursery.start(_run_in_scope, ocpp_scope, server.run)
+                    ocpp_scope.shield = True
+                task_status.started(voltaro)
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await central.sessions.close_all(CLOSE_GOING_AWAY, "server shutting down")
+                    ocpp_scope.cancel()
         finally:
-            with trio.CancelScope(shield=True):
-                await central.sessions.close_all(CLOSE_GOING_AWAY, "server shutting down")
+            central_scope.cancel()
+
+
+async def _run_in_scope(
+    scope: trio.CancelScope,
+    run: Callable[..., Awaitable[None]],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """``run(task_status=...)`` inside ``scope`` (its caller cancels it when it is time)."""
+    with scope:
+        await run(task_status=task_status)
 
 
 async def run_server(settings: Settings) -> None:

@@ -62,3 +62,30 @@ def test_the_server_takes_the_examples(live: Live, api: httpx.Client) -> None:
         url = url.replace("{name}", "example-operator")
         answer = api.put(url, json=content["example"])
         assert answer.status_code in (200, 201), (url, answer.text)
+
+
+def test_every_date_filter_has_an_example_the_server_takes(api: httpx.Client) -> None:
+    """Each list's ``from``/``to`` (any date-time query parameter) shows how a date-time is
+    written, and a GET with the examples is answered 200."""
+    document = api.get("/api/v1/openapi.json").json()
+    checked = []
+    for path, item in document["paths"].items():
+        get = item.get("get")
+        if get is None or "{" in path:
+            continue
+        dates = {
+            p["name"]: p
+            for p in get["parameters"]
+            if p["in"] == "query" and p["schema"].get("format") == "date-time"
+        }
+        if not dates:
+            continue
+        for name, parameter in dates.items():
+            assert parameter["example"].endswith("Z"), (path, name)
+        params = {name: p["example"] for name, p in dates.items()}
+        assert params.get("from", "") < params.get("to", "~"), path  # a range, not empty
+        answer = api.get(path, params=params)
+        assert answer.status_code == 200, (path, answer.text)
+        checked.append(path)
+    for path in ("charge-points", "id-tags", "transactions", "messages", "audit"):
+        assert f"/api/v1/{path}" in checked

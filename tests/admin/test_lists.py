@@ -222,3 +222,91 @@ def test_a_tag_named_refused_is_still_an_id_tag(api: httpx.Client) -> None:
     assert api.get("/api/v1/id-tags/Refused").json()["status"] == "Blocked"
     assert "items" in api.get("/api/v1/id-tags/refused").json()
     assert api.delete("/api/v1/id-tags/refused").status_code == 204
+
+
+def test_charge_points_filtered_by_date(api: httpx.Client, fleet: list[int]) -> None:
+    """``from``/``to`` bound the time ``dateField`` names: last seen (the default), or when
+    the charge point was registered; a charge point never seen is in no period of last
+    seen."""
+    first = api.put("/api/v1/charge-points/DATE-CP-1", json={}).json()
+    second = api.put("/api/v1/charge-points/DATE-CP-2", json={}).json()
+    assert first["createdAt"] < second["createdAt"]
+
+    def listed(**params: str) -> list[str]:
+        found: list[str] = ids(api.get("/api/v1/charge-points", params=params), "chargePointId")
+        return found
+
+    registered = {"q": "date-cp", "dateField": "createdAt"}
+    assert listed(**registered, **{"from": second["createdAt"]}) == ["DATE-CP-2"]
+    assert listed(**registered, to=second["createdAt"]) == ["DATE-CP-1"]
+    assert listed(**registered, **{"from": "2999-01-01T00:00:00Z"}) == []
+    assert listed(**registered) == ["DATE-CP-1", "DATE-CP-2"]  # no from/to: no filter
+
+    seen = listed(**{"from": "2000-01-01T00:00:00Z"})
+    assert CHARGER in seen  # it connected; the others of the module never did
+    assert not {"DATE-CP-1", "LIST-A1", "list-b2"} & set(seen)
+    assert listed(to="2000-01-01T00:00:00Z") == []
+    offset = listed(dateField="lastSeen", **{"from": "2000-01-01T01:00:00+01:00"})
+    assert offset == seen  # any zone, read as the instant it names
+
+
+def test_id_tags_filtered_by_date(api: httpx.Client) -> None:
+    """Id tags by expiry (the default), by when they were added or last changed."""
+    for tag, expiry in (("DT-2027", "2027-06-01T00:00:00Z"), ("DT-2028", "2028-06-01T00:00:00Z")):
+        assert api.put(f"/api/v1/id-tags/{tag}", json={"expiryDate": expiry}).status_code == 201
+    never = api.put("/api/v1/id-tags/DT-NEVER", json={})
+    assert never.status_code == 201
+
+    def listed(**params: str) -> list[str]:
+        found: list[str] = ids(api.get("/api/v1/id-tags", params={"q": "dt-", **params}), "idTag")
+        return found
+
+    in_2027 = {"from": "2027-01-01T00:00:00Z", "to": "2028-01-01T00:00:00Z"}
+    assert listed(**in_2027) == ["DT-2027"]
+    assert listed(dateField="expiryDate", to="2029-01-01T00:00:00Z") == ["DT-2027", "DT-2028"]
+    added = never.json()["createdAt"]
+    assert listed(dateField="createdAt", **{"from": added}) == ["DT-NEVER"]
+    assert listed(dateField="createdAt", to=added) == ["DT-2027", "DT-2028"]
+
+    changed = api.put("/api/v1/id-tags/DT-2027", json={"status": "Blocked"}).json()
+    assert changed["createdAt"] < changed["updatedAt"]
+    assert listed(dateField="updatedAt", **{"from": changed["updatedAt"]}) == ["DT-2027"]
+    assert listed(dateField="createdAt", **{"from": changed["updatedAt"]}) == []
+
+
+@pytest.mark.parametrize("route", ["/api/v1/charge-points", "/api/v1/id-tags"])
+@pytest.mark.parametrize(
+    ("params", "detail"),
+    [
+        (
+            {"from": "next year"},
+            "query parameter 'from': \"next year\" is not a date-time: expected one like"
+            " 2027-01-01T00:00:00Z",
+        ),
+        (
+            {"to": "2027-01-01T00:00:00"},
+            "query parameter 'to': \"2027-01-01T00:00:00\" is not a date-time: expected one"
+            " like 2027-01-01T00:00:00Z",
+        ),
+        (
+            {"to": "1969-12-31T23:59:59Z"},
+            "'to': '1969-12-31T23:59:59Z': outside the times Voltaro accepts"
+            " (1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z); e.g. 2027-01-01T00:00:00Z",
+        ),
+    ],
+)
+def test_a_bad_date_filter_is_refused_saying_what_was_expected(
+    api: httpx.Client, route: str, params: dict[str, str], detail: str
+) -> None:
+    assert assert_problem(api.get(route, params=params), 400)["detail"] == detail
+
+
+def test_an_unknown_date_field_is_refused_naming_the_allowed_ones(api: httpx.Client) -> None:
+    problem = assert_problem(
+        api.get("/api/v1/charge-points", params={"dateField": "birthday"}), 400
+    )
+    assert problem["detail"] == (
+        'query parameter \'dateField\': "birthday" is not one of "lastSeen", "createdAt"'
+    )
+    problem = assert_problem(api.get("/api/v1/id-tags", params={"dateField": "lastSeen"}), 400)
+    assert '"expiryDate", "createdAt", "updatedAt"' in problem["detail"]

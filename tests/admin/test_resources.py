@@ -226,12 +226,16 @@ def test_id_tags(api: httpx.Client) -> None:
         json={"status": "Accepted", "expiryDate": "2027-12-31T23:59:59Z", "parentIdTag": "GROUP"},
     )
     assert created.status_code == 201
-    assert created.json() == {
+    tag = created.json()
+    assert tag == {
         "idTag": "TAG-A1",
         "status": "Accepted",
         "expiryDate": "2027-12-31T23:59:59Z",
         "parentIdTag": "GROUP",
+        "createdAt": tag["createdAt"],
+        "updatedAt": tag["createdAt"],  # added, not changed since
     }
+    assert tag["createdAt"].endswith("Z")
     assert api.get("/api/v1/id-tags/tag-a1").json()["idTag"] == "TAG-A1"  # CiString20
     blocked = api.put("/api/v1/id-tags/TAG-A1", json={"status": "Blocked"})
     assert blocked.status_code == 200

@@ -251,3 +251,109 @@ def test_a_full_page_of_the_newest_says_there_is_newer(
         for bad in ("", "x", "1,,-2", ",".join(["1"] * 201), str(2**31)):
             assert client.get("/transactions/rows", params={"ids": bad}).status_code == 400
     chargers.run(charger.close)
+
+
+def test_id_tags_filtered_by_expiry_dates_kept_in_the_url(page: Any, live: Live) -> None:
+    from playwright.sync_api import expect
+
+    with live.client() as api:
+        for tag, expiry in (
+            ("EXP-2027", "2027-06-01T00:00:00Z"),
+            ("EXP-2028", "2028-06-01T00:00:00Z"),
+        ):
+            assert api.put(f"/api/v1/id-tags/{tag}", json={"expiryDate": expiry}).is_success
+        assert api.put("/api/v1/id-tags/EXP-NEVER", json={}).is_success
+
+    page.goto(live.base + "/id-tags?q=exp-")
+    assert row_ids(page, "data-id-tag") == ["EXP-2027", "EXP-2028", "EXP-NEVER"]
+    filters = page.get_by_role("search").first
+    filters.get_by_label("Date").select_option(label="Expires")
+    filters.get_by_label("from (UTC)").fill("2027-01-01T00:00")
+    filters.get_by_label("to", exact=True).fill("2028-01-01T00:00")
+    filters.get_by_role("button", name="Filter").click()
+    assert row_ids(page, "data-id-tag") == ["EXP-2027"]
+    assert "dateField=expiryDate" in page.url and "from=2027-01-01T00" in page.url
+
+    page.reload()  # the view is the URL: the same rows, the inputs as they were
+    assert row_ids(page, "data-id-tag") == ["EXP-2027"]
+    expect(filters.get_by_label("from (UTC)")).to_have_value("2027-01-01T00:00")
+    expect(filters.get_by_label("to", exact=True)).to_have_value("2028-01-01T00:00")
+    shot(page, "15-id-tags-by-expiry")
+
+    # registered after the tags: none of them; a link with a zone shows in the inputs as UTC
+    page.goto(live.base + "/id-tags?q=exp-&dateField=createdAt&from=2999-01-01T01:30:00%2B01:00")
+    assert row_ids(page, "data-id-tag") == []
+    expect(page.locator("table[aria-label='Id tags'] tbody")).to_contain_text("match the filter")
+    expect(filters.get_by_label("Date")).to_have_value("createdAt")
+    expect(filters.get_by_label("from (UTC)")).to_have_value("2999-01-01T00:30")
+    bad = page.request.get(live.base + "/id-tags?from=soon")
+    assert bad.status == 400 and "is not a date-time" in bad.text()
+
+
+def test_a_chargers_message_log_shows_new_frames_without_a_reload(
+    page: Any, live: Live, chargers: TrioThread
+) -> None:
+    """The first page of a charger's message log gets the frames logged since its newest
+    row, put on top: no reload (a marker on ``window`` survives), the rows shown stay as
+    they are (an expanded payload stays open), and only that charger's events come."""
+    from playwright.sync_api import expect
+
+    charger = ScriptedCharger(live.ws_url("ROW-LOG"))
+    chargers.run(charger.start, chargers.nursery)  # boot, three statuses: logged
+    other = ScriptedCharger(live.ws_url("ROW-LOG-OTHER"))
+    log = page.locator("table.messages tbody")
+    page.goto(live.base + "/charge-points/ROW-LOG/messages?limit=100")
+    for _ in range(50):  # the boot's frames are written with the writer's next batch
+        if log.locator("tr[data-message]").count() >= 8:
+            break
+        page.wait_for_timeout(100)
+        page.reload()
+    expect(page.locator("#live-state")).to_have_text("live")
+    shown_before = log.locator("tr[data-message]").count()
+    oldest = log.locator("tr[data-message]").last
+    oldest.locator("summary").click()  # the operator reads a payload
+    expect(oldest.locator("details")).to_have_attribute("open", "")
+    page.evaluate(RECORD_FETCHES)
+
+    chargers.run(other.start, chargers.nursery)  # another charger: not this page's
+    chargers.run(charger.call, "DataTransfer", {"vendorId": "marker.example"})  # no event
+    chargers.run(charger.status, 1, "Unavailable")  # an event: fetch the new frames
+    newest = log.locator("tr[data-message]").first
+    expect(newest).to_contain_text("StatusNotification")
+    expect(log).to_contain_text("marker.example")  # the frame without an event came along
+    assert page.evaluate("window.notReloaded") is True
+    expect(page.locator("tr[data-message] details[open]")).to_have_count(1)  # still open
+    # Voltaro's own local list sync may add frames at any moment: count what is shown, and
+    # the count above the table with it (both change in one go)
+    shown, count = page.evaluate(
+        """() => [document.querySelectorAll("table.messages tbody tr[data-message]").length,
+                  document.getElementById("message-count").textContent]"""
+    )
+    assert shown >= shown_before + 4  # DataTransfer and StatusNotification, each answered
+    assert count == f"{shown} messages"
+    fetched: list[str] = page.evaluate("window.fetched")
+    assert fetched and all(
+        url.startswith("/charge-points/ROW-LOG/messages/rows?") for url in fetched
+    ), fetched
+    assert "ROW-LOG-OTHER" not in log.inner_text()
+    shot(page, "16-message-log-live")
+    chargers.run(charger.close)
+    chargers.run(other.close)
+
+    with httpx.Client(base_url=live.base, timeout=10) as client:
+        assert client.post("/login", data={"token": live.token}).status_code == 302
+        rows = client.get(
+            "/charge-points/ROW-LOG/messages/rows",
+            params={"action": "DataTransfer", "limit": 25},
+        )
+        assert rows.status_code == 200 and rows.text.count("<tr ") == 2  # the call, the answer
+        later = client.get(
+            "/charge-points/ROW-LOG/messages/rows", params={"from": "2999-01-01T00:00:00Z"}
+        )
+        assert later.status_code == 200 and "<tr " not in later.text
+        assert client.get("/charge-points/NOBODY-HERE/messages/rows").status_code == 404
+        assert client.get("/charge-points/ROW-LOG/messages/rows?from=x").status_code == 400
+        # a page that is not the newest first has nowhere to put new rows: not live
+        older = client.get("/charge-points/ROW-LOG/messages", params={"order": "asc"})
+        assert older.status_code == 200 and "data-tail" not in older.text
+        assert "data-tail" in client.get("/charge-points/ROW-LOG/messages").text

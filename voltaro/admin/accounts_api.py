@@ -23,6 +23,7 @@ from voltaro.admin.api import (
     PREFIX,
     STRING,
     Status,
+    date_range,
     iso,
     page_json,
     page_schema,
@@ -158,8 +159,7 @@ AUDIT_FILTERS = (
     Param("chargePointId", CP_ID_SCHEMA),
     Param("action", {"type": "string", "maxLength": 100, "pattern": NO_NUL}),
     Param("failed", {"type": "boolean"}, "true: refused or failed actions only"),
-    Param("from", DATE_TIME, "at or after"),
-    Param("to", DATE_TIME, "before"),
+    *date_range(),
 )
 
 

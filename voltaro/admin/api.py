@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from voltaro.admin import commands
+from voltaro.admin.examples import DATE_RANGE_EXAMPLE
 from voltaro.admin.spec import (
     NO_NUL,
     PROBLEM_MEDIA_TYPE,
@@ -44,7 +45,7 @@ from voltaro.central.operations import Operations
 from voltaro.central.profile import Command, Field, Listing
 from voltaro.ocppj.actions import Direction
 from voltaro.ocppj.dialect import OCPP16
-from voltaro.store.admin_queries import Order, Page, Row, TransactionFilter
+from voltaro.store.admin_queries import Order, Page, Period, Row, TransactionFilter
 from voltaro.store.refused_id_tags import REASONS
 from voltaro.transport.handshake import charge_point_id_problem
 
@@ -193,6 +194,8 @@ SCHEMAS: JsonObject = {
             "status": {"enum": ID_TAG_STATUSES},
             "expiryDate": N_DATE_TIME,
             "parentIdTag": N_STRING,
+            "createdAt": {**DATE_TIME, "description": "when it was added"},
+            "updatedAt": {**DATE_TIME, "description": "when it was last changed"},
         },
     },
     "Transaction": {
@@ -340,6 +343,7 @@ ID_TAG_SORTING = Sorting(
         "status": "status",
         "expiryDate": "expiry_date",
         "parentIdTag": "parent_id_tag",
+        "createdAt": "created_at",
         "updatedAt": "updated_at",
     },
     "idTag",
@@ -380,6 +384,49 @@ REFUSED_ID_TAG_SORTING = Sorting(
 )
 
 
+def date_range(what: str = "") -> tuple[Param, Param]:
+    """A list's ``from`` and ``to``: ``what`` (e.g. "logged") at or after, and before."""
+    what = what + " " if what else ""
+    start, end = DATE_RANGE_EXAMPLE
+    return (
+        Param("from", DATE_TIME, f"{what}at or after", example=start),
+        Param("to", DATE_TIME, f"{what}before", example=end),
+    )
+
+
+class Dates:
+    """The date filter of a list with several times: ``from``/``to`` bound the one that
+    ``dateField`` names (by the API's field name, each with the store's date key; the first
+    by default)."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self.fields = fields
+        self.default = next(iter(fields))
+
+    def params(self) -> tuple[Param, Param, Param]:
+        return (
+            Param(
+                "dateField",
+                {"enum": list(self.fields), "default": self.default},
+                "the time that from and to bound: " + ", ".join(self.fields),
+            ),
+            *date_range("its dateField"),
+        )
+
+    def period(self, query: JsonObject) -> Period | None:
+        """The store's period for the validated query; None without ``from`` and ``to``."""
+        if query.get("from") is None and query.get("to") is None:
+            return None
+        field = query.get("dateField", self.default)
+        return Period(self.fields[field], query.get("from"), query.get("to"))
+
+
+CHARGE_POINT_DATES = Dates({"lastSeen": "last_seen", "createdAt": "created_at"})
+ID_TAG_DATES = Dates(
+    {"expiryDate": "expiry_date", "createdAt": "created_at", "updatedAt": "updated_at"}
+)
+
+
 def search_param(what: str) -> Param:
     return Param(
         "q",
@@ -391,8 +438,7 @@ def search_param(what: str) -> Param:
 MESSAGE_FILTERS = (
     Param("action", {"type": "string", "maxLength": 100, "pattern": NO_NUL}),
     Param("direction", {"enum": ["in", "out"]}),
-    Param("from", DATE_TIME, "logged at or after"),
-    Param("to", DATE_TIME, "logged before"),
+    *date_range("logged"),
 )
 CP_ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": NO_NUL}
 ID_TAG_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 20, "pattern": NO_NUL}
@@ -405,8 +451,7 @@ TRANSACTION_FILTERS = (
     Param("chargePointId", CP_ID_SCHEMA),
     Param("idTag", ID_TAG_SCHEMA),
     Param("active", {"type": "boolean"}, "true: still running; false: stopped"),
-    Param("from", DATE_TIME, "started at or after"),
-    Param("to", DATE_TIME, "started before"),
+    *date_range("started"),
     search_param("the id of a charge point registered now or of an id tag known or refused"),
 )
 
@@ -538,13 +583,14 @@ def _number(value: float) -> int | float:
     return value
 
 
-def id_tag_json(row: Any) -> JsonObject:
-    get = row.get if isinstance(row, dict) else lambda name: getattr(row, name)
+def id_tag_json(row: Row) -> JsonObject:
     return {
-        "idTag": get("id_tag"),
-        "status": get("status"),
-        "expiryDate": iso(get("expiry_date")),
-        "parentIdTag": get("parent_id_tag"),
+        "idTag": row["id_tag"],
+        "status": row["status"],
+        "expiryDate": iso(row["expiry_date"]),
+        "parentIdTag": row["parent_id_tag"],
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
     }
 
 
@@ -590,6 +636,7 @@ class AdminApi:
             offset=q.get("offset", 0),
             search=q.get("q"),
             order=CHARGE_POINT_SORTING.order(q),
+            period=CHARGE_POINT_DATES.period(q),
         )
         return page_json(page, charge_point_json, q)
 
@@ -707,6 +754,7 @@ class AdminApi:
             offset=q.get("offset", 0),
             search=q.get("q"),
             order=ID_TAG_SORTING.order(q),
+            period=ID_TAG_DATES.period(q),
         )
         return page_json(page, id_tag_json, q)
 
@@ -725,10 +773,10 @@ class AdminApi:
 
     async def get_id_tag(self, request: Request) -> JsonObject:
         id_tag = request.path["idTag"]
-        record = await self.operations.id_tag(id_tag)
-        if record is None:
+        row = await self.operations.queries.id_tag(id_tag)
+        if row is None:
             raise not_found(f"id tag {id_tag!r} is not known")
-        return id_tag_json(record)
+        return id_tag_json(row)
 
     async def put_id_tag(self, request: Request) -> Status:
         id_tag = request.path["idTag"]
@@ -740,9 +788,9 @@ class AdminApi:
             expiry_date=None if expiry is None else parse_datetime(expiry, "expiryDate"),
             parent_id_tag=body.get("parentIdTag"),
         )
-        record = await self.operations.id_tag(id_tag)
-        assert record is not None  # just written
-        return Status(201 if created else 200, id_tag_json(record))
+        row = await self.operations.queries.id_tag(id_tag)
+        assert row is not None  # just written
+        return Status(201 if created else 200, id_tag_json(row))
 
     async def delete_id_tag(self, request: Request) -> Status:
         id_tag = request.path["idTag"]
@@ -996,6 +1044,7 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             query=(
                 Param("online", {"type": "boolean"}),
                 Param("registrationStatus", {"enum": REGISTRATION_STATUSES}),
+                *CHARGE_POINT_DATES.params(),
                 search_param("the id, vendor or model"),
                 *CHARGE_POINT_SORTING.params(),
                 *PAGING,
@@ -1055,8 +1104,7 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             "charge points",
             path_params=(CHARGE_POINT_ID,),
             query=(
-                Param("from", DATE_TIME, "received at or after"),
-                Param("to", DATE_TIME, "received before"),
+                *date_range("received"),
                 *STATUS_HISTORY_SORTING.params(),
                 *PAGING,
             ),
@@ -1133,6 +1181,7 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             "id tags",
             query=(
                 Param("status", {"enum": ID_TAG_STATUSES}),
+                *ID_TAG_DATES.params(),
                 search_param("the id tag or its parent"),
                 *ID_TAG_SORTING.params(),
                 *PAGING,
@@ -1149,8 +1198,7 @@ def operations(api: AdminApi) -> Sequence[Operation]:
             "id tags",
             query=(
                 Param("reason", {"enum": list(REASONS)}),
-                Param("from", DATE_TIME, "last refused at or after"),
-                Param("to", DATE_TIME, "last refused before"),
+                *date_range("last refused"),
                 search_param("the id tag or the charge point's id"),
                 *REFUSED_ID_TAG_SORTING.params(),
                 *PAGING,

@@ -24,13 +24,14 @@ import hmac
 import logging
 import re
 import secrets
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import wraps
 from importlib import resources
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
 import trio
@@ -59,11 +60,11 @@ from voltaro.admin.chart import (
 )
 from voltaro.admin.dashboard_admin import Pages, mount_management_pages
 from voltaro.admin.gate import Gate
-from voltaro.admin.listing import PAGE_SIZES, ListView
+from voltaro.admin.listing import PAGE_SIZES, ListView, input_time, utc_from_input
 from voltaro.admin.spec import Operation, Problem, Request
 from voltaro.admin.stats import StatsApi
 from voltaro.central.accounts import BOOTSTRAP, Principal, Role
-from voltaro.central.domain_events import DomainEvent, event_json
+from voltaro.central.domain_events import DomainEvent, MeterValuesReceived, event_json
 from voltaro.central.operations import Operations
 from voltaro.central.profile import CONNECTOR_NOTES, Listing
 from voltaro.central.sign_in import SignIn
@@ -85,7 +86,13 @@ STATUS_HISTORY_PER_PAGE = 100
 # The overview is rendered again for every live update (up to ~4 a second per open tab):
 # its charts' numbers are read at most this often; they change every few minutes anyway.
 CHARTS_MAX_AGE = 30.0  # seconds
+ACCEPTED_HINT = (
+    "; a charger that was Pending reports its connectors at its next boot (its page can ask"
+    " for one now)"
+)
+FEED_ON_OPEN = 50  # events in the overview's feed when it opens (new ones come live)
 REFUSED_ON_ID_TAGS = 10  # refused tags shown under the id tags (all: /id-tags/refused)
+DATE_FILTERS = ("dateField", "from", "to")  # of a list with several times (the API's Dates)
 
 View = Callable[..., Awaitable[Any]]
 
@@ -99,18 +106,6 @@ def local_path(target: str | None, default: str = "/") -> str:
         return default
     parts = urlsplit(target)
     return default if parts.scheme or parts.netloc else target
-
-
-def utc_from_input(value: str) -> str | None:
-    """A ``datetime-local`` input (taken as UTC) or an ISO date-time, as ISO 8601 UTC."""
-    value = value.strip()
-    if not value:
-        return None
-    if value.endswith("Z") or "+" in value[10:]:
-        return value
-    if len(value) == 16:  # YYYY-MM-DDTHH:MM
-        value += ":00"
-    return value + "Z"
 
 
 def int_arg(name: str) -> int:
@@ -236,9 +231,14 @@ def mount_dashboard(
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
         SEND_FILE_MAX_AGE_DEFAULT=ASSET_MAX_AGE,
     )
+    app.jinja_env.globals["input_time"] = input_time  # for macros, imported without context
     by_id = {op.operation_id: op for op in ops}
     versions = asset_versions()
     bus = operations.events
+    # The overview's feed as it opens: the latest events it shows live, which leaves out
+    # meter values (several a minute per charging connector, they would be all of it).
+    feed: deque[DomainEvent] = deque(maxlen=FEED_ON_OPEN)
+    bus.add_listener(lambda e: None if isinstance(e, MeterValuesReceived) else feed.append(e))
     sessions = DashboardSessions(operations)
     stats = StatsApi(operations)
     charts_cache: dict[int, tuple[float, dict[str, Any]]] = {}
@@ -470,7 +470,7 @@ def mount_dashboard(
             summary=summary,
             faulted=summary.faulted,
             charging=summary.charging,
-            events=[event_json(event) for event in reversed(bus.recent)],
+            events=[event_json(event) for event in reversed(feed)],
             charts=await overview_charts(session_hours),
             session_hours=session_hours,
         )
@@ -501,7 +501,9 @@ def mount_dashboard(
         presence = request.args.get("presence", "")
         online = {"online": True, "offline": False}.get(presence)
         view, query = list_view(
-            "listChargePoints", ["registrationStatus", "presence"], CHARGE_POINT_SORTING
+            "listChargePoints",
+            ["registrationStatus", "presence", *DATE_FILTERS],
+            CHARGE_POINT_SORTING,
         )
         if online is not None:  # the page's word for the API's ``online``
             query["online"] = online
@@ -547,7 +549,8 @@ def mount_dashboard(
             lambda: perform(
                 "putChargePoint", {"chargePointId": charge_point_id}, {"registrationStatus": status}
             ),
-            f"{charge_point_id}: registration {status}",
+            f"{charge_point_id}: registration {status}"
+            + (ACCEPTED_HINT if status == "Accepted" else ""),
         )
         return redirect(local_path(form.get("next"), "/charge-points"))
 
@@ -635,7 +638,29 @@ def mount_dashboard(
             charge_point_id=charge_point_id,
             messages=listed["items"],
             view=view.showing(listed),
+            tail_url=message_tail_url(charge_point_id, view),
         )
+
+    def message_tail_url(charge_point_id: str, view: ListView) -> str | None:
+        """Where a charger's message log page gets its new rows (the page adds ``from``, the
+        newest time it shows), when new rows belong on it: its first page, newest first,
+        without an end time. None: the page stays as it is."""
+        newest_first = view.sort == "loggedAt" and view.order == "desc"
+        if view.page != 0 or not newest_first or "to" in view.args:
+            return None
+        kept = {k: v for k, v in view.args.items() if k in ("action", "direction", "from", "q")}
+        rows = f"/charge-points/{quote(charge_point_id, safe='')}/messages/rows"
+        return rows + ("?" + urlencode(kept) if kept else "")
+
+    @app.get("/charge-points/<charge_point_id>/messages/rows")
+    @page
+    async def message_rows(charge_point_id: str) -> Any:
+        """The newest rows of a charger's message log (its page's filters, ``from`` the
+        newest time the page shows, ``limit`` its size), for a live page to add at the top
+        the ones it lacks: one indexed range read (message_log_cp), never the whole page."""
+        _, query = list_view("getMessages", MESSAGE_FILTERS, MESSAGE_SORTING)
+        listed = await api.messages(Request({"chargePointId": charge_point_id}, query, None))
+        return await render_template("_message_rows.html", messages=listed["items"])
 
     @app.get("/messages")
     @page
@@ -708,7 +733,7 @@ def mount_dashboard(
     @app.get("/id-tags")
     @page
     async def id_tags() -> Any:
-        view, query = list_view("listIdTags", ["status"], ID_TAG_SORTING)
+        view, query = list_view("listIdTags", ["status", *DATE_FILTERS], ID_TAG_SORTING)
         listed = await api.list_id_tags(Request({}, query, None))
         refused_view = ListView.from_request(
             "/id-tags/refused", {}, [], sort="lastSeen", order="desc"
@@ -819,16 +844,29 @@ def mount_dashboard(
     for listing in operations.listings:
         mount_listing(listing, by_id[listing_operation_id(listing)])
 
+    @app.get("/favicon.ico")
+    async def favicon() -> Any:
+        """For what asks the conventional place (a page without a link, a bookmark)."""
+        return redirect(f"/static/favicon.svg?v={versions.get('favicon.svg', '0')}")
+
     # ---- live events ---------------------------------------------------------------------
 
     @app.get("/events")
     @page
     async def events() -> Any:
         """Server-sent events; ``?types=status,boot,...`` keeps only those kinds (a list page
-        asks for the few that change its rows). The stream ends when its session does (signed
-        out elsewhere, revoked), checked at each keepalive."""
+        asks for the few that change its rows), ``?chargePointId=`` only that charger's (its
+        pages: a fleet's events are not sent to a browser that would drop them). The stream
+        ends when its session does (signed out elsewhere, revoked), checked at each
+        keepalive."""
         session_id = str(session["sid"])  # the stream outlives the request's context
         wanted = frozenset(filter(None, request.args.get("types", "").split(","))) or None
+        of_charger = request.args.get("chargePointId") or None
+
+        def wants(event: DomainEvent) -> bool:
+            if wanted is not None and event.kind not in wanted:
+                return False
+            return of_charger is None or event.charge_point_id == of_charger
 
         async def stream() -> AsyncIterator[bytes]:
             with bus.subscribe() as channel:
@@ -844,7 +882,7 @@ def mount_dashboard(
                     if event is None:
                         if await operations.accounts.session(session_id) is None:
                             return  # signed out elsewhere, or revoked: stop streaming
-                    elif wanted is not None and event.kind not in wanted:
+                    elif not wants(event):
                         continue
                     sent_at = trio.current_time()
                     yield b": keepalive\n\n" if event is None else encoded(event)

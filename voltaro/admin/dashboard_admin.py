@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -18,7 +19,8 @@ from quart_trio import QuartTrio
 
 from voltaro.admin.accounts_api import audit_json
 from voltaro.admin.api import REGISTRATION_STATUSES
-from voltaro.admin.spec import Problem
+from voltaro.admin.listing import utc_from_input
+from voltaro.admin.spec import Problem, parse_datetime
 from voltaro.central.accounts import ROLES, Principal
 from voltaro.central.operations import Operations
 from voltaro.store.audit import AuditFilter
@@ -196,7 +198,7 @@ def mount_management_pages(app: QuartTrio, pages: Pages, operations: Operations)
     @app.get("/audit")
     @page
     async def audit() -> Any:
-        names = ("actor", "chargePointId", "action")
+        names = ("actor", "chargePointId", "action", "from", "to")
         raw = {name: [request.args[name]] for name in names if request.args.get(name, "")}
         try:
             page_number = max(0, int(request.args.get("page", "0") or 0))
@@ -223,8 +225,19 @@ def _audit_filter(raw: dict[str, list[str]]) -> AuditFilter:
         values = raw.get(name)
         return values[0][:255] if values else None
 
+    def time(name: str) -> datetime | None:
+        """A ``datetime-local`` input (UTC) or a date-time; a bad one is a 400 in the API's
+        words."""
+        values = raw.get(name)
+        given = utc_from_input(values[0]) if values else None
+        return None if given is None else parse_datetime(given, name)
+
     return AuditFilter(
-        actor=one("actor"), charge_point_id=one("chargePointId"), action=one("action")
+        actor=one("actor"),
+        charge_point_id=one("chargePointId"),
+        action=one("action"),
+        start=time("from"),
+        end=time("to"),
     )
 
 

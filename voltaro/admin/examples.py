@@ -18,6 +18,8 @@ JsonObject = dict[str, Any]
 
 DATE_TIME_EXAMPLE = "2027-01-01T00:00:00Z"
 """How a date-time looks, in examples and messages: RFC 3339 in UTC."""
+DATE_RANGE_EXAMPLE = (DATE_TIME_EXAMPLE, "2027-02-01T00:00:00Z")
+"""A list's ``from`` and ``to`` in the OpenAPI document: January 2027."""
 
 # Text for a property of this name (OCPP's and the admin API's names).
 TEXT_BY_NAME: Mapping[str, str] = {

@@ -4,13 +4,16 @@ of the page (sortable column headers, previous/next, the page size) from a :clas
 so a link changes one thing and keeps the rest, and any view can be bookmarked or shared.
 
 The lists themselves page, sort and search in the database (the admin API's operations);
-this only names what the page asks for.
+this only names what the page asks for. Dates are UTC: the page's ``datetime-local`` inputs
+(no zone) are taken as UTC (:func:`utc_from_input`) and shown back so (:func:`input_time`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,6 +29,35 @@ def page_size(text: str | None) -> int:
     except ValueError:
         return DEFAULT_PAGE_SIZE
     return size if size in PAGE_SIZES else DEFAULT_PAGE_SIZE
+
+
+_HAS_ZONE = re.compile(r"(?:[Zz]|[+-]\d{2}:\d{2})$")
+
+
+def utc_from_input(value: str) -> str | None:
+    """A ``datetime-local`` input (taken as UTC) or an ISO date-time, as ISO 8601 UTC."""
+    value = value.strip()
+    if not value:
+        return None
+    if _HAS_ZONE.search(value):
+        return value
+    if len(value) == 16:  # YYYY-MM-DDTHH:MM
+        value += ":00"
+    return value + "Z"
+
+
+def input_time(value: str | None) -> str:
+    """A ``from``/``to`` of the URL as a ``datetime-local`` input shows it (UTC, no zone):
+    a link may carry ``2027-01-01T00:00:00Z`` where the input holds ``2027-01-01T00:00``."""
+    if not value:
+        return ""
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        return value
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC)
+    return parsed.strftime("%Y-%m-%dT%H:%M" + (":%S" if parsed.second else ""))
 
 
 @dataclass

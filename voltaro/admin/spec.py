@@ -187,6 +187,16 @@ class Param:
     schema: JsonObject
     description: str = ""
     required: bool = False
+    example: Any = None
+    """Shown in the OpenAPI document; None: one made from the schema for a date-time (how
+    one is written is not obvious), none for the rest (their schema says enough)."""
+
+    def documented_example(self, components: Mapping[str, Any]) -> Any:
+        if self.example is not None:
+            return self.example
+        if self.schema.get("format") == "date-time":
+            return example(self.schema, components, self.name)
+        return None
 
     def problem(self, value: object) -> str | None:
         """What is wrong with ``value`` for this parameter, in the words the API answers
@@ -434,6 +444,21 @@ def openapi_document(
     }
 
 
+def _parameter_object(param: Param, where: str, schemas: Mapping[str, Any]) -> JsonObject:
+    obj: JsonObject = {
+        "name": param.name,
+        "in": where,
+        "required": param.required,
+        "schema": param.schema,
+    }
+    if param.description:
+        obj["description"] = param.description
+    shown = param.documented_example(schemas)
+    if shown is not None:
+        obj["example"] = shown
+    return obj
+
+
 def _operation_object(
     op: Operation,
     *,
@@ -445,14 +470,8 @@ def _operation_object(
     schemas: Mapping[str, Any],
 ) -> JsonObject:
     parameters = [
-        {"name": p.name, "in": "path", "required": True, "schema": p.schema}
-        | ({"description": p.description} if p.description else {})
-        for p in path_params
-    ] + [
-        {"name": p.name, "in": "query", "required": p.required, "schema": p.schema}
-        | ({"description": p.description} if p.description else {})
-        for p in op.query
-    ]
+        _parameter_object(p, "path", schemas) | {"required": True} for p in path_params
+    ] + [_parameter_object(p, "query", schemas) for p in op.query]
     responses: JsonObject = {}
     for answer in answers:
         entry: JsonObject = {"description": answer.description}

@@ -23,11 +23,20 @@
     }
   }
 
+  // An event's time as the feed shows it: UTC like every time on the dashboard, with its
+  // date unless it is today's (a feed kept open overnight, events from before a restart).
+  function when(at) {
+    const today = new Date().toISOString().slice(0, 10);
+    const time = at.slice(11, 19) + " UTC";
+    return at.slice(0, 10) === today ? time : at.slice(0, 10) + " " + time;
+  }
+
   function fillEvent(li, e) {
     li.className = "event ev-" + e.type;
     li.textContent = "";
     const time = document.createElement("time");
-    time.dateTime = e.at; time.textContent = (e.at || "").slice(11, 19);
+    time.dateTime = e.at; time.textContent = when(e.at || "");
+    time.title = (e.at || "").replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC");
     const link = document.createElement("a");
     link.href = "/charge-points/" + encodeURIComponent(e.chargePointId || "");
     link.textContent = e.chargePointId || "";
@@ -52,6 +61,35 @@
     if (empty) empty.hidden = true;
   }
 
+  // A payload the operator opened (a <details> in a row with data-message) stays open
+  // when its region is rendered again.
+  function keepOpen(old, replacement) {
+    old.querySelectorAll("tr[data-message] details[open]").forEach(function (details) {
+      const id = details.closest("tr").dataset.message;
+      const row = replacement.querySelector('tr[data-message="' + CSS.escape(id) + '"]');
+      const same = row && row.querySelector("details");
+      if (same) same.open = true;
+    });
+  }
+
+  // The element of a fresh region that stands for the focused one of the old (a payload's
+  // summary by its message, an element by its id, a form's button by its action and value),
+  // so a region with the focus in it is updated too and the focus stays where it was.
+  function counterpart(el, fresh) {
+    const row = el.tagName === "SUMMARY" && el.closest("tr[data-message]");
+    if (row) {
+      return fresh.querySelector('tr[data-message="' + CSS.escape(row.dataset.message) + '"] summary');
+    }
+    if (el.id) return fresh.querySelector("#" + CSS.escape(el.id));
+    const form = el.closest("form");
+    if (form && el.name) {
+      return Array.prototype.find.call(fresh.querySelectorAll("form"), function (f) {
+        return f.getAttribute("action") === form.getAttribute("action");
+      })?.querySelector('[name="' + CSS.escape(el.name) + '"][value="' + CSS.escape(el.value) + '"]') || null;
+    }
+    return null;
+  }
+
   // Re-render the page's live regions ([data-live][id]) from a fresh copy of the page.
   let refreshing = false, again = false;
   async function refresh() {
@@ -66,8 +104,13 @@
       document.querySelectorAll("[data-live][id]").forEach(function (old) {
         const replacement = fresh.getElementById(old.id);
         if (!replacement) return;
-        if (old.contains(document.activeElement) && document.activeElement !== document.body) return;
+        const focused = document.activeElement;
+        const within = focused && focused !== document.body && old.contains(focused);
+        const successor = within ? counterpart(focused, replacement) : null;
+        if (within && !successor) return; // nothing to hand the focus to: keep it as it is
+        keepOpen(old, replacement);
         old.replaceWith(replacement);
+        if (successor) successor.focus({ preventScroll: true });
       });
       bindCommands(document);
     } catch (err) {
@@ -170,6 +213,70 @@
   }
   pollRows();
 
+  // A charger's message log (table[data-rows="msg"][data-tail]: its first page, newest
+  // first): the frames logged since the newest row shown are fetched (data-tail, with from=
+  // that row's time) and put on top, the oldest dropping off the page. The rows shown are
+  // never rendered again, so an expanded payload stays open. The charger's events (of the
+  // frames that have one) fetch soon after, and once more a little later for the answer
+  // logged with the writer's next batch; frames without an event (Heartbeat, DataTransfer,
+  // ...) come with a fetch every 10 s.
+  const TAIL = {
+    types: ["boot", "status", "transactionStarted", "transactionStopped", "meterValues",
+      "error", "commandAnswered"],
+    soon: 300, later: 2000, every: 10000,
+  };
+  let tailing = false, tailAgain = false, tailTimer = null, tailLater = null;
+  function tailTable() { return document.querySelector('table[data-rows="msg"][data-tail]'); }
+
+  async function fetchTail() {
+    const table = tailTable();
+    if (!table) return;
+    if (tailing) { tailAgain = true; return; }
+    tailing = true;
+    try {
+      const body = table.tBodies[0];
+      const newest = body.querySelector("tr[data-message]");
+      const url = new URL(table.dataset.tail, location.href);
+      if (newest) url.searchParams.set("from", newest.dataset.logged);
+      url.searchParams.set("limit", table.dataset.limit);
+      const response = await fetch(url.pathname + url.search, { cache: "no-store" });
+      if (response.redirected || response.status === 401) { location.reload(); return; }
+      if (!response.ok) return;
+      const template = document.createElement("template");
+      template.innerHTML = (await response.text()).trim();
+      const shown = new Set(Array.prototype.map.call(body.querySelectorAll("tr[data-message]"),
+        function (tr) { return tr.dataset.message; }));
+      const fresh = Array.prototype.filter.call(template.content.querySelectorAll("tr[data-message]"),
+        function (tr) { return !shown.has(tr.dataset.message); });
+      if (!fresh.length) return;
+      body.querySelectorAll("tr:not([data-message])").forEach(function (tr) { tr.remove(); });
+      const first = body.firstElementChild;
+      fresh.forEach(function (tr) { body.insertBefore(tr, first); });
+      const rows = body.querySelectorAll("tr[data-message]");
+      for (let i = Number(table.dataset.limit); i < rows.length; i++) rows[i].remove();
+      const count = document.getElementById("message-count");
+      if (count && count.dataset.total !== undefined) {
+        const total = Number(count.dataset.total) + fresh.length;
+        count.dataset.total = String(total);
+        count.textContent = total.toLocaleString("en-US") + " message" + (total === 1 ? "" : "s");
+      }
+    } catch (err) {
+      // the next event or the next round tries again
+    } finally {
+      tailing = false;
+      if (tailAgain) { tailAgain = false; fetchTail(); }
+    }
+  }
+
+  function tailSoon() {
+    if (!tailTimer) tailTimer = setTimeout(function () { tailTimer = null; fetchTail(); }, TAIL.soon);
+    clearTimeout(tailLater);
+    tailLater = setTimeout(fetchTail, TAIL.later);
+  }
+  if (tailTable()) {
+    setInterval(function () { if (!document.hidden) fetchTail(); }, TAIL.every);
+  }
+
   function setState(text, on) {
     if (!stateEl) return;
     stateEl.textContent = text;
@@ -180,14 +287,22 @@
   if (stateEl && window.EventSource) {
     let opened = false;
     // A list page asks only for the kinds of event that change its rows.
+    // A charger's pages ask only for its events.
     const listTable = document.querySelector("table[data-rows]");
     const listKind = listTable && LISTS[listTable.dataset.rows];
-    const source = new EventSource(listKind && !feed
-      ? "/events?types=" + encodeURIComponent(listKind.changes.concat(listKind.grows).join(","))
-      : "/events");
+    let stream = "/events";
+    if (tailTable() && pageCp) {
+      stream += "?types=" + encodeURIComponent(TAIL.types.join(",")) +
+        "&chargePointId=" + encodeURIComponent(pageCp);
+    } else if (listKind && !feed) {
+      stream += "?types=" + encodeURIComponent(listKind.changes.concat(listKind.grows).join(","));
+    } else if (pageCp) {
+      stream += "?chargePointId=" + encodeURIComponent(pageCp);
+    }
+    const source = new EventSource(stream);
     source.onopen = function () {
       setState("live", true);
-      if (opened) refresh(); // reconnected: catch up on what we missed
+      if (opened) { refresh(); fetchTail(); } // reconnected: catch up on what we missed
       opened = true;
     };
     source.onerror = function () { setState("reconnecting…", false); };
@@ -196,7 +311,8 @@
       try { e = JSON.parse(message.data); } catch (err) { return; }
       addToFeed(e);
       const table = document.querySelector("table[data-rows]");
-      if (table) onListEvent(table, e);
+      if (table && table.dataset.rows === "msg") tailSoon();
+      else if (table) onListEvent(table, e);
       else if (!pageCp || e.chargePointId === pageCp) refresh();
     };
   }
