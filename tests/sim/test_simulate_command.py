@@ -62,7 +62,7 @@ def test_simulate_reports_json_and_fails_on_errors(
     assert summary["accepted"] == 3
     assert summary["errors"] == 0
     assert summary["actions"]["BootNotification"]["count"] == 3
-    assert summary["actions"]["Heartbeat"]["count"] >= 3
+    assert summary["actions"]["Heartbeat"]["count"] >= 1  # how many fit in 1.5 s depends on load
     assert summary["messages_per_s"] > 0
 
 
