@@ -82,6 +82,13 @@ def test_a_charge_points_use_history_and_transactions(
     history.get_by_role("link", name="All 2 status changes").click()
     expect(page.get_by_role("heading", name=f"Status history of {CP}")).to_be_visible()
     expect(page.locator("#history tbody tr")).to_have_count(2)
+    page.locator("input[name=to]").fill("2000-01-01T00:00")  # the date filter, in the URL
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**/status-history?*to=2000-01-01T00*")
+    expect(page.locator("#history tbody")).to_have_text("No status change matches.")
+    expect(page.get_by_role("navigation", name="Pages of status changes")).to_contain_text(
+        "0 of 0"
+    )
 
     page.goto(f"{live.base}/charge-points/{CP}")
     page.get_by_role("link", name=f"Transactions of {CP}").click()

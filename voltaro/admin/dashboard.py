@@ -45,6 +45,7 @@ from voltaro.admin.api import (
     ID_TAG_STATUSES,
     MESSAGE_SORTING,
     REFUSED_ID_TAG_SORTING,
+    STATUS_HISTORY_SORTING,
     TRANSACTION_SORTING,
     AdminApi,
     Sorting,
@@ -82,7 +83,6 @@ ENCODED_EVENTS = 512  # events kept encoded for the streams still to send them (
 RECENT_MESSAGES = 15  # OCPP frames shown on a charge point's page
 PAGE_SIZE = 100  # rows of a profile's listing per page
 STATUS_HISTORY_SHOWN = 10  # newest status changes on a charge point's page
-STATUS_HISTORY_PER_PAGE = 100
 # The overview is rendered again for every live update (up to ~4 a second per open tab):
 # its charts' numbers are read at most this often; they change every few minutes anyway.
 CHARTS_MAX_AGE = 30.0  # seconds
@@ -612,17 +612,14 @@ def mount_dashboard(
     @app.get("/charge-points/<charge_point_id>/status-history")
     @page
     async def status_history(charge_point_id: str) -> Any:
-        offset = int_arg("offset")
+        view, query = list_view("getStatusHistory", ["from", "to"], STATUS_HISTORY_SORTING)
         path = {"chargePointId": charge_point_id}
-        listed = await api.status_history(
-            Request(path, {"limit": STATUS_HISTORY_PER_PAGE, "offset": offset}, None)
-        )
+        listed = await api.status_history(Request(path, query, None))
         return await render_template(
             "status_history.html",
             charge_point_id=charge_point_id,
-            history=listed,
-            offset=offset,
-            per_page=STATUS_HISTORY_PER_PAGE,
+            history=listed["items"],
+            view=view.showing(listed),
         )
 
     MESSAGE_FILTERS = ["action", "direction", "from", "to"]
