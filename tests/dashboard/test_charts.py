@@ -86,9 +86,7 @@ def test_a_charge_points_use_history_and_transactions(
     page.get_by_role("button", name="Filter").click()
     page.wait_for_url("**/status-history?*to=2000-01-01T00*")
     expect(page.locator("#history tbody")).to_have_text("No status change matches.")
-    expect(page.get_by_role("navigation", name="Pages of status changes")).to_contain_text(
-        "0 of 0"
-    )
+    expect(page.get_by_role("navigation", name="Pages of status changes")).to_contain_text("0 of 0")
 
     page.goto(f"{live.base}/charge-points/{CP}")
     page.get_by_role("link", name=f"Transactions of {CP}").click()
