@@ -201,3 +201,34 @@ def test_a_json_line_is_one_line_whatever_the_message_holds() -> None:
     assert parsed["message"] == "forged\n\x1b[2J"
     assert parsed["process"] == "w1" and parsed["level"] == "WARNING"
     assert "ValueError: bad" in parsed["exception"]
+
+
+def test_a_pending_chargers_retries_stay_out_of_info(caplog: Any) -> None:
+    """A charger left Pending boots again every interval: its first Pending boot is an INFO
+    line, the retries DEBUG, until its registration changes (then Pending counts again)."""
+    import logging
+
+    from voltaro.central.domain_events import Booted
+    from voltaro.central.fleet_log import FleetLog
+
+    listener = FleetLog()
+    caplog.set_level(logging.DEBUG, logger="voltaro.fleet")
+    for status in ("Pending", "Pending", "Pending", "Accepted", "Pending", "Pending"):
+        listener(Booted(charge_point_id="WAITING", status=status, vendor="V", model="M"))
+    listener(Booted(charge_point_id="OTHER", status="Pending", vendor="V", model="M"))
+    listener(
+        Booted(charge_point_id="RELAYED", status="Accepted", vendor="V", model="M", origin="b")
+    )
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines == [
+        (level, f"charge point {cp} booted (V M): registration {status}")
+        for level, cp, status in [
+            ("INFO", "WAITING", "Pending"),
+            ("DEBUG", "WAITING", "Pending"),
+            ("DEBUG", "WAITING", "Pending"),
+            ("INFO", "WAITING", "Accepted"),
+            ("INFO", "WAITING", "Pending"),
+            ("DEBUG", "WAITING", "Pending"),
+            ("INFO", "OTHER", "Pending"),
+        ]
+    ]

@@ -7,7 +7,10 @@ layer's gate (``voltaro.audit``), failed handshakes by the admission and the tra
 The lines come from the event bus (:mod:`voltaro.central.events`): published after the data
 is committed, so a line never reports what was not stored. Events relayed from another
 instance are left to that instance's log, so each line is written once per installation.
-Meter values and status changes are many per minute per charger: they stay out of INFO.
+Meter values and status changes are many per minute per charger: they stay out of INFO, and
+so do the repeated boots of a charger left Pending (it boots again every heartbeat interval
+until an operator decides): its first Pending boot is logged, the next ones at DEBUG until
+its registration changes.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from voltaro.central.domain_events import (
 log = logging.getLogger("voltaro.fleet")
 
 
-def _booted(event: Booted) -> None:
-    log.info(
+def _booted(event: Booted, level: int = logging.INFO) -> None:
+    log.log(
+        level,
         "charge point %s booted (%s %s): registration %s",
         event.charge_point_id,
         event.vendor,
@@ -71,15 +75,37 @@ def _call_error(event: CallErrorPassed) -> None:
 # By the event's exact class: one dict lookup is all a meter value event costs (the events
 # are final dataclasses; nothing subclasses them).
 _LINES: dict[type[DomainEvent], Callable[[Any], None]] = {
-    Booted: _booted,
     TransactionStarted: _started,
     TransactionStopped: _stopped,
     CallErrorPassed: _call_error,
 }
 
 
-def log_event(event: DomainEvent) -> None:
-    """An event bus listener (synchronous, never blocks beyond the log's own write)."""
-    line = _LINES.get(type(event))
-    if line is not None and event.origin is None:
-        line(event)
+class FleetLog:
+    """An event bus listener (synchronous, never blocks beyond the log's own write) that
+    remembers which chargers' last boot was answered Pending, so their retries stay out of
+    INFO (one id per Pending charger of this instance; an accepted one is forgotten)."""
+
+    def __init__(self) -> None:
+        self._pending: set[str] = set()
+
+    def __call__(self, event: DomainEvent) -> None:
+        if event.origin is not None:
+            return
+        if type(event) is Booted:
+            self._boot(event)
+            return
+        line = _LINES.get(type(event))
+        if line is not None:
+            line(event)
+
+    def _boot(self, event: Booted) -> None:
+        charge_point_id = event.charge_point_id
+        if event.status != "Pending":
+            self._pending.discard(charge_point_id)
+            _booted(event)
+        elif charge_point_id in self._pending:
+            _booted(event, logging.DEBUG)
+        else:
+            self._pending.add(charge_point_id)
+            _booted(event)

@@ -94,7 +94,7 @@ class CentralSystem:
         )
         self.data_transfer = data_transfer or DataTransferRegistry()
         self.events = EventBus()  # what happened, for live views (published after commits)
-        self.events.add_listener(fleet_log.log_event)  # and for the operator's log
+        self.events.add_listener(fleet_log.FleetLog())  # and for the operator's log
         self.deviations: Counter[str] = Counter()  # lenient-mode deviations per charge point
         self.deviation_kinds: Counter[str] = Counter()
         self._observer = observer or RpcHooks()
