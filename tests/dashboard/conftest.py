@@ -48,6 +48,24 @@ def no_browser(reason: str) -> None:
 
 
 live = admin_fixtures.live  # one whole Voltaro per test module, as the admin API tests
+TIMEOUT = 10_000  # ms: generous for loaded CI machines; live updates take well under 1 s
+
+
+def sign_in(page: Any, live: Live) -> None:
+    page.goto(live.base + "/")
+    page.get_by_label("Admin token").fill(live.token)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Overview").wait_for(timeout=TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any, live: Live) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT)
+    page = context.new_page()
+    sign_in(page, live)
+    yield page
+    context.close()
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ headless Chromium, over known data (the stats API test's: tests/admin/test_stats
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 
 from tests.admin.conftest import Live
 from tests.admin.test_stats import CP, seed
-from tests.dashboard.test_dashboard import TIMEOUT, shot, sign_in
+from tests.dashboard.test_dashboard import TIMEOUT, shot
 from voltaro.store.testing import TestPostgres
 
 
@@ -24,13 +23,9 @@ def seeded(live: Live, pg_server: TestPostgres) -> datetime:
 
 
 @pytest.fixture(scope="module")
-def page(browser: Any, live: Live, seeded: datetime) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT)
-    page = context.new_page()
-    sign_in(page, live)
-    yield page
-    context.close()
+def page(seeded: datetime, page: Any) -> Any:
+    """The signed-in page, opened after the data is seeded (the stats are cached a while)."""
+    return page
 
 
 def test_the_overview_shows_the_charts(page: Any, live: Live, seeded: datetime) -> None:

@@ -5,7 +5,6 @@ tags. Screenshots go to ``tests/dashboard/screenshots/`` (kept as CI artifacts).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,31 +14,13 @@ import pytest
 
 from tests.admin.conftest import Live
 from tests.dashboard.charger import ScriptedCharger
-from tests.dashboard.conftest import SCREENSHOTS, TrioThread
+from tests.dashboard.conftest import SCREENSHOTS, TIMEOUT, TrioThread, sign_in
 
-TIMEOUT = 10_000  # ms: generous for loaded CI machines; live updates take well under 1 s
 CHARGER = "DASH-CP-1"
 
 
 def shot(page: Any, name: str, *, full_page: bool = True) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
-
-
-def sign_in(page: Any, live: Live) -> None:
-    page.goto(live.base + "/")
-    page.get_by_label("Admin token").fill(live.token)
-    page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("heading", name="Overview").wait_for(timeout=TIMEOUT)
-
-
-@pytest.fixture(scope="module")
-def page(browser: Any, live: Live) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT)
-    page = context.new_page()
-    sign_in(page, live)
-    yield page
-    context.close()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ with their Add button."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,7 +13,7 @@ import pytest
 from tests.admin.conftest import Live
 from tests.dashboard.charger import ScriptedCharger
 from tests.dashboard.conftest import TrioThread
-from tests.dashboard.test_dashboard import TIMEOUT, shot, sign_in
+from tests.dashboard.test_dashboard import shot
 
 FLEET = [f"ROW-{n:02d}" for n in range(30)]  # more than a page of 25
 
@@ -27,16 +26,6 @@ RECORD_FETCHES = """() => {
     };
     window.notReloaded = true;
 }"""
-
-
-@pytest.fixture(scope="module")
-def page(browser: Any, live: Live) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT)
-    page = context.new_page()
-    sign_in(page, live)
-    yield page
-    context.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,18 +6,16 @@ events."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 import trio
 
 from tests.admin.conftest import Live
 from tests.dashboard.charger import ScriptedCharger
 from tests.dashboard.conftest import TrioThread
-from tests.dashboard.test_dashboard import TIMEOUT, shot, sign_in
+from tests.dashboard.test_dashboard import shot
 
 RECORD = "() => { window.notReloaded = true; }"
 
@@ -51,16 +49,6 @@ class PendingAtBoot(ScriptedCharger):
         if answer["status"] == "Accepted":
             for connector in (0, 1):
                 await self.status(connector, "Available")
-
-
-@pytest.fixture(scope="module")
-def page(browser: Any, live: Live) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT)
-    page = context.new_page()
-    sign_in(page, live)
-    yield page
-    context.close()
 
 
 def test_an_accepted_charger_without_connectors_is_offered_a_boot(

@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from voltaro.store.admin_queries import Page, Where, _page
-from voltaro.store.database import LONG_DEADLINE, Connection, Database
+from voltaro.store.database import Connection, Database
+from voltaro.store.purge import purge_older_than
 from voltaro.store.records import pg_text
 
 
@@ -59,9 +60,6 @@ class AuditFilter:
         return where
 
 
-PURGE_CHUNK = 10_000  # rows per DELETE: each purge transaction stays short
-
-
 class AuditRepository:
     def __init__(self, database: Database) -> None:
         self._database = database
@@ -100,18 +98,4 @@ class AuditRepository:
     async def purge_before(self, cutoff: datetime) -> int:
         """Delete the entries recorded before ``cutoff``, a chunk per transaction (several
         instances may purge at once: each deletes what is still there); the count."""
-        total = 0
-        while True:
-            deleted = await self._database.run(_purge_chunk, cutoff, deadline=LONG_DEADLINE)
-            total += deleted
-            if deleted < PURGE_CHUNK:
-                return total
-
-
-async def _purge_chunk(connection: Connection, cutoff: datetime) -> int:
-    result: str = await connection.execute(
-        "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < $1 LIMIT $2)",
-        cutoff,
-        PURGE_CHUNK,
-    )
-    return int(result.split()[-1])
+        return await purge_older_than(self._database, "audit_log", "at", cutoff)

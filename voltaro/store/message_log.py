@@ -29,6 +29,7 @@ from typing import Any
 
 from voltaro.episodes import Episode
 from voltaro.store.database import LONG_DEADLINE, Connection, Database, json_bytes
+from voltaro.store.purge import purge_older_than
 from voltaro.store.records import pg_text
 from voltaro.store.writer import CopyTarget, GroupCommitWriter, Write
 
@@ -52,7 +53,6 @@ KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
 
-PURGE_CHUNK = 10_000  # rows per DELETE: short transactions, no long lock on a busy table
 # Counted per entry besides its payload: the row's header and other columns and its three
 # index entries (measured: ~215 bytes for an empty payload, a 36-character message id).
 ENTRY_OVERHEAD = 256
@@ -263,22 +263,7 @@ class MessageLogRepository:
 
     async def purge_before(self, cutoff: datetime) -> int:
         """Delete entries logged before ``cutoff``, a chunk per transaction; returns the count."""
-        total = 0
-        while True:
-            deleted = await self._database.run(_purge_chunk, cutoff, deadline=LONG_DEADLINE)
-            total += deleted
-            if deleted < PURGE_CHUNK:
-                return total
-
-
-async def _purge_chunk(connection: Connection, cutoff: datetime) -> int:
-    result: str = await connection.execute(
-        "DELETE FROM message_log WHERE id IN"
-        " (SELECT id FROM message_log WHERE logged_at < $1 LIMIT $2)",
-        cutoff,
-        PURGE_CHUNK,
-    )
-    return int(result.split()[-1])
+        return await purge_older_than(self._database, "message_log", "logged_at", cutoff)
 
 
 async def _fold_and_measure(connection: Connection, charger_bytes: int) -> tuple[int, list[str]]:
