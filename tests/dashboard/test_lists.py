@@ -314,12 +314,14 @@ def test_a_chargers_message_log_shows_new_frames_without_a_reload(
     expect(page.locator("tr[data-message] details[open]")).to_have_count(1)  # still open
     # Voltaro's own local list sync may add frames at any moment: count what is shown, and
     # the count above the table with it (both change in one go)
-    shown, count = page.evaluate(
+    shown, count, pager = page.evaluate(
         """() => [document.querySelectorAll("table.messages tbody tr[data-message]").length,
-                  document.getElementById("message-count").textContent]"""
+                  document.getElementById("message-count").textContent,
+                  document.querySelector("nav.pager span").textContent]"""
     )
     assert shown >= shown_before + 4  # DataTransfer and StatusNotification, each answered
     assert count == f"{shown} messages"
+    assert pager == f"1\u2013{shown} of {shown} messages"  # an en dash
     fetched: list[str] = page.evaluate("window.fetched")
     assert fetched and all(
         url.startswith("/charge-points/ROW-LOG/messages/rows?") for url in fetched

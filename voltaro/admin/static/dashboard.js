@@ -259,12 +259,29 @@
         const total = Number(count.dataset.total) + fresh.length;
         count.dataset.total = String(total);
         count.textContent = total.toLocaleString("en-US") + " message" + (total === 1 ? "" : "s");
+        updatePager(document.querySelector("nav.pager[data-noun]"), rows.length, total);
       }
     } catch (err) {
       // the next event or the next round tries again
     } finally {
       tailing = false;
       if (tailAgain) { tailAgain = false; fetchTail(); }
+    }
+  }
+
+  // The pager of a first page that grew: "1–50 of N", and a link to the next page once
+  // there is one (its URL was rendered in data-next).
+  function updatePager(pager, shown, total) {
+    if (!pager) return;
+    const span = pager.querySelector("span");
+    const last = Math.min(shown, Number(tailTable().dataset.limit));
+    span.textContent = "1–" + last + " of " + total.toLocaleString("en-US") + " " + pager.dataset.noun;
+    if (total > last && pager.dataset.next && !pager.querySelector('a[rel="next"]')) {
+      const next = document.createElement("a");
+      next.href = pager.dataset.next;
+      next.rel = "next";
+      next.textContent = "next ›";
+      pager.appendChild(next);
     }
   }
 
