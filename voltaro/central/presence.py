@@ -50,13 +50,20 @@ class Presence:
         self._clock = clock
         self._unflushed: dict[str, datetime] = {}
         self._heard: set[str] = set()  # spoke since the last restore round
+        self._recording: set[str] = set()  # online records not yet committed
 
     async def online(self, charge_point_id: str) -> None:
-        """A session began (no other session of this charger was live here). Not "heard"
-        for the restore round: the record is still on its way to the database, and a round
-        in between would take the charger for wrongly offline; its first frame is heard."""
+        """A session began (no other session of this charger was live here); returns once
+        the record is committed (or queued, during an outage). The session serves meanwhile,
+        but until then the charger is left out of the restore round: the database has it
+        offline only because the record is still on its way, and a round in between would
+        take it for wrongly offline."""
         self._unflushed[charge_point_id] = self._clock()
-        await self._record(charge_point_id, True, "connected")
+        self._recording.add(charge_point_id)
+        try:
+            await self._record(charge_point_id, True, "connected")
+        finally:
+            self._recording.discard(charge_point_id)
 
     async def offline(self, charge_point_id: str, reason: str) -> None:
         """The charger's session ended (``reason``: how)."""
@@ -101,9 +108,11 @@ class Presence:
 
     async def restore(self, live: Callable[[str], bool]) -> list[str]:
         """Record online here every charger heard since the last round whose session is
-        ``live`` but whom the database has offline; returns their ids."""
+        ``live`` but whom the database has offline; returns their ids. One whose online
+        record is not yet committed is left for a later round (its next frame is heard)."""
         heard, self._heard = self._heard, set()
-        ids = [cp for cp in heard if live(cp)]
+        recording = self._recording
+        ids = [cp for cp in heard if live(cp) and cp not in recording]
         restored = await self._charge_points.restore_online(
             ids, self.instance_id, RESTORED, self._clock()
         )

@@ -13,6 +13,16 @@ The transport hands every admitted connection to :meth:`SessionRegistry.serve`, 
    serves the endpoint until the connection ends, then records it offline (unless a newer
    session has taken its place).
 
+The online record is presence, not data the charger was promised: it is submitted to the
+writer as the session starts and the session serves meanwhile, instead of waiting for its
+commit before reading the first frame (a connect storm's connections then share batches
+with their own BootNotifications). Submitted writes commit in submission order, so whatever
+the session's CALLs commit is committed with or after its online record, and the offline
+record waits for the online one's outcome (the session's nursery) before it is submitted:
+the two cannot land in the wrong order. Until the online record's outcome is known the
+charger is not a candidate for presence's restore round (see
+:meth:`voltaro.central.presence.Presence.restore`).
+
 Each session is stamped with this instance's id and its start, so that what is recorded as
 "online" says where; see :mod:`voltaro.central.presence`.
 
@@ -42,6 +52,7 @@ from voltaro.central.timestamps import utc_now
 from voltaro.ocppj.endpoint import FrameDirection, MessageChannel, RpcEndpoint, RpcHooks
 from voltaro.ocppj.frames import Call, CallError, CallResult, Frame, encode
 from voltaro.ocppj.validation import Deviation, SchemaRegistry
+from voltaro.store.store import collapse_single_exception
 
 log = logging.getLogger(__name__)
 frame_log = logging.getLogger("voltaro.ocppj.frames")  # every frame, at DEBUG
@@ -157,20 +168,23 @@ class SessionRegistry:
         previous = self._sessions.get(charge_point_id)
         self._sessions[charge_point_id] = session
         try:
-            if previous is None:
-                await parts.presence.online(charge_point_id)
-            else:
-                log.info(
-                    "%s: a new connection from %s replaces the one from %s",
-                    charge_point_id,
-                    connection.remote,
-                    previous.connection.remote,
-                )
-                await previous.connection.close(
-                    CLOSE_POLICY_VIOLATION, "replaced by a newer connection"
-                )
-            parts.events.publish(Connected(charge_point_id=charge_point_id))
-            await endpoint.serve()
+            with collapse_single_exception():
+                async with trio.open_nursery() as nursery:
+                    if previous is None:
+                        # submitted now, awaited beside the session (see the module doc)
+                        nursery.start_soon(parts.presence.online, charge_point_id)
+                    else:
+                        log.info(
+                            "%s: a new connection from %s replaces the one from %s",
+                            charge_point_id,
+                            connection.remote,
+                            previous.connection.remote,
+                        )
+                        await previous.connection.close(
+                            CLOSE_POLICY_VIOLATION, "replaced by a newer connection"
+                        )
+                    parts.events.publish(Connected(charge_point_id=charge_point_id))
+                    await endpoint.serve()
         finally:
             await self._ended(session)
 
