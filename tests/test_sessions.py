@@ -183,6 +183,30 @@ async def test_a_session_is_served_while_its_online_record_waits_to_be_committed
     assert await presence_events(voltaro, "EAGER") == [(True, "connected")]
 
 
+async def test_what_a_session_commits_is_committed_with_or_after_its_online_record(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any
+) -> None:
+    """The online record is queued before the first frame is read: a BootNotification sent
+    at once is answered only when the record is committed too."""
+    voltaro = await start(nursery, voltaro_settings)
+    await known(voltaro, "ORDERED")
+    answers: list[list[Any]] = []
+    async with writer_held(voltaro):
+        charger = await RawCharger.connect(nursery, ws_url(voltaro, "ORDERED"))
+
+        async def boot() -> None:
+            answers.append(await charger.call("BootNotification", BOOT))
+
+        nursery.start_soon(boot)
+        await trio.sleep(0.2)  # the boot is in the writer's queue behind the held write
+        assert answers == []
+    with trio.fail_after(10):
+        while not answers:
+            await trio.sleep(0.01)
+    assert answers[0][0] == 3
+    assert await online(voltaro, "ORDERED")  # no waiting: committed with or before the boot
+
+
 async def test_a_session_that_ends_before_its_online_record_commits_ends_offline(
     nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any
 ) -> None:
@@ -192,13 +216,11 @@ async def test_a_session_that_ends_before_its_online_record_commits_ends_offline
         charger = await RawCharger.connect(nursery, ws_url(voltaro, "BRIEF"))
         with trio.fail_after(10):
             assert (await charger.call("Heartbeat", {}))[0] == 3
-        session = voltaro.sessions.get("BRIEF")
-        assert session is not None
         await charger.close()
-        with trio.fail_after(10):  # the server has seen the close; its online record waits
-            while session.connection.how_it_ended == "connection lost":
+        with trio.fail_after(10):  # ended, its online and offline records both still queued
+            while "BRIEF" in voltaro.sessions:
                 await trio.sleep(0.01)
-        assert "BRIEF" in voltaro.sessions  # the offline record waits for the online one
+        assert not await online(voltaro, "BRIEF")
     await voltaro.central.store.writer.flush()
     await eventually(lambda: _not_online(voltaro, "BRIEF"))
     assert await presence_events(voltaro, "BRIEF") == [

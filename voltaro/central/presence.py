@@ -26,6 +26,8 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+import trio
+
 from voltaro.central.timestamps import utc_now
 from voltaro.store import StoreError
 from voltaro.store.charge_points import ChargePointRepository
@@ -52,18 +54,31 @@ class Presence:
         self._heard: set[str] = set()  # spoke since the last restore round
         self._recording: set[str] = set()  # online records not yet committed
 
-    async def online(self, charge_point_id: str) -> None:
+    async def online(
+        self, charge_point_id: str, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """A session began (no other session of this charger was live here); returns once
-        the record is committed (or queued, during an outage). The session serves meanwhile,
-        but until then the charger is left out of the restore round: the database has it
-        offline only because the record is still on its way, and a round in between would
-        take it for wrongly offline."""
+        the record is committed (or kept for later, during an outage). Reports started once
+        the record is in the writer's queue: ``await nursery.start(presence.online, id)``
+        lets a session serve meanwhile, its own writes queued after this one. Until the
+        record is committed the charger is left out of the restore round: the database has
+        it offline only because the record is on its way, and a round in between would take
+        it for wrongly offline."""
         self._unflushed[charge_point_id] = self._clock()
         self._recording.add(charge_point_id)
+        queued = False
+
+        def started() -> None:
+            nonlocal queued
+            queued = True
+            task_status.started()
+
         try:
-            await self._record(charge_point_id, True, "connected")
+            await self._record(charge_point_id, True, "connected", queued=started)
         finally:
             self._recording.discard(charge_point_id)
+            if not queued:  # refused at once (an outage): kept for later, nothing to wait for
+                task_status.started()
 
     async def offline(self, charge_point_id: str, reason: str) -> None:
         """The charger's session ended (``reason``: how)."""
@@ -89,13 +104,22 @@ class Presence:
         self._unflushed[charge_point_id] = self._clock()
         self._heard.add(charge_point_id)
 
-    async def _record(self, charge_point_id: str, online: bool, reason: str) -> None:
+    async def _record(
+        self,
+        charge_point_id: str,
+        online: bool,
+        reason: str,
+        *,
+        queued: Callable[[], object] | None = None,
+    ) -> None:
         """Commit a presence event; during an outage, queue it instead of failing the
         transport's connect or disconnect (the writer retries it when the database is back)."""
         at = self._clock()
         instance = self.instance_id
         try:
-            await self._charge_points.presence(charge_point_id, online, reason, at, instance)
+            await self._charge_points.presence(
+                charge_point_id, online, reason, at, instance, queued=queued
+            )
         except StoreError as exc:
             # the outage is the store's to log, once; this is one of its many effects
             log.debug("charge point %s: presence event queued (%s)", charge_point_id, exc)

@@ -13,15 +13,15 @@ The transport hands every admitted connection to :meth:`SessionRegistry.serve`, 
    serves the endpoint until the connection ends, then records it offline (unless a newer
    session has taken its place).
 
-The online record is presence, not data the charger was promised: it is submitted to the
-writer as the session starts and the session serves meanwhile, instead of waiting for its
-commit before reading the first frame (a connect storm's connections then share batches
-with their own BootNotifications). Submitted writes commit in submission order, so whatever
-the session's CALLs commit is committed with or after its online record, and the offline
-record waits for the online one's outcome (the session's nursery) before it is submitted:
-the two cannot land in the wrong order. Until the online record's outcome is known the
-charger is not a candidate for presence's restore round (see
-:meth:`voltaro.central.presence.Presence.restore`).
+The online record is presence, not data the charger was promised: it is queued in the
+writer before the session reads its first frame, and committed while the session serves
+(a task beside the endpoint, in the endpoint's own nursery: no task or nursery of its own
+outlives the commit), instead of the session waiting for the commit first (a connect
+storm's connections then share batches with their own BootNotifications). Submitted writes
+commit in submission order, so whatever the session's CALLs commit is committed with or
+after its online record, and its offline record, submitted when the session ends, after it
+too. Until the online record is committed the charger is not a candidate for presence's
+restore round (see :meth:`voltaro.central.presence.Presence.restore`).
 
 Each session is stamped with this instance's id and its start, so that what is recorded as
 "online" says where; see :mod:`voltaro.central.presence`.
@@ -34,6 +34,7 @@ still writes it (bounded by the store's deadline).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -52,7 +53,6 @@ from voltaro.central.timestamps import utc_now
 from voltaro.ocppj.endpoint import FrameDirection, MessageChannel, RpcEndpoint, RpcHooks
 from voltaro.ocppj.frames import Call, CallError, CallResult, Frame, encode
 from voltaro.ocppj.validation import Deviation, SchemaRegistry
-from voltaro.store.store import collapse_single_exception
 
 log = logging.getLogger(__name__)
 frame_log = logging.getLogger("voltaro.ocppj.frames")  # every frame, at DEBUG
@@ -168,23 +168,21 @@ class SessionRegistry:
         previous = self._sessions.get(charge_point_id)
         self._sessions[charge_point_id] = session
         try:
-            with collapse_single_exception():
-                async with trio.open_nursery() as nursery:
-                    if previous is None:
-                        # submitted now, awaited beside the session (see the module doc)
-                        nursery.start_soon(parts.presence.online, charge_point_id)
-                    else:
-                        log.info(
-                            "%s: a new connection from %s replaces the one from %s",
-                            charge_point_id,
-                            connection.remote,
-                            previous.connection.remote,
-                        )
-                        await previous.connection.close(
-                            CLOSE_POLICY_VIOLATION, "replaced by a newer connection"
-                        )
-                    parts.events.publish(Connected(charge_point_id=charge_point_id))
-                    await endpoint.serve()
+            online = None
+            if previous is None:  # queued first, committed while the session serves
+                online = functools.partial(parts.presence.online, charge_point_id)
+            else:
+                log.info(
+                    "%s: a new connection from %s replaces the one from %s",
+                    charge_point_id,
+                    connection.remote,
+                    previous.connection.remote,
+                )
+                await previous.connection.close(
+                    CLOSE_POLICY_VIOLATION, "replaced by a newer connection"
+                )
+            parts.events.publish(Connected(charge_point_id=charge_point_id))
+            await endpoint.serve(beside=online)
         finally:
             await self._ended(session)
 

@@ -206,12 +206,20 @@ class ChargePointRepository:
         return status
 
     async def presence(
-        self, charge_point_id: str, online: bool, reason: str, at: datetime, instance_id: str
+        self,
+        charge_point_id: str,
+        online: bool,
+        reason: str,
+        at: datetime,
+        instance_id: str,
+        *,
+        queued: Callable[[], object] | None = None,
     ) -> None:
         """Record that the charge point went online or offline at ``instance_id``, and why
-        (offline applies only while it is recorded as that instance's)."""
+        (offline applies only while it is recorded as that instance's). ``queued``: see
+        :meth:`GroupCommitWriter.submit`."""
         write = self._presence_write(charge_point_id, online, reason, at, instance_id)
-        await self._writer.submit(write)
+        await self._writer.submit(write, queued=queued)
 
     def post_presence(
         self, charge_point_id: str, online: bool, reason: str, at: datetime, instance_id: str

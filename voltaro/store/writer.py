@@ -241,9 +241,10 @@ class GroupCommitWriter:
         """Sizes of the fire-and-forget writes waiting (or being written)."""
         return self._posted_in_bytes - self._posted_out_bytes - self.dropped_posted_bytes
 
-    async def submit(self, write: Write[T]) -> T:
+    async def submit(self, write: Write[T], *, queued: Callable[[], object] | None = None) -> T:
         """Queue ``write`` and return its result once committed; returns or raises within
-        the database's deadline.
+        the database's deadline. ``queued()``, if given, is called once the write is in the
+        queue (before any write submitted after it: submitted writes commit in order).
 
         Raises :class:`StoreUnavailable` (database away or not answering in time, or the
         writer stopped) or :class:`WriteFailed` (this write was rejected; others were not
@@ -255,6 +256,8 @@ class GroupCommitWriter:
         self._waiting[pending] = None
         self._submitted.append(pending)
         self._wakeup.set()
+        if queued is not None:
+            queued()
         try:
             await pending.done.wait()  # within the deadline: see _give_up_late_writes
         finally:
