@@ -26,8 +26,6 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-import trio
-
 from voltaro.central.timestamps import utc_now
 from voltaro.store import StoreError
 from voltaro.store.charge_points import ChargePointRepository
@@ -52,33 +50,39 @@ class Presence:
         self._clock = clock
         self._unflushed: dict[str, datetime] = {}
         self._heard: set[str] = set()  # spoke since the last restore round
-        self._recording: set[str] = set()  # online records not yet committed
+        self._recording: dict[str, int] = {}  # online records not yet committed, by charger
 
-    async def online(
-        self, charge_point_id: str, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """A session began (no other session of this charger was live here); returns once
-        the record is committed (or kept for later, during an outage). Reports started once
-        the record is in the writer's queue: ``await nursery.start(presence.online, id)``
-        lets a session serve meanwhile, its own writes queued after this one. Until the
-        record is committed the charger is left out of the restore round: the database has
-        it offline only because the record is on its way, and a round in between would take
-        it for wrongly offline."""
+    async def online(self, charge_point_id: str) -> None:
+        """A session began (no other session of this charger was live here): recorded
+        online, returning once committed (or kept for later, during an outage)."""
         self._unflushed[charge_point_id] = self._clock()
-        self._recording.add(charge_point_id)
-        queued = False
+        await self._record(charge_point_id, True, "connected")
 
-        def started() -> None:
-            nonlocal queued
-            queued = True
-            task_status.started()
+    def online_soon(self, charge_point_id: str) -> None:
+        """Like :meth:`online`, without waiting: the record is queued in the writer now
+        (before anything the session submits after this call) and committed while the
+        session serves. Until then the charger is left out of the restore round: the
+        database has it offline only because the record is on its way, and a round in
+        between would take it for wrongly offline."""
+        at = self._unflushed[charge_point_id] = self._clock()
+        instance = self.instance_id
+        reason = "connected"
 
+        def done(error: BaseException | None) -> None:
+            left = self._recording.pop(charge_point_id, 1) - 1
+            if left > 0:  # a later session's record is still on its way
+                self._recording[charge_point_id] = left
+            if isinstance(error, StoreError):  # as in _record: kept for when it is back
+                log.debug("charge point %s: presence event queued (%s)", charge_point_id, error)
+                self._charge_points.post_presence(charge_point_id, True, reason, at, instance)
+            elif error is not None:
+                log.error("charge point %s: online record failed: %r", charge_point_id, error)
+
+        self._recording[charge_point_id] = self._recording.get(charge_point_id, 0) + 1
         try:
-            await self._record(charge_point_id, True, "connected", queued=started)
-        finally:
-            self._recording.discard(charge_point_id)
-            if not queued:  # refused at once (an outage): kept for later, nothing to wait for
-                task_status.started()
+            self._charge_points.presence_soon(charge_point_id, True, reason, at, instance, done)
+        except StoreError as error:
+            done(error)
 
     async def offline(self, charge_point_id: str, reason: str) -> None:
         """The charger's session ended (``reason``: how)."""
@@ -104,22 +108,13 @@ class Presence:
         self._unflushed[charge_point_id] = self._clock()
         self._heard.add(charge_point_id)
 
-    async def _record(
-        self,
-        charge_point_id: str,
-        online: bool,
-        reason: str,
-        *,
-        queued: Callable[[], object] | None = None,
-    ) -> None:
+    async def _record(self, charge_point_id: str, online: bool, reason: str) -> None:
         """Commit a presence event; during an outage, queue it instead of failing the
         transport's connect or disconnect (the writer retries it when the database is back)."""
         at = self._clock()
         instance = self.instance_id
         try:
-            await self._charge_points.presence(
-                charge_point_id, online, reason, at, instance, queued=queued
-            )
+            await self._charge_points.presence(charge_point_id, online, reason, at, instance)
         except StoreError as exc:
             # the outage is the store's to log, once; this is one of its many effects
             log.debug("charge point %s: presence event queued (%s)", charge_point_id, exc)

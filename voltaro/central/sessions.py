@@ -14,14 +14,14 @@ The transport hands every admitted connection to :meth:`SessionRegistry.serve`, 
    session has taken its place).
 
 The online record is presence, not data the charger was promised: it is queued in the
-writer before the session reads its first frame, and committed while the session serves
-(a task beside the endpoint, in the endpoint's own nursery: no task or nursery of its own
-outlives the commit), instead of the session waiting for the commit first (a connect
-storm's connections then share batches with their own BootNotifications). Submitted writes
-commit in submission order, so whatever the session's CALLs commit is committed with or
-after its online record, and its offline record, submitted when the session ends, after it
-too. Until the online record is committed the charger is not a candidate for presence's
-restore round (see :meth:`voltaro.central.presence.Presence.restore`).
+writer before the session reads its first frame and committed while the session serves
+(:meth:`voltaro.central.presence.Presence.online_soon`: no task, no waiting), instead of
+the session waiting for the commit first (a connect storm's connections then share
+batches with their own BootNotifications). Submitted writes commit in submission order, so
+whatever the session's CALLs commit is committed with or after its online record, and so is
+its offline record, submitted when the session ends. Until the online record is committed
+the charger is not a candidate for presence's restore round (see
+:meth:`voltaro.central.presence.Presence.restore`).
 
 Each session is stamped with this instance's id and its start, so that what is recorded as
 "online" says where; see :mod:`voltaro.central.presence`.
@@ -34,7 +34,6 @@ still writes it (bounded by the store's deadline).
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -168,9 +167,8 @@ class SessionRegistry:
         previous = self._sessions.get(charge_point_id)
         self._sessions[charge_point_id] = session
         try:
-            online = None
-            if previous is None:  # queued first, committed while the session serves
-                online = functools.partial(parts.presence.online, charge_point_id)
+            if previous is None:  # queued before the first frame, committed meanwhile
+                parts.presence.online_soon(charge_point_id)
             else:
                 log.info(
                     "%s: a new connection from %s replaces the one from %s",
@@ -182,7 +180,7 @@ class SessionRegistry:
                     CLOSE_POLICY_VIOLATION, "replaced by a newer connection"
                 )
             parts.events.publish(Connected(charge_point_id=charge_point_id))
-            await endpoint.serve(beside=online)
+            await endpoint.serve()
         finally:
             await self._ended(session)
 

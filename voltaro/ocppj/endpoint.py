@@ -174,11 +174,6 @@ class _PendingCall:
     broken_answer: FrameError | None = None  # an answer with our id that could not be read
 
 
-Beside = Callable[..., Awaitable[object]]
-"""A task for :meth:`RpcEndpoint.serve` to run beside the connection: called with
-``task_status=``, it reports started (``task_status.started()``) before its first wait."""
-
-
 class RpcEndpoint:
     """OCPP-J RPC over one connection. Run :meth:`serve` in the connection's nursery.
 
@@ -217,17 +212,11 @@ class RpcEndpoint:
 
     # -- inbound --------------------------------------------------------------------------
 
-    async def serve(self, beside: Beside | None = None) -> None:
-        """Read and answer until the connection closes; then fail any waiting outbound call.
-
-        ``beside``: a task of the connection's owner run meanwhile (``nursery.start``d
-        before the first message is read, so what it does before reporting started comes
-        first; cancelled when the connection closes if not done by then)."""
+    async def serve(self) -> None:
+        """Read and answer until the connection closes; then fail any waiting outbound call."""
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._answer_calls)
-                if beside is not None:
-                    await nursery.start(beside)
                 await self._read_messages()
                 nursery.cancel_scope.cancel()
         finally:

@@ -206,20 +206,26 @@ class ChargePointRepository:
         return status
 
     async def presence(
+        self, charge_point_id: str, online: bool, reason: str, at: datetime, instance_id: str
+    ) -> None:
+        """Record that the charge point went online or offline at ``instance_id``, and why
+        (offline applies only while it is recorded as that instance's)."""
+        write = self._presence_write(charge_point_id, online, reason, at, instance_id)
+        await self._writer.submit(write)
+
+    def presence_soon(
         self,
         charge_point_id: str,
         online: bool,
         reason: str,
         at: datetime,
         instance_id: str,
-        *,
-        queued: Callable[[], object] | None = None,
+        on_done: Callable[[BaseException | None], object],
     ) -> None:
-        """Record that the charge point went online or offline at ``instance_id``, and why
-        (offline applies only while it is recorded as that instance's). ``queued``: see
-        :meth:`GroupCommitWriter.submit`."""
+        """Like :meth:`presence`, without waiting: see :meth:`GroupCommitWriter.submit_soon`
+        (raises StoreUnavailable at once when the writer is not running)."""
         write = self._presence_write(charge_point_id, online, reason, at, instance_id)
-        await self._writer.submit(write, queued=queued)
+        self._writer.submit_soon(write, on_done)
 
     def post_presence(
         self, charge_point_id: str, online: bool, reason: str, at: datetime, instance_id: str

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -128,11 +129,17 @@ class Write(Generic[T]):
 class _Pending:
     """A submitted write and the caller waiting for its outcome."""
 
-    __slots__ = ("deadline", "done", "error", "gave_up", "result", "taken", "write")
+    __slots__ = ("deadline", "done", "error", "gave_up", "on_done", "result", "taken", "write")
 
-    def __init__(self, write: Write[Any], deadline: float) -> None:
+    def __init__(
+        self,
+        write: Write[Any],
+        deadline: float,
+        on_done: Callable[[BaseException | None], object] | None = None,
+    ) -> None:
         self.write = write
         self.deadline = deadline  # trio's clock
+        self.on_done = on_done  # submit_soon's caller, told instead of waiting
         self.done = trio.Event()
         self.result: Any = None
         self.error: BaseException | None = None
@@ -145,6 +152,8 @@ class _Pending:
             self.result = result
             self.error = error
             self.done.set()
+            if self.on_done is not None:
+                self.on_done(error)
 
 
 class _Outage:
@@ -241,10 +250,9 @@ class GroupCommitWriter:
         """Sizes of the fire-and-forget writes waiting (or being written)."""
         return self._posted_in_bytes - self._posted_out_bytes - self.dropped_posted_bytes
 
-    async def submit(self, write: Write[T], *, queued: Callable[[], object] | None = None) -> T:
+    async def submit(self, write: Write[T]) -> T:
         """Queue ``write`` and return its result once committed; returns or raises within
-        the database's deadline. ``queued()``, if given, is called once the write is in the
-        queue (before any write submitted after it: submitted writes commit in order).
+        the database's deadline.
 
         Raises :class:`StoreUnavailable` (database away or not answering in time, or the
         writer stopped) or :class:`WriteFailed` (this write was rejected; others were not
@@ -256,8 +264,6 @@ class GroupCommitWriter:
         self._waiting[pending] = None
         self._submitted.append(pending)
         self._wakeup.set()
-        if queued is not None:
-            queued()
         try:
             await pending.done.wait()  # within the deadline: see _give_up_late_writes
         finally:
@@ -266,6 +272,21 @@ class GroupCommitWriter:
             raise pending.error
         result: T = pending.result
         return result
+
+    def submit_soon(
+        self, write: Write[Any], on_done: Callable[[BaseException | None], object]
+    ) -> None:
+        """Queue ``write`` as :meth:`submit` does, without waiting: ``on_done(None)``, or
+        ``on_done(error)`` with the error :meth:`submit` would raise, is called in trio's
+        thread once its batch committed or failed (it must not raise). It has no deadline of
+        its own: queued, it is written in order with the submitted writes around it.
+
+        Raises :class:`StoreUnavailable` at once when the writer is not running.
+        """
+        if not self._running:
+            raise StoreUnavailable("the store's writer is not running")
+        self._submitted.append(_Pending(write, math.inf, on_done))
+        self._wakeup.set()
 
     async def _give_up_late_writes(self) -> None:
         """Answer StoreUnavailable to each caller of :meth:`submit` whose deadline has come.
