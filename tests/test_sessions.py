@@ -5,7 +5,11 @@ by its next message."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from voltaro.app import Voltaro, start_voltaro
 from voltaro.central.domain_events import WentOffline
 from voltaro.config import Settings
 from voltaro.store.testing import aio_loop, database_url, pg_server, voltaro_settings
+from voltaro.store.writer import Write
 
 __all__ = ["aio_loop", "database_url", "pg_server", "voltaro_settings"]
 
@@ -125,6 +130,103 @@ async def test_a_charger_marked_offline_wrongly_is_online_again_at_its_next_mess
     assert (await charger.call("Heartbeat", {}))[0] == 3
     await eventually(lambda: online(voltaro, "WRONGED"))
     assert (await presence_events(voltaro, "WRONGED"))[-1] == (True, "message received")
+
+
+@asynccontextmanager
+async def writer_held(voltaro: Voltaro) -> AsyncIterator[None]:
+    """The writer busy with a write that ends only when the block does: what is submitted
+    meanwhile waits (no commit can happen in the block)."""
+    started: concurrent.futures.Future[None] = concurrent.futures.Future()
+    release: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    async def held(connection: Any) -> None:  # on the writer's asyncio thread
+        started.set_result(None)
+        await asyncio.wrap_future(release)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(voltaro.central.store.writer.submit, Write(held, label="held"))
+        await trio.to_thread.run_sync(started.result, 10)
+        try:
+            yield
+        finally:
+            release.set_result(None)
+
+
+async def known(voltaro: Voltaro, charge_point_id: str) -> None:
+    """Added and in the admission cache: its handshake needs no write."""
+    await voltaro.central.store.charge_points.upsert(charge_point_id, status="Accepted")
+    cache = voltaro.central.store.charge_point_cache
+    with trio.fail_after(10):
+        while cache.peek(charge_point_id) is None:
+            await cache.lookup(charge_point_id)
+            await trio.sleep(0.01)
+
+
+async def test_a_session_is_served_while_its_online_record_waits_to_be_committed(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any
+) -> None:
+    """The online record is presence, not acknowledged data: the charger is served before it
+    commits, and meanwhile the restore round does not take the charger for wrongly offline
+    (no second online event, no warning)."""
+    voltaro = await start(nursery, voltaro_settings)
+    await known(voltaro, "EAGER")
+    async with writer_held(voltaro):
+        charger = await RawCharger.connect(nursery, ws_url(voltaro, "EAGER"))
+        with trio.fail_after(10):  # with the online record awaited it would wait for the writer
+            assert (await charger.call("Heartbeat", {}))[0] == 3
+        assert not await online(voltaro, "EAGER")  # not committed yet, the writer is held
+        presence = voltaro.central.presence
+        assert await presence.restore(voltaro.sessions.__contains__) == []
+    await eventually(lambda: online(voltaro, "EAGER"))
+    assert (await charger.call("Heartbeat", {}))[0] == 3
+    assert await presence.restore(voltaro.sessions.__contains__) == []
+    assert await presence_events(voltaro, "EAGER") == [(True, "connected")]
+
+
+async def test_what_a_session_commits_is_committed_with_or_after_its_online_record(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any
+) -> None:
+    """The online record is queued before the first frame is read: a BootNotification sent
+    at once is answered only when the record is committed too."""
+    voltaro = await start(nursery, voltaro_settings)
+    await known(voltaro, "ORDERED")
+    answers: list[list[Any]] = []
+    async with writer_held(voltaro):
+        charger = await RawCharger.connect(nursery, ws_url(voltaro, "ORDERED"))
+
+        async def boot() -> None:
+            answers.append(await charger.call("BootNotification", BOOT))
+
+        nursery.start_soon(boot)
+        await trio.sleep(0.2)  # the boot is in the writer's queue behind the held write
+        assert answers == []
+    with trio.fail_after(10):
+        while not answers:
+            await trio.sleep(0.01)
+    assert answers[0][0] == 3
+    assert await online(voltaro, "ORDERED")  # no waiting: committed with or before the boot
+
+
+async def test_a_session_that_ends_before_its_online_record_commits_ends_offline(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any
+) -> None:
+    voltaro = await start(nursery, voltaro_settings)
+    await known(voltaro, "BRIEF")
+    async with writer_held(voltaro):
+        charger = await RawCharger.connect(nursery, ws_url(voltaro, "BRIEF"))
+        with trio.fail_after(10):
+            assert (await charger.call("Heartbeat", {}))[0] == 3
+        await charger.close()
+        with trio.fail_after(10):  # ended, its online and offline records both still queued
+            while "BRIEF" in voltaro.sessions:
+                await trio.sleep(0.01)
+        assert not await online(voltaro, "BRIEF")
+    await voltaro.central.store.writer.flush()
+    await eventually(lambda: _not_online(voltaro, "BRIEF"))
+    assert await presence_events(voltaro, "BRIEF") == [
+        (True, "connected"),
+        (False, "disconnected: code 1000"),
+    ]
 
 
 async def test_an_instance_on_the_same_database_leaves_the_others_chargers_online(

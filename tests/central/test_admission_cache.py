@@ -157,6 +157,22 @@ async def test_an_unknown_charger_under_policy_reject_is_read_and_refused(
         assert (await central.admit("NEW", None)).decision is AdmissionDecision.UNKNOWN
 
 
+async def test_an_unknown_charger_under_a_registering_policy_is_written_not_read(
+    central: CentralSystem,
+) -> None:
+    """With the cache valid, an id it does not hold is registered at once (the
+    registration answers a known row's facts too): no read first."""
+    cache = central.store.charge_point_cache
+    assert cache.valid
+    reads = cache.reads
+    with counting_reads(central) as count:
+        admission = await central.admit("CP-NEW", None)
+    assert admission.accepted and admission.registration_status == "Pending"  # the policy's
+    assert count[0] == 0 and cache.reads == reads
+    record = await central.store.charge_points.get("CP-NEW")
+    assert record is not None and record.registration_status == "Pending"
+
+
 async def test_an_invalid_cache_reads_the_table(
     central: CentralSystem, pg_server: TestPostgres
 ) -> None:

@@ -8,6 +8,7 @@ import trio
 import trio.testing
 
 from voltaro.store import Store
+from voltaro.store.charge_point_cache import AdmissionFacts
 from voltaro.store.records import BootDetails, StatusChange
 from voltaro.store.writer import Write
 
@@ -124,6 +125,35 @@ async def test_boots_in_one_batch_each_get_their_charge_points_status(store: Sto
         ("CP-B2", "Pending", "1"),
         ("CP-B1", "Rejected", "2"),
     ]
+
+
+async def test_registrations_in_one_batch_each_get_their_charge_points_facts(
+    store: Store,
+) -> None:
+    """One statement registers every unknown charge point of a batch: a new one gets the
+    status asked for, a known one keeps its row (status, password, lenient), and one
+    registered twice in the batch is added once."""
+    await store.charge_points.upsert("CP-R1", status="Rejected", password_hash="h", lenient=True)
+    asked = [("CP-R1", "Accepted"), ("CP-R2", "Pending"), ("CP-R2", "Accepted")]
+    answers: dict[int, AdmissionFacts | None] = {}
+
+    async def register(n: int, charge_point_id: str, status: str) -> None:
+        answers[n] = await store.charge_points.register(charge_point_id, status)
+
+    commits_before = store.writer.commits
+    async with trio.open_nursery() as nursery:
+        await _hold_the_writer(store, nursery)
+        for n, (charge_point_id, status) in enumerate(asked):
+            nursery.start_soon(register, n, charge_point_id, status)
+            await trio.testing.wait_all_tasks_blocked()
+    assert store.writer.commits - commits_before == 2  # the slow write, then the three
+    assert answers == {
+        0: AdmissionFacts("Rejected", "h", True),
+        1: AdmissionFacts("Pending", None, False),
+        2: AdmissionFacts("Pending", None, False),
+    }
+    r2 = await store.charge_points.get("CP-R2")
+    assert r2 is not None and r2.registration_status == "Pending"
 
 
 async def test_an_instance_marks_offline_only_chargers_it_holds(store: Store) -> None:

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from voltaro.store import Store, StoreUnavailable, WriteFailed
 from voltaro.store.testing import TestPostgres
@@ -165,3 +166,38 @@ async def test_batches_run_on_the_writer_thread_not_the_trio_thread(store: Store
         return threading.current_thread().name
 
     assert await store.writer.submit(Write(apply, label="where")) == "voltaro-db"
+
+
+async def test_a_write_submitted_soon_is_committed_in_order_and_its_outcome_told(
+    store: Store,
+) -> None:
+    """submit_soon queues a write without waiting: it commits in order with the submitted
+    writes around it, and its caller is told the outcome (None, or the error submit would
+    raise) once its batch is done."""
+    await _create_notes(store)
+    told: list[tuple[int, BaseException | None]] = []
+
+    def outcome(n: int) -> Any:
+        return lambda error: told.append((n, error))
+
+    order: list[int] = []
+
+    def noted(n: int) -> Write[None]:
+        async def apply(connection: Any) -> None:
+            order.append(n)
+            await connection.execute("INSERT INTO notes VALUES ($1)", n)
+
+        return Write(apply, label=f"note {n}")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.writer.submit, _slow())
+        await trio.sleep(0.05)  # the next writes queue behind the slow one
+        store.writer.submit_soon(noted(1), outcome(1))
+        nursery.start_soon(store.writer.submit, noted(2))
+        await trio.testing.wait_all_tasks_blocked()
+        store.writer.submit_soon(noted(-3), outcome(-3))  # breaks the CHECK
+    await store.writer.flush()
+    assert order[:2] == [1, 2]
+    assert await _notes(store) == [1, 2]
+    assert [n for n, _ in told] == [1, -3]
+    assert told[0][1] is None and isinstance(told[1][1], WriteFailed)

@@ -50,13 +50,39 @@ class Presence:
         self._clock = clock
         self._unflushed: dict[str, datetime] = {}
         self._heard: set[str] = set()  # spoke since the last restore round
+        self._recording: dict[str, int] = {}  # online records not yet committed, by charger
 
     async def online(self, charge_point_id: str) -> None:
-        """A session began (no other session of this charger was live here). Not "heard"
-        for the restore round: the record is still on its way to the database, and a round
-        in between would take the charger for wrongly offline; its first frame is heard."""
+        """A session began (no other session of this charger was live here): recorded
+        online, returning once committed (or kept for later, during an outage)."""
         self._unflushed[charge_point_id] = self._clock()
         await self._record(charge_point_id, True, "connected")
+
+    def online_soon(self, charge_point_id: str) -> None:
+        """Like :meth:`online`, without waiting: the record is queued in the writer now
+        (before anything the session submits after this call) and committed while the
+        session serves. Until then the charger is left out of the restore round: the
+        database has it offline only because the record is on its way, and a round in
+        between would take it for wrongly offline."""
+        at = self._unflushed[charge_point_id] = self._clock()
+        instance = self.instance_id
+        reason = "connected"
+
+        def done(error: BaseException | None) -> None:
+            left = self._recording.pop(charge_point_id, 1) - 1
+            if left > 0:  # a later session's record is still on its way
+                self._recording[charge_point_id] = left
+            if isinstance(error, StoreError):  # as in _record: kept for when it is back
+                log.debug("charge point %s: presence event queued (%s)", charge_point_id, error)
+                self._charge_points.post_presence(charge_point_id, True, reason, at, instance)
+            elif error is not None:
+                log.error("charge point %s: online record failed: %r", charge_point_id, error)
+
+        self._recording[charge_point_id] = self._recording.get(charge_point_id, 0) + 1
+        try:
+            self._charge_points.presence_soon(charge_point_id, True, reason, at, instance, done)
+        except StoreError as error:
+            done(error)
 
     async def offline(self, charge_point_id: str, reason: str) -> None:
         """The charger's session ended (``reason``: how)."""
@@ -101,9 +127,11 @@ class Presence:
 
     async def restore(self, live: Callable[[str], bool]) -> list[str]:
         """Record online here every charger heard since the last round whose session is
-        ``live`` but whom the database has offline; returns their ids."""
+        ``live`` but whom the database has offline; returns their ids. One whose online
+        record is not yet committed is left for a later round (its next frame is heard)."""
         heard, self._heard = self._heard, set()
-        ids = [cp for cp in heard if live(cp)]
+        recording = self._recording
+        ids = [cp for cp in heard if live(cp) and cp not in recording]
         restored = await self._charge_points.restore_online(
             ids, self.instance_id, RESTORED, self._clock()
         )

@@ -13,6 +13,16 @@ The transport hands every admitted connection to :meth:`SessionRegistry.serve`, 
    serves the endpoint until the connection ends, then records it offline (unless a newer
    session has taken its place).
 
+The online record is presence, not data the charger was promised: it is queued in the
+writer before the session reads its first frame and committed while the session serves
+(:meth:`voltaro.central.presence.Presence.online_soon`: no task, no waiting), instead of
+the session waiting for the commit first (a connect storm's connections then share
+batches with their own BootNotifications). Submitted writes commit in submission order, so
+whatever the session's CALLs commit is committed with or after its online record, and so is
+its offline record, submitted when the session ends. Until the online record is committed
+the charger is not a candidate for presence's restore round (see
+:meth:`voltaro.central.presence.Presence.restore`).
+
 Each session is stamped with this instance's id and its start, so that what is recorded as
 "online" says where; see :mod:`voltaro.central.presence`.
 
@@ -157,8 +167,8 @@ class SessionRegistry:
         previous = self._sessions.get(charge_point_id)
         self._sessions[charge_point_id] = session
         try:
-            if previous is None:
-                await parts.presence.online(charge_point_id)
+            if previous is None:  # queued before the first frame, committed meanwhile
+                parts.presence.online_soon(charge_point_id)
             else:
                 log.info(
                     "%s: a new connection from %s replaces the one from %s",

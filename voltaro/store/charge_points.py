@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from voltaro.store.charge_point_cache import AdmissionFacts
 from voltaro.store.database import Connection, Database, JsonbElement
 from voltaro.store.records import BootDetails, ChargePointRecord, pg_text
 from voltaro.store.writer import CopyTarget, GroupCommitWriter, MergedQuery, MergedUpdate, Write
@@ -104,6 +105,32 @@ BOOTS = MergedQuery(
 )
 
 
+# Every registration of an unknown charge point in a batch in one statement (a storm of new
+# chargers is all registrations): each is answered the facts its handshake is decided by,
+# its own if it was added, the existing row's if it was known. A row another transaction
+# added after this statement's snapshot gets no answer (the caller reads it).
+REGISTRATIONS = MergedQuery(
+    "register charge point",
+    """
+    WITH registration AS (
+        SELECT * FROM unnest($1::integer[], $2::text[], $3::text[]) AS r(n, id, status)
+    ), added AS (
+        INSERT INTO charge_points (id, registration_status)
+        SELECT DISTINCT ON (id) id, status FROM registration ORDER BY id, n
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id, registration_status, password_hash, lenient
+    ), facts AS (
+        SELECT * FROM added
+        UNION ALL
+        SELECT id, registration_status, password_hash, lenient FROM charge_points
+        WHERE id IN (SELECT id FROM registration)
+    )
+    SELECT r.n, jsonb_build_array(f.registration_status, f.password_hash, f.lenient)
+    FROM registration r JOIN facts f USING (id)
+    """,
+)
+
+
 class ChargePointChange(NamedTuple):
     """What :meth:`ChargePointRepository.upsert` sets; None leaves a field as it is."""
 
@@ -137,21 +164,17 @@ class ChargePointRepository:
 
     # ---- writes through the group-commit writer -------------------------------------
 
-    async def register(self, charge_point_id: str, status: str) -> ChargePointRecord:
-        """Record an unknown charge point with ``status``; returns the row (existing or new)."""
-
-        async def apply(connection: Connection) -> ChargePointRecord:
-            await connection.execute(
-                "INSERT INTO charge_points (id, registration_status) VALUES ($1, $2)"
-                " ON CONFLICT (id) DO NOTHING",
-                charge_point_id,
-                status,
-            )
-            record = await _get(connection, charge_point_id)
-            assert record is not None
-            return record
-
-        return await self._writer.submit(Write(apply, label="register charge point"))
+    async def register(self, charge_point_id: str, status: str) -> AdmissionFacts | None:
+        """Record an unknown charge point with ``status``; returns its admission facts (the
+        existing row's when it was known), or None when another transaction added it
+        meanwhile (read it then). All registrations of a batch are one statement."""
+        answer: list[Any] | None = await self._writer.submit(
+            Write(query=(REGISTRATIONS, (charge_point_id, status)), label="register charge point")
+        )
+        if answer is None:
+            return None
+        registration_status, password_hash, lenient = answer
+        return AdmissionFacts(registration_status, password_hash, lenient)
 
     async def boot(
         self,
@@ -189,6 +212,20 @@ class ChargePointRepository:
         (offline applies only while it is recorded as that instance's)."""
         write = self._presence_write(charge_point_id, online, reason, at, instance_id)
         await self._writer.submit(write)
+
+    def presence_soon(
+        self,
+        charge_point_id: str,
+        online: bool,
+        reason: str,
+        at: datetime,
+        instance_id: str,
+        on_done: Callable[[BaseException | None], object],
+    ) -> None:
+        """Like :meth:`presence`, without waiting: see :meth:`GroupCommitWriter.submit_soon`
+        (raises StoreUnavailable at once when the writer is not running)."""
+        write = self._presence_write(charge_point_id, online, reason, at, instance_id)
+        self._writer.submit_soon(write, on_done)
 
     def post_presence(
         self, charge_point_id: str, online: bool, reason: str, at: datetime, instance_id: str

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import trio
+
 from voltaro.store.database import Connection, Database
+from voltaro.store.read_batch import ReadBatcher
 from voltaro.store.records import ConnectorRecord, StatusChange, pg_text
 from voltaro.store.writer import CopyTarget, GroupCommitWriter, MergedUpdate, Write
 
@@ -49,18 +52,17 @@ class ConnectorRepository:
     def __init__(self, database: Database, writer: GroupCommitWriter) -> None:
         self._database = database
         self._writer = writer
+        self._statuses = ReadBatcher(database, _read_statuses, dict)
 
     async def statuses(self, charge_point_id: str) -> dict[int, str]:
-        """Current status of each known connector of the charge point."""
+        """Current status of each known connector of the charge point (a charger's first
+        StatusNotification asks; a storm of them is read in batches, see :meth:`run`)."""
+        return await self._statuses.get(charge_point_id)
 
-        async def read(connection: Connection) -> dict[int, str]:
-            rows = await connection.fetch(
-                "SELECT connector_id, status FROM connectors WHERE charge_point_id = $1",
-                charge_point_id,
-            )
-            return {row[0]: row[1] for row in rows}
-
-        return await self._database.run(read)
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Batch the reads of :meth:`statuses` until cancelled (without it each is read
+        alone); see :mod:`voltaro.store.read_batch`."""
+        await self._statuses.run(task_status=task_status)
 
     async def list_all(self, charge_point_id: str) -> list[ConnectorRecord]:
         async def read(connection: Connection) -> list[ConnectorRecord]:
@@ -108,3 +110,17 @@ class ConnectorRepository:
                 label="StatusNotification",
             )
         )
+
+
+async def _read_statuses(
+    connection: Connection, charge_point_ids: list[str]
+) -> dict[str, dict[int, str]]:
+    rows = await connection.fetch(
+        "SELECT charge_point_id, connector_id, status FROM connectors"
+        " WHERE charge_point_id = ANY($1::text[])",
+        charge_point_ids,
+    )
+    statuses: dict[str, dict[int, str]] = {}
+    for charge_point_id, connector_id, status in rows:
+        statuses.setdefault(charge_point_id, {})[connector_id] = status
+    return statuses

@@ -90,8 +90,8 @@ async def open_store(
 
     Order on the way in: database (embedded when ``url`` is None), migrations, pool, the
     writer's own pool (on its own thread, see :mod:`.loop_thread`), writer, id tag cache
-    (loaded). On the way out, the reverse: the writer fails whoever still waits,
-    the pool closes, the embedded server stops.
+    (loaded), the batched reads (:mod:`.read_batch`). On the way out, the reverse: the writer
+    fails whoever still waits, the pool closes, the embedded server stops.
 
     ``background=False`` (operator commands) starts neither the writer nor the cache: only
     the direct reads and operator commands of the repositories work then.
@@ -118,11 +118,13 @@ async def open_store(
             nursery = await stack.enter_async_context(trio.open_nursery())
             writer = GroupCommitWriter(writer_database)
             cache = IdTagCache(database)
+            store = Store(database, writer, cache, message_log_limits)
             if background:
                 await nursery.start(writer.run)
                 await nursery.start(cache.run)
+                await nursery.start(store.connectors.run)
             try:
-                yield Store(database, writer, cache, message_log_limits)
+                yield store
             finally:
                 nursery.cancel_scope.cancel()
 

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -128,11 +129,17 @@ class Write(Generic[T]):
 class _Pending:
     """A submitted write and the caller waiting for its outcome."""
 
-    __slots__ = ("deadline", "done", "error", "gave_up", "result", "taken", "write")
+    __slots__ = ("deadline", "done", "error", "gave_up", "on_done", "result", "taken", "write")
 
-    def __init__(self, write: Write[Any], deadline: float) -> None:
+    def __init__(
+        self,
+        write: Write[Any],
+        deadline: float,
+        on_done: Callable[[BaseException | None], object] | None = None,
+    ) -> None:
         self.write = write
         self.deadline = deadline  # trio's clock
+        self.on_done = on_done  # submit_soon's caller, told instead of waiting
         self.done = trio.Event()
         self.result: Any = None
         self.error: BaseException | None = None
@@ -145,6 +152,8 @@ class _Pending:
             self.result = result
             self.error = error
             self.done.set()
+            if self.on_done is not None:
+                self.on_done(error)
 
 
 class _Outage:
@@ -263,6 +272,21 @@ class GroupCommitWriter:
             raise pending.error
         result: T = pending.result
         return result
+
+    def submit_soon(
+        self, write: Write[Any], on_done: Callable[[BaseException | None], object]
+    ) -> None:
+        """Queue ``write`` as :meth:`submit` does, without waiting: ``on_done(None)``, or
+        ``on_done(error)`` with the error :meth:`submit` would raise, is called in trio's
+        thread once its batch committed or failed (it must not raise). It has no deadline of
+        its own: queued, it is written in order with the submitted writes around it.
+
+        Raises :class:`StoreUnavailable` at once when the writer is not running.
+        """
+        if not self._running:
+            raise StoreUnavailable("the store's writer is not running")
+        self._submitted.append(_Pending(write, math.inf, on_done))
+        self._wakeup.set()
 
     async def _give_up_late_writes(self) -> None:
         """Answer StoreUnavailable to each caller of :meth:`submit` whose deadline has come.
