@@ -217,7 +217,21 @@ async def test_a_full_hashing_queue_answers_503_instead_of_queueing(
                 await trio.sleep(0.01)
         busy = await central.admit("CP-Q", "right-key", "10.0.0.2")
         assert (busy.http_status, busy.retry_after) == (503, admission_module.BUSY_RETRY_AFTER)
+        assert busy.reason == "too many password checks waiting"  # the log's why
         for holder in holders:
             hashing.release_on_behalf_of(holder)
     assert results[0].accepted  # the one that waited was served
     assert central.admitter.busy_refusals == 1
+
+
+def test_the_two_503s_say_different_things_in_the_log() -> None:
+    """A full hashing queue and a database that cannot be asked are both 503 to the charger;
+    the log line says which (a storm's database outage was logged as password checks)."""
+    from voltaro.central.admission import Admission, AdmissionDecision
+
+    busy = Admission(AdmissionDecision.BUSY)
+    unavailable = Admission(AdmissionDecision.UNAVAILABLE)
+    assert busy.http_status == unavailable.http_status == 503
+    assert busy.reason == "too many password checks waiting"
+    assert unavailable.reason == "the database cannot be asked now"
+    assert Admission(AdmissionDecision.UNKNOWN).reason is None  # the status says it

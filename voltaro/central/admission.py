@@ -67,6 +67,10 @@ _HTTP_STATUS = {
     AdmissionDecision.BUSY: 503,
     AdmissionDecision.UNAVAILABLE: 503,
 }
+_REASONS = {
+    AdmissionDecision.BUSY: "too many password checks waiting",
+    AdmissionDecision.UNAVAILABLE: "the database cannot be asked now",
+}
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,11 @@ class Admission:
     def http_status(self) -> int | None:
         """None when accepted, else the HTTP status to refuse the handshake with."""
         return _HTTP_STATUS[self.decision]
+
+    @property
+    def reason(self) -> str | None:
+        """Why it refuses, for the log: the two 503s have different causes."""
+        return _REASONS.get(self.decision)
 
 
 FailureReport = Callable[[str, str | None, str], None]

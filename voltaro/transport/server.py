@@ -105,6 +105,11 @@ class Verdict(Protocol):
         """Seconds for a ``Retry-After`` header (a 429 or 503 the client should retry)."""
         ...
 
+    @property
+    def reason(self) -> str | None:
+        """Why it refuses, for the log (None: what its status usually means)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Admission:
@@ -113,6 +118,7 @@ class Admission:
     http_status: int | None = None
     lenient: bool = False
     retry_after: int | None = None
+    reason: str | None = None
 
 
 Gate = Callable[[str, str | None, str], Awaitable[Verdict]]
@@ -351,7 +357,8 @@ class OcppServer:
                 charge_point_id,
                 remote,
                 admission.http_status,
-                REFUSAL_REASONS.get(admission.http_status, "refused by the admission"),
+                admission.reason
+                or REFUSAL_REASONS.get(admission.http_status, "refused by the admission"),
             )
             await self._refuse(request, admission.http_status, retry_after=admission.retry_after)
             return None
