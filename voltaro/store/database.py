@@ -244,7 +244,18 @@ class Database:
                     ) from exc
                 raise
             finally:
-                await self._pool.release(connection)  # a terminated one is dropped
+                await self._release(connection, watchdog)
+
+    async def _release(self, connection: Connection, watchdog: Watchdog) -> None:
+        """Back to the pool (a terminated one is dropped). The watchdog may strike while the
+        release is under way (it resets the connection with a query): terminating it then
+        hands its holder back to the pool already, and asyncpg's own release, resuming,
+        finds the holder free. Seen as a worker crash in a storm; nothing is left to do."""
+        try:
+            await self._pool.release(connection)
+        except asyncpg.InternalClientError:
+            if not watchdog.fired:
+                raise
 
     async def run_in_transaction(
         self, fn: Callable[..., Awaitable[T]], *args: Any, deadline: float | None = None
