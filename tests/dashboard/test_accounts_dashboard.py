@@ -7,7 +7,6 @@ loads with the dashboard's session."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from tests.admin.conftest import Live
 from tests.dashboard.charger import ScriptedCharger
 from tests.dashboard.conftest import TrioThread
-from tests.dashboard.test_dashboard import TIMEOUT, shot, sign_in
+from tests.dashboard.test_dashboard import TIMEOUT, shot
 
 CHARGER = "CONFIRM-CP-1"
 PASSWORD = "viewer password 1"
@@ -38,13 +37,9 @@ class Dialogs:
 
 
 @pytest.fixture(scope="module")
-def admin_page(browser: Any, live: Live) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT)
-    page = context.new_page()
-    sign_in(page, live)
-    yield page
-    context.close()
+def admin_page(page: Any) -> Any:
+    """The conftest's page, signed in with the admin token."""
+    return page
 
 
 def account_page(browser: Any, live: Live, name: str, password: str) -> Any:
