@@ -13,8 +13,8 @@ import pytest
 
 from tests.admin.conftest import Live
 from tests.dashboard.charger import ScriptedCharger
-from tests.dashboard.conftest import TrioThread
-from tests.dashboard.test_dashboard import TIMEOUT, shot
+from tests.dashboard.conftest import TIMEOUT, TrioThread
+from tests.dashboard.test_dashboard import shot
 
 CHARGER = "CONFIRM-CP-1"
 PASSWORD = "viewer password 1"

@@ -11,7 +11,8 @@ import pytest
 
 from tests.admin.conftest import Live
 from tests.admin.test_stats import CP, seed
-from tests.dashboard.test_dashboard import TIMEOUT, shot
+from tests.dashboard.conftest import TIMEOUT
+from tests.dashboard.test_dashboard import shot
 from voltaro.store.testing import TestPostgres
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 
 from tests.admin.conftest import Live
-from tests.dashboard.test_dashboard import TIMEOUT, shot
+from tests.dashboard.conftest import TIMEOUT
+from tests.dashboard.test_dashboard import shot
 from voltaro.config import Settings
 
 PASSWORD = "a long passphrase 7"
