@@ -7,7 +7,8 @@ import trio
 
 from tests.dashboard.conftest import no_browser
 from voltaro.admin.chart import transaction_chart
-from voltaro.admin.dashboard import frame_kind, local_path, utc_from_input
+from voltaro.admin.dashboard import frame_kind, local_path
+from voltaro.admin.listing import utc_from_input
 from voltaro.central.commands import CommandCatalog, UnknownCommand
 from voltaro.central.domain_events import Connected, StatusChanged, event_json
 from voltaro.central.events import EventBus
