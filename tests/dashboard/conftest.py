@@ -113,3 +113,18 @@ def chargers() -> Iterator[TrioThread]:
 
     with trio_in_thread(start) as thread:
         yield thread
+
+
+def connector_events(lines: Iterator[str], count: int) -> list[tuple[str, str, int]]:
+    """The first ``count`` events of a ``/events`` stream's lines, as (type, charge point,
+    connector)."""
+    import orjson
+
+    seen = []
+    for line in lines:
+        if line.startswith("data: "):
+            event = orjson.loads(line.removeprefix("data: "))
+            seen.append((event["type"], event["chargePointId"], event["connectorId"]))
+            if len(seen) == count:
+                break
+    return seen

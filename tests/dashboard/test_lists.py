@@ -7,12 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
 from tests.admin.conftest import Live
 from tests.dashboard.charger import ScriptedCharger
-from tests.dashboard.conftest import TrioThread
+from tests.dashboard.conftest import TrioThread, connector_events
 from tests.dashboard.test_dashboard import shot
 
 FLEET = [f"ROW-{n:02d}" for n in range(30)]  # more than a page of 25
@@ -174,13 +173,7 @@ def test_the_event_stream_keeps_only_the_kinds_asked_for(live: Live, chargers: T
             assert next(lines) == "retry: 1000"
             charger = ScriptedCharger(live.ws_url("ROW-SSE"))
             chargers.run(charger.start, chargers.nursery)  # connected, boot, 3 x status
-            seen = []
-            for line in lines:
-                if line.startswith("data: "):
-                    event = orjson.loads(line.removeprefix("data: "))
-                    seen.append((event["type"], event["chargePointId"], event["connectorId"]))
-                if len(seen) == 3:
-                    break
+            seen = connector_events(lines, 3)
     chargers.run(charger.close)
     assert seen == [("status", "ROW-SSE", n) for n in (0, 1, 2)]
 

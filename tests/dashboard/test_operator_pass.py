@@ -14,7 +14,7 @@ import trio
 
 from tests.admin.conftest import Live
 from tests.dashboard.charger import ScriptedCharger
-from tests.dashboard.conftest import TrioThread
+from tests.dashboard.conftest import TrioThread, connector_events
 from tests.dashboard.test_dashboard import shot
 
 RECORD = "() => { window.notReloaded = true; }"
@@ -129,13 +129,7 @@ def test_a_chargers_stream_carries_only_its_events(live: Live, chargers: TrioThr
             chargers.run(other.start, chargers.nursery)  # its statuses first
             mine = ScriptedCharger(live.ws_url("PASS-MINE"))
             chargers.run(mine.start, chargers.nursery)
-            seen = []
-            for line in lines:
-                if line.startswith("data: "):
-                    event = orjson.loads(line.removeprefix("data: "))
-                    seen.append((event["type"], event["chargePointId"], event["connectorId"]))
-                if len(seen) == 3:
-                    break
+            seen = connector_events(lines, 3)
     chargers.run(other.close)
     chargers.run(mine.close)
     assert seen == [("status", "PASS-MINE", n) for n in (0, 1, 2)]
