@@ -34,6 +34,7 @@ from trio_websocket import ConnectionClosed
 from benchmarks.cluster import TOKEN as CLUSTER_TOKEN
 from benchmarks.cluster import Node, free_port, healthy, start_node
 from tests.harness import RawCharger
+from tests.tools import installed_tool
 from voltaro.config import Settings
 from voltaro.store.testing import TestPostgres
 from voltaro.supervisor import SHUTDOWN_GRACE
@@ -153,11 +154,7 @@ def test_the_dockerfile_agrees_with_the_settings() -> None:
 
 
 def compose_config(env: dict[str, str]) -> dict[str, Any]:
-    compose = shutil.which("docker-compose")
-    if compose is None:
-        if os.environ.get("VOLTARO_REQUIRE_COMPOSE") == "1":
-            pytest.fail("docker-compose is not installed (VOLTARO_REQUIRE_COMPOSE=1)")
-        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+    compose = installed_tool("docker-compose", "VOLTARO_REQUIRE_COMPOSE")
     done = subprocess.run(
         [compose, "-f", str(DEPLOY / "compose.yaml"), "config"],
         env={"PATH": os.environ["PATH"], **env},
@@ -433,11 +430,7 @@ def test_haproxy_spreads_chargers_and_forwards_the_operator_address(
     """Two nodes behind each shipped HAProxy configuration (the compose variant with its
     service names replaced by loopback ports): chargers land on both nodes, and a node that
     trusts the proxy sees the operator's own address (X-Forwarded-For)."""
-    haproxy = shutil.which("haproxy")
-    if haproxy is None:
-        if os.environ.get("VOLTARO_REQUIRE_HAPROXY") == "1":
-            pytest.fail("haproxy is not installed (VOLTARO_REQUIRE_HAPROXY=1)")
-        pytest.skip("haproxy is not installed")
+    haproxy = installed_tool("haproxy", "VOLTARO_REQUIRE_HAPROXY")
     url = pg_server.new_database()
     trusted = {"VOLTARO_TRUSTED_PROXIES": "127.0.0.1"}  # where HAProxy connects from here
     nodes = [start_node(name, url, tmp_path, trusted) for name in ("node1", "node2")]

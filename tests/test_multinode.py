@@ -11,8 +11,6 @@ Without HAProxy the test skips, unless ``VOLTARO_REQUIRE_HAPROXY=1`` (CI install
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from trio_websocket import ConnectionClosed
 
 from benchmarks.cluster import TOKEN, Cluster, Node, cluster, healthy
 from tests.harness import RawCharger
+from tests.tools import installed_tool
 from voltaro.store.embedded import embedded_url, start_embedded, stop_embedded
 from voltaro.store.migrate import apply_migrations
 from voltaro.store.testing import TestPostgres, pg_server
@@ -42,11 +41,7 @@ SETTINGS = {
 
 @pytest.fixture
 def installation(pg_server: TestPostgres, tmp_path: Path) -> Iterator[Cluster]:
-    haproxy = shutil.which("haproxy")
-    if haproxy is None:
-        if os.environ.get("VOLTARO_REQUIRE_HAPROXY") == "1":
-            pytest.fail("haproxy is not installed (VOLTARO_REQUIRE_HAPROXY=1)")
-        pytest.skip("haproxy is not installed")
+    haproxy = installed_tool("haproxy", "VOLTARO_REQUIRE_HAPROXY")
     url = pg_server.new_database()
     try:
         with cluster(url, tmp_path, haproxy=haproxy, settings=SETTINGS) as nodes:
@@ -213,11 +208,7 @@ def restart_postgres(server: Any) -> None:
 async def test_every_node_recovers_by_itself_when_the_database_restarts(
     tmp_path: Path, nursery: trio.Nursery
 ) -> None:
-    haproxy = shutil.which("haproxy")
-    if haproxy is None:
-        if os.environ.get("VOLTARO_REQUIRE_HAPROXY") == "1":
-            pytest.fail("haproxy is not installed (VOLTARO_REQUIRE_HAPROXY=1)")
-        pytest.skip("haproxy is not installed")
+    haproxy = installed_tool("haproxy", "VOLTARO_REQUIRE_HAPROXY")
     server = await trio.to_thread.run_sync(start_embedded, tmp_path / "db")
     try:
         url = embedded_url(server)
