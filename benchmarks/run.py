@@ -763,6 +763,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", type=Path, default=None, help="rebuild the table of a results JSON; no run"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "--keep-logs", type=Path, default=None, help="copy the servers' logs to this directory"
+    )
     return parser
 
 
@@ -807,6 +810,10 @@ def main(argv: list[str] | None = None) -> int:
                         with running(name, workdir, tags, workers) as server:
                             results.extend(WORKLOADS[workload](server, args))
     finally:
+        if args.keep_logs is not None:
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            for log in workdir.glob("*.log"):
+                shutil.copy(log, args.keep_logs / log.name)
         shutil.rmtree(workdir, ignore_errors=True)
     table = markdown(results, meta)
     args.out.mkdir(parents=True, exist_ok=True)

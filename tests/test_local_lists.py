@@ -493,3 +493,51 @@ def test_the_operator_sends_voltaros_list_now(live: LiveLists) -> None:
         assert request["required"] == ["updateType"]
 
     run(scenario)
+
+
+LIST_READERS = ("voltaro.store.local_lists", "voltaro.store.charge_points")
+
+
+@contextlib.contextmanager
+def counting_pool_operations(live: Live) -> Iterator[list[int]]:
+    """Count the pool operations on local lists and charge points the running Voltaro makes
+    meanwhile (the real database's; the other tasks' operations are not counted)."""
+    database = live.voltaro.central.store.database
+    count = [0]
+    original = database.run
+
+    async def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(fn, "__module__", "") in LIST_READERS:
+            count[0] += 1
+        return await original(fn, *args, **kwargs)
+
+    database.run = run  # type: ignore[method-assign]
+    try:
+        yield count
+    finally:
+        del database.run
+
+
+def test_a_new_chargers_first_sync_reads_only_what_its_answers_changed(
+    pg_server: TestPostgres, tmp_path: Path
+) -> None:
+    """In a storm of new chargers every one is looked at: what the round read at its start
+    (no row, no limits) is not read again, and the commands' charge point is known from
+    memory. Left: the row after the version answer, the limits after the configuration
+    answer, the limit recorded (10 operations before, a read each of those and three
+    charge point reads more)."""
+    with live_voltaro(pg_server, tmp_path, debounce=1.0) as live:
+
+        async def scenario() -> None:
+            async with connected(live, "LL-NEW") as charger:
+                with counting_pool_operations(live) as count:
+                    await until(lambda: charger.version == 1, "the first Full")
+                await until(lambda: recorded(live, "LL-NEW", version=1), "recorded")
+                assert [action for action, _, _ in charger.received] == [
+                    "GetLocalListVersion",
+                    "GetConfiguration",
+                    "SendLocalList",
+                ]
+            assert count[0] <= 2 + 3  # the round's two reads, this charger's three (fewer: begun)
+
+        run(scenario)

@@ -9,10 +9,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 import trio
 
 from tests.central.helpers import never_throttled
 from voltaro.central import AdmissionDecision, CentralSystem, open_central_system
+from voltaro.central.commands import NotConnected, UnknownChargePoint
 from voltaro.central.passwords import hash_password
 from voltaro.config import Settings
 from voltaro.store.charge_point_cache import AdmissionFacts
@@ -233,3 +235,18 @@ async def test_an_unusable_announcement_or_truncate_makes_it_reload(
         )
         await until(lambda reloads=reloads: listener.reloads > reloads and cache.valid)
         assert cache.peek("CP-U") == AdmissionFacts("Accepted", None, False), junk
+
+
+async def test_a_command_to_a_charge_point_in_memory_reads_no_row(
+    central: CentralSystem,
+) -> None:
+    """Profile tasks send several commands to every charger that connects: whether the
+    charge point exists comes from the cache, not a read each."""
+    await central.store.charge_points.upsert("CP-CMD", status="Accepted")
+    await remembered(central, "CP-CMD")
+    with counting_reads(central) as count:
+        with pytest.raises(NotConnected):  # known, but connected nowhere
+            await central.commands.send("CP-CMD", "ClearCache", {})
+        with pytest.raises(UnknownChargePoint):  # not in memory: read, and not there
+            await central.commands.send("CP-NOWHERE", "ClearCache", {})
+    assert count == [1]

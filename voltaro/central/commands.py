@@ -283,7 +283,7 @@ class Commands:
             request: Payload = payload  # without them: prepare fills them in
         else:
             request = self.check(action, payload)
-        if await self._domain.store.charge_points.get(charge_point_id) is None:
+        if not await self._known(charge_point_id):
             raise UnknownChargePoint(charge_point_id)
         if command.prepare is not None:
             request = await command.prepare(self._domain, charge_point_id, request)
@@ -308,6 +308,16 @@ class Commands:
                         "%s to %s: its failure not recorded: %s", action, charge_point_id, error
                     )
             raise
+
+    async def _known(self, charge_point_id: str) -> bool:
+        """Whether the charge point is in the table: from the charge point cache when it
+        holds it (kept current by the table's announcements), else read. A profile task
+        sends several commands to each charger that connects: a read each took the pool
+        in a storm of connections."""
+        store = self._domain.store
+        if store.id_tag_cache.charge_points.peek(charge_point_id) is not None:
+            return True
+        return await store.charge_points.get(charge_point_id) is not None
 
     async def send_here(
         self, charge_point_id: str, action: str, request: Payload, wait: float

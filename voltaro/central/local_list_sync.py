@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import trio
@@ -103,6 +104,16 @@ def failure_changes(why: str, first_backoff: float) -> Callable[[LocalListRecord
         }
 
     return changes
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What a round read about one charger at its start: its row without the entries (None:
+    it had none) and its list size limits. Looking at the charger then need not read them
+    again: in a storm of new chargers those reads, several per charger, took the pool."""
+
+    row: LocalListRecord | None
+    limits: tuple[int | None, int | None]
 
 
 class WantedLists:
@@ -259,26 +270,21 @@ class LocalListSync:
 
         async def one(charge_point_id: str, check: bool) -> None:
             async with limiter:
-                row = rows.get(charge_point_id)
-                limit = limits.get(charge_point_id, (None, None))
-                if not check and self._in_sync(charge_point_id, row, limit, wanted, now):
+                seen = Seen(rows.get(charge_point_id), limits.get(charge_point_id, (None, None)))
+                if not check and self._in_sync(charge_point_id, seen, wanted, now):
                     return
-                await self.update(charge_point_id, check, wanted, now)
+                await self.update(charge_point_id, check, wanted, now, seen)
 
         async with trio.open_nursery() as nursery:
             for charge_point_id, check in marked.items():
                 nursery.start_soon(one, charge_point_id, check)
 
     def _in_sync(
-        self,
-        charge_point_id: str,
-        row: LocalListRecord | None,
-        limits: tuple[int | None, int | None],
-        wanted: WantedLists,
-        now: datetime,
+        self, charge_point_id: str, seen: Seen, wanted: WantedLists, now: datetime
     ) -> bool:
         """Whether nothing need be sent to the charger (without reading its entries): its
         list is the wanted one, or it supports none, or its retry is not due yet."""
+        row = seen.row
         if row is None:
             return False
         if row.state == "not_supported":
@@ -286,7 +292,7 @@ class LocalListSync:
         if row.retry_at is not None and row.retry_at > now:
             self._retry_at(charge_point_id, row.retry_at, now)
             return True
-        send_max, max_length = limits
+        send_max, max_length = seen.limits
         if (send_max is None or max_length is None) and charge_point_id not in self._limits_asked:
             return False
         return (
@@ -300,15 +306,21 @@ class LocalListSync:
     # ---- one charger ---------------------------------------------------------------------
 
     async def update(
-        self, charge_point_id: str, check: bool, wanted: WantedLists, now: datetime
+        self,
+        charge_point_id: str,
+        check: bool,
+        wanted: WantedLists,
+        now: datetime,
+        seen: Seen | None = None,
     ) -> None:
         """Bring one charger's list up to date: ask its version when asked to (or when it is
         not known), then send a Full list or the Differential it lacks, or nothing. A
-        VersionMismatch is resynced at once: its version asked, then a Full list."""
+        VersionMismatch is resynced at once: its version asked, then a Full list. ``seen``:
+        what the round read of it, if it did."""
         if not self._ctx.holds(charge_point_id) or not self._accepted(charge_point_id):
             return
         try:
-            if await self._update(charge_point_id, check, wanted, now) == "VersionMismatch":
+            if await self._update(charge_point_id, check, wanted, now, seen) == "VersionMismatch":
                 await self._update(charge_point_id, True, wanted, now)
         except (Disconnected, NotConnected, UnknownChargePoint):
             return  # looked at again when it comes back
@@ -325,10 +337,20 @@ class LocalListSync:
             log.warning("charge point %s: local list not updated: %s", charge_point_id, failure)
 
     async def _update(
-        self, charge_point_id: str, check: bool, wanted_lists: WantedLists, now: datetime
+        self,
+        charge_point_id: str,
+        check: bool,
+        wanted_lists: WantedLists,
+        now: datetime,
+        seen: Seen | None = None,
     ) -> str | None:
         """One pass of :meth:`update`; the answer that ended it early, if one did."""
-        record = await self._lists.get(charge_point_id)
+        if seen is not None and seen.row is None:
+            # No row at the round's start: the defaults, which ask the version first (and
+            # read the row then), whatever may have been written since.
+            record = LocalListRecord(charge_point_id)
+        else:
+            record = await self._lists.get(charge_point_id)
         if record.state == "not_supported":
             return None
         if record.retry_at is not None and record.retry_at > now and not check:
@@ -339,7 +361,7 @@ class LocalListSync:
             if answer["listVersion"] < 0:
                 return None  # not supported: recorded by the command's effect
             record = await self._lists.get(charge_point_id)
-        send_max, max_length = await self._limits(charge_point_id)
+        send_max, max_length = await self._limits(charge_point_id, seen)
         wanted = wanted_lists.entries(max_length)
         version = record.version or 0
         if record.needs_full or record.entries is None:
@@ -389,10 +411,13 @@ class LocalListSync:
             self._own[charge_point_id] = count - 1
         return count > 0
 
-    async def _limits(self, charge_point_id: str) -> tuple[int, int | None]:
+    async def _limits(self, charge_point_id: str, seen: Seen | None) -> tuple[int, int | None]:
         """``(entries per message, entries in all)``, asking the charger once per session
-        when its known configuration lacks them."""
-        send_max, max_length = await self._lists.limits(charge_point_id)
+        when its known configuration lacks them (as the round saw it, if it did)."""
+        if seen is not None:
+            send_max, max_length = seen.limits
+        else:
+            send_max, max_length = await self._lists.limits(charge_point_id)
         if (send_max is None or max_length is None) and charge_point_id not in self._limits_asked:
             self._limits_asked.add(charge_point_id)
             payload = {"key": [SEND_MAX_KEY, MAX_LENGTH_KEY]}
