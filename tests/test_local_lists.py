@@ -37,10 +37,12 @@ class LiveLists(Live):
 
 
 @contextlib.contextmanager
-def live_voltaro(pg_server: TestPostgres, tmp_path: Path, debounce: float) -> Iterator[LiveLists]:
+def live_voltaro(
+    pg_server: TestPostgres, tmp_path: Path, debounce: float, **settings_: Any
+) -> Iterator[LiveLists]:
     url = pg_server.new_database()
     settings = dataclasses.replace(
-        live_settings(url, tmp_path / "data"), local_list_debounce=debounce
+        live_settings(url, tmp_path / "data"), local_list_debounce=debounce, **settings_
     )
     try:
         with trio_in_thread(
@@ -541,3 +543,53 @@ def test_a_new_chargers_first_sync_reads_only_what_its_answers_changed(
             assert count[0] <= 2 + 3  # the round's two reads, this charger's three (fewer: begun)
 
         run(scenario)
+
+
+def test_a_charger_the_database_fails_is_looked_at_again_and_the_round_goes_on(
+    pg_server: TestPostgres, tmp_path: Path
+) -> None:
+    """The database fails one charger's look (its connection cut while it waits for a row
+    another transaction locked): that charger is looked at again,
+    the other charger of the round is not disturbed (before, the whole task failed, and its
+    restart asked every charger's version again)."""
+    with live_voltaro(pg_server, tmp_path, debounce=0.3) as live:
+
+        async def scenario() -> None:
+            async with connected(live, "LL-LOCKED"):
+                await until(lambda: recorded(live, "LL-LOCKED", version=1), "the first Full")
+            lock = await asyncpg.connect(live.database_url)
+            try:
+                transaction = lock.transaction()
+                await transaction.start()
+                await lock.execute(
+                    "SELECT * FROM local_lists WHERE charge_point_id = 'LL-LOCKED' FOR UPDATE"
+                )
+                waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                async with (
+                    connected(live, "LL-LOCKED") as locked,
+                    connected(live, "LL-FREE") as free,
+                ):
+                    await until(lambda: free.version == 1, "the other charger's Full")
+                    # its answer's recording waits for the lock: its connection is cut
+                    await until_async(lambda: lock.fetchval(waiting), 1, "a waiter")
+                    await lock.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE NOT granted"
+                    )
+                    await transaction.rollback()
+                    await until(lambda: locked.version == 1, "the locked charger's Full")
+                    assert locked.sent("GetLocalListVersion") == [{}, {}]  # asked again
+                    assert free.sent("GetLocalListVersion") == [{}]  # not disturbed
+            finally:
+                await lock.close()
+
+        run(scenario)
+
+
+async def until_async(
+    read: Callable[[], Awaitable[Any]], wanted: Any, what: str, timeout: float = 30.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while await read() != wanted:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not seen within {timeout} s: {what}")
+        await asyncio.sleep(0.02)

@@ -13,7 +13,7 @@ one instance updates a charger. A charger is looked at ("marked") when
 - an operator's GetLocalListVersion or SendLocalList was answered (the task acts on the
   answers to its own commands at once: after a VersionMismatch it asks for the version,
   then sends a Full list);
-- a failed update's back-off ran out.
+- a failed update's back-off ran out, or the retry of a charger the database failed.
 
 Marks are debounced: the first mark starts a wait of ``VOLTARO_LOCAL_LIST_DEBOUNCE`` seconds
 and every charger marked by then is looked at once, so many tag changes made together give
@@ -28,8 +28,11 @@ The charger's answers are recorded by the commands' effects (see
 operator's command finds it supports lists again; ``Failed`` is retried after a back-off
 that doubles from the debounce up to :data:`MAX_RETRY_BACKOFF`, with a Full list. No answer in
 time, or an invalid one, counts as Failed. A charger that went away is left until it comes
-back. A database outage fails one round (logged); the task is restarted by the profile
-tasks' supervisor and looks at every charger it holds again.
+back. The database failing while one charger is looked at (away, or late under a storm of
+connections) leaves that charger to be looked at again after the debounce (at least a
+second), as it was marked; the round goes on with the others. The database failing a round's own
+reads fails the round (logged); the task is restarted by the profile tasks' supervisor
+and looks at every charger it holds again.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ from voltaro.central.local_list_entries import (
 from voltaro.central.profile import Payload, ProfileContext
 from voltaro.central.timestamps import utc_now
 from voltaro.store import id_tags
+from voltaro.store.errors import StoreError
 from voltaro.store.local_lists import (
     MAX_LENGTH_KEY,
     SEND_MAX_KEY,
@@ -149,6 +153,7 @@ class LocalListSync:
         self._all_marked = False  # every charger held here (expanded when a round starts)
         self._wake = trio.Event()
         self._retries: dict[str, float] = {}  # charge point -> trio time of its retry
+        self._recheck: set[str] = set()  # retries that ask the version first
         self._next_change: float = math.inf  # trio time the wanted list changes by itself
         self._running = False  # the listener acts while run() runs
         self._limits_asked: set[str] = set()  # asked for their limits since they came online
@@ -181,6 +186,7 @@ class LocalListSync:
     def came_online(self, charge_point_id: str) -> None:
         self._limits_asked.discard(charge_point_id)
         self._retries.pop(charge_point_id, None)
+        self._recheck.discard(charge_point_id)
         self.mark([charge_point_id], check=True)
 
     def on_event(self, event: DomainEvent) -> None:
@@ -250,7 +256,9 @@ class LocalListSync:
         for charge_point_id, at in list(self._retries.items()):
             if now >= at:
                 del self._retries[charge_point_id]
-                self.mark([charge_point_id])
+                check = charge_point_id in self._recheck
+                self._recheck.discard(charge_point_id)
+                self.mark([charge_point_id], check=check)
 
     async def round(self, marked: dict[str, bool]) -> None:
         """Bring every charger of ``marked`` up to date (a few at a time). What is needed to
@@ -319,6 +327,26 @@ class LocalListSync:
         what the round read of it, if it did."""
         if not self._ctx.holds(charge_point_id) or not self._accepted(charge_point_id):
             return
+        try:
+            await self._update_recording(charge_point_id, check, wanted, now, seen)
+        except StoreError as error:
+            # the outage is the store's to log; a storm would make this a line per charger
+            log.debug("charge point %s: local list looked at later: %s", charge_point_id, error)
+            self._retries[charge_point_id] = trio.current_time() + retry_backoff(1, self._debounce)
+            if check:
+                self._recheck.add(charge_point_id)
+            self._wake.set()
+
+    async def _update_recording(
+        self,
+        charge_point_id: str,
+        check: bool,
+        wanted: WantedLists,
+        now: datetime,
+        seen: Seen | None,
+    ) -> None:
+        """:meth:`update`'s passes, the charger's failures recorded (StoreError: the
+        database failed meanwhile)."""
         try:
             if await self._update(charge_point_id, check, wanted, now, seen) == "VersionMismatch":
                 await self._update(charge_point_id, True, wanted, now)
