@@ -56,6 +56,7 @@ async def start_test_server(
     gate: Callable[[str, str | None], Any] = admit_everyone,
     call_timeout: float = 5.0,
     on_pong: Callable[[str], None] | None = None,
+    busy: Callable[[], bool] | None = None,
     **options: Any,
 ) -> LiveServer:
     holder: list[LiveServer] = []
@@ -82,7 +83,7 @@ async def start_test_server(
     # Tests end by cancelling both sides at once: nobody answers the close handshake.
     options.setdefault("close_timeout", 0.5)
     server_options = ServerOptions(host="127.0.0.1", port=0, **options)
-    server = OcppServer(server_options, gate, session, on_pong=on_pong)
+    server = OcppServer(server_options, gate, session, on_pong=on_pong, busy=busy)
     holder.append(LiveServer(server))
     await nursery.start(server.run)
     return holder[0]

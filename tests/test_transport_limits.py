@@ -170,6 +170,31 @@ async def test_connections_beyond_the_pending_cap_wait_in_the_listen_queue_and_g
     assert stats.handshake_timeouts == 0
 
 
+async def test_a_process_behind_on_its_work_takes_on_no_connection_until_it_has_caught_up(
+    nursery: trio.Nursery,
+) -> None:
+    behind = True
+    asked = 0
+
+    def busy() -> bool:
+        nonlocal asked
+        asked += 1
+        return behind
+
+    server = await start_test_server(nursery, handlers, busy=busy)
+    waiting = await silent(server, "127.0.0.1")  # connected: in the listen queue
+    since = asked
+    await until(lambda: asked >= since + 3)  # asked again and again, and still behind
+    stats = server.server.stats().accept
+    assert stats.live_connections == 0
+    assert stats.accept_waits_busy == 1  # one pause, however often it asked
+    behind = False
+    websocket = await charger(server, "CP-LATE", "127.0.0.1")
+    assert (await call(websocket, "BootNotification", BOOT))[2]["status"] == "Accepted"
+    assert server.server.stats().accept.live_connections == 2  # the one that waited too
+    await waiting.aclose()
+
+
 async def test_a_gate_that_does_not_decide_in_time_gets_503_and_frees_the_place(
     nursery: trio.Nursery,
 ) -> None:

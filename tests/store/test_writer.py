@@ -1,5 +1,6 @@
 """The group-commit writer against a real PostgreSQL."""
 
+import asyncio
 import threading
 from typing import Any
 
@@ -201,3 +202,29 @@ async def test_a_write_submitted_soon_is_committed_in_order_and_its_outcome_told
     assert await _notes(store) == [1, 2]
     assert [n for n, _ in told] == [1, -3]
     assert told[0][1] is None and isinstance(told[1][1], WriteFailed)
+
+
+async def test_the_lag_is_how_long_the_oldest_waiting_write_has_waited(store: Store) -> None:
+    assert store.writer.lag() == 0.0
+    release = threading.Event()
+
+    def blocked() -> Write[None]:
+        async def apply(connection: Any) -> None:
+            await wait_on_the_writer_thread(release)
+
+        return Write(apply, label="blocked")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.writer.submit, blocked())
+        started = trio.current_time()
+        while trio.current_time() - started < 0.3:  # the lag grows while it waits
+            await trio.sleep(0.05)
+        assert store.writer.lag() >= 0.3
+        release.set()
+    assert store.writer.lag() == 0.0  # nobody waits
+
+
+async def wait_on_the_writer_thread(event: threading.Event) -> None:
+    """Wait on the writer's asyncio thread for ``event`` (set from trio's)."""
+    while not event.is_set():
+        await asyncio.sleep(0.01)

@@ -265,11 +265,13 @@ class _TransportCollector(Collector):
             yield CounterMetricFamily(name, documentation, value=value)
         pauses = CounterMetricFamily(
             "voltaro_ocpp_accept_pauses",
-            "Times accepting paused: too many handshakes, or too few file descriptors left",
+            "Times accepting paused: too many handshakes, too few file descriptors left, or"
+            " the process behind on its work",
             labels=["reason"],
         )
         pauses.add_metric(["handshakes"], accept.accept_waits_pending)
         pauses.add_metric(["files"], accept.accept_waits_files)
+        pauses.add_metric(["busy"], accept.accept_waits_busy)
         yield pauses
         errors = CounterMetricFamily(
             "voltaro_ocpp_accept_errors",

@@ -15,6 +15,10 @@ one instance updates a charger. A charger is looked at ("marked") when
   then sends a Full list);
 - a failed update's back-off ran out, or the retry of a charger the database failed.
 
+Updates wait while the instance is behind on the chargers' own messages (``ctx.behind``:
+in a storm of connections every charger that comes online is marked, and their lists can
+wait; their boots and statuses cannot).
+
 Marks are debounced: the first mark starts a wait of ``VOLTARO_LOCAL_LIST_DEBOUNCE`` seconds
 and every charger marked by then is looked at once, so many tag changes made together give
 each charger one Differential update, not one per change. Looking at a charger whose list is
@@ -82,7 +86,10 @@ log = logging.getLogger(__name__)
 LIST_ACTIONS = frozenset({"SendLocalList", "GetLocalListVersion"})
 DEFAULT_SEND_MAX = 100  # entries per SendLocalList when the charger does not say (~12 KB)
 MAX_RETRY_BACKOFF = 3600.0  # seconds: the longest wait before a failed update is retried
-CONCURRENT_UPDATES = 16  # chargers updated at once (each waits for its answers)
+# Chargers updated at once (each waits for its answers). Fewer than the database pool's
+# connections (10), so that the chargers' own reads always find one.
+CONCURRENT_UPDATES = 8
+BEHIND_RECHECK = 0.5  # seconds between asking whether the instance is still behind
 REFUSED = frozenset({"NotImplemented", "NotSupported"})  # CALLERRORs meaning "no lists here"
 
 
@@ -278,6 +285,8 @@ class LocalListSync:
 
         async def one(charge_point_id: str, check: bool) -> None:
             async with limiter:
+                while self._ctx.behind():  # the chargers' own messages come first
+                    await trio.sleep(BEHIND_RECHECK)
                 seen = Seen(rows.get(charge_point_id), limits.get(charge_point_id, (None, None)))
                 if not check and self._in_sync(charge_point_id, seen, wanted, now):
                     return

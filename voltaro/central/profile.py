@@ -209,6 +209,10 @@ class ProfileContext:
     holds: Callable[[str], bool]
     """Whether this instance holds the charger's session (its CALLs go out from here)."""
     instance_id: str
+    behind: Callable[[], bool] = lambda: False
+    """Whether this instance is behind on the chargers' own messages (a storm of
+    connections: see :mod:`voltaro.central.overload`); background work that can wait
+    (updating many chargers' lists, say) waits while it is."""
 
 
 ProfileTask = Callable[[ProfileContext], Awaitable[None]]

@@ -42,6 +42,7 @@ from voltaro.central.event_relay import EventRelay
 from voltaro.central.events import EventBus
 from voltaro.central.evictions import SESSIONS_CHANNEL, Evictions
 from voltaro.central.membership import Membership
+from voltaro.central.overload import LoadWatch
 from voltaro.central.presence import Presence
 from voltaro.central.profile import Handler, InboundHandler, Profile, ProfileContext
 from voltaro.central.profile_tasks import run_profile_tasks
@@ -114,6 +115,7 @@ class CentralSystem:
         self._presence: Presence | None = None
         self._membership: Membership | None = None
         self._router: CommandRouter | None = None
+        self._load = LoadWatch(lambda: 0.0 if self._domain is None else self.store.writer.lag())
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -136,6 +138,7 @@ class CentralSystem:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._housekeeping)
                     nursery.start_soon(self._keep_lease)
+                    nursery.start_soon(self._load.run)
                     await nursery.start(self._listen_to_other_instances)
                     await nursery.start(run_profile_tasks, self.profiles, self.profile_context())
                     task_status.started()
@@ -204,6 +207,7 @@ class CentralSystem:
             send=self.commands.send,
             holds=self._holds,
             instance_id=self.instance_id,
+            behind=self.behind,
         )
 
     def _holds(self, charge_point_id: str) -> bool:
@@ -443,6 +447,11 @@ class CentralSystem:
                 "Accepted; until a BootNotification is answered Accepted it gets no id tag "
                 "information and cannot start, stop or meter transactions",
             )
+
+    def behind(self) -> bool:
+        """Whether this process is behind on its work (see :mod:`voltaro.central.overload`):
+        the OCPP server takes on no new charger meanwhile."""
+        return self._load.behind()
 
     def seen(self, charge_point_id: str) -> None:
         """A WebSocket pong arrived from the charge point (frames are seen by the session

@@ -250,6 +250,13 @@ class GroupCommitWriter:
         """Sizes of the fire-and-forget writes waiting (or being written)."""
         return self._posted_in_bytes - self._posted_out_bytes - self.dropped_posted_bytes
 
+    def lag(self) -> float:
+        """Seconds the oldest caller of :meth:`submit` still waiting has waited (0 when none
+        waits): how far behind the writer is."""
+        for oldest in self._waiting:  # in submission order
+            return max(0.0, trio.current_time() - (oldest.deadline - self._deadline))
+        return 0.0
+
     async def submit(self, write: Write[T]) -> T:
         """Queue ``write`` and return its result once committed; returns or raises within
         the database's deadline.

@@ -14,6 +14,9 @@ stages, with a limit on each:
   stops while live sockets reach the soft ``RLIMIT_NOFILE`` minus
   :attr:`AcceptLimits.reserved_files`, the descriptors the rest of the process needs.
 
+Accepting also pauses while the process says it is behind on its work (``busy``: see
+:mod:`voltaro.central.overload`).
+
 Connections that are refused or not yet taken on cost the process no descriptor.
 """
 
@@ -43,6 +46,8 @@ ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, e
 # first (trio's serve_listeners waits 100 ms: long enough not to spin, short enough that a
 # freed descriptor is used soon).
 ACCEPT_RETRY_SECONDS = 0.1
+# How often a process behind on its work (``busy``) asks again whether it still is.
+BUSY_RECHECK_SECONDS = 0.05
 # Failed accepts, and refusals over the per-address cap, come in runs (episodes): a run is
 # over when none came for this long, and only then is its end logged, with how many. Ended
 # at the first accept that works instead, a process short of descriptors (where each one
@@ -97,6 +102,8 @@ class AcceptStats:
     reserve."""
     accept_errors: dict[str, int]
     """Failed accepts by errno name (EMFILE, ENFILE, ENOBUFS, ENOMEM)."""
+    accept_waits_busy: int
+    """Times accepting paused because the process was behind on its work (``busy``)."""
 
 
 class HandshakeSlot:
@@ -207,8 +214,12 @@ class Acceptor:
       propagates: the server cannot go on listening.
     """
 
-    def __init__(self, limits: AcceptLimits) -> None:
+    def __init__(self, limits: AcceptLimits, busy: Callable[[], bool] | None = None) -> None:
+        """``busy()``: True while the process is behind on its work; no connection is
+        accepted meanwhile (asked again every :data:`BUSY_RECHECK_SECONDS`)."""
         self._limits = limits
+        self._busy = busy
+        self._waits_busy = 0
         self._room = _Room()
         self._accept_errors: Counter[str] = Counter()
         self._refused = 0
@@ -235,6 +246,7 @@ class Acceptor:
             accept_waits_pending=self._waits_pending,
             accept_waits_files=self._waits_files,
             accept_errors=dict(self._accept_errors),
+            accept_waits_busy=self._waits_busy,
         )
 
     async def serve(
@@ -302,17 +314,25 @@ class Acceptor:
                 counted = full
                 if full == "pending":
                     self._waits_pending += 1
+                elif full == "busy":
+                    self._waits_busy += 1
                 else:
                     self._waits_files += 1
-            await self._room.lot.park()
+            if full == "busy":  # nothing here announces its end: ask again
+                with trio.move_on_after(BUSY_RECHECK_SECONDS):
+                    await self._room.lot.park()
+            else:
+                await self._room.lot.park()
 
     def _full(self) -> str | None:
-        """Why no connection may be accepted now: "pending", "files", or None."""
+        """Why no connection may be accepted now: "pending", "files", "busy", or None."""
         room = self._room
         if room.live + room.accepting >= self.room_for_connections():
             return "files"
         if room.pending + room.accepting >= self.pending_cap():
             return "pending"
+        if self._busy is not None and self._busy():
+            return "busy"
         return None
 
     def _over_address_cap(self, address: str) -> bool:

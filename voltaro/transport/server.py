@@ -212,16 +212,18 @@ class OcppServer:
         session: Session,
         *,
         on_pong: Callable[[str], None] | None = None,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
         """``on_pong(charge_point_id)`` hears every answered ping: the charger is alive even
-        when pings replace its Heartbeats (``WebSocketPingInterval``)."""
+        when pings replace its Heartbeats (``WebSocketPingInterval``). ``busy()``: True
+        while the process is behind on its work; no connection is accepted meanwhile."""
         self._options = options
         self._on_pong = on_pong
         self._gate = gate
         self._session = session
         self._port: int | None = None
         self._listeners: list[trio.SocketListener] | None = None
-        self._acceptor = Acceptor(options.accept_limits())
+        self._acceptor = Acceptor(options.accept_limits(), busy)
         self._pacing = PacingTotals()
         self._inbound = (
             InboundLimit(options.inbound_rate, options.inbound_burst)
