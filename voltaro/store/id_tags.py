@@ -11,8 +11,9 @@ Staleness, the one thing that must never happen (a blocked tag answered Accepted
 - The cache is *valid* only while its LISTEN connection is up. Start-up order is LISTEN,
   then load the table, then replay whatever was announced during the load; from then on no
   change can slip between the snapshot and the notifications.
-- When the LISTEN connection drops (or fails the periodic health check), the cache is
-  emptied and marked invalid at once; until it has reconnected and reloaded, lookups go to
+- When the LISTEN connection drops (or fails the periodic health check: a ping unanswered
+  within 5 s while no notification arrives on it either), the cache is emptied and marked
+  invalid at once; until it has reconnected and reloaded, lookups go to
   the database (and fail, as InternalError, if the database is away too).
 - A TRUNCATE of the table forces the same reconnect-and-reload.
 
@@ -49,6 +50,9 @@ CHANNEL = "voltaro_id_tags"
 CHARGE_POINTS_CHANNEL = charge_point_cache.CHANNEL
 HEALTH_CHECK_INTERVAL = 10.0  # seconds between pings of the LISTEN connection
 HEALTH_CHECK_TIMEOUT = 5.0  # a ping slower than this (or the database's deadline) is a loss
+# ...unless notifications kept arriving meanwhile (the connection is alive, its answer only
+# queued behind them), for at most this long.
+HEALTH_CHECK_PATIENCE = 60.0
 RECONNECT_BACKOFF = (0.1, 5.0)  # first and longest wait between reconnection attempts
 
 
@@ -99,6 +103,7 @@ class IdTagCache:
         self._connection: Connection | None = None  # the LISTEN connection while it is up
         self.reloads = 0
         self.notifications = 0
+        self._heard = 0  # notifications that arrived on the LISTEN connection
         self.misses = 0
 
     async def subscribe(self, channel: str, callback: Callable[[str], None]) -> None:
@@ -185,15 +190,37 @@ class IdTagCache:
             with trio.move_on_after(self._check_interval):
                 await lost.wait()
                 return
-            with trio.move_on_after(self._check_timeout) as scope:
-                try:
-                    await trio_asyncio.aio_as_trio(connection.fetchval)("SELECT 1")
-                except Exception as exc:
-                    log.warning("id tag cache: health check failed: %s", exc)
-                    return
-            if scope.cancelled_caught:
-                log.warning("id tag cache: health check timed out")
+            if not await self._answers_ping(connection):
                 return
+
+    async def _answers_ping(self, connection: Connection) -> bool:
+        """Whether the connection answers a ping within the health check's timeout, or
+        later while notifications keep arriving on it (a storm of registrations announces
+        tens of thousands: the answer is queued behind them, the connection is alive), up
+        to :data:`HEALTH_CHECK_PATIENCE`; logs why not."""
+        answered = trio.Event()
+        failure: list[Exception] = []
+
+        async def ping() -> None:
+            try:
+                await trio_asyncio.aio_as_trio(connection.fetchval)("SELECT 1")
+            except Exception as exc:
+                failure.append(exc)
+            answered.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ping)
+            in_time = await answered_or_alive(
+                answered, lambda: self._heard, self._check_timeout, HEALTH_CHECK_PATIENCE
+            )
+            nursery.cancel_scope.cancel()
+        if not in_time:
+            log.warning("id tag cache: health check timed out")
+            return False
+        if failure:
+            log.warning("id tag cache: health check failed: %s", failure[0])
+            return False
+        return True
 
     @staticmethod
     async def _close(connection: Connection) -> None:
@@ -244,6 +271,7 @@ class IdTagCache:
             self._lost.set()
 
     def _on_notify(self, connection: Connection, pid: int, channel: str, payload: str) -> None:
+        self._heard += 1
         if self._buffer is not None:
             self._buffer.append((channel, payload))
         else:
@@ -258,6 +286,7 @@ class IdTagCache:
             self._reload()
 
     def _on_subscribed(self, connection: Connection, pid: int, channel: str, payload: str) -> None:
+        self._heard += 1
         callback = self._subscriptions.get(channel)
         if callback is None:
             return
@@ -308,6 +337,22 @@ class IdTagCache:
         self._invalidate()
         if self._lost is not None:
             self._lost.set()
+
+
+async def answered_or_alive(
+    answered: trio.Event, heard: Callable[[], int], timeout: float, patience: float
+) -> bool:
+    """Wait for ``answered``: True once it is set; False once ``timeout`` seconds pass
+    without it and with nothing heard meanwhile (``heard()``, a count, unchanged), or
+    ``patience`` seconds in all."""
+    give_up = trio.current_time() + patience
+    while True:
+        before = heard()
+        with trio.move_on_at(min(trio.current_time() + timeout, give_up)):
+            await answered.wait()
+            return True
+        if heard() == before or trio.current_time() >= give_up:
+            return False
 
 
 def _from_epoch(seconds: object) -> datetime:

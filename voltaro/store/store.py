@@ -88,8 +88,9 @@ async def open_store(
 ) -> AsyncIterator[Store]:
     """A running :class:`Store` for the block (inside ``trio_asyncio.open_loop()``).
 
-    Order on the way in: database (embedded when ``url`` is None), migrations, pool, the
-    writer's own pool (on its own thread, see :mod:`.loop_thread`), writer, id tag cache
+    Order on the way in: database (embedded when ``url`` is None), migrations, pool (on its
+    own thread unless ``background=False``), the writer's own pool (on another thread, see
+    :mod:`.loop_thread`), writer, id tag cache
     (loaded), the batched reads (:mod:`.read_batch`). On the way out, the reverse: the writer
     fails whoever still waits, the pool closes, the embedded server stops.
 
@@ -107,7 +108,9 @@ async def open_store(
             resolved = await stack.enter_async_context(database_url(url, data_dir))
             if migrate_first:
                 await migrate(resolved)
-            database = await stack.enter_async_context(open_database(resolved, deadline=deadline))
+            database = await stack.enter_async_context(
+                open_database(resolved, own_thread=background, deadline=deadline)
+            )
             writer_database = database
             if background:
                 writer_database = await stack.enter_async_context(
