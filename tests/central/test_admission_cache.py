@@ -9,8 +9,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import asyncpg
+import orjson
 import pytest
 import trio
+import trio_asyncio
 
 from tests.central.helpers import never_throttled
 from voltaro.central import AdmissionDecision, CentralSystem, open_central_system
@@ -250,3 +253,22 @@ async def test_a_command_to_a_charge_point_in_memory_reads_no_row(
         with pytest.raises(UnknownChargePoint):  # not in memory: read, and not there
             await central.commands.send("CP-NOWHERE", "ClearCache", {})
     assert count == [1]
+
+
+async def test_a_new_charge_point_with_a_password_is_announced_once_with_it(
+    central: CentralSystem,
+) -> None:
+    """Announced without its password first (an INSERT, then an UPDATE), a new charge point
+    was let in without one by a handshake decided from the cache between the two."""
+    heard: list[dict[str, Any]] = []
+    connection = await trio_asyncio.aio_as_trio(asyncpg.connect)(central.store.database.url)
+    try:
+        await trio_asyncio.aio_as_trio(connection.add_listener)(
+            "voltaro_charge_points", lambda *args: heard.append(orjson.loads(args[-1]))
+        )
+        await central.store.charge_points.upsert("CP-NEWPW", password_hash="h")
+        await until(lambda: bool(heard))
+        await trio_asyncio.aio_as_trio(connection.execute)("SELECT 1")  # and what came after
+    finally:
+        await trio_asyncio.aio_as_trio(connection.close)()
+    assert [(n["id"], n["password_hash"]) for n in heard] == [("CP-NEWPW", "h")]

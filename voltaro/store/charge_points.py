@@ -401,20 +401,19 @@ async def _upsert(
     password_hash: str | None,
     lenient: bool | None,
 ) -> bool:
+    """One statement, so that the row is announced once, as it ends up: an INSERT and then
+    an UPDATE announced a new charge point without its password first, and a handshake
+    decided from the cache between the two announcements was let in without one."""
     inserted: bool = await connection.fetchval(
-        "INSERT INTO charge_points (id, registration_status) VALUES ($1, $2)"
-        " ON CONFLICT (id) DO NOTHING RETURNING true",
-        charge_point_id,
-        status or "Accepted",
-    )
-    await connection.execute(
         """
-        UPDATE charge_points SET
-            registration_status = coalesce($2, registration_status),
-            password_hash = coalesce($3, password_hash),
-            lenient = coalesce($4, lenient),
+        INSERT INTO charge_points AS cp (id, registration_status, password_hash, lenient)
+        VALUES ($1, coalesce($2, 'Accepted'), $3, coalesce($4, false))
+        ON CONFLICT (id) DO UPDATE SET
+            registration_status = coalesce($2, cp.registration_status),
+            password_hash = coalesce($3, cp.password_hash),
+            lenient = coalesce($4, cp.lenient),
             updated_at = now()
-        WHERE id = $1
+        RETURNING xmax = 0
         """,
         charge_point_id,
         status,
