@@ -18,6 +18,11 @@ offline while their session lives here are recorded online again, so whatever ma
 offline wrongly (another process starting on the same data, an operator's SQL) is undone by
 their next message. One recorded online at another instance has moved there: the session
 registry closes the one here.
+
+An instance expired while it ran (too busy or cut off for longer than its lease, see
+:mod:`voltaro.central.membership`) had its chargers recorded offline by another instance:
+:meth:`Presence.reclaim` records online again, at once, every charger it had recorded online
+whose session still lives here.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from voltaro.store.charge_points import ChargePointRepository
 log = logging.getLogger(__name__)
 
 RESTORED = "message received"
+RECLAIMED = "instance lease renewed"
 
 
 class Presence:
@@ -50,12 +56,14 @@ class Presence:
         self._clock = clock
         self._unflushed: dict[str, datetime] = {}
         self._heard: set[str] = set()  # spoke since the last restore round
+        self._online: set[str] = set()  # recorded online by this instance, last it knows
         self._recording: dict[str, int] = {}  # online records not yet committed, by charger
 
     async def online(self, charge_point_id: str) -> None:
         """A session began (no other session of this charger was live here): recorded
         online, returning once committed (or kept for later, during an outage)."""
         self._unflushed[charge_point_id] = self._clock()
+        self._online.add(charge_point_id)
         await self._record(charge_point_id, True, "connected")
 
     def online_soon(self, charge_point_id: str) -> None:
@@ -65,6 +73,7 @@ class Presence:
         database has it offline only because the record is on its way, and a round in
         between would take it for wrongly offline."""
         at = self._unflushed[charge_point_id] = self._clock()
+        self._online.add(charge_point_id)
         instance = self.instance_id
         reason = "connected"
 
@@ -87,18 +96,26 @@ class Presence:
     async def offline(self, charge_point_id: str, reason: str) -> None:
         """The charger's session ended (``reason``: how)."""
         self._heard.discard(charge_point_id)
+        self._online.discard(charge_point_id)
         await self._record(charge_point_id, False, f"disconnected: {reason}")
 
     async def overdue(self, charge_point_id: str) -> None:
-        """Nothing heard for too long although its session lives: recorded offline."""
+        """Nothing heard for too long although its session lives: recorded offline (raises
+        StoreError when it could not be: the caller tries again later)."""
         at = self._clock()
-        await self._charge_points.presence(
-            charge_point_id, False, "heartbeat overdue", at, self.instance_id
-        )
+        self._online.discard(charge_point_id)
+        try:
+            await self._charge_points.presence(
+                charge_point_id, False, "heartbeat overdue", at, self.instance_id
+            )
+        except BaseException:
+            self._online.add(charge_point_id)
+            raise
         log.info("charge point %s: heartbeat overdue, marked offline", charge_point_id)
 
     def spoke_again(self, charge_point_id: str) -> None:
         """A charger declared overdue sent something: online again (fire-and-forget)."""
+        self._online.add(charge_point_id)
         self._charge_points.post_presence(
             charge_point_id, True, RESTORED, self._clock(), self.instance_id
         )
@@ -132,21 +149,35 @@ class Presence:
         heard, self._heard = self._heard, set()
         recording = self._recording
         ids = [cp for cp in heard if live(cp) and cp not in recording]
-        restored = await self._charge_points.restore_online(
-            ids, self.instance_id, RESTORED, self._clock()
-        )
+        restored = await self._restore(ids, live, RESTORED)
         for charge_point_id in restored:
             if live(charge_point_id):
                 log.warning(
                     "charge point %s was recorded offline while connected here: online again",
                     charge_point_id,
                 )
+        return restored
+
+    async def reclaim(self, live: Callable[[str], bool]) -> list[str]:
+        """This instance was expired while it ran: record online again every charger it
+        had recorded online whose session is ``live``, and whom the database has offline
+        (not those that connected to another instance meanwhile); returns their ids."""
+        return await self._restore([cp for cp in self._online if live(cp)], live, RECLAIMED)
+
+    async def _restore(self, ids: list[str], live: Callable[[str], bool], reason: str) -> list[str]:
+        restored = await self._charge_points.restore_online(
+            ids, self.instance_id, reason, self._clock()
+        )
+        for charge_point_id in restored:
+            if live(charge_point_id):
+                self._online.add(charge_point_id)
             else:  # its session ended while the round ran: offline after all
                 await self._record(charge_point_id, False, "disconnected")
         return restored
 
     async def forget_all(self, reason: str) -> list[str]:
         """Record offline every charger recorded online at this instance (start, shutdown)."""
+        self._online.clear()
         return await self._charge_points.mark_instance_offline(
             self.instance_id, reason, self._clock()
         )
