@@ -303,8 +303,8 @@ class DedicatedConnection:
         self._connection: Connection | None = None  # touched on the thread's loop only
 
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """``await fn(connection, *args)`` on the dedicated connection (asyncio side); raises
-        :class:`StoreUnavailable` as :meth:`Database.run` does."""
+        """``await fn(connection, *args)``, an asyncio function, on the dedicated connection:
+        one crossing. Raises :class:`StoreUnavailable` as :meth:`Database.run` does."""
         try:
             result: T = await self._loop_thread.cross(self._run_aio, fn, args)
         except StoreUnavailable:
