@@ -4,7 +4,8 @@ seen when, and why they went offline.
 The session registry (:mod:`voltaro.central.sessions`) knows who is connected; this module
 writes it down. Events (``presence_events``): online with reason ``connected`` (or ``message
 received`` after being declared overdue, or after the database had it offline while its
-session lived); offline with ``disconnected: ...`` or ``heartbeat overdue``.
+session lived, or ``instance lease renewed``, see below); offline with ``disconnected: ...``
+or ``heartbeat overdue`` (or ``instance lease expired``, written by another instance).
 
 Every record names the instance (``instance_id``) holding the session. An offline record
 applies only while the charger is recorded as that instance's, so one instance never marks
