@@ -3,6 +3,7 @@ for a whole lease in a row (after a database outage every lease has run out)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -68,8 +69,8 @@ async def test_an_instance_that_finds_itself_expired_says_so_once(
     await fetch(central, "DELETE FROM instances WHERE id = 'frozen'")  # another expired it
     await membership.renew()
     assert membership.rejoins == 1
-    assert await fetch(central, "SELECT id FROM instances WHERE id = 'frozen'") == [
-        {"id": "frozen"}
+    assert await fetch(central, "SELECT id, pid FROM instances WHERE id = 'frozen'") == [
+        {"id": "frozen", "pid": os.getpid()}
     ]
     reclaimed: list[str] = []
 

@@ -82,7 +82,9 @@ class Membership:
         """Extend this instance's lease; raises StoreError when the database is away (the
         renewals in a row start over)."""
         try:
-            renewal = await self._instances.renew(self.instance_id, self.lease, self._link)
+            renewal = await self._instances.renew(
+                self.instance_id, self.lease, self._link, host=socket.gethostname(), pid=os.getpid()
+            )
         except BaseException:
             self._renewing_since = None
             raise

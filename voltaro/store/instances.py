@@ -72,11 +72,17 @@ class InstanceRepository:
             yield link
 
     async def renew(
-        self, instance_id: str, lease: float, on: DedicatedConnection | None = None
+        self,
+        instance_id: str,
+        lease: float,
+        on: DedicatedConnection | None = None,
+        *,
+        host: str = "?",
+        pid: int = 0,
     ) -> Renewal:
         """Extend the lease (on the connection ``on``, else a pooled one). An instance
         expired meanwhile (frozen, or too busy to renew, for longer than its lease) registers
-        again, and the renewal says so."""
+        again (as ``host`` and ``pid``), and the renewal says so."""
 
         async def write(connection: Connection) -> Renewal:
             renewed = await connection.execute(
@@ -88,10 +94,12 @@ class InstanceRepository:
             if renewed == "UPDATE 0":
                 await connection.execute(
                     "INSERT INTO instances (id, host, pid, alive_until)"
-                    " VALUES ($1, '?', 0, now() + make_interval(secs => $2))"
+                    " VALUES ($1, $3, $4, now() + make_interval(secs => $2))"
                     " ON CONFLICT (id) DO NOTHING",
                     instance_id,
                     lease,
+                    host,
+                    pid,
                 )
             alive: int = await connection.fetchval(
                 "SELECT count(*) FROM instances WHERE alive_until > now()"
