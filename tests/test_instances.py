@@ -272,3 +272,56 @@ async def test_local_lists_follow_tag_changes_made_through_any_instance(
     with trio.fail_after(30):  # the answer is recorded after the charger sent it
         while await fetch(second, query) != [{"version": held["version"], "state": "synced"}]:
             await trio.sleep(0.02)
+
+
+async def test_an_instance_found_expired_records_its_chargers_online_again_at_once(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
+) -> None:
+    """Another instance expired this one while it ran (say it was starved of CPU for longer
+    than its lease) and recorded its chargers offline: at its next renewal it records the
+    ones still connected to it online again, without waiting for each to speak."""
+    # nothing heard from the chargers once booted: no pings, no local-list sync
+    quiet = replace(voltaro_settings, ping_interval=0, local_lists="off")
+    live = await start(nursery, quiet, tmp_path, "a")
+    instance = live.central.instance_id
+    chargers = {}
+    for cp in ("STILL-HERE", "LEFT"):
+        chargers[cp] = await RawCharger.connect(nursery, ws_url(live, cp))
+        assert (await chargers[cp].call("BootNotification", BOOT))[0] == 3
+    await chargers["LEFT"].close()
+    with trio.fail_after(15):
+        while "LEFT" in live.sessions:
+            await trio.sleep(0.02)
+    with trio.fail_after(15):  # a restore round has passed since they last spoke
+        while live.central.presence._heard:
+            await trio.sleep(0.02)
+    instances = live.central.store.instances
+    with trio.fail_after(15):  # as another instance would (retried if a renewal came first)
+        while True:
+            await fetch(
+                live,
+                "UPDATE instances SET alive_until = now() - interval '1 minute' WHERE id = $1",
+                instance,
+            )
+            if await instances.expire_dead("judge", "instance lease expired"):
+                break
+    online = "SELECT online FROM charge_points WHERE id = 'STILL-HERE'"
+    with trio.fail_after(15):
+        while await fetch(live, online) != [{"online": True}]:
+            await trio.sleep(0.05)
+    rows = await fetch(live, "SELECT id, online, instance_id FROM charge_points ORDER BY id")
+    assert rows == [
+        {"id": "LEFT", "online": False, "instance_id": None},
+        {"id": "STILL-HERE", "online": True, "instance_id": instance},
+    ]
+    events = await fetch(
+        live,
+        "SELECT online, reason FROM presence_events WHERE charge_point_id = 'STILL-HERE'"
+        " ORDER BY at, online",
+    )
+    assert events[-2:] == [
+        {"online": False, "reason": "instance lease expired"},
+        {"online": True, "reason": "instance lease renewed"},
+    ]
+    assert await fetch(live, "SELECT id FROM instances") == [{"id": instance}]
+    assert live.central._membership is not None and live.central._membership.rejoins == 1

@@ -293,18 +293,42 @@ class CentralSystem:
                 log.info("housekeeping resumed after %.0f s", over.seconds)
 
     async def _keep_lease(self) -> None:
-        """Renew this instance's lease and expire dead ones, in a loop of its own: nothing
-        slow elsewhere (a long purge, a busy database) may make this instance look dead."""
-        membership = self._membership
+        """Renew this instance's lease in a loop of its own, on a connection of its own:
+        nothing slow elsewhere (a long purge, a pool held by a storm's reads) may make this
+        instance look dead. Beside it, on the pool: expire dead instances, and record this
+        one's chargers online again if a renewal found it expired (see
+        :mod:`voltaro.central.membership`)."""
+        membership, presence, sessions = self._membership, self.presence, self.sessions
         assert membership is not None
         period = min(HOUSEKEEPING_PERIOD, membership.lease / 3)
-        while True:
-            await trio.sleep(period)
-            try:
-                await membership.renew()
-                await membership.expire_dead()
-            except StoreError:
-                continue  # the outage is the store's to log; housekeeping says it too
+
+        async def renew() -> None:
+            failing = Episode(quiet=0)  # its own connection: the store's log does not say it
+            while True:
+                await trio.sleep(period)
+                try:
+                    await membership.renew()
+                except StoreError as exc:
+                    if failing.event():
+                        log.warning("lease renewals failing until the database answers: %s", exc)
+                    continue
+                over = failing.end_if_quiet()
+                if over is not None:
+                    log.info("lease renewed again after %.0f s", over.seconds)
+
+        async def reclaim() -> None:
+            restored = await presence.reclaim(sessions.__contains__)
+            log.warning("%d chargers still connected here recorded online again", len(restored))
+
+        async with membership.own_connection(), trio.open_nursery() as nursery:
+            nursery.start_soon(renew)
+            while True:
+                await trio.sleep(period)
+                try:
+                    await membership.after_expiry(reclaim)
+                    await membership.expire_dead()
+                except StoreError:
+                    continue  # the outage is the store's to log; housekeeping says it too
 
     async def purge_message_log(self) -> int:
         """Delete message-log entries (and security events, refused id tags) older than the

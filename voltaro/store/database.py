@@ -22,6 +22,10 @@ sent on a new connection). So an operation still running at its deadline has its
 *terminated* (:class:`Watchdog`): everything waiting on it fails at once, the caller gets
 :class:`StoreUnavailable`, and the pool replaces the connection on its next use. New
 connections are bounded the same way (the connect, and the codec set-up after it).
+
+A :class:`DedicatedConnection` is one connection outside the pool, on a thread of its own,
+for what must not wait behind the process's other traffic: the instance's lease (a pool
+exhausted by a connection storm's reads made live instances look dead to the others).
 """
 
 from __future__ import annotations
@@ -272,6 +276,102 @@ class Database:
     def pool_stats(self) -> dict[str, int]:
         """Open and idle connections, for metrics."""
         return {"size": self._pool.get_size(), "idle": self._pool.get_idle_size()}
+
+
+class DedicatedConnection:
+    """One connection outside the pool, on an asyncio loop of its own thread, reached from
+    trio with :meth:`run`. Create with :func:`open_dedicated_connection`.
+
+    Why: whatever the rest of the process does to the pool (every connection held by slow
+    reads in a storm, waits of ``deadline`` seconds for one), an operation here waits only
+    for PostgreSQL; and on its own thread a round trip does not wait for the trio
+    scheduler's next turn either (see :mod:`.loop_thread`). It is meant for small, rare,
+    urgent statements (the lease), one at a time.
+
+    Error handling: connected at the first :meth:`run`, and again at the next one after an
+    outage. Each :meth:`run` has ``deadline`` seconds, connecting included; past it the
+    connection is terminated, as a pooled one is (see the module docstring). An outage or
+    the deadline raises :class:`StoreUnavailable` and drops the connection; other database
+    errors propagate and keep it.
+    """
+
+    def __init__(self, url: str, loop_thread: LoopThread, *, deadline: float) -> None:
+        self.url = url
+        self.deadline = deadline
+        self.connects = 0
+        """Connections made so far (the first, and one after each outage)."""
+        self._loop_thread = loop_thread
+        self._connection: Connection | None = None  # touched on the thread's loop only
+
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """``await fn(connection, *args)``, an asyncio function, on the dedicated connection:
+        one crossing. Raises :class:`StoreUnavailable` as :meth:`Database.run` does."""
+        try:
+            result: T = await self._loop_thread.cross(self._run_aio, fn, args)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            if is_outage(exc):
+                raise StoreUnavailable(f"database unavailable: {exc}") from exc
+            raise
+        return result
+
+    async def _run_aio(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
+        start = asyncio.get_running_loop().time()
+        connection = self._connection
+        if connection is None:
+            try:
+                connection = await connect(self.url, timeout=self.deadline)
+            except Exception as exc:
+                raise StoreUnavailable(f"cannot connect to the database: {exc}") from exc
+            self._connection = connection
+            self.connects += 1
+        with Watchdog(connection, self.deadline, start=start) as watchdog:
+            try:
+                return await fn(connection, *args)
+            except Exception as exc:
+                if watchdog.fired or is_outage(exc, connection):
+                    self._drop()
+                if watchdog.fired:
+                    raise StoreUnavailable(
+                        f"no answer from the database within {self.deadline:g} s"
+                    ) from exc
+                raise
+            except BaseException:  # cancelled mid-statement: its state is unknown
+                self._drop()
+                raise
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed():
+            connection.terminate()
+
+    async def _close_aio(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                await asyncio.wait_for(connection.close(), 5)
+            except Exception:  # frozen or gone: nothing to say goodbye to
+                connection.terminate()
+
+
+@asynccontextmanager
+async def open_dedicated_connection(
+    url: str, *, deadline: float = DEFAULT_DEADLINE
+) -> AsyncIterator[DedicatedConnection]:
+    """A :class:`DedicatedConnection` for the block (connected at its first use); closed,
+    and its thread stopped, on the way out."""
+    loop_thread = LoopThread("voltaro-dedicated")
+    try:
+        dedicated = DedicatedConnection(url, loop_thread, deadline=deadline)
+        try:
+            yield dedicated
+        finally:
+            with trio.CancelScope(shield=True):
+                await loop_thread.cross(dedicated._close_aio)
+    finally:
+        with trio.CancelScope(shield=True):
+            await loop_thread.stop()
 
 
 async def _cross(loop_thread: LoopThread | None, fn: Callable[..., Awaitable[T]], *args: Any) -> T:

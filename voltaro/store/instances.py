@@ -5,13 +5,23 @@ An instance whose lease ran out is dead (killed, frozen, cut off from the databa
 live instance expires it, which records its chargers offline (those that did not reconnect
 elsewhere meanwhile) and removes its row. All lease times are the database's ``now()``, so
 the instances' clocks need not agree.
+
+The renewal can run on a connection of its own (:meth:`InstanceRepository.dedicated`):
+then a pool busy with the rest of the process's traffic cannot make a live instance late.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from voltaro.store.database import Connection, Database
+from voltaro.store.database import (
+    Connection,
+    Database,
+    DedicatedConnection,
+    open_dedicated_connection,
+)
 
 
 @dataclass(frozen=True)
@@ -20,6 +30,15 @@ class Expired:
 
     instance_id: str
     charge_point_ids: list[str]
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """What a renewal found: how many instances are alive (this one included), and whether
+    this one had been expired meanwhile (its row was gone: it registered again)."""
+
+    alive: int
+    rejoined: bool
 
 
 class InstanceRepository:
@@ -45,11 +64,27 @@ class InstanceRepository:
 
         await self._database.run(write)
 
-    async def renew(self, instance_id: str, lease: float) -> int:
-        """Extend the lease; returns how many instances are alive (this one included). An
-        instance expired meanwhile (it was frozen longer than its lease) registers again."""
+    @asynccontextmanager
+    async def dedicated(self) -> AsyncIterator[DedicatedConnection]:
+        """A connection of its own for :meth:`renew`, for the block (see the module doc)."""
+        database = self._database
+        async with open_dedicated_connection(database.url, deadline=database.deadline) as link:
+            yield link
 
-        async def write(connection: Connection) -> int:
+    async def renew(
+        self,
+        instance_id: str,
+        lease: float,
+        on: DedicatedConnection | None = None,
+        *,
+        host: str = "?",
+        pid: int = 0,
+    ) -> Renewal:
+        """Extend the lease (on the connection ``on``, else a pooled one). An instance
+        expired meanwhile (frozen, or too busy to renew, for longer than its lease) registers
+        again (as ``host`` and ``pid``), and the renewal says so."""
+
+        async def write(connection: Connection) -> Renewal:
             renewed = await connection.execute(
                 "UPDATE instances SET alive_until = now() + make_interval(secs => $2)"
                 " WHERE id = $1",
@@ -59,16 +94,20 @@ class InstanceRepository:
             if renewed == "UPDATE 0":
                 await connection.execute(
                     "INSERT INTO instances (id, host, pid, alive_until)"
-                    " VALUES ($1, '?', 0, now() + make_interval(secs => $2))"
+                    " VALUES ($1, $3, $4, now() + make_interval(secs => $2))"
                     " ON CONFLICT (id) DO NOTHING",
                     instance_id,
                     lease,
+                    host,
+                    pid,
                 )
             alive: int = await connection.fetchval(
                 "SELECT count(*) FROM instances WHERE alive_until > now()"
             )
-            return alive
+            return Renewal(alive, rejoined=renewed == "UPDATE 0")
 
+        if on is not None:
+            return await on.run(write)
         return await self._database.run(write)
 
     async def retire(self, instance_id: str) -> None:
