@@ -86,7 +86,7 @@ class Connection(Protocol):
         ...
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Session:
     """One charger's live connection on this instance."""
 
