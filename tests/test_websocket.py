@@ -4,6 +4,8 @@ our server, a hand-driven wsproto peer for what well-behaved clients never send.
 from __future__ import annotations
 
 import os
+import sys
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -179,6 +181,31 @@ async def test_the_peer_vanishing_ends_receive_with_1006(nursery: trio.Nursery) 
     with trio.fail_after(5):
         await done.wait()
     assert accepted[0].closed is not None and accepted[0].closed.code == 1006
+
+
+async def test_an_open_connection_keeps_no_deque_for_wsprotos_rare_events(
+    nursery: trio.Nursery,
+) -> None:
+    """wsproto queues one kind of event outside frames, a lost connection's 1006 (the test
+    above), and its deque for it was ~0.6 KiB on every connection: both ends keep a small
+    list instead."""
+    accepted: list[WebSocket] = []
+    opened = trio.Event()
+
+    async def hold(request: UpgradeRequest) -> None:
+        accepted.append(await request.accept("ocpp1.6"))
+        opened.set()
+        await trio.sleep_forever()
+
+    port = await serve(nursery, hold)
+    websocket, stream = await client(port)
+    with trio.fail_after(5):
+        await opened.wait()
+    for end in (websocket, accepted[0]):
+        events = end._protocol._events  # type: ignore[attr-defined]
+        assert not isinstance(events, deque)
+        assert sys.getsizeof(events) < 100
+    await stream.aclose()
 
 
 async def test_a_peer_that_never_answers_our_close_is_dropped(nursery: trio.Nursery) -> None:

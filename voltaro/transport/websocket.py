@@ -704,6 +704,27 @@ async def open_client(
             raise HandshakeFailed(f"the server answered HTTP {status}", status, body)
 
 
+class _EventQueue(list[Event]):
+    """The queue a wsproto connection keeps for the events it makes outside frames (the
+    1006 close of a lost connection, and nothing else): a list in place of wsproto's deque,
+    whose first block alone is ~0.6 KiB on every connection for a queue that is almost always
+    empty (tracemalloc over 2,000 idle chargers in a server)."""
+
+    __slots__ = ()
+
+    def popleft(self) -> Event:
+        return self.pop(0)
+
+
+def _lean(protocol: Connection) -> Connection:
+    """``protocol`` with :class:`_EventQueue` as its event queue (wsproto's ``_events``,
+    used as ``append``, ``popleft`` and truth; left alone in a wsproto that has none)."""
+    events = getattr(protocol, "_events", None)
+    if isinstance(events, deque):
+        protocol._events = _EventQueue(events)  # type: ignore[assignment]
+    return protocol
+
+
 async def _opened(
     io: _ByteIO,
     protocol: Connection,
@@ -712,7 +733,7 @@ async def _opened(
     pacer: ReadPacer | None = None,
 ) -> WebSocket:
     websocket = WebSocket(
-        io, protocol, max_message=max_message, subprotocol=subprotocol, pacer=pacer
+        io, _lean(protocol), max_message=max_message, subprotocol=subprotocol, pacer=pacer
     )
     await websocket.take_early_frames()
     return websocket
