@@ -416,7 +416,7 @@ class OcppServer:
 
     async def _serve(self, connection: ChargePointConnection) -> None:
         charge_point_id = connection.charge_point_id
-        log.info("%s connected from %s", charge_point_id, connection.remote)
+        _log_connected(connection)
         if self._on_pong is not None:
             connection.websocket.on_pong = functools.partial(self._on_pong, charge_point_id)
         watched = self._keepalive.add(connection.websocket, functools.partial(_stale, connection))
@@ -437,6 +437,13 @@ class OcppServer:
             )
             with trio.CancelScope(shield=True):
                 await connection.close(*ending)
+
+
+def _log_connected(connection: ChargePointConnection) -> None:
+    """The connect line, logged from a function that returns at once: logging looks up its
+    caller's frame, and the frame object it makes for a coroutine that goes on (the
+    connection's, for as long as the charger stays) is ~0.24 KiB kept on every connection."""
+    log.info("%s connected from %s", connection.charge_point_id, connection.remote)
 
 
 def _stale(connection: ChargePointConnection) -> None:
