@@ -239,24 +239,24 @@ class RpcEndpoint:
 
     async def serve(self) -> None:
         """Read and answer until the connection closes; then fail any waiting outbound call."""
+        channel = self._channel
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                await self._read_messages()
+                # read here, not in a coroutine of its own: one frame fewer on every idle
+                # connection (~0.2 KiB)
+                while True:
+                    try:
+                        message = await channel.receive()
+                    except ChannelClosed:
+                        break
+                    await self._on_message(message)
                 nursery.cancel_scope.cancel()
         finally:
             self._nursery = None
             self._state.close()
             if self._pending is not None:
                 self._pending.answered.set()
-
-    async def _read_messages(self) -> None:
-        while True:
-            try:
-                message = await self._channel.receive()
-            except ChannelClosed:
-                return
-            await self._on_message(message)
 
     async def _on_message(self, message: str | bytes) -> None:
         event = self._state.receive(message)
