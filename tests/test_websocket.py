@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import pytest
 import trio
+import trio.testing
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Event, Request, TextMessage
 
@@ -80,6 +81,26 @@ async def test_ping_returns_when_the_pong_arrives(nursery: trio.Nursery) -> None
         with trio.fail_after(5):
             await websocket.ping()
         reading.cancel_scope.cancel()
+    await stream.aclose()
+
+
+@pytest.mark.parametrize("sent", ["with the connect", "once the server waits"])
+async def test_the_upgrade_request_is_read_when_it_came_before_or_after_the_server_looked(
+    nursery: trio.Nursery, sent: str
+) -> None:
+    """The server takes a request already there without waiting for the socket, and waits
+    for one that is not."""
+    port = await serve(nursery, echo)
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    peer = WSConnection(ConnectionType.CLIENT)
+    request = peer.send(Request(host="127.0.0.1", target="/ocpp/CP1", subprotocols=["ocpp1.6"]))
+    if sent == "once the server waits":
+        await trio.testing.wait_all_tasks_blocked()
+    await stream.send_all(request)
+    accepted = await _next_event(peer, stream, AcceptConnection)
+    assert accepted.subprotocol == "ocpp1.6"
+    await stream.send_all(peer.send(TextMessage('[2,"1","Heartbeat",{}]')))
+    assert await _next_text(peer, stream) == '[2,"1","Heartbeat",{}]'
     await stream.aclose()
 
 
