@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from trio_websocket import (
     ConnectionClosed,
     ConnectionRejected,
@@ -216,6 +217,35 @@ async def test_inbound_calls_are_answered_in_order(
     await charger.send([2, "a", "Authorize", {"idTag": "SLOW"}])
     await charger.send([2, "b", "Heartbeat", {}])
     assert [(await charger.receive())[1] for _ in range(2)] == ["a", "b"]
+
+
+def answering_workers() -> int:
+    """The tasks answering a charger's CALLs now (RpcEndpoint's workers) in this trio run."""
+    count = 0
+    tasks = [trio.lowlevel.current_root_task()]
+    while tasks:
+        task = tasks.pop()
+        count += task is not None and task.name.endswith("RpcEndpoint._answer_calls")
+        if task is not None:
+            tasks += [child for nursery in task.child_nurseries for child in nursery.child_tasks]
+    return count
+
+
+async def test_one_worker_answers_while_calls_wait_and_an_idle_connection_has_none(
+    nursery: trio.Nursery, server: LiveServer
+) -> None:
+    charger = await connect(nursery, server)
+    await server.endpoint("CP1")
+    await trio.testing.wait_all_tasks_blocked()
+    assert answering_workers() == 0
+    await charger.send([2, "a", "Authorize", {"idTag": "SLOW"}])
+    await charger.send([2, "b", "Heartbeat", {}])
+    await trio.testing.wait_all_tasks_blocked()
+    assert answering_workers() == 1
+    assert [(await charger.receive())[1] for _ in range(2)] == ["a", "b"]
+    await trio.testing.wait_all_tasks_blocked()
+    assert answering_workers() == 0
+    assert (await charger.call("Heartbeat", {}))[0] == 3  # a worker again for the next
 
 
 async def test_frame_over_limit_closes_with_1009(nursery: trio.Nursery, server: LiveServer) -> None:

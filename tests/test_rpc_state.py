@@ -157,6 +157,18 @@ def test_an_id_in_use_is_refused_until_its_call_is_answered() -> None:
     received(rpc, "same")  # free again: ids are unique among CALLs in progress
 
 
+def test_ids_of_waiting_calls_stay_in_use_until_each_is_answered() -> None:
+    rpc = state()
+    first, second = received(rpc, "a"), received(rpc, "b")
+    rpc.answered(first)
+    assert isinstance(rpc.receive(frame(2, "b", "Heartbeat", {})), CallRefused)
+    third = received(rpc, "a")  # free again while "b" is answered
+    rpc.answered(second)
+    rpc.answered(third)
+    for message_id in ("a", "b"):  # nothing in progress: every id is free
+        rpc.answered(received(rpc, message_id))
+
+
 def test_at_most_max_queued_calls_wait_besides_the_one_being_answered() -> None:
     rpc = state()
     working = received(rpc, "working")

@@ -4,11 +4,14 @@ our server, a hand-driven wsproto peer for what well-behaved clients never send.
 from __future__ import annotations
 
 import os
+import sys
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
 import trio
+import trio.testing
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Event, Request, TextMessage
 
@@ -78,6 +81,26 @@ async def test_ping_returns_when_the_pong_arrives(nursery: trio.Nursery) -> None
         with trio.fail_after(5):
             await websocket.ping()
         reading.cancel_scope.cancel()
+    await stream.aclose()
+
+
+@pytest.mark.parametrize("sent", ["with the connect", "once the server waits"])
+async def test_the_upgrade_request_is_read_when_it_came_before_or_after_the_server_looked(
+    nursery: trio.Nursery, sent: str
+) -> None:
+    """The server takes a request already there without waiting for the socket, and waits
+    for one that is not."""
+    port = await serve(nursery, echo)
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    peer = WSConnection(ConnectionType.CLIENT)
+    request = peer.send(Request(host="127.0.0.1", target="/ocpp/CP1", subprotocols=["ocpp1.6"]))
+    if sent == "once the server waits":
+        await trio.testing.wait_all_tasks_blocked()
+    await stream.send_all(request)
+    accepted = await _next_event(peer, stream, AcceptConnection)
+    assert accepted.subprotocol == "ocpp1.6"
+    await stream.send_all(peer.send(TextMessage('[2,"1","Heartbeat",{}]')))
+    assert await _next_text(peer, stream) == '[2,"1","Heartbeat",{}]'
     await stream.aclose()
 
 
@@ -179,6 +202,31 @@ async def test_the_peer_vanishing_ends_receive_with_1006(nursery: trio.Nursery) 
     with trio.fail_after(5):
         await done.wait()
     assert accepted[0].closed is not None and accepted[0].closed.code == 1006
+
+
+async def test_an_open_connection_keeps_no_deque_for_wsprotos_rare_events(
+    nursery: trio.Nursery,
+) -> None:
+    """wsproto queues one kind of event outside frames, a lost connection's 1006 (the test
+    above), and its deque for it was ~0.6 KiB on every connection: both ends keep a small
+    list instead."""
+    accepted: list[WebSocket] = []
+    opened = trio.Event()
+
+    async def hold(request: UpgradeRequest) -> None:
+        accepted.append(await request.accept("ocpp1.6"))
+        opened.set()
+        await trio.sleep_forever()
+
+    port = await serve(nursery, hold)
+    websocket, stream = await client(port)
+    with trio.fail_after(5):
+        await opened.wait()
+    for end in (websocket, accepted[0]):
+        events = end._protocol._events  # type: ignore[attr-defined]
+        assert not isinstance(events, deque)
+        assert sys.getsizeof(events) < 100
+    await stream.aclose()
 
 
 async def test_a_peer_that_never_answers_our_close_is_dropped(nursery: trio.Nursery) -> None:

@@ -86,7 +86,7 @@ class Connection(Protocol):
         ...
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Session:
     """One charger's live connection on this instance."""
 
@@ -237,57 +237,78 @@ class SessionRegistry:
                 nursery.start_soon(session.connection.close, code, reason)
 
     def _hooks(self, charge_point_id: str) -> RpcHooks:
-        parts = self._parts
-        seen = self.seen
-        log_frame = parts.log_frame
-        events = parts.events
-        observer = parts.observer
-        on_observed = observer.on_frame
-
-        def on_frame(
-            direction: FrameDirection, frame: Frame, action: str | None, size: int
-        ) -> None:
-            if direction == "in":
-                seen(charge_point_id)
-            if frame_log.isEnabledFor(logging.DEBUG):
-                shown = _shown(frame, action)
-                frame_log.debug("%s %s %s", charge_point_id, _ARROWS[direction], shown)
-            if on_observed is not None:
-                on_observed(direction, frame, action, size)
-            if isinstance(frame, CallError):
-                payload = {"errorDescription": frame.description, "errorDetails": frame.details}
-                log_frame(
-                    charge_point_id,
-                    direction,
-                    frame.message_id,
-                    action,
-                    payload,
-                    frame.error_code,
-                    size=size,
-                )
-                events.publish(
-                    CallErrorPassed(
-                        charge_point_id=charge_point_id,
-                        direction=direction,
-                        action=action,
-                        code=str(frame.error_code),
-                        description=frame.description,
-                    )
-                )
-            elif isinstance(frame, Call | CallResult):
-                log_frame(
-                    charge_point_id, direction, frame.message_id, action, frame.payload, size=size
-                )
-
-        def on_deviation(action: str, deviation: Deviation) -> None:
-            parts.count_deviation(charge_point_id, deviation)
-
+        observer = self._parts.observer
+        hooks = _SessionHooks(charge_point_id, self, self._parts)
         return RpcHooks(
-            on_frame=on_frame,
-            on_deviation=on_deviation,
+            on_frame=hooks.on_frame,
+            on_deviation=hooks.on_deviation,
             on_handled=observer.on_handled,
             on_call=observer.on_call,
         )
+
+
+class _SessionHooks:
+    """What one session's endpoint reports to (:meth:`SessionRegistry._hooks`): a slotted
+    object with two bound methods is half of what two closures over the same names cost
+    every connection (~0.25 KiB less)."""
+
+    __slots__ = (
+        "_charge_point_id",
+        "_count_deviation",
+        "_events",
+        "_log_frame",
+        "_observed",
+        "_registry",
+    )
+
+    def __init__(
+        self, charge_point_id: str, registry: SessionRegistry, parts: SessionParts
+    ) -> None:
+        self._charge_point_id = charge_point_id
+        self._registry = registry
+        self._log_frame = parts.log_frame
+        self._events = parts.events
+        self._observed = parts.observer.on_frame
+        self._count_deviation = parts.count_deviation
+
+    def on_frame(
+        self, direction: FrameDirection, frame: Frame, action: str | None, size: int
+    ) -> None:
+        charge_point_id = self._charge_point_id
+        if direction == "in":
+            self._registry.seen(charge_point_id)
+        if frame_log.isEnabledFor(logging.DEBUG):
+            shown = _shown(frame, action)
+            frame_log.debug("%s %s %s", charge_point_id, _ARROWS[direction], shown)
+        if self._observed is not None:
+            self._observed(direction, frame, action, size)
+        if isinstance(frame, CallError):
+            payload = {"errorDescription": frame.description, "errorDetails": frame.details}
+            self._log_frame(
+                charge_point_id,
+                direction,
+                frame.message_id,
+                action,
+                payload,
+                frame.error_code,
+                size=size,
+            )
+            self._events.publish(
+                CallErrorPassed(
+                    charge_point_id=charge_point_id,
+                    direction=direction,
+                    action=action,
+                    code=str(frame.error_code),
+                    description=frame.description,
+                )
+            )
+        elif isinstance(frame, Call | CallResult):
+            self._log_frame(
+                charge_point_id, direction, frame.message_id, action, frame.payload, size=size
+            )
+
+    def on_deviation(self, action: str, deviation: Deviation) -> None:
+        self._count_deviation(self._charge_point_id, deviation)
 
 
 def _shown(frame: Frame, action: str | None) -> str:
