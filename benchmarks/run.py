@@ -158,7 +158,10 @@ class Server:
         return sum(rss_bytes(pid) for pid in self.pids())
 
     def file_limit(self) -> int | None:
-        return open_file_limit(self.process.pid)
+        """The open-file limit of the chargers' processes together: each worker holds its
+        own chargers (a step of 20,000 over three workers is not at a 20,000 limit)."""
+        limit = open_file_limit(self.process.pid)
+        return None if limit is None else limit * self.workers
 
     def stop(self) -> None:
         if self.process.poll() is None:

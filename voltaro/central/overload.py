@@ -85,7 +85,7 @@ class LoadWatch:
         if over is not None:
             worst_loop, worst_writer = self._worst
             self._worst = (0.0, 0.0)
-            log.warning(
+            log.info(
                 "caught up: behind at %d probes over %.0f s (event loop up to %.1f s late, writes"
                 " waiting up to %.1f s)",
                 over.events,
