@@ -49,10 +49,13 @@ CONNECTOR_STATUS = MergedUpdate(
 
 
 class ConnectorRepository:
-    def __init__(self, database: Database, writer: GroupCommitWriter) -> None:
+    def __init__(
+        self, database: Database, writer: GroupCommitWriter, batched_reads: Database | None = None
+    ) -> None:
+        """``batched_reads``: where the batched status reads go (default ``database``)."""
         self._database = database
         self._writer = writer
-        self._statuses = ReadBatcher(database, _read_statuses, dict)
+        self._statuses = ReadBatcher(batched_reads or database, _read_statuses, dict)
 
     async def statuses(self, charge_point_id: str) -> dict[int, str]:
         """Current status of each known connector of the charge point (a charger's first

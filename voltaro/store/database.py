@@ -4,9 +4,9 @@ asyncpg is an asyncio library; Voltaro is a trio program. trio-asyncio runs an a
 inside trio (the caller must be inside ``trio_asyncio.open_loop()``), and every call from
 trio into asyncio costs a crossing (~80 µs here). So the rule is one crossing per whole
 operation: :meth:`Database.run` takes an asyncio function that does all its queries on one
-connection, never one query at a time. A running server's pools (the reads' and the
-group-commit writer's) live on asyncio loops of their own threads instead (``own_thread``;
-why: :mod:`.loop_thread`); operator commands and tools use trio-asyncio's.
+connection, never one query at a time. Two small pools of a running server live on asyncio
+loops of their own threads instead (``own_thread``; why: :mod:`.loop_thread`): the
+group-commit writer's and the batched reads'.
 
 The pool is created with a no-op ``reset``: asyncpg's default runs a reset query (``RESET
 ALL``, ``UNLISTEN *``, ...) on every release, a round trip per operation for state Voltaro

@@ -42,7 +42,9 @@ class Store:
         writer: GroupCommitWriter,
         id_tag_cache: IdTagCache,
         message_log_limits: MessageLogLimits | None = None,
+        batched_reads: Database | None = None,
     ):
+        """``batched_reads``: where the batched reads go (default ``database``)."""
         self.database = database
         self.writer = writer
         self.id_tag_cache = id_tag_cache
@@ -51,7 +53,7 @@ class Store:
             database, writer, changed=id_tag_cache.charge_points.forget
         )
         self.charge_point_cache = id_tag_cache.charge_points
-        self.connectors = ConnectorRepository(database, writer)
+        self.connectors = ConnectorRepository(database, writer, batched_reads or database)
         self.transactions = TransactionRepository(database, writer)
         self.message_log = MessageLogRepository(database, writer, message_log_limits)
         self.security_events = SecurityEventRepository(database, writer)
@@ -88,8 +90,8 @@ async def open_store(
 ) -> AsyncIterator[Store]:
     """A running :class:`Store` for the block (inside ``trio_asyncio.open_loop()``).
 
-    Order on the way in: database (embedded when ``url`` is None), migrations, pool (on its
-    own thread unless ``background=False``), the writer's own pool (on another thread, see
+    Order on the way in: database (embedded when ``url`` is None), migrations, pool, the
+    writer's own pool and the batched reads' (each on its own thread, see
     :mod:`.loop_thread`), writer, id tag cache
     (loaded), the batched reads (:mod:`.read_batch`). On the way out, the reverse: the writer
     fails whoever still waits, the pool closes, the embedded server stops.
@@ -108,20 +110,23 @@ async def open_store(
             resolved = await stack.enter_async_context(database_url(url, data_dir))
             if migrate_first:
                 await migrate(resolved)
-            database = await stack.enter_async_context(
-                open_database(resolved, own_thread=background, deadline=deadline)
-            )
-            writer_database = database
+            database = await stack.enter_async_context(open_database(resolved, deadline=deadline))
+            writer_database = batch_database = database
             if background:
                 writer_database = await stack.enter_async_context(
                     open_database(
                         resolved, min_size=1, max_size=1, own_thread=True, deadline=deadline
                     )
                 )
+                batch_database = await stack.enter_async_context(
+                    open_database(
+                        resolved, min_size=1, max_size=2, own_thread=True, deadline=deadline
+                    )
+                )
             nursery = await stack.enter_async_context(trio.open_nursery())
             writer = GroupCommitWriter(writer_database)
             cache = IdTagCache(database)
-            store = Store(database, writer, cache, message_log_limits)
+            store = Store(database, writer, cache, message_log_limits, batch_database)
             if background:
                 await nursery.start(writer.run)
                 await nursery.start(cache.run)
