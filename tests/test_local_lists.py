@@ -27,6 +27,7 @@ from ocpp.v16.enums import Action
 from tests.admin.conftest import Live, booted_peer, live_settings
 from tests.e2e import start_voltaro_with_loop
 from tests.threaded import run_asyncio, trio_in_thread
+from tests.tools import counting_pool_operations
 from voltaro.central.local_list_entries import apply_update
 from voltaro.store.testing import TestPostgres
 
@@ -500,26 +501,6 @@ def test_the_operator_sends_voltaros_list_now(live: LiveLists) -> None:
 LIST_READERS = ("voltaro.store.local_lists", "voltaro.store.charge_points")
 
 
-@contextlib.contextmanager
-def counting_pool_operations(live: Live) -> Iterator[list[int]]:
-    """Count the pool operations on local lists and charge points the running Voltaro makes
-    meanwhile (the real database's; the other tasks' operations are not counted)."""
-    database = live.voltaro.central.store.database
-    count = [0]
-    original = database.run
-
-    async def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        if getattr(fn, "__module__", "") in LIST_READERS:
-            count[0] += 1
-        return await original(fn, *args, **kwargs)
-
-    database.run = run  # type: ignore[method-assign]
-    try:
-        yield count
-    finally:
-        del database.run
-
-
 def test_a_new_chargers_first_sync_reads_only_what_its_answers_changed(
     pg_server: TestPostgres, tmp_path: Path
 ) -> None:
@@ -531,8 +512,9 @@ def test_a_new_chargers_first_sync_reads_only_what_its_answers_changed(
     with live_voltaro(pg_server, tmp_path, debounce=1.0) as live:
 
         async def scenario() -> None:
+            database = live.voltaro.central.store.database
             async with connected(live, "LL-NEW") as charger:
-                with counting_pool_operations(live) as count:
+                with counting_pool_operations(database, LIST_READERS) as count:
                     await until(lambda: charger.version == 1, "the first Full")
                 await until(lambda: recorded(live, "LL-NEW", version=1), "recorded")
                 assert [action for action, _, _ in charger.received] == [

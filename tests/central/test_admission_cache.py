@@ -5,8 +5,8 @@ when it cannot be trusted or does not know the id."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import asyncpg
@@ -16,6 +16,7 @@ import trio
 import trio_asyncio
 
 from tests.central.helpers import never_throttled
+from tests.tools import counting_pool_operations
 from voltaro.central import AdmissionDecision, CentralSystem, open_central_system
 from voltaro.central.commands import NotConnected, UnknownChargePoint
 from voltaro.central.passwords import hash_password
@@ -26,25 +27,11 @@ from voltaro.store.testing import TestPostgres
 CHARGE_POINT_MODULES = ("voltaro.store.charge_points", "voltaro.store.charge_point_cache")
 
 
-@contextmanager
-def counting_reads(central: CentralSystem) -> Iterator[list[int]]:
-    """Count the operations on charge points the store's pool runs meanwhile (the real
-    database's). Only those: the central system's own tasks (leases, the local-list sync)
-    use the pool at any moment too."""
-    database = central.store.database
-    count = [0]
-    original = database.run
-
-    async def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        if getattr(fn, "__module__", "") in CHARGE_POINT_MODULES:
-            count[0] += 1
-        return await original(fn, *args, **kwargs)
-
-    database.run = run  # type: ignore[method-assign]
-    try:
-        yield count
-    finally:
-        del database.run
+def counting_reads(central: CentralSystem) -> AbstractContextManager[list[int]]:
+    """Count the operations on charge points the store's pool runs meanwhile. Only those:
+    the central system's own tasks (leases, the local-list sync) use the pool at any moment
+    too."""
+    return counting_pool_operations(central.store.database, CHARGE_POINT_MODULES)
 
 
 async def until(condition: Callable[[], bool]) -> None:

@@ -144,6 +144,19 @@ async def connect(url: str, timeout: float = CONNECT_TIMEOUT) -> Connection:
     return connection
 
 
+async def outages_unavailable(operation: Awaitable[T]) -> T:
+    """``await operation``, a database outage raised as :class:`StoreUnavailable` (other
+    errors as they are)."""
+    try:
+        return await operation
+    except StoreUnavailable:
+        raise
+    except Exception as exc:
+        if is_outage(exc):
+            raise StoreUnavailable(f"database unavailable: {exc}") from exc
+        raise
+
+
 class Watchdog:
     """Terminates ``connection`` if the block is still running ``seconds`` after it began
     (asyncio side; see the module docstring for why termination and not cancellation).
@@ -205,15 +218,7 @@ class Database:
         Raises :class:`StoreUnavailable` when the database cannot be reached or does not
         answer in time; other database errors propagate as they are.
         """
-        try:
-            result: T = await self.cross(self._run_aio, fn, args, deadline)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            if is_outage(exc):
-                raise StoreUnavailable(f"database unavailable: {exc}") from exc
-            raise
-        return result
+        return await outages_unavailable(self.cross(self._run_aio, fn, args, deadline))
 
     async def _run_aio(
         self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], deadline: float | None
@@ -306,15 +311,7 @@ class DedicatedConnection:
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``await fn(connection, *args)``, an asyncio function, on the dedicated connection:
         one crossing. Raises :class:`StoreUnavailable` as :meth:`Database.run` does."""
-        try:
-            result: T = await self._loop_thread.cross(self._run_aio, fn, args)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            if is_outage(exc):
-                raise StoreUnavailable(f"database unavailable: {exc}") from exc
-            raise
-        return result
+        return await outages_unavailable(self._loop_thread.cross(self._run_aio, fn, args))
 
     async def _run_aio(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
         start = asyncio.get_running_loop().time()
