@@ -249,7 +249,7 @@ async def _run_instance(
             lambda *args: central.admit(*args),
             lambda connection: central.sessions.serve(connection),
             on_pong=lambda charge_point_id: central.seen(charge_point_id),
-            busy=lambda: central.running and central.behind(),
+            busy=lambda: central.behind(),  # False until the store runs: nothing waits
         )
         await server.listen()
         ocpp_port = server.port

@@ -34,9 +34,9 @@ that doubles from the debounce up to :data:`MAX_RETRY_BACKOFF`, with a Full list
 time, or an invalid one, counts as Failed. A charger that went away is left until it comes
 back. The database failing while one charger is looked at (away, or late under a storm of
 connections) leaves that charger to be looked at again after the debounce (at least a
-second), as it was marked; the round goes on with the others. The database failing a round's own
-reads fails the round (logged); the task is restarted by the profile tasks' supervisor
-and looks at every charger it holds again.
+second), as it was marked; the round goes on with the others. The database failing a
+round's own reads fails the round (logged); the task is restarted by the profile tasks'
+supervisor and looks at every charger it holds again.
 """
 
 from __future__ import annotations
