@@ -92,7 +92,9 @@ async def test_a_charger_that_spoke_again_then_left_is_offline(
     await presence.overdue("QUIET")
     nursery.start_soon(hold_row, central, "BLOCKER", 2)
     await until(central, SLEEPING)
-    store.charge_points.post_presence("BLOCKER", True, "connected", utc_now(), "elsewhere")
+    store.charge_points.presence_soon(
+        "BLOCKER", True, "connected", utc_now(), "elsewhere", on_done=lambda error: None
+    )
     await until(central, WAITING)  # the writer's batch waits for the row
     presence.spoke_again("QUIET")
     await presence.offline("QUIET", "closed by the charger")

@@ -52,15 +52,19 @@ async def test_the_last_status_of_a_connector_in_a_batch_wins(store: Store) -> N
     assert [row[0] for row in history] == statuses  # every change is in the history
 
 
+def _presence_soon(store: Store, *args: Any) -> None:
+    store.charge_points.presence_soon(*args, on_done=lambda error: None)
+
+
 async def test_the_last_presence_change_in_a_batch_wins(store: Store) -> None:
     for cp in ("CP-P1", "CP-P2"):
         await store.charge_points.register(cp, "Accepted")
     async with trio.open_nursery() as nursery:
         await _hold_the_writer(store, nursery)
-        store.charge_points.post_presence("CP-P1", True, "connected", T0, "I1")
-        store.charge_points.post_presence("CP-P1", False, "disconnected", T0 + timedelta(1), "I1")
-        store.charge_points.post_presence("CP-P2", False, "disconnected", T0, "I1")
-        store.charge_points.post_presence("CP-P2", True, "connected", T0 + timedelta(2), "I1")
+        _presence_soon(store, "CP-P1", True, "connected", T0, "I1")
+        _presence_soon(store, "CP-P1", False, "disconnected", T0 + timedelta(1), "I1")
+        _presence_soon(store, "CP-P2", False, "disconnected", T0, "I1")
+        _presence_soon(store, "CP-P2", True, "connected", T0 + timedelta(2), "I1")
     await store.writer.flush()
     p1 = await store.charge_points.get("CP-P1")
     p2 = await store.charge_points.get("CP-P2")

@@ -10,7 +10,7 @@ import trio.testing
 
 from voltaro.store import Store, StoreUnavailable, WriteFailed
 from voltaro.store.testing import TestPostgres
-from voltaro.store.writer import CopyTarget, Write
+from voltaro.store.writer import CopyTarget, MergedQuery, Write, _one_statement
 
 NOTES = CopyTarget("notes", ("n",))
 
@@ -103,6 +103,37 @@ async def test_copies_are_merged_and_isolated(store: Store) -> None:
 
     assert len(failures) == 1
     assert await _notes(store) == [1, 2, 4]
+
+
+SHOUT = MergedQuery("shout", "SELECT i, upper(t) FROM unnest($1::int[], $2::text[]) AS x(i, t)")
+
+
+def test_a_batch_is_one_statement_when_its_writes_share_one_and_apply_nothing() -> None:
+    # such a batch goes without BEGIN and COMMIT (a lone statement commits atomically);
+    # test_copies_are_merged_and_isolated has one fail and the rest commit
+    shout = Write[str](query=(SHOUT, ("a",)))
+    assert _one_statement([shout, Write(query=(SHOUT, ("b",)))])
+    assert _one_statement([Write(copies={NOTES: [(1,)]}), Write(copies={NOTES: [(2,)]})])
+    assert _one_statement([shout, Write(copies={NOTES: []})])  # no rows: no statement
+    assert not _one_statement([shout, Write(copies={NOTES: [(1,)]})])
+    assert not _one_statement([_insert(1)])
+    assert not _one_statement([Write(copies={NOTES: []})])
+
+
+async def test_a_one_statement_batch_answers_each_write(store: Store) -> None:
+    answers: dict[str, str] = {}
+
+    async def one(text: str) -> None:
+        answers[text] = await store.writer.submit(Write(query=(SHOUT, (text,))))
+
+    commits_before = store.writer.commits
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.writer.submit, _slow())
+        await trio.sleep(0.05)
+        for text in ("a", "b", "c"):
+            nursery.start_soon(one, text)
+    assert store.writer.commits - commits_before == 2  # the slow write, then the three
+    assert answers == {"a": "A", "b": "B", "c": "C"}
 
 
 async def test_outage_raises_and_recovers(store: Store, pg_server: TestPostgres) -> None:

@@ -10,11 +10,7 @@ from typing import Any, NamedTuple
 from voltaro.store.charge_point_cache import AdmissionFacts
 from voltaro.store.database import Connection, Database, JsonbElement
 from voltaro.store.records import BootDetails, ChargePointRecord, pg_text
-from voltaro.store.writer import CopyTarget, GroupCommitWriter, MergedQuery, MergedUpdate, Write
-
-PRESENCE_EVENTS = CopyTarget(
-    "presence_events", ("charge_point_id", "at", "online", "reason", "instance_id")
-)
+from voltaro.store.writer import GroupCommitWriter, MergedQuery, MergedUpdate, Write
 
 # Last-seen times of many chargers in one UPDATE; never moves a last_seen backwards.
 LAST_SEEN = MergedUpdate(
@@ -28,14 +24,24 @@ LAST_SEEN = MergedUpdate(
     """,
 )
 
-# Many chargers' presence changes in one UPDATE: a charger's last change in the batch sets
-# ``online`` and the instance holding it (WITH ORDINALITY keeps the batch's order), and each
-# going online counts as seen. Going offline applies only to a charger recorded as the
-# reporting instance's (or as nobody's): one that reconnected to another instance stays
-# online there.
+# Many chargers' presence changes in one statement: each change is an event, and a
+# charger's last change in the batch sets ``online`` and the instance holding it (WITH
+# ORDINALITY keeps the batch's order), each going online counting as seen. Going offline
+# applies only to a charger recorded as the reporting instance's (or as nobody's): one that
+# reconnected to another instance stays online there. One statement, so that a batch of
+# handshakes' presence records commits in one round trip (see the writer's one-statement
+# batches).
 PRESENCE = MergedUpdate(
     "presence",
     """
+    WITH changes AS (
+        SELECT * FROM unnest($1::text[], $2::boolean[], $3::timestamptz[], $4::text[],
+                             $5::text[])
+                      WITH ORDINALITY AS x(id, online, at, instance, reason, n)
+    ), events AS (
+        INSERT INTO presence_events (charge_point_id, at, online, reason, instance_id)
+        SELECT id, at, online, reason, instance FROM changes ORDER BY n
+    )
     UPDATE charge_points AS c
     SET online = u.online,
         instance_id = CASE WHEN u.online THEN u.instance END,
@@ -43,9 +49,7 @@ PRESENCE = MergedUpdate(
     FROM (SELECT id, (array_agg(online ORDER BY n DESC))[1] AS online,
                  (array_agg(instance ORDER BY n DESC))[1] AS instance,
                  max(at) FILTER (WHERE online) AS seen
-          FROM unnest($1::text[], $2::boolean[], $3::timestamptz[], $4::text[])
-               WITH ORDINALITY AS x(id, online, at, instance, n)
-          GROUP BY id) AS u
+          FROM changes GROUP BY id) AS u
     WHERE c.id = u.id
       AND (u.online OR c.instance_id IS NULL OR c.instance_id = u.instance)
     """,
@@ -227,19 +231,12 @@ class ChargePointRepository:
         write = self._presence_write(charge_point_id, online, reason, at, instance_id)
         self._writer.submit_soon(write, on_done)
 
-    def post_presence(
-        self, charge_point_id: str, online: bool, reason: str, at: datetime, instance_id: str
-    ) -> None:
-        """Like :meth:`presence`, fire-and-forget."""
-        self._writer.post(self._presence_write(charge_point_id, online, reason, at, instance_id))
-
     @staticmethod
     def _presence_write(
         charge_point_id: str, online: bool, reason: str, at: datetime, instance_id: str
     ) -> Write[None]:
         return Write(
-            copies={PRESENCE_EVENTS: [(charge_point_id, at, online, pg_text(reason), instance_id)]},
-            merges={PRESENCE: [(charge_point_id, online, at, instance_id)]},
+            merges={PRESENCE: [(charge_point_id, online, at, instance_id, pg_text(reason))]},
             label="presence",
         )
 
