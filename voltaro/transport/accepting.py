@@ -25,13 +25,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import resource
 import socket
 import struct
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
@@ -55,6 +58,19 @@ BUSY_RECHECK_SECONDS = 0.05
 EPISODE_QUIET_SECONDS = 10.0
 # Addresses remembered per refusal episode, for its summary; more are counted, not kept.
 MAX_ADDRESSES_NOTED = 1000
+# Errors of accept(2) that belong to the one connection it was taking (Linux hands on a new
+# connection's pending network error, a firewall's refusal, a client that reset first): that
+# connection is gone, and the next accept goes on.
+_PEER_ERRNO_NAMES = (
+    "ECONNABORTED ECONNRESET EPERM ETIMEDOUT EPROTO ENOPROTOOPT ENETDOWN ENETUNREACH"
+    " EHOSTDOWN EHOSTUNREACH ENONET EOPNOTSUPP"
+)
+ACCEPT_PEER_ERRNOS = frozenset(
+    getattr(errno, name) for name in _PEER_ERRNO_NAMES.split() if hasattr(errno, name)
+)
+# How long the soft open-file limit read is used before it is read again (the accept loop
+# asks before every accept; the limit changes at start, or by an operator's prlimit).
+FILE_LIMIT_READ_SECONDS = 1.0
 # SO_LINGER on, zero seconds: close with a reset. A refused connection was never served, so
 # it should leave no TIME_WAIT state behind (an attacker makes many).
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)
@@ -110,12 +126,14 @@ class HandshakeSlot:
     """A connection's place among those in their handshake; :meth:`release` it once the
     charger is admitted (or refused), so that the next connection may be accepted."""
 
-    __slots__ = ("_released", "_room", "address")
+    __slots__ = ("_released", "_room", "address", "peer")
 
-    def __init__(self, room: _Room, address: str) -> None:
+    def __init__(self, room: _Room, address: str, peer: str) -> None:
         self._room = room
         self._released = False
         self.address = address
+        self.peer = peer
+        """``host:port`` of the client, as accept(2) gave it."""
 
     def release(self) -> None:
         """Give the place back (a second call does nothing)."""
@@ -135,12 +153,12 @@ class _Room:
     accepting: int = 0  # listener tasks inside accept(): each may bring one more
     lot: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
 
-    def opened(self, address: str) -> HandshakeSlot:
+    def opened(self, address: str, peer: str) -> HandshakeSlot:
         self.live += 1
         self.pending += 1
         self.pending_peak = max(self.pending_peak, self.pending)
         self.by_address[address] += 1
-        return HandshakeSlot(self, address)
+        return HandshakeSlot(self, address, peer)
 
     def handshake_over(self, address: str) -> None:
         self.pending -= 1
@@ -227,10 +245,11 @@ class Acceptor:
         self._waits_files = 0
         self._failing = _Episode(_log_accept_failures_over)
         self._refusing = _Episode(self._log_refusals_over)
+        self._file_limit = _SoftFileLimit()
 
     def room_for_connections(self) -> int:
         """Sockets the server may hold now: the soft open-file limit minus the reserve."""
-        return _soft_file_limit() - self._limits.reserved_files
+        return self._file_limit() - self._limits.reserved_files
 
     def pending_cap(self) -> int:
         """Connections that may be in their handshake at once now (see AcceptLimits)."""
@@ -271,7 +290,7 @@ class Acceptor:
                 await self._wait_for_room()
                 self._room.accepting += 1
                 try:
-                    stream = await listener.accept()
+                    stream, (address, port, *_) = await _accept(listener.socket)
                 except OSError as error:
                     if error.errno not in ACCEPT_CAPACITY_ERRNOS:
                         raise
@@ -281,11 +300,10 @@ class Acceptor:
                     continue
                 finally:
                     self._room.accepting -= 1
-                address = _address_of(stream)
                 if self._over_address_cap(address):
                     self._refuse(stream, address, nursery)
                     continue
-                slot = self._room.opened(address)
+                slot = self._room.opened(address, f"{address}:{port}")
                 nursery.start_soon(self._run_handler, handler, stream, slot)
 
     async def _run_handler(
@@ -398,8 +416,33 @@ def _soft_file_limit() -> int:
     return soft if soft != resource.RLIM_INFINITY else 1 << 30
 
 
-def _address_of(stream: trio.SocketStream) -> str:
-    try:
-        return str(stream.socket.getpeername()[0])
-    except OSError:
-        return "(gone)"
+class _SoftFileLimit:
+    """The soft open-file limit, read again at most every ``FILE_LIMIT_READ_SECONDS``: a
+    system call before every accept would be one more per handshake."""
+
+    __slots__ = ("_read_at", "_value")
+
+    def __init__(self) -> None:
+        self._read_at = -math.inf
+        self._value = 0
+
+    def __call__(self) -> int:
+        now = time.monotonic()
+        if now - self._read_at >= FILE_LIMIT_READ_SECONDS:
+            self._value = _soft_file_limit()
+            self._read_at = now
+        return self._value
+
+
+async def _accept(listening: trio.socket.SocketType) -> tuple[trio.SocketStream, Any]:
+    """The next connection and its address (accept(2)'s: no getpeername later). Raises the
+    OSError of an accept that failed for want of something (ACCEPT_CAPACITY_ERRNOS); one
+    that failed for its own connection's sake is passed over."""
+    while True:
+        try:
+            sock, address = await listening.accept()
+        except OSError as error:
+            if error.errno in ACCEPT_PEER_ERRNOS:
+                continue
+            raise
+        return trio.SocketStream(sock), address

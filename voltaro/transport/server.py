@@ -307,7 +307,7 @@ class OcppServer:
     async def _handle_stream(self, stream: trio.SocketStream, slot: HandshakeSlot) -> None:
         """One TCP connection, inside its error barrier (see the module docstring); the
         acceptor closes the socket after."""
-        remote = _peer(stream)
+        remote = slot.peer
         try:
             connection = await self._handshake(stream, remote)
             if connection is not None:
@@ -578,14 +578,6 @@ def leaf_exceptions(error: BaseException) -> list[BaseException]:
 def _host(remote: str) -> str:
     """The address part of ``host:port`` (IPv6 hosts keep their colons)."""
     return remote.rpartition(":")[0] or remote
-
-
-def _peer(stream: trio.SocketStream) -> str:
-    try:
-        host, port = stream.socket.getpeername()[:2]
-    except OSError:
-        return "a client that left"
-    return f"{host}:{port}"
 
 
 async def _reject(
