@@ -18,7 +18,7 @@ from trio_websocket import ConnectionClosed
 from tests.e2e import e2e_settings, fetch, ws_url
 from tests.harness import RawCharger
 from voltaro.app import Voltaro, start_voltaro
-from voltaro.central.domain_events import Booted, event_json
+from voltaro.central.domain_events import BackOnline, Booted, event_json
 from voltaro.central.local_list_entries import apply_update
 from voltaro.config import Settings
 from voltaro.store.testing import aio_loop, database_url, pg_server, voltaro_settings
@@ -296,6 +296,10 @@ async def test_an_instance_found_expired_records_its_chargers_online_again_at_on
         while live.central.presence._heard:
             await trio.sleep(0.02)
     instances = live.central.store.instances
+    back: list[BackOnline] = []
+    live.central.events.add_listener(
+        lambda event: back.append(event) if isinstance(event, BackOnline) else None
+    )
     with trio.fail_after(15):  # as another instance would (retried if a renewal came first)
         while True:
             await fetch(
@@ -325,3 +329,7 @@ async def test_an_instance_found_expired_records_its_chargers_online_again_at_on
     ]
     assert await fetch(live, "SELECT id FROM instances") == [{"id": instance}]
     assert live.central._membership is not None and live.central._membership.rejoins == 1
+    # the dashboard hears it (its row said offline)
+    assert [(e.charge_point_id, e.reason) for e in back] == [
+        ("STILL-HERE", "instance lease renewed")
+    ]

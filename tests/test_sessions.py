@@ -23,7 +23,7 @@ from tests.harness import RawCharger
 from tests.threaded import trio_in_thread
 from voltaro import cli
 from voltaro.app import Voltaro, start_voltaro
-from voltaro.central.domain_events import WentOffline
+from voltaro.central.domain_events import BackOnline, WentOffline
 from voltaro.config import Settings
 from voltaro.store.testing import aio_loop, database_url, pg_server, voltaro_settings
 from voltaro.store.writer import Write
@@ -108,10 +108,15 @@ async def test_presence_and_last_seen_follow_what_the_charger_sends(
             async for event in events:
                 if isinstance(event, WentOffline) and event.charge_point_id == "QUIET":
                     break
-    assert not await online(voltaro, "QUIET")
-    assert "QUIET" in voltaro.sessions
-    assert (await charger.call("Heartbeat", {}))[0] == 3  # it speaks again: online
-    await eventually(lambda: online(voltaro, "QUIET"))
+        assert not await online(voltaro, "QUIET")
+        assert "QUIET" in voltaro.sessions
+        assert (await charger.call("Heartbeat", {}))[0] == 3  # it speaks again: online
+        with trio.fail_after(15):  # said once committed (the dashboard's row updates)
+            async for event in events:
+                if isinstance(event, BackOnline) and event.charge_point_id == "QUIET":
+                    break
+        assert event.reason == "message received"
+        assert await online(voltaro, "QUIET")
     assert (await presence_events(voltaro, "QUIET"))[:3] == [
         (True, "connected"),
         (False, "heartbeat overdue"),

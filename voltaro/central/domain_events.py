@@ -55,6 +55,15 @@ class WentOffline(DomainEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BackOnline(DomainEvent):
+    """A connected charger recorded offline (silent too long, its instance's lease lapsed,
+    an operator's SQL) is recorded online again; ``reason`` is the presence record's."""
+
+    kind: ClassVar[str] = "online"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Booted(DomainEvent):
     """A BootNotification was stored and answered with the registration ``status``."""
 
@@ -157,6 +166,7 @@ _KINDS: dict[str, type[DomainEvent]] = {
         Connected,
         Disconnected,
         WentOffline,
+        BackOnline,
         Booted,
         StatusChanged,
         TransactionStarted,

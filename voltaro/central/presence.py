@@ -32,6 +32,10 @@ An instance expired while it ran (too busy or cut off for longer than its lease,
 :mod:`voltaro.central.membership`) had its chargers recorded offline by another instance:
 :meth:`Presence.reclaim` records online again, at once, every charger it had recorded online
 whose session still lives here.
+
+Whenever a connected charger is recorded online again (any of the three ways above), once
+the record is committed, ``on_back_online`` hears it (the central system publishes
+:class:`~voltaro.central.domain_events.BackOnline`: the dashboard's "offline" turns back).
 """
 
 from __future__ import annotations
@@ -59,8 +63,10 @@ class Presence:
         instance_id: str,
         *,
         clock: Callable[[], datetime] = utc_now,
+        on_back_online: Callable[[str, str], object] = lambda charge_point_id, reason: None,
     ) -> None:
         self._charge_points = charge_points
+        self._on_back_online = on_back_online
         self.instance_id = instance_id
         self._clock = clock
         self._unflushed: dict[str, datetime] = {}
@@ -114,7 +120,7 @@ class Presence:
     def spoke_again(self, charge_point_id: str) -> None:
         """A charger declared overdue sent something: online again (not awaited)."""
         self._online.add(charge_point_id)
-        self._soon(charge_point_id, True, RESTORED, self._clock())
+        self._soon(charge_point_id, True, RESTORED, self._clock(), back=True)
 
     def seen(self, charge_point_id: str) -> None:
         """A frame or a pong arrived: cheap, synchronous, called for every frame."""
@@ -138,14 +144,19 @@ class Presence:
         if failed is not None:
             self._failed(charge_point_id, online, reason, at, failed, latest)
 
-    def _soon(self, charge_point_id: str, online: bool, reason: str, at: datetime) -> None:
-        """Queue a presence event in the writer without waiting (see the module doc)."""
+    def _soon(
+        self, charge_point_id: str, online: bool, reason: str, at: datetime, back: bool = False
+    ) -> None:
+        """Queue a presence event in the writer without waiting (see the module doc);
+        ``back``: it records a connected charger online again."""
         number = self._make(charge_point_id)
 
         def done(error: BaseException | None) -> None:
             latest = self._settle(charge_point_id, number)
             if error is not None:
-                self._failed(charge_point_id, online, reason, at, error, latest)
+                self._failed(charge_point_id, online, reason, at, error, latest, back)
+            elif back:
+                self._on_back_online(charge_point_id, reason)
 
         try:
             self._charge_points.presence_soon(
@@ -163,6 +174,7 @@ class Presence:
         at: datetime,
         error: BaseException,
         latest: bool,
+        back: bool = False,
     ) -> None:
         """A record failed: queued again after an outage (unless a later one was made)."""
         if not isinstance(error, StoreUnavailable):  # rejected: it would be again
@@ -170,7 +182,7 @@ class Presence:
         elif latest:
             # the outage is the store's to log, once; this is one of its many effects
             log.debug("charge point %s: presence event queued again (%s)", charge_point_id, error)
-            self._soon(charge_point_id, online, reason, at)
+            self._soon(charge_point_id, online, reason, at, back)
         else:
             log.debug("charge point %s: presence event superseded (%s)", charge_point_id, error)
 
@@ -223,6 +235,7 @@ class Presence:
         for charge_point_id in restored:
             if live(charge_point_id):
                 self._online.add(charge_point_id)
+                self._on_back_online(charge_point_id, reason)
             else:  # its session ended while the round ran: offline after all
                 await self._record(charge_point_id, False, "disconnected")
         return restored

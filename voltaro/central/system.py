@@ -36,7 +36,7 @@ from voltaro.central.authorization import Authorizer
 from voltaro.central.commands import CommandCatalog, Commands
 from voltaro.central.datatransfer import DataTransferRegistry
 from voltaro.central.domain import Charger, ChargerState, Domain
-from voltaro.central.domain_events import WentOffline
+from voltaro.central.domain_events import BackOnline, WentOffline
 from voltaro.central.event_relay import CHANNEL as EVENTS_CHANNEL
 from voltaro.central.event_relay import EventRelay
 from voltaro.central.events import EventBus
@@ -149,7 +149,7 @@ class CentralSystem:
 
     async def _start(self, store: Store) -> None:
         settings = self.settings
-        presence = Presence(store.charge_points, self.instance_id)
+        presence = Presence(store.charge_points, self.instance_id, on_back_online=self._back_online)
         left = await presence.forget_all("server restarted")
         if left:
             log.info("%d charge points left online by a previous run: offline", len(left))
@@ -256,6 +256,9 @@ class CentralSystem:
                     await self._membership.leave()
             except StoreError as exc:
                 log.warning("could not record charge points offline at shutdown: %s", exc)
+
+    def _back_online(self, charge_point_id: str, reason: str) -> None:
+        self.events.publish(BackOnline(charge_point_id=charge_point_id, reason=reason))
 
     @property
     def overdue_after(self) -> float:

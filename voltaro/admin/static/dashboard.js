@@ -10,6 +10,7 @@
       case "connected": return "connected";
       case "disconnected": return "disconnected" + (e.reason ? " (" + e.reason + ")" : "");
       case "offline": return "offline: " + (e.reason || "");
+      case "online": return "online again: " + (e.reason || "");
       case "boot": return "booted: " + e.vendor + " " + e.model + ", " + e.status;
       case "status": return "connector " + e.connectorId + ": " + (e.previousStatus ? e.previousStatus + " → " : "") + e.status +
         (e.errorCode && e.errorCode !== "NoError" ? " (" + e.errorCode + ")" : "");
@@ -135,7 +136,7 @@
         return "/charge-points/" + encodeURIComponent(ids[0]) + "/row?back=" +
           encodeURIComponent(location.pathname + location.search);
       },
-      changes: ["connected", "disconnected", "offline", "boot", "status"],
+      changes: ["connected", "disconnected", "offline", "online", "boot", "status"],
       grows: ["connected", "boot"],
     },
     tx: {
