@@ -9,7 +9,7 @@ refusal), all on the instance that holds the charger's session; see
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -110,6 +110,44 @@ def _upsert(changes: dict[str, Any]) -> str:
     )
 
 
+def _recorded(columns: list[str]) -> str:
+    """The statement recording an accepted update of charger $1 (see
+    :meth:`LocalListRepository.record_update`): $2 the entries it sets, $3 the tags it
+    touches, $4 how many entries it sets, $5 whether it is a Full, then ``columns`` ($6...).
+
+    One statement, so one round trip: the upsert locks the row and computes every column
+    from the row as it is then (two answers of one charger recorded at once each see the
+    other's result). Of the entries held, only those the update touches are read (to take
+    their hashes away from the digest); a digest not of the sum form (written before
+    migration 0018) is computed from the whole list instead, once."""
+    unknown = set(columns) - _COLUMNS
+    if unknown or {"entries", "digest", "size"} & set(columns):
+        raise ValueError(f"not a column an update sets alongside its entries: {columns}")
+    names = "".join(f", {name}" for name in columns)
+    values = "".join(f", ${i + 6}" for i in range(len(columns)))
+    updates = "".join(f", {name} = EXCLUDED.{name}" for name in columns)
+    return f"""
+        INSERT INTO local_lists AS l (charge_point_id, entries, digest, size{names}, updated_at)
+        VALUES ($1, $2::jsonb, local_list_digest($2::jsonb), $4{values}, now())
+        ON CONFLICT (charge_point_id) DO UPDATE SET
+            entries = CASE WHEN $5 THEN EXCLUDED.entries
+                           ELSE (l.entries - $3::text[]) || EXCLUDED.entries END,
+            size = CASE WHEN $5 THEN EXCLUDED.size
+                        ELSE l.size + EXCLUDED.size - (
+                            SELECT count(*) FROM unnest($3::text[]) AS t(tag)
+                            WHERE l.entries ? t.tag) END,
+            digest = CASE
+                WHEN $5 THEN EXCLUDED.digest
+                WHEN l.digest LIKE 'sum:%' THEN local_list_digest_moved(
+                    l.digest,
+                    substr(EXCLUDED.digest, 5)::numeric,
+                    (SELECT coalesce(sum(local_list_entry_hash(t.tag, l.entries -> t.tag)), 0)
+                     FROM unnest($3::text[]) AS t(tag) WHERE l.entries ? t.tag))
+                ELSE local_list_digest((l.entries - $3::text[]) || EXCLUDED.entries) END
+            {updates}, updated_at = now()
+    """
+
+
 class LocalListRepository:
     """Reads and writes of ``local_lists`` (one round trip each)."""
 
@@ -147,7 +185,10 @@ class LocalListRepository:
     ) -> None:
         """Set the columns ``changes(row)`` names, computed from the row as it is, in one
         transaction with the row locked: two answers of one charger recorded at once (an
-        operator's update crossing Voltaro's own) each see the other's result."""
+        operator's update crossing Voltaro's own) each see the other's result. The row is
+        read without its entries (``entries`` None; a list of a thousand tags is ~80 KB,
+        and every charger's version answer comes here): an update of the entries is
+        :meth:`record_update`'s."""
 
         async def write(connection: Connection) -> None:
             await connection.execute(
@@ -155,12 +196,41 @@ class LocalListRepository:
                 charge_point_id,
             )
             row = await connection.fetchrow(
-                "SELECT * FROM local_lists WHERE charge_point_id = $1 FOR UPDATE", charge_point_id
+                f"SELECT {_WITHOUT_ENTRIES} FROM local_lists WHERE charge_point_id = $1 FOR UPDATE",
+                charge_point_id,
             )
             values = changes(LocalListRecord.from_row(row))
+            if "entries" in values:
+                raise ValueError("the entries change with record_update, not change")
             await connection.execute(_upsert(values), charge_point_id, *values.values())
 
         await self._database.run_in_transaction(write)
+
+    async def record_update(
+        self,
+        charge_point_id: str,
+        update: Mapping[str, Any],
+        **changes: Any,
+    ) -> None:
+        """Record that the charger accepted ``update`` (a SendLocalList request: a Full
+        replaces its list, a Differential sets the entries with ``idTagInfo`` and removes
+        those without, the last of a tag's entries counting) and set the named columns
+        (not ``entries``, ``digest`` or ``size``, which follow from the update).
+
+        What it costs follows the update's size, not the list's: its entries are changed in
+        SQL and the digest (migration 0018) moved by their hashes alone, in one statement
+        that locks the row (see :func:`_recorded`); nothing of the list comes back."""
+        touched: dict[str, Any] = {}
+        for entry in update.get("localAuthorizationList") or ():
+            touched[entry["idTag"]] = entry.get("idTagInfo")
+        full = update["updateType"] == "Full"
+        sets = {tag: dict(info) for tag, info in touched.items() if info is not None}
+        sql = _recorded(list(changes))
+        await self._database.run(
+            lambda c: c.execute(
+                sql, charge_point_id, sets, list(touched), len(sets), full, *changes.values()
+            )
+        )
 
     async def limits(self, charge_point_id: str) -> tuple[int | None, int | None]:
         """``(SendLocalListMaxLength, LocalAuthListMaxLength)`` from the charger's known

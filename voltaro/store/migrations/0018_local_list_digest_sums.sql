@@ -1,0 +1,63 @@
+-- Voltaro 0018: a local list's digest that an accepted update changes by what it changed.
+--
+-- Until now ``local_lists.digest`` was a hash of the whole list, so recording a charger's
+-- accepted SendLocalList read the whole list into Python, applied the update, hashed it all
+-- and wrote it all back: a list of N tags sent in k messages cost O(N * k), with a pool
+-- connection held. The digest is now the sum, modulo 2^128, of one hash per entry, written
+-- 'sum:<decimal>': order does not matter, and an update adds the hashes of the entries it
+-- sets and takes away those of the entries it replaces or removes (the update's entries are
+-- changed in SQL too, ``-`` and ``||`` on the jsonb; see voltaro/store/local_lists.py).
+--
+-- An entry's hash (it MUST agree with voltaro.central.local_list_entries.entry_hash, which
+-- computes the wanted lists' digests; a test checks): the first 16 bytes of the SHA-256 of
+-- its id tag and then its idTagInfo's keys and values in the byte order of the keys, each
+-- as a netstring (length in UTF-8 bytes, ':', the text), read as a big-endian number.
+-- idTagInfo holds only strings (the schema: expiryDate, parentIdTag, status).
+--
+-- The digests written in the old form are recomputed here, in the migration's transaction,
+-- so no charger's list looks out of sync after the upgrade (which would send a Full list to
+-- the whole fleet at once). A digest of the old form written later (an instance not yet
+-- upgraded) is recomputed from the whole list at that charger's next accepted update.
+
+CREATE FUNCTION local_list_netstring(part text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$ SELECT octet_length(convert_to(part, 'UTF8')) || ':' || part $$;
+
+CREATE FUNCTION local_list_entry_hash(id_tag text, info jsonb) RETURNS numeric
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+    SELECT (('x' || encode(substr(h, 1, 8), 'hex'))::bit(64)::bigint::numeric
+            + 18446744073709551616) % 18446744073709551616 * 18446744073709551616
+         + (('x' || encode(substr(h, 9, 8), 'hex'))::bit(64)::bigint::numeric
+            + 18446744073709551616) % 18446744073709551616
+    FROM (
+        SELECT sha256(convert_to(
+            local_list_netstring(id_tag) || coalesce(
+                (SELECT string_agg(local_list_netstring(key) || local_list_netstring(value), ''
+                                   ORDER BY convert_to(key, 'UTF8'))
+                 FROM jsonb_each_text(info)),
+                ''),
+            'UTF8')) AS h
+    ) AS hashed
+    $$;
+
+-- The digest of a whole list (entries: {idTag: idTagInfo}).
+CREATE FUNCTION local_list_digest(entries jsonb) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+    SELECT 'sum:' || (coalesce(sum(local_list_entry_hash(key, value)), 0)
+                      % 340282366920938463463374607431768211456)::text
+    FROM jsonb_each(entries)
+    $$;
+
+-- A digest with the hashes ``added`` added and ``taken`` taken away.
+CREATE FUNCTION local_list_digest_moved(digest text, added numeric, taken numeric) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+    SELECT 'sum:' || (((substr(digest, 5)::numeric + added - taken)
+                       % 340282366920938463463374607431768211456
+                       + 340282366920938463463374607431768211456)
+                      % 340282366920938463463374607431768211456)::text
+    $$;
+
+UPDATE local_lists SET digest = local_list_digest(entries) WHERE digest IS NOT NULL;
