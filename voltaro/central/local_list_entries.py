@@ -154,22 +154,24 @@ DIGEST_MODULUS = 1 << 128
 DIGEST_PREFIX = "sum:"  # the old form (before migration 0018) was 32 hex digits
 
 
+INFO_KEYS = ("expiryDate", "parentIdTag", "status")  # the schema's idTagInfo, in byte order
+
+
 def entry_hash(id_tag: str, info: Mapping[str, Any]) -> int:
     """One entry's share of its list's :func:`digest`: the first 16 bytes of the SHA-256 of
-    the id tag and then ``info``'s keys and values in the byte order of the keys, each as a
-    netstring (its length in UTF-8 bytes, ``:``, its text), as a big-endian number.
+    the id tag and then, for each of :data:`INFO_KEYS` that ``info`` holds, the key and its
+    value, each as a netstring (its length in UTF-8 bytes, ``:``, its text), as a
+    big-endian number. (The schema allows no other key, and strings only.)
 
-    The SQL function ``local_list_entry_hash`` (migration 0018) computes the same from the
+    The SQL function ``local_list_hashes`` (migration 0018) computes the same from the
     stored entries (a test checks they agree): the digests of the lists chargers hold are
-    kept in SQL, those of the wanted lists computed here. ``info``'s values are strings (the
-    schema's idTagInfo); a None is left out, as SQL leaves out a JSON null."""
+    kept in SQL, those of the wanted lists computed here."""
     parts = [id_tag.encode()]
-    for key in sorted(info, key=str.encode):
-        value = info[key]
-        if value is None:
-            continue
-        text = value if isinstance(value, str) else orjson.dumps(value).decode()
-        parts += [key.encode(), text.encode()]
+    for key in INFO_KEYS:
+        value = info.get(key)
+        if value is not None:
+            text = value if isinstance(value, str) else orjson.dumps(value).decode()
+            parts += [key.encode(), text.encode()]
     data = b"".join(b"%d:%s" % (len(part), part) for part in parts)
     return int.from_bytes(hashlib.sha256(data).digest()[:16], "big")
 

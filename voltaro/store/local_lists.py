@@ -117,9 +117,10 @@ def _recorded(columns: list[str]) -> str:
 
     One statement, so one round trip: the upsert locks the row and computes every column
     from the row as it is then (two answers of one charger recorded at once each see the
-    other's result). Of the entries held, only those the update touches are read (to take
-    their hashes away from the digest); a digest not of the sum form (written before
-    migration 0018) is computed from the whole list instead, once."""
+    other's result). Of the entries held, only those the update touches are hashed (to take
+    them away from the digest): PostgreSQL still reads the whole list once, in C (it is one
+    jsonb value), but nothing of it comes to Python. A digest not of the sum form (written
+    before migration 0018) is computed from the whole list instead, once."""
     unknown = set(columns) - _COLUMNS
     if unknown or {"entries", "digest", "size"} & set(columns):
         raise ValueError(f"not a column an update sets alongside its entries: {columns}")
@@ -132,19 +133,17 @@ def _recorded(columns: list[str]) -> str:
         ON CONFLICT (charge_point_id) DO UPDATE SET
             entries = CASE WHEN $5 THEN EXCLUDED.entries
                            ELSE (l.entries - $3::text[]) || EXCLUDED.entries END,
-            size = CASE WHEN $5 THEN EXCLUDED.size
-                        ELSE l.size + EXCLUDED.size - (
-                            SELECT count(*) FROM unnest($3::text[]) AS t(tag)
-                            WHERE l.entries ? t.tag) END,
-            digest = CASE
-                WHEN $5 THEN EXCLUDED.digest
-                WHEN l.digest LIKE 'sum:%' THEN local_list_digest_moved(
-                    l.digest,
-                    substr(EXCLUDED.digest, 5)::numeric,
-                    (SELECT coalesce(sum(local_list_entry_hash(t.tag, l.entries -> t.tag)), 0)
-                     FROM unnest($3::text[]) AS t(tag) WHERE l.entries ? t.tag))
-                ELSE local_list_digest((l.entries - $3::text[]) || EXCLUDED.entries) END
-            {updates}, updated_at = now()
+            (size, digest) = (
+                SELECT CASE WHEN $5 THEN EXCLUDED.size
+                            ELSE l.size - held.present + EXCLUDED.size END,
+                       CASE WHEN $5 THEN EXCLUDED.digest
+                            WHEN l.digest LIKE 'sum:%' THEN local_list_digest_moved(
+                                l.digest, substr(EXCLUDED.digest, 5)::numeric, held.hashes)
+                            ELSE local_list_digest((l.entries - $3::text[]) || EXCLUDED.entries)
+                       END
+                FROM local_list_hashes(CASE WHEN $5 THEN '{{}}'::jsonb ELSE l.entries END,
+                                       $3::text[]) AS held
+            ){updates}, updated_at = now()
     """
 
 

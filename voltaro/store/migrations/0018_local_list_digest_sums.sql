@@ -10,34 +10,44 @@
 --
 -- An entry's hash (it MUST agree with voltaro.central.local_list_entries.entry_hash, which
 -- computes the wanted lists' digests; a test checks): the first 16 bytes of the SHA-256 of
--- its id tag and then its idTagInfo's keys and values in the byte order of the keys, each
--- as a netstring (length in UTF-8 bytes, ':', the text), read as a big-endian number.
--- idTagInfo holds only strings (the schema: expiryDate, parentIdTag, status).
+-- its id tag and then, for each of idTagInfo's keys present, in this (byte) order,
+-- expiryDate, parentIdTag and status (the schema's keys, all strings, no others allowed),
+-- the key and its value; each as a netstring (length in UTF-8 bytes, ':', the text); read
+-- as a big-endian number.
 --
 -- The digests written in the old form are recomputed here, in the migration's transaction,
 -- so no charger's list looks out of sync after the upgrade (which would send a Full list to
--- the whole fleet at once). A digest of the old form written later (an instance not yet
--- upgraded) is recomputed from the whole list at that charger's next accepted update.
+-- the whole fleet at once): a few milliseconds per list of 1,000 tags. A digest of the old
+-- form written later (an instance not yet upgraded) is recomputed from the whole list at
+-- that charger's next accepted update.
+--
+-- Written as one query over the entries (one call per list, not per entry): a SQL function
+-- called per entry costs ~40 us, the hash itself ~1.5 us.
 
-CREATE FUNCTION local_list_netstring(part text) RETURNS text
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    AS $$ SELECT octet_length(convert_to(part, 'UTF8')) || ':' || part $$;
-
-CREATE FUNCTION local_list_entry_hash(id_tag text, info jsonb) RETURNS numeric
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+-- How many of ``entries``' tags are in ``tags`` (all of them: NULL) and the sum of their
+-- hashes (not reduced).
+CREATE FUNCTION local_list_hashes(entries jsonb, tags text[])
+    RETURNS TABLE (present bigint, hashes numeric)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
-    SELECT (('x' || encode(substr(h, 1, 8), 'hex'))::bit(64)::bigint::numeric
-            + 18446744073709551616) % 18446744073709551616 * 18446744073709551616
-         + (('x' || encode(substr(h, 9, 8), 'hex'))::bit(64)::bigint::numeric
-            + 18446744073709551616) % 18446744073709551616
+    SELECT count(*),
+           coalesce(sum((('x' || encode(substr(h, 1, 8), 'hex'))::bit(64)::bigint::numeric
+                         + 18446744073709551616) % 18446744073709551616 * 18446744073709551616
+                        + (('x' || encode(substr(h, 9, 8), 'hex'))::bit(64)::bigint::numeric
+                           + 18446744073709551616) % 18446744073709551616), 0)
     FROM (
         SELECT sha256(convert_to(
-            local_list_netstring(id_tag) || coalesce(
-                (SELECT string_agg(local_list_netstring(key) || local_list_netstring(value), ''
-                                   ORDER BY convert_to(key, 'UTF8'))
-                 FROM jsonb_each_text(info)),
-                ''),
-            'UTF8')) AS h
+                   octet_length(convert_to(key, 'UTF8')) || ':' || key
+                   || coalesce('10:expiryDate' || octet_length(convert_to(value ->> 'expiryDate',
+                      'UTF8')) || ':' || (value ->> 'expiryDate'), '')
+                   || coalesce('11:parentIdTag' || octet_length(convert_to(value ->> 'parentIdTag',
+                      'UTF8')) || ':' || (value ->> 'parentIdTag'), '')
+                   || coalesce('6:status' || octet_length(convert_to(value ->> 'status',
+                      'UTF8')) || ':' || (value ->> 'status'), ''),
+                   'UTF8')) AS h
+        FROM jsonb_each(entries)
+        WHERE tags IS NULL OR key = ANY(tags)
+        OFFSET 0  -- h computed once per entry, not once per use
     ) AS hashed
     $$;
 
@@ -45,9 +55,8 @@ CREATE FUNCTION local_list_entry_hash(id_tag text, info jsonb) RETURNS numeric
 CREATE FUNCTION local_list_digest(entries jsonb) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     AS $$
-    SELECT 'sum:' || (coalesce(sum(local_list_entry_hash(key, value)), 0)
-                      % 340282366920938463463374607431768211456)::text
-    FROM jsonb_each(entries)
+    SELECT 'sum:' || (hashes % 340282366920938463463374607431768211456)::text
+    FROM local_list_hashes(entries, NULL)
     $$;
 
 -- A digest with the hashes ``added`` added and ``taken`` taken away.
