@@ -113,36 +113,42 @@ def _upsert(changes: dict[str, Any]) -> str:
 def _recorded(columns: list[str]) -> str:
     """The statement recording an accepted update of charger $1 (see
     :meth:`LocalListRepository.record_update`): $2 the entries it sets, $3 the tags it
-    touches, $4 how many entries it sets, $5 whether it is a Full, then ``columns`` ($6...).
+    touches (sets or removes), $4 the tags it removes, $5 how many entries it sets, $6
+    whether it is a Full, then ``columns`` ($7...).
 
     One statement, so one round trip: the upsert locks the row and computes every column
     from the row as it is then (two answers of one charger recorded at once each see the
-    other's result). Of the entries held, only those the update touches are hashed (to take
-    them away from the digest): PostgreSQL still reads the whole list once, in C (it is one
-    jsonb value), but nothing of it comes to Python. A digest not of the sum form (written
+    other's result). Of the entries held only those the update touches are hashed (to take
+    them away from the digest), and only when it touches one at all (``?|``, a look-up per
+    tag): adding tags, as the messages after a Full's first do, hashes none of the held
+    ones. PostgreSQL still reads and writes the whole jsonb value, in C; nothing of it
+    comes to Python. Set entries replace held ones by ``||``: only removed tags go through
+    ``-`` (a scan of the list per tag removed). A digest not of the sum form (written
     before migration 0018) is computed from the whole list instead, once."""
     unknown = set(columns) - _COLUMNS
     if unknown or {"entries", "digest", "size"} & set(columns):
         raise ValueError(f"not a column an update sets alongside its entries: {columns}")
     names = "".join(f", {name}" for name in columns)
-    values = "".join(f", ${i + 6}" for i in range(len(columns)))
+    values = "".join(f", ${i + 7}" for i in range(len(columns)))
     updates = "".join(f", {name} = EXCLUDED.{name}" for name in columns)
     return f"""
         INSERT INTO local_lists AS l (charge_point_id, entries, digest, size{names}, updated_at)
-        VALUES ($1, $2::jsonb, local_list_digest($2::jsonb), $4{values}, now())
+        VALUES ($1, $2::jsonb, local_list_digest($2::jsonb), $5{values}, now())
         ON CONFLICT (charge_point_id) DO UPDATE SET
-            entries = CASE WHEN $5 THEN EXCLUDED.entries
-                           ELSE (l.entries - $3::text[]) || EXCLUDED.entries END,
+            entries = CASE WHEN $6 THEN EXCLUDED.entries
+                           ELSE (l.entries - $4::text[]) || EXCLUDED.entries END,
             (size, digest) = (
-                SELECT CASE WHEN $5 THEN EXCLUDED.size
+                SELECT CASE WHEN $6 THEN EXCLUDED.size
                             ELSE l.size - held.present + EXCLUDED.size END,
-                       CASE WHEN $5 THEN EXCLUDED.digest
+                       CASE WHEN $6 THEN EXCLUDED.digest
                             WHEN l.digest LIKE 'sum:%' THEN local_list_digest_moved(
                                 l.digest, substr(EXCLUDED.digest, 5)::numeric, held.hashes)
-                            ELSE local_list_digest((l.entries - $3::text[]) || EXCLUDED.entries)
+                            ELSE local_list_digest((l.entries - $4::text[]) || EXCLUDED.entries)
                        END
-                FROM local_list_hashes(CASE WHEN $5 THEN '{{}}'::jsonb ELSE l.entries END,
-                                       $3::text[]) AS held
+                FROM local_list_hashes(
+                    CASE WHEN $6 OR NOT l.entries ?| $3::text[] THEN '{{}}'::jsonb
+                         ELSE l.entries END,
+                    $3::text[]) AS held
             ){updates}, updated_at = now()
     """
 
@@ -224,12 +230,10 @@ class LocalListRepository:
             touched[entry["idTag"]] = entry.get("idTagInfo")
         full = update["updateType"] == "Full"
         sets = {tag: dict(info) for tag, info in touched.items() if info is not None}
+        removed = [tag for tag, info in touched.items() if info is None]
         sql = _recorded(list(changes))
-        await self._database.run(
-            lambda c: c.execute(
-                sql, charge_point_id, sets, list(touched), len(sets), full, *changes.values()
-            )
-        )
+        arguments = (sets, list(touched), removed, len(sets), full, *changes.values())
+        await self._database.run(lambda c: c.execute(sql, charge_point_id, *arguments))
 
     async def limits(self, charge_point_id: str) -> tuple[int | None, int | None]:
         """``(SendLocalListMaxLength, LocalAuthListMaxLength)`` from the charger's known
