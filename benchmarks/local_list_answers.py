@@ -10,7 +10,9 @@ its answer comes; and a Differential of 10 tags to a charger holding 1,000 (a fe
 changed). The two paths take turns, charger by charger, so the machine's noise falls on
 both. Per answer: wall time (the round trips and PostgreSQL's work included) and this
 process's CPU time (Voltaro's side: encoding, decoding, hashing), median and 90th
-percentile, and per Full list the totals. Results:
+percentile, and per Full list the totals; and PostgreSQL's CPU time (all its processes,
+from ``/proc``, in clock ticks: a mean per answer over the run, not per answer), since the
+work moved there. Results:
 ``benchmarks/results/local-list-answers-<time>.json`` and ``.md``.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import statistics
 import sys
 import tempfile
@@ -39,6 +42,23 @@ from voltaro.store.local_lists import LocalListRepository
 from voltaro.store.store import open_store
 
 Record = Callable[[Database, str, dict[str, Any]], Awaitable[None]]
+TICK = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(pgdata: Path) -> float:
+    """Seconds of CPU the PostgreSQL server in ``pgdata`` used so far (the postmaster and
+    its children now alive; the benchmark's connections live throughout)."""
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if postmaster in (pid, ppid):
+            total += (int(fields[11]) + int(fields[12])) * TICK  # utime, stime
+    return total
 
 
 def whole_list_digest(entries: dict[str, Any]) -> str:
@@ -117,7 +137,9 @@ def summary(samples: list[tuple[float, float]]) -> dict[str, float]:
     return result
 
 
-async def measure(url: str, data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+async def measure(
+    url: str, data_dir: Path, pgdata: Path, args: argparse.Namespace
+) -> dict[str, Any]:
     wanted = {f"TAG-{n:05d}": {"status": "Accepted"} for n in range(args.tags)}
     for n in range(0, args.tags, 7):  # some entries as the wanted list has them: dated, parents
         wanted[f"TAG-{n:05d}"] = {
@@ -137,6 +159,7 @@ async def measure(url: str, data_dir: Path, args: argparse.Namespace) -> dict[st
     fulls: dict[str, list[tuple[float, float]]] = {name: [] for name in PATHS}
     totals: dict[str, list[tuple[float, float]]] = {name: [] for name in PATHS}
     diffs: dict[str, list[tuple[float, float]]] = {name: [] for name in PATHS}
+    server: dict[str, float] = dict.fromkeys(PATHS, 0.0)
     async with (
         trio_asyncio.open_loop(),
         open_store(url, data_dir, background=False) as store,
@@ -148,10 +171,12 @@ async def measure(url: str, data_dir: Path, args: argparse.Namespace) -> dict[st
                 order.reverse()
             for name, record in order:
                 cp = f"CP-{name.split()[0]}-{charger}"
+                before = server_cpu(pgdata)
                 samples = [await timed(record, database, cp, m) for m in messages]
                 fulls[name] += samples
                 totals[name].append((sum(s[0] for s in samples), sum(s[1] for s in samples)))
                 diffs[name].append(await timed(record, database, cp, differential))
+                server[name] += server_cpu(pgdata) - before
             print(f"charger {charger + 1}/{args.chargers}", file=sys.stderr)
         # both paths ended with the list the charger holds (and today's with its digest)
         expected = apply_update(wanted, differential)
@@ -163,6 +188,11 @@ async def measure(url: str, data_dir: Path, args: argparse.Namespace) -> dict[st
         "full_list_per_answer": {name: summary(s) for name, s in fulls.items()},
         "full_list_total": {name: summary(s) for name, s in totals.items()},
         "differential": {name: summary(s) for name, s in diffs.items()},
+        "postgres_cpu_ms_per_answer": {
+            name: round(used * 1000 / (args.chargers * (len(messages) + 1)), 3)
+            for name, used in server.items()
+        },
+        "list_json_bytes": len(orjson.dumps(wanted)),
     }
 
 
@@ -183,6 +213,10 @@ def markdown(result: dict[str, Any]) -> str:
                 f" {r['wall_median_ms']} | {r['wall_p90_ms']} | {r['cpu_median_ms']} |"
                 f" {r['cpu_p90_ms']} |"
             )
+    lines += ["", "PostgreSQL's CPU per answer, mean over all (ms):"]
+    for path, used in result["postgres_cpu_ms_per_answer"].items():
+        lines.append(f"- {path}: {used}")
+    lines.append(f"\nThe whole list as JSON: {result['list_json_bytes']:,} bytes.")
     return "\n".join(lines) + "\n"
 
 
@@ -200,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = Path(workdir)
         embedded = start_embedded(data_dir)
         try:
-            measured = trio.run(measure, embedded_url(embedded), data_dir, args)
+            url, pgdata = embedded_url(embedded), Path(embedded.pgdata)
+            measured = trio.run(measure, url, data_dir, pgdata, args)
         finally:
             stop_embedded(embedded)
     result = {"setup": {k: v for k, v in vars(args).items() if k != "out"}, **measured}
