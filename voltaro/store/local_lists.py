@@ -2,6 +2,10 @@
 keeping it in sync stands (the table ``local_lists``, migration 0013), and the list size
 limits a charger reported in its configuration.
 
+A list's ``digest`` is the sum of its entries' hashes (migration 0018, whose SQL functions
+keep it; :func:`voltaro.central.local_list_entries.digest` computes the same in Python), so
+an accepted update is recorded by what it changed (:meth:`LocalListRepository.record_update`).
+
 The rows are written by the charger's answers (an accepted update, a reported version, a
 refusal), all on the instance that holds the charger's session; see
 :mod:`voltaro.central.profiles.local_list` for what the states mean.
