@@ -2,6 +2,10 @@
 keeping it in sync stands (the table ``local_lists``, migration 0013), and the list size
 limits a charger reported in its configuration.
 
+A list's ``digest`` is the sum of its entries' hashes (migration 0018, whose SQL functions
+keep it; :func:`voltaro.central.local_list_entries.digest` computes the same in Python), so
+an accepted update is recorded by what it changed (:meth:`LocalListRepository.record_update`).
+
 The rows are written by the charger's answers (an accepted update, a reported version, a
 refusal), all on the instance that holds the charger's session; see
 :mod:`voltaro.central.profiles.local_list` for what the states mean.
@@ -9,7 +13,7 @@ refusal), all on the instance that holds the charger's session; see
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -110,6 +114,49 @@ def _upsert(changes: dict[str, Any]) -> str:
     )
 
 
+def _recorded(columns: list[str]) -> str:
+    """The statement recording an accepted update of charger $1 (see
+    :meth:`LocalListRepository.record_update`): $2 the entries it sets, $3 the tags it
+    touches (sets or removes), $4 the tags it removes, $5 how many entries it sets, $6
+    whether it is a Full, then ``columns`` ($7...).
+
+    One statement, so one round trip: the upsert locks the row and computes every column
+    from the row as it is then (two answers of one charger recorded at once each see the
+    other's result). Of the entries held only those the update touches are hashed (to take
+    them away from the digest), and only when it touches one at all (``?|``, a look-up per
+    tag): adding tags, as the messages after a Full's first do, hashes none of the held
+    ones. PostgreSQL still reads and writes the whole jsonb value, in C; nothing of it
+    comes to Python. Set entries replace held ones by ``||``: only removed tags go through
+    ``-`` (a scan of the list per tag removed). A digest not of the sum form (written
+    before migration 0018) is computed from the whole list instead, once."""
+    unknown = set(columns) - _COLUMNS
+    if unknown or {"entries", "digest", "size"} & set(columns):
+        raise ValueError(f"not a column an update sets alongside its entries: {columns}")
+    names = "".join(f", {name}" for name in columns)
+    values = "".join(f", ${i + 7}" for i in range(len(columns)))
+    updates = "".join(f", {name} = EXCLUDED.{name}" for name in columns)
+    return f"""
+        INSERT INTO local_lists AS l (charge_point_id, entries, digest, size{names}, updated_at)
+        VALUES ($1, $2::jsonb, local_list_digest($2::jsonb), $5{values}, now())
+        ON CONFLICT (charge_point_id) DO UPDATE SET
+            entries = CASE WHEN $6 THEN EXCLUDED.entries
+                           ELSE (l.entries - $4::text[]) || EXCLUDED.entries END,
+            (size, digest) = (
+                SELECT CASE WHEN $6 THEN EXCLUDED.size
+                            ELSE l.size - held.present + EXCLUDED.size END,
+                       CASE WHEN $6 THEN EXCLUDED.digest
+                            WHEN l.digest LIKE 'sum:%' THEN local_list_digest_moved(
+                                l.digest, substr(EXCLUDED.digest, 5)::numeric, held.hashes)
+                            ELSE local_list_digest((l.entries - $4::text[]) || EXCLUDED.entries)
+                       END
+                FROM local_list_hashes(
+                    CASE WHEN $6 OR NOT l.entries ?| $3::text[] THEN '{{}}'::jsonb
+                         ELSE l.entries END,
+                    $3::text[]) AS held
+            ){updates}, updated_at = now()
+    """
+
+
 class LocalListRepository:
     """Reads and writes of ``local_lists`` (one round trip each)."""
 
@@ -147,7 +194,10 @@ class LocalListRepository:
     ) -> None:
         """Set the columns ``changes(row)`` names, computed from the row as it is, in one
         transaction with the row locked: two answers of one charger recorded at once (an
-        operator's update crossing Voltaro's own) each see the other's result."""
+        operator's update crossing Voltaro's own) each see the other's result. The row is
+        read without its entries (``entries`` None; a list of a thousand tags is ~80 KB,
+        and every charger's version answer comes here): an update of the entries is
+        :meth:`record_update`'s."""
 
         async def write(connection: Connection) -> None:
             await connection.execute(
@@ -155,12 +205,39 @@ class LocalListRepository:
                 charge_point_id,
             )
             row = await connection.fetchrow(
-                "SELECT * FROM local_lists WHERE charge_point_id = $1 FOR UPDATE", charge_point_id
+                f"SELECT {_WITHOUT_ENTRIES} FROM local_lists WHERE charge_point_id = $1 FOR UPDATE",
+                charge_point_id,
             )
             values = changes(LocalListRecord.from_row(row))
+            if "entries" in values:
+                raise ValueError("the entries change with record_update, not change")
             await connection.execute(_upsert(values), charge_point_id, *values.values())
 
         await self._database.run_in_transaction(write)
+
+    async def record_update(
+        self,
+        charge_point_id: str,
+        update: Mapping[str, Any],
+        **changes: Any,
+    ) -> None:
+        """Record that the charger accepted ``update`` (a SendLocalList request: a Full
+        replaces its list, a Differential sets the entries with ``idTagInfo`` and removes
+        those without, the last of a tag's entries counting) and set the named columns
+        (not ``entries``, ``digest`` or ``size``, which follow from the update).
+
+        What it costs follows the update's size, not the list's: its entries are changed in
+        SQL and the digest (migration 0018) moved by their hashes alone, in one statement
+        that locks the row (see :func:`_recorded`); nothing of the list comes back."""
+        touched: dict[str, Any] = {}
+        for entry in update.get("localAuthorizationList") or ():
+            touched[entry["idTag"]] = entry.get("idTagInfo")
+        full = update["updateType"] == "Full"
+        sets = {tag: dict(info) for tag, info in touched.items() if info is not None}
+        removed = [tag for tag, info in touched.items() if info is None]
+        sql = _recorded(list(changes))
+        arguments = (sets, list(touched), removed, len(sets), full, *changes.values())
+        await self._database.run(lambda c: c.execute(sql, charge_point_id, *arguments))
 
     async def limits(self, charge_point_id: str) -> tuple[int | None, int | None]:
         """``(SendLocalListMaxLength, LocalAuthListMaxLength)`` from the charger's known

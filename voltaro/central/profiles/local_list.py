@@ -29,7 +29,6 @@ from typing import Any
 from voltaro.central.commands import InvalidCommand
 from voltaro.central.domain import Domain
 from voltaro.central.local_list_entries import (
-    apply_update,
     digest,
     full_update,
     send_local_list,
@@ -62,23 +61,19 @@ async def list_sent(
     status = result["status"]
     full = request["updateType"] == "Full"
     if status == "Accepted":
-
-        def accepted(record: LocalListRecord) -> dict[str, Any]:
-            entries = apply_update({} if full else record.entries or {}, request)
-            return {
-                "state": "synced",
-                "version": request["listVersion"],
-                "entries": entries,
-                "digest": digest(entries),
-                "size": len(entries),
-                "needs_full": False if full else record.needs_full,
-                "check_version": False,
-                "failures": 0,
-                "retry_at": None,
-                "last_status": status,
-            }
-
-        await lists.change(charge_point_id, accepted)
+        # Recorded in SQL at the cost of the update alone: a Full list in many messages
+        # would otherwise read and write the whole list at every one of them.
+        await lists.record_update(
+            charge_point_id,
+            request,
+            state="synced",
+            version=request["listVersion"],
+            check_version=False,
+            failures=0,
+            retry_at=None,
+            last_status=status,
+            **({"needs_full": False} if full else {}),
+        )
     elif status == "VersionMismatch":
         await lists.update(
             charge_point_id,
