@@ -4,19 +4,21 @@ tests can talk to it with plain HTTP clients and with the `ocpp` package's Charg
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 import pytest
 import websockets
 from ocpp.v16 import ChargePoint, call
 
 from tests.e2e import start_voltaro_with_loop
-from tests.threaded import trio_in_thread
+from tests.threaded import run_asyncio, trio_in_thread
 from voltaro.app import Voltaro
 from voltaro.config import Settings
 from voltaro.store.testing import TestPostgres
@@ -74,6 +76,21 @@ def live(pg_server: TestPostgres, tmp_path_factory: pytest.TempPathFactory) -> I
             yield Live(voltaro, voltaro.admin_url, token)
     finally:
         pg_server.drop_database(url)
+
+
+def run_sql(live: Live, statement: str, *args: Any) -> None:
+    """One statement on the live server's database, over a connection of its own (on a
+    thread of its own: a caller may be inside an event loop, as Playwright's sync API is)."""
+
+    async def execute() -> None:
+        connection = await asyncpg.connect(live.voltaro.settings.database_url)
+        try:
+            await connection.execute(statement, *args)
+        finally:
+            await connection.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(run_asyncio, execute()).result(timeout=60)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,8 +19,7 @@ from hypothesis import strategies as st
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.admin.conftest import Live
-from tests.threaded import run_asyncio
+from tests.admin.conftest import Live, run_sql
 from voltaro.central.redaction import REDACTED
 
 _ids = itertools.count(1)
@@ -197,19 +195,6 @@ def test_reads_are_total_over_values_put_there_by_hand(live: Live) -> None:
     assert detail["startTimestamp"] == "0001-01-01T00:00:00Z"
     assert detail["stopTimestamp"] == "9999-12-31T23:59:59.999999Z"
     assert detail["energyWh"] == 1.8e19  # beyond 2**53: a float, as JSON can carry it
-
-
-def run_sql(live: Live, statement: str, *args: Any) -> None:
-    """One statement on the live server's database, over a connection of its own."""
-
-    async def execute() -> None:
-        connection = await asyncpg.connect(live.voltaro.settings.database_url)
-        try:
-            await connection.execute(statement, *args)
-        finally:
-            await connection.close()
-
-    run_asyncio(execute())
 
 
 def test_negative_energy_is_flagged_not_billed(live: Live) -> None:

@@ -5,6 +5,7 @@ tags. Screenshots go to ``tests/dashboard/screenshots/`` (kept as CI artifacts).
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.admin.conftest import Live
+from tests.admin.conftest import Live, run_sql
 from tests.dashboard.charger import ScriptedCharger
 from tests.dashboard.conftest import SCREENSHOTS, TIMEOUT, TrioThread, sign_in
 
@@ -374,3 +375,29 @@ def test_a_charger_going_offline_shows_live(
     expect(row.locator(".badge.offline")).to_have_text("offline")
     expect(row.locator(".badge.stale").first).to_be_visible()  # last known states, faded
     shot(page, "12-offline")
+
+
+def test_a_charger_recorded_offline_while_connected_comes_back_live(
+    page: Any, live: Live, chargers: TrioThread
+) -> None:
+    """Something marked a connected charger offline (SQL by hand, here); its next message
+    puts it back online, and the list shows it without a reload (the ``online`` event)."""
+    from playwright.sync_api import expect
+
+    back = ScriptedCharger(live.ws_url("DASH-BACK"))
+    chargers.run(back.start, chargers.nursery)
+    presence = live.voltaro.central.presence
+    deadline = time.monotonic() + 30
+    while "DASH-BACK" in presence._heard:  # a restore round since it booted: it is not heard
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    run_sql(live, "UPDATE charge_points SET online = false WHERE id = 'DASH-BACK'")
+    page.goto(live.base + "/charge-points")
+    expect(page.locator("#live-state")).to_have_text("live")
+    page.evaluate("window.notReloaded = true")
+    row = page.locator('tr[data-cp="DASH-BACK"]')
+    expect(row.locator(".badge.offline")).to_have_text("offline")
+    chargers.run(back.call, "Heartbeat", {})  # heard: the next round (every 5 s) puts it online
+    expect(row.locator(".badge.online")).to_have_text("online", timeout=TIMEOUT)
+    assert page.evaluate("window.notReloaded") is True
+    chargers.run(back.close)
