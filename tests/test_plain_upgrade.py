@@ -3,10 +3,15 @@ what it leaves to h11, and that its answers are wsproto's, byte for byte."""
 
 from __future__ import annotations
 
+from urllib.parse import unquote, urlsplit
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 
+from voltaro.transport.handshake import charge_point_id_from_path, charge_point_id_problem
 from voltaro.transport.websocket import _plain_upgrade
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
@@ -117,3 +122,25 @@ def test_a_refusal_is_written_as_wsproto_writes_it() -> None:
     )
     expected += handshake.send(RejectData(body))
     assert io.written == expected
+
+
+PATHS = st.one_of(
+    st.text(alphabet="/ocp%?#:.aZ09-_~ \x00é2fe", max_size=24),
+    st.builds("/ocpp/{}".format, st.text(max_size=12)),
+    st.sampled_from(["/ocpp/CP1", "http://cs/ocpp/CP1", "//cs/ocpp/x", "/ocpp/a%2Fb", "/ocpp/%ff"]),
+)
+
+
+@given(PATHS)
+def test_a_plain_path_is_read_as_the_split_and_decoded_one(path: str) -> None:
+    # the id is read without urlsplit and unquote when they would change nothing
+    expected = None
+    raw = urlsplit(path).path
+    if raw.startswith("/ocpp/") and raw[6:] and "/" not in raw[6:]:
+        try:
+            expected = unquote(raw[6:], errors="strict")
+        except UnicodeDecodeError:
+            expected = None
+        if expected is not None and charge_point_id_problem(expected) is not None:
+            expected = None
+    assert charge_point_id_from_path(path) == expected

@@ -141,3 +141,11 @@ def test_without_chromium_the_browser_tests_skip_unless_required(
     monkeypatch.setenv("VOLTARO_REQUIRE_BROWSER", "1")
     with pytest.raises(pytest.fail.Exception, match="VOLTARO_REQUIRE_BROWSER=1"):
         no_browser("chromium is not installed")
+
+
+def test_an_event_is_published_once() -> None:
+    bus = EventBus()
+    event = bus.publish(Connected(charge_point_id="CP-1"))
+    with pytest.raises(ValueError, match="published already"):
+        bus.publish(event)
+    assert list(bus.recent) == [event]

@@ -37,14 +37,16 @@ def charge_point_id_problem(charge_point_id: str) -> str | None:
 
 def charge_point_id_from_path(path: str) -> str | None:
     """The percent-decoded charge point id of ``/ocpp/{id}``, or None when the path is not one."""
-    raw = urlsplit(path).path
+    # a charger's path is plain: only another form (absolute, a query) needs splitting
+    plain = path.startswith(OCPP_PATH_PREFIX) and "?" not in path and "#" not in path
+    raw = path if plain else urlsplit(path).path
     if not raw.startswith(OCPP_PATH_PREFIX):
         return None
     encoded = raw[len(OCPP_PATH_PREFIX) :]
     if not encoded or "/" in encoded:
         return None
     try:
-        charge_point_id = unquote(encoded, errors="strict")
+        charge_point_id = unquote(encoded, errors="strict") if "%" in encoded else encoded
     except UnicodeDecodeError:
         return None
     if charge_point_id_problem(charge_point_id) is not None:
