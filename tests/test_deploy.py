@@ -11,6 +11,8 @@ and no container runs here: there is no Docker daemon."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import os
 import re
@@ -25,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import trio
@@ -34,11 +37,13 @@ from trio_websocket import ConnectionClosed
 from benchmarks.cluster import TOKEN as CLUSTER_TOKEN
 from benchmarks.cluster import Node, free_port, healthy, start_node
 from tests.harness import RawCharger
+from tests.threaded import run_asyncio
 from tests.tools import installed_tool
 from voltaro.config import Settings
 from voltaro.store.testing import TestPostgres
 from voltaro.supervisor import SHUTDOWN_GRACE
 from voltaro.transport.server import ServerOptions
+from voltaro.transport.websocket import HandshakeFailed, open_client
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -387,11 +392,48 @@ def shipped_env(nodes: list[Node], lb_ocpp: int, lb_admin: int) -> dict[str, str
     return env
 
 
+async def handshake_from(local: str, port: int, charge_point_id: str, password: str) -> int | None:
+    """The HTTP status refusing a Basic-auth handshake to ``port`` from address ``local``;
+    None when admitted."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port, local_address=local)
+    credentials = base64.b64encode(f"{charge_point_id}:{password}".encode())
+    try:
+        websocket = await open_client(
+            stream,
+            f"127.0.0.1:{port}",
+            f"/ocpp/{charge_point_id}",
+            subprotocols=["ocpp1.6"],
+            extra_headers=[(b"Authorization", b"Basic " + credentials)],
+        )
+    except HandshakeFailed as failed:
+        return failed.status_code
+    finally:
+        with trio.move_on_after(5):
+            await stream.aclose()
+    del websocket
+    return None
+
+
+async def failed_login_addresses(url: str) -> list[str]:
+    """The addresses of the failed logins recorded (written in the background: waited for)."""
+    connection = await asyncpg.connect(url)
+    try:
+        for _ in range(100):
+            rows = await connection.fetch("SELECT remote_address FROM security_events")
+            if rows:
+                return [row["remote_address"] for row in rows]
+            await asyncio.sleep(0.1)
+        return []
+    finally:
+        await connection.close()
+
+
 async def through_the_proxy(
     nodes: list[Node], lb_ocpp: int, lb_admin: int
 ) -> tuple[set[str], dict[str, Any]]:
     """Chargers connect through the proxy until both nodes hold one (at most 10); the
-    instances holding them, and the audit record of a failed sign-in from 127.0.0.41."""
+    instances holding them, and the audit record of a failed sign-in from 127.0.0.41. On the
+    way, a charger fails its login from 127.0.0.42."""
     for node in nodes:  # both up, so HAProxy's checks see them within seconds
         await healthy(node.admin_url, within=120)
     await healthy(f"http://127.0.0.1:{lb_admin}")
@@ -414,6 +456,10 @@ async def through_the_proxy(
             if len(holders) == 2:
                 break
             await trio.sleep(1)  # a node the proxy has not seen healthy yet: soon
+        # a charger's failed login, from 127.0.0.42: recorded (and throttled) by its address
+        body = {"registrationStatus": "Accepted", "password": "s3cret-s3cret"}
+        assert (await api.put("/api/v1/charge-points/LOCKED", json=body)).is_success
+        assert await handshake_from("127.0.0.42", lb_ocpp, "LOCKED", "wrong") == 401
         transport = httpx.AsyncHTTPTransport(local_address="127.0.0.41")
         async with httpx.AsyncClient(base_url=api.base_url, transport=transport) as browser:
             wrong = await browser.post("/login", data={"name": "nobody", "password": "x" * 9})
@@ -429,7 +475,7 @@ def test_haproxy_spreads_chargers_and_forwards_the_operator_address(
 ) -> None:
     """Two nodes behind each shipped HAProxy configuration (the compose variant with its
     service names replaced by loopback ports): chargers land on both nodes, and a node that
-    trusts the proxy sees the operator's own address (X-Forwarded-For)."""
+    trusts the proxy sees the operator's and the charger's own addresses (X-Forwarded-For)."""
     haproxy = installed_tool("haproxy", "VOLTARO_REQUIRE_HAPROXY")
     url = pg_server.new_database()
     trusted = {"VOLTARO_TRUSTED_PROXIES": "127.0.0.1"}  # where HAProxy connects from here
@@ -451,6 +497,8 @@ def test_haproxy_spreads_chargers_and_forwards_the_operator_address(
         holders, entry = trio.run(through_the_proxy, nodes, lb_ocpp, lb_admin)
         assert holders == {"node1", "node2"}
         assert entry["action"] == "signIn" and entry["request"] == {"remoteAddress": "127.0.0.41"}
+        # the charger's own address, not the proxy's: what the failed-login throttle keys on
+        assert run_asyncio(failed_login_addresses(url)) == ["127.0.0.42"]
     finally:
         proxy.terminate()
         for node in nodes:

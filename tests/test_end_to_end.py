@@ -4,6 +4,7 @@ a full session by the `ocpp` package's ChargePoint, and the message log."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from typing import Any
 
@@ -84,6 +85,52 @@ async def test_basic_auth_password_is_required_when_set(
     async with open_websocket_url(url, subprotocols=["ocpp1.6"], extra_headers=good) as ws:
         await ws.send_message('[2,"h1","Heartbeat",{}]')
         assert (await ws.get_message()).startswith('[3,"h1"')
+
+
+def basic(charge_point_id: str, password: str) -> tuple[bytes, bytes]:
+    return (
+        b"Authorization",
+        b"Basic " + base64.b64encode(f"{charge_point_id}:{password}".encode()),
+    )
+
+
+async def test_behind_a_trusted_proxy_a_failed_login_blocks_the_chargers_address_not_the_proxys(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any
+) -> None:
+    """Behind a load balancer every charger arrives from the balancer's address: one charger
+    with a wrong password must not keep out every charger behind it (after a node is killed,
+    its chargers all log in afresh on the others). With the proxy trusted, the throttle keys
+    on the address it forwards, and that address is the one recorded."""
+    voltaro = await start(
+        nursery, voltaro_settings, unknown_chargers="reject", trusted_proxies="127.0.0.1"
+    )
+    for charge_point_id in ("BAD", "GOOD", "NEIGHBOUR"):
+        await voltaro.central.store.charge_points.upsert(
+            charge_point_id, status="Accepted", password_hash=hash_password("s3cret")
+        )
+    bad_site, good_site = (
+        (b"X-Forwarded-For", b"203.0.113.7"),
+        (b"X-Forwarded-For", b"198.51.100.9"),
+    )
+
+    wrong = [basic("BAD", "wrong"), bad_site]
+    assert await handshake_status(ws_url(voltaro, "BAD"), wrong) == 401
+    # another charger behind the same proxy, from another address: let in at once
+    good = [basic("GOOD", "s3cret"), good_site]
+    url = ws_url(voltaro, "GOOD")
+    async with open_websocket_url(url, subprotocols=["ocpp1.6"], extra_headers=good) as ws:
+        await ws.send_message('[2,"h1","Heartbeat",{}]')
+        assert (await ws.get_message()).startswith('[3,"h1"')
+    # the failing charger's own address is what is blocked
+    neighbour = [basic("NEIGHBOUR", "s3cret"), bad_site]
+    assert await handshake_status(ws_url(voltaro, "NEIGHBOUR"), neighbour) == 429
+
+    for _ in range(50):  # the failure's record is written in the background
+        rows = await fetch(voltaro, "SELECT charge_point_id, remote_address FROM security_events")
+        if rows:
+            break
+        await trio.sleep(0.1)
+    assert rows == [{"charge_point_id": "BAD", "remote_address": "203.0.113.7"}]
 
 
 async def test_message_log_has_every_frame_in_and_out(

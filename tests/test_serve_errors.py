@@ -1,15 +1,19 @@
 """`voltaro serve` that cannot start says why in one line and exits 2: a port in use (the
-chargers' or the admin API's), a database out of reach. No traceback for an operator's
-configuration problem."""
+chargers' or the admin API's), a database out of reach or one that refuses the URL (no
+such database or role). No traceback for an operator's configuration problem."""
 
 from __future__ import annotations
 
 import socket
+import urllib.parse
 from pathlib import Path
 
 import pytest
 
 from voltaro import cli
+from voltaro.store.testing import TestPostgres, pg_server
+
+__all__ = ["pg_server"]
 
 
 def serve(*flags: str) -> int:
@@ -42,4 +46,24 @@ def test_ports_in_use_and_an_unreachable_database_are_one_line_errors(
     assert serve("--database-url", "postgresql://nobody@127.0.0.1:1/none") == 2
     err = capsys.readouterr().err
     assert "error: cannot migrate: database unavailable" in err
+    assert "Traceback" not in err
+
+
+def test_a_database_or_role_that_does_not_exist_is_a_one_line_error(
+    pg_server: TestPostgres, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A new user's first multi-node start: the URL names a database not created yet, or a
+    role not made yet. The server is there and answers; waiting would not help."""
+    no_database = pg_server.url("no_such_database")
+    assert serve("--database-url", no_database, "--admin-port", "0") == 2
+    err = capsys.readouterr().err
+    assert "error: cannot migrate: the database at " in err
+    assert 'database "no_such_database" does not exist' in err
+    assert "Traceback" not in err
+
+    user = urllib.parse.urlsplit(no_database).username
+    no_role = pg_server.url().replace(f"//{user}", "//no_such_role", 1)
+    assert serve("--database-url", no_role, "--admin-port", "0") == 2
+    err = capsys.readouterr().err
+    assert 'role "no_such_role" does not exist' in err
     assert "Traceback" not in err

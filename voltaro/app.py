@@ -29,6 +29,7 @@ from voltaro.central.operations import Operations
 from voltaro.central.profile import Profile
 from voltaro.central.profiles import PROFILES
 from voltaro.central.sessions import CLOSE_GOING_AWAY, SessionRegistry
+from voltaro.client_address import parse_networks
 from voltaro.config import Settings, default_instance_id
 from voltaro.process_limits import freeze_long_lived_objects, raise_open_file_limit
 from voltaro.transport.server import (
@@ -153,6 +154,7 @@ def server_options(settings: Settings, *, reuse_port: bool = False) -> ServerOpt
         inbound_rate=settings.inbound_rate,
         inbound_burst=settings.inbound_burst,
         reuse_port=reuse_port,
+        trusted_proxies=parse_networks(settings.trusted_proxies),
     )
 
 

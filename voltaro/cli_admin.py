@@ -27,7 +27,6 @@ import getpass
 import io
 import sys
 import textwrap
-import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +53,7 @@ from voltaro.config import Settings
 from voltaro.store import Store, StoreUnavailable, migrate, open_store
 from voltaro.store.audit import AuditEntry
 from voltaro.store.charge_points import ChargePointChange
+from voltaro.store.database import redacted_url
 from voltaro.store.embedded import embedded_exists
 from voltaro.store.id_tags import IdTagChange
 from voltaro.store.store import database_url
@@ -266,25 +266,6 @@ def which_database(settings: Settings, *, create: bool = False) -> str:
         where = f"database: embedded PostgreSQL in {data_dir}"
     print(where, file=sys.stderr)
     return where
-
-
-def redacted_url(url: str) -> str:
-    """``url`` without its password (in the user part or as a ``password`` parameter)."""
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        user, _, host = netloc.rpartition("@")
-        if ":" in user:
-            netloc = f"{user.split(':', 1)[0]}:***@{host}"
-    query = urllib.parse.urlencode(
-        [
-            (key, "***" if key == "password" else value)
-            for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-        ],
-        safe="*/",
-    )
-    # not urlunsplit: it drops the empty host of postgresql:///db?host=/socket/dir
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def _run(settings: Settings, operation: Callable[[Store], Awaitable[None]]) -> int:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
@@ -142,6 +143,25 @@ async def connect(url: str, timeout: float = CONNECT_TIMEOUT) -> Connection:
             connection.terminate()
         raise
     return connection
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its password (in the user part or as a ``password`` parameter)."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        if ":" in user:
+            netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    query = urllib.parse.urlencode(
+        [
+            (key, "***" if key == "password" else value)
+            for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="*/",
+    )
+    # not urlunsplit: it drops the empty host of postgresql:///db?host=/socket/dir
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 async def outages_unavailable(operation: Awaitable[T]) -> T:

@@ -18,6 +18,12 @@ import asyncpg
 _OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "58"})
 
 
+# SQLSTATEs of a server that answers but will not let this URL in, which no waiting cures:
+# class 28 invalid authorization (no such role, a wrong password), 3D000 no such database.
+_REFUSAL_SQLSTATE_CLASSES = frozenset({"28"})
+_REFUSAL_SQLSTATES = frozenset({"3D000"})
+
+
 class StoreError(Exception):
     """Base of the store's own exceptions."""
 
@@ -50,3 +56,12 @@ def is_outage(exc: BaseException, connection: Any = None) -> bool:
         # never-opened connection is an outage.
         return "closed" in str(exc) or "connect" in str(exc)
     return isinstance(exc, OSError | TimeoutError | asyncio.TimeoutError)
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """True when ``exc`` says the database server refused this URL's database, role or
+    password: a setting to correct, not an outage to wait out."""
+    if not isinstance(exc, asyncpg.PostgresError):
+        return False
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return sqlstate[:2] in _REFUSAL_SQLSTATE_CLASSES or sqlstate in _REFUSAL_SQLSTATES

@@ -17,8 +17,8 @@ from importlib import resources
 
 import trio_asyncio
 
-from voltaro.store.database import Connection, connect
-from voltaro.store.errors import StoreUnavailable, is_outage
+from voltaro.store.database import Connection, connect, redacted_url
+from voltaro.store.errors import StoreUnavailable, is_outage, is_refusal
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +105,24 @@ async def _migrate_aio(url: str) -> list[str]:
 async def migrate(url: str) -> list[str]:
     """Bring the database at ``url`` up to date (trio side; inside ``open_loop()``).
 
-    Returns the names of the files applied now (empty when already current).
+    Returns the names of the files applied now (empty when already current). Raises
+    :class:`StoreUnavailable` naming the database (without its password) when it is out of
+    reach, or refuses the URL's database, role or password.
     """
     try:
         result: list[str] = await trio_asyncio.aio_as_trio(_migrate_aio)(url)
     except Exception as exc:
+        # Named, since it may come from an environment variable set long ago; said in one
+        # line, since a start that fails here is an operator's to fix, not a crash.
+        where = redacted_url(url)
+        if is_refusal(exc):
+            raise StoreUnavailable(
+                f"cannot migrate: the database at {where} refused us: {exc} (VOLTARO_DATABASE_URL"
+                " / --database-url: its database and role must exist, its password be right)"
+            ) from exc
         if is_outage(exc):
-            raise StoreUnavailable(f"cannot migrate: database unavailable: {exc}") from exc
+            raise StoreUnavailable(
+                f"cannot migrate: database unavailable at {where}: {exc}"
+            ) from exc
         raise
     return result

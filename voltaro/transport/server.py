@@ -23,6 +23,13 @@ decision share that one deadline. A gate that has not decided by then (the datab
 say) is given up on and the charger is answered HTTP 503, retry later: the place the
 connection held among those in their handshake is worth more than a late answer.
 
+The gate judges failed logins by the client's address too (:mod:`voltaro.central.login_throttle`).
+Behind a load balancer every charger arrives from the balancer's address, so with
+``ServerOptions.trusted_proxies`` the address is the one the proxy wrote in
+``X-Forwarded-For`` (:mod:`voltaro.client_address`): one charger failing its password then
+keeps out its own address, not every charger behind the proxy. The limits at accept, before
+any request is read, still count the TCP peer.
+
 An admitted connection's reader is paced by the inbound limit (``inbound_rate`` bytes a
 second, ``inbound_burst`` at once; :class:`voltaro.transport.websocket.InboundLimit`).
 
@@ -50,6 +57,7 @@ from typing import Protocol
 
 import trio
 
+from voltaro.client_address import Network, client_address
 from voltaro.config import CannotStart
 from voltaro.ocppj.dialect import OCPP16, Dialect
 from voltaro.ocppj.endpoint import ChannelClosed
@@ -178,6 +186,8 @@ class ServerOptions:
     inbound_burst: float = INBOUND_BURST
     dialect: Dialect = OCPP16  # its subprotocol is the one a charger must offer
     reuse_port: bool = False  # SO_REUSEPORT: other processes listen on the port too
+    # proxies whose X-Forwarded-For names the charger to the gate (voltaro.client_address)
+    trusted_proxies: tuple[Network, ...] = ()
 
     def accept_limits(self) -> AcceptLimits:
         return AcceptLimits(
@@ -337,7 +347,8 @@ class OcppServer:
                 charge_point_id = charge_point_id_from_path(request.path)
             if request is not None and charge_point_id is not None:
                 password = password_for(charge_point_id, request.headers)
-                admission = await self._gate(charge_point_id, password, _host(remote))
+                address = _client(remote, request.headers, options.trusted_proxies)
+                admission = await self._gate(charge_point_id, password, address)
                 if admission.http_status is None and subprotocol in request.proposed_subprotocols:
                     websocket = await request.accept(subprotocol=subprotocol)
         if websocket is not None:
@@ -573,6 +584,16 @@ def leaf_exceptions(error: BaseException) -> list[BaseException]:
     if isinstance(error, BaseExceptionGroup):
         return [leaf for inner in error.exceptions for leaf in leaf_exceptions(inner)]
     return [error]
+
+
+def _client(remote: str, headers: list[tuple[bytes, bytes]], proxies: tuple[Network, ...]) -> str:
+    """The charger's address for the gate: the TCP peer's, or the one a trusted proxy
+    forwarded."""
+    peer = _host(remote)
+    if not proxies:
+        return peer
+    forwarded = [value.decode("latin-1") for name, value in headers if name == b"x-forwarded-for"]
+    return client_address(peer, forwarded, proxies) or peer
 
 
 def _host(remote: str) -> str:
