@@ -278,7 +278,7 @@ LOCAL_LIST = Profile(
             fills={"listVersion": 1},
         ),
     ),
-    migrations=("0013_local_lists.sql",),
+    migrations=("0013_local_lists.sql", "0018_local_list_digest_sums.sql"),
     tasks=(keep_local_lists_in_sync,),
     listings=(
         Listing(
