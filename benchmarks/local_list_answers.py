@@ -36,6 +36,7 @@ import trio_asyncio
 from benchmarks.cluster import write_results
 from benchmarks.run import ROOT
 from voltaro.central.local_list_entries import apply_update, digest, full_update
+from voltaro.central.profiles.local_list import record_accepted
 from voltaro.store.database import Connection, Database
 from voltaro.store.embedded import embedded_url, start_embedded, stop_embedded
 from voltaro.store.local_lists import LocalListRepository
@@ -103,19 +104,8 @@ async def whole_list(database: Database, charge_point_id: str, request: dict[str
 
 
 async def by_update(database: Database, charge_point_id: str, request: dict[str, Any]) -> None:
-    """Today's path, as ``list_sent`` calls it."""
-    full = request["updateType"] == "Full"
-    await LocalListRepository(database).record_update(
-        charge_point_id,
-        request,
-        state="synced",
-        version=request["listVersion"],
-        check_version=False,
-        failures=0,
-        retry_at=None,
-        last_status="Accepted",
-        **({"needs_full": False} if full else {}),
-    )
+    """Today's path, as ``list_sent`` takes it."""
+    await record_accepted(LocalListRepository(database), charge_point_id, request)
 
 
 PATHS: dict[str, Record] = {"whole-list (before)": whole_list, "by-update (now)": by_update}

@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_readme_path import stop_group
+from tests.test_readme_path import shell_blocks
 from tests.tools import installed_tool
 from voltaro.store.embedded import _import_pgserver
 from voltaro.store.testing import TestPostgres, pg_server
@@ -133,44 +132,27 @@ def test_the_multinode_walk_runs_as_written(pg_server: TestPostgres, workdir: Pa
     psql = Path(_import_pgserver().__file__).parent / "pginstall" / "bin"
     env = {name: value for name, value in os.environ.items() if not name.startswith("VOLTARO_")}
     env["PATH"] = f"{scripts}{os.pathsep}{env.get('PATH', '')}{os.pathsep}{psql}"
-    shell = subprocess.Popen(
-        ["bash", "-c", "set -eu\n" + script],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: what it left running, stopped below
-    )
     try:
-        try:
-            out, err = shell.communicate(timeout=BLOCK_SECONDS)
-        except subprocess.TimeoutExpired:
-            shell.kill()
-            out, err = shell.communicate()
-            pytest.fail(f"the blocks did not finish in {BLOCK_SECONDS} s:\n{out}\n{err}")
-        assert shell.returncode == 0, f"the blocks failed:\n{out}\n{err}"
+        with shell_blocks(script, workdir, env, BLOCK_SECONDS) as out:
+            # the command through each node: answered by the charger, wherever it is
+            assert out.count('"status": "Accepted"') == 3, out
+            # before the kill chargers on each node; after it, node 2's chargers came back
+            # through the proxy (how many of them by the second count depends on the machine's
+            # load: the simulator's reconnects say it, at the end)
+            before, after = counts(out)
+            assert len(before) == 3 and len(after) >= 2, out
+            node2 = next(name for name in before if name.endswith(f":{ocpp_base}2"))
 
-        # the command through each node: answered by the charger, wherever it is
-        assert out.count('"status": "Accepted"') == 3, out
-        # before the kill chargers on each node; after it, node 2's chargers came back
-        # through the proxy (how many of them by the second count depends on the machine's
-        # load: the simulator's reconnects say it, at the end)
-        before, after = counts(out)
-        assert len(before) == 3 and len(after) >= 2, out
-        node2 = next(name for name in before if name.endswith(f":{ocpp_base}2"))
-
-        # the accounting: every answered message stored, no error
-        fleet = (workdir / "fleet.txt").read_text()
-        assert re.search(r"^errors +0$", fleet, re.M), fleet
-        reconnects = re.search(r"^reconnects +(\d+),", fleet, re.M)
-        assert reconnects is not None and int(reconnects.group(1)) >= before[node2], fleet
-        stored = re.findall(r"^\s*(\d+)\s*$", out, re.M)  # psql's one-value rows, in order
-        meter_values = int(stored[0])
-        started, stopped = (int(n) for n in re.findall(r"^\s*(\d+) \|\s+(\d+)$", out, re.M)[0])
-        assert meter_values >= answered(fleet, "MeterValues") > 0
-        assert started >= answered(fleet, "StartTransaction") > 0
-        assert stopped >= answered(fleet, "StopTransaction")
+            # the accounting: every answered message stored, no error
+            fleet = (workdir / "fleet.txt").read_text()
+            assert re.search(r"^errors +0$", fleet, re.M), fleet
+            reconnects = re.search(r"^reconnects +(\d+),", fleet, re.M)
+            assert reconnects is not None and int(reconnects.group(1)) >= before[node2], fleet
+            stored = re.findall(r"^\s*(\d+)\s*$", out, re.M)  # psql's one-value rows, in order
+            meter_values = int(stored[0])
+            started, stopped = (int(n) for n in re.findall(r"^\s*(\d+) \|\s+(\d+)$", out, re.M)[0])
+            assert meter_values >= answered(fleet, "MeterValues") > 0
+            assert started >= answered(fleet, "StartTransaction") > 0
+            assert stopped >= answered(fleet, "StopTransaction")
     finally:
-        stop_group(shell.pid)
         pg_server.drop_database(url)

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -63,6 +64,33 @@ def free_port() -> int:
     return port
 
 
+@contextmanager
+def shell_blocks(script: str, cwd: Path, env: dict[str, str], seconds: float) -> Iterator[str]:
+    """Run ``script`` (README blocks) with ``bash -eu`` in a process group of its own, and
+    yield what it printed once it exited 0 within ``seconds``; what it left running (a
+    server, nodes, a proxy) is stopped when the block ends."""
+    shell = subprocess.Popen(
+        ["bash", "-c", "set -eu\n" + script],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        try:
+            out, err = shell.communicate(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            shell.kill()
+            out, err = shell.communicate()
+            pytest.fail(f"the blocks did not finish in {seconds} s:\n{out}\n{err}")
+        assert shell.returncode == 0, f"the blocks failed:\n{out}\n{err}"
+        yield out
+    finally:
+        stop_group(shell.pid)
+
+
 def stop_group(group: int) -> None:
     """Stop what the block left running (the server, in the shell's process group: the
     embedded PostgreSQL is in a session of its own and stops with the server)."""
@@ -95,23 +123,7 @@ def test_the_first_charging_session_runs_as_written(workdir: Path) -> None:
         "VOLTARO_OCPP_PORT": str(ocpp),
         "VOLTARO_ADMIN_PORT": str(admin),
     }
-    shell = subprocess.Popen(
-        ["bash", "-c", "set -eu\n" + script],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: the server started in it, stopped below
-    )
-    try:
-        try:
-            out, err = shell.communicate(timeout=BLOCK_SECONDS)
-        except subprocess.TimeoutExpired:
-            shell.kill()
-            out, err = shell.communicate()
-            pytest.fail(f"the block did not finish in {BLOCK_SECONDS} s:\n{out}\n{err}")
-        assert shell.returncode == 0, f"the block failed:\n{out}\n{err}"
+    with shell_blocks(script, workdir, env, BLOCK_SECONDS) as out:
         demo = workdir / "voltaro-demo"
         log = (demo / "voltaro.log").read_text()
         assert f"chargers connect to ws://127.0.0.1:{ocpp}/ocpp/{{chargePointId}}" in out
@@ -147,8 +159,6 @@ def test_the_first_charging_session_runs_as_written(workdir: Path) -> None:
         )
         assert today is not None, overview.text
         assert float(today.group(1).replace(",", "")) > 0
-    finally:
-        stop_group(shell.pid)
 
 
 # A charge point id in an example: the argument after `voltaro command ACTION` or

@@ -19,6 +19,7 @@ OCPP_PATH_PREFIX = "/ocpp/"
 MAX_CHARGE_POINT_ID_LENGTH = 48
 _FORBIDDEN_IN_ID = re.compile(r"[\x00-\x1f\x7f/]")
 _DOT_SEGMENTS = frozenset({".", ".."})
+_NOT_PLAIN = "?#\t\r\n"  # what makes urlsplit's path differ from a path that starts with /
 
 
 def charge_point_id_problem(charge_point_id: str) -> str | None:
@@ -37,9 +38,13 @@ def charge_point_id_problem(charge_point_id: str) -> str | None:
 
 def charge_point_id_from_path(path: str) -> str | None:
     """The percent-decoded charge point id of ``/ocpp/{id}``, or None when the path is not one."""
-    # a charger's path is plain: only another form (absolute, a query) needs splitting
-    plain = path.startswith(OCPP_PATH_PREFIX) and "?" not in path and "#" not in path
-    raw = path if plain else urlsplit(path).path
+    # a charger's path is plain: only another form (absolute, a query, what urlsplit drops)
+    # needs splitting
+    plain = path.startswith(OCPP_PATH_PREFIX) and not any(c in path for c in _NOT_PLAIN)
+    try:
+        raw = path if plain else urlsplit(path).path
+    except ValueError:  # "//[x": not a URL at all
+        return None
     if not raw.startswith(OCPP_PATH_PREFIX):
         return None
     encoded = raw[len(OCPP_PATH_PREFIX) :]

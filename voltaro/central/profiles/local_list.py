@@ -59,21 +59,8 @@ async def list_sent(
     sets the state (see the module doc)."""
     lists = LocalListRepository(domain.store.database)
     status = result["status"]
-    full = request["updateType"] == "Full"
     if status == "Accepted":
-        # Recorded in SQL at the cost of the update alone: a Full list in many messages
-        # would otherwise read and write the whole list at every one of them.
-        await lists.record_update(
-            charge_point_id,
-            request,
-            state="synced",
-            version=request["listVersion"],
-            check_version=False,
-            failures=0,
-            retry_at=None,
-            last_status=status,
-            **({"needs_full": False} if full else {}),
-        )
+        await record_accepted(lists, charge_point_id, request)
     elif status == "VersionMismatch":
         await lists.update(
             charge_point_id,
@@ -88,6 +75,26 @@ async def list_sent(
         )
     else:
         await lists.update(charge_point_id, state="not_supported", last_status=status)
+
+
+async def record_accepted(
+    lists: LocalListRepository, charge_point_id: str, request: Payload
+) -> None:
+    """The charger accepted SendLocalList ``request``: its list is the update applied, in
+    sync. Recorded in SQL at the cost of the update alone: a Full list in many messages
+    would otherwise read and write the whole list at every one of them."""
+    full = request["updateType"] == "Full"
+    await lists.record_update(
+        charge_point_id,
+        request,
+        state="synced",
+        version=request["listVersion"],
+        check_version=False,
+        failures=0,
+        retry_at=None,
+        last_status="Accepted",
+        **({"needs_full": False} if full else {}),
+    )
 
 
 async def version_read(
