@@ -392,18 +392,23 @@ def shipped_env(nodes: list[Node], lb_ocpp: int, lb_admin: int) -> dict[str, str
     return env
 
 
-async def handshake_from(local: str, port: int, charge_point_id: str, password: str) -> int | None:
-    """The HTTP status refusing a Basic-auth handshake to ``port`` from address ``local``;
-    None when admitted."""
+async def handshake_from(
+    local: str, port: int, charge_point_id: str, password: str | None
+) -> int | None:
+    """The HTTP status refusing a handshake (Basic auth with ``password`` unless None) to
+    ``port`` from address ``local``; None when admitted."""
     stream = await trio.open_tcp_stream("127.0.0.1", port, local_address=local)
-    credentials = base64.b64encode(f"{charge_point_id}:{password}".encode())
+    headers = []
+    if password is not None:
+        credentials = base64.b64encode(f"{charge_point_id}:{password}".encode())
+        headers.append((b"Authorization", b"Basic " + credentials))
     try:
         websocket = await open_client(
             stream,
             f"127.0.0.1:{port}",
             f"/ocpp/{charge_point_id}",
             subprotocols=["ocpp1.6"],
-            extra_headers=[(b"Authorization", b"Basic " + credentials)],
+            extra_headers=headers,
         )
     except HandshakeFailed as failed:
         return failed.status_code
@@ -460,6 +465,8 @@ async def through_the_proxy(
         body = {"registrationStatus": "Accepted", "password": "s3cret-s3cret"}
         assert (await api.put("/api/v1/charge-points/LOCKED", json=body)).is_success
         assert await handshake_from("127.0.0.42", lb_ocpp, "LOCKED", "wrong") == 401
+        # one let in from 127.0.0.43: its node's log names it, and the proxy it came through
+        assert await handshake_from("127.0.0.43", lb_ocpp, "LB-VIA", None) is None
         transport = httpx.AsyncHTTPTransport(local_address="127.0.0.41")
         async with httpx.AsyncClient(base_url=api.base_url, transport=transport) as browser:
             wrong = await browser.post("/login", data={"name": "nobody", "password": "x" * 9})
@@ -499,6 +506,8 @@ def test_haproxy_spreads_chargers_and_forwards_the_operator_address(
         assert entry["action"] == "signIn" and entry["request"] == {"remoteAddress": "127.0.0.41"}
         # the charger's own address, not the proxy's: what the failed-login throttle keys on
         assert run_asyncio(failed_login_addresses(url)) == ["127.0.0.42"]
+        logs = "".join((tmp_path / f"{node.name}.log").read_text() for node in nodes)
+        assert re.search(r"LB-VIA connected from 127\.0\.0\.43 via 127\.0\.0\.1:\d+", logs)
     finally:
         proxy.terminate()
         for node in nodes:

@@ -338,6 +338,7 @@ class OcppServer:
         options = self._options
         subprotocol = options.dialect.subprotocol
         request = charge_point_id = admission = websocket = None
+        shown = remote  # the charger as its log lines name it
         with trio.move_on_at(trio.current_time() + options.handshake_timeout) as within:
             pacer = None if self._inbound is None else ReadPacer(self._inbound, self._pacing)
             request = await read_upgrade_request(
@@ -348,13 +349,15 @@ class OcppServer:
             if request is not None and charge_point_id is not None:
                 password = password_for(charge_point_id, request.headers)
                 address = _client(remote, request.headers, options.trusted_proxies)
+                if address != _host(remote):  # forwarded by a trusted proxy
+                    shown = f"{address} via {remote}"
                 admission = await self._gate(charge_point_id, password, address)
                 if admission.http_status is None and subprotocol in request.proposed_subprotocols:
                     websocket = await request.accept(subprotocol=subprotocol)
         if websocket is not None:
             assert charge_point_id is not None and admission is not None
             return ChargePointConnection(
-                charge_point_id, websocket, admission.lenient, remote, options.close_timeout
+                charge_point_id, websocket, admission.lenient, shown, options.close_timeout
             )
         if request is None:
             if within.cancelled_caught:
