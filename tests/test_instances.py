@@ -17,7 +17,7 @@ from trio_websocket import ConnectionClosed
 
 from tests.e2e import e2e_settings, fetch, ws_url
 from tests.harness import RawCharger
-from voltaro.app import Voltaro, start_voltaro
+from voltaro.app import Voltaro, start_ocpp_worker, start_voltaro
 from voltaro.central.domain_events import BackOnline, Booted, event_json
 from voltaro.central.local_list_entries import apply_update
 from voltaro.config import Settings
@@ -204,6 +204,33 @@ async def test_live_events_reach_every_instance(
     # the first instance's own bus has it once, not relayed back to it
     booted_here = [e for e in first.central.events.recent if isinstance(e, Booted)]
     assert len(booted_here) == 1 and booted_here[0].origin is None
+
+
+async def test_a_worker_without_a_dashboard_is_not_sent_the_live_events_of_others(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
+) -> None:
+    """A worker of ``--workers`` shows no dashboard: other instances' events are not
+    relayed to it (an instance with a dashboard still gets them)."""
+    first = await start(nursery, voltaro_settings, tmp_path, "a")
+    second = await start(nursery, voltaro_settings, tmp_path, "b")
+    worker_settings = e2e_settings(
+        voltaro_settings, unknown_chargers="accept", data_dir=tmp_path / "w", instance_lease=3
+    )
+    worker: Voltaro = await nursery.start(start_ocpp_worker, worker_settings, 0)
+    membership = first.central._membership
+    assert membership is not None
+    with trio.fail_after(15):
+        while membership.alive < 3:
+            await trio.sleep(0.05)
+    with second.central.events.subscribe() as events:
+        charger = await RawCharger.connect(nursery, ws_url(first, "FAR"))
+        assert (await charger.call("BootNotification", BOOT))[0] == 3
+        with trio.fail_after(15):
+            async for event in events:
+                if isinstance(event, Booted) and event.charge_point_id == "FAR":
+                    break
+    await trio.sleep(1)  # the relay's notification reached every listener at once
+    assert [e for e in worker.central.events.recent if e.charge_point_id == "FAR"] == []
 
 
 async def test_a_registration_change_through_any_instance_applies_at_once(

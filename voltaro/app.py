@@ -265,6 +265,7 @@ async def _run_instance(
             if role is None
             else role_instance_id(settings, ocpp_port, role)
         ),
+        others_live_events=admin,
     )
     voltaro = Voltaro(settings, central, server, Operations(central), metrics)
     metrics.watch_connected(lambda: len(central.sessions) if central.running else 0)

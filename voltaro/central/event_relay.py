@@ -4,8 +4,9 @@ A browser's live stream comes from the instance it talks to, the charger may be 
 Each instance collects the events published on its bus and, while other instances are alive
 (:class:`~voltaro.central.membership.Membership`), sends them every :data:`FLUSH_PERIOD`
 seconds on ``voltaro_events`` (NOTIFY, a JSON list per notification, split to fit
-PostgreSQL's 8,000-byte payload limit); every other instance publishes them on its own bus,
-marked with their ``origin``, and never relays them again. Alone, an instance sends nothing.
+PostgreSQL's 8,000-byte payload limit); every other instance with a dashboard publishes them
+on its own bus, marked with their ``origin``, and never relays them again (the workers of
+``voltaro serve --workers`` have none and do not listen). Alone, an instance sends nothing.
 
 Live events are a view, not a record: a batch that cannot be sent (the database away, more
 than :data:`MAX_PENDING` waiting) is dropped and counted, never retried.
