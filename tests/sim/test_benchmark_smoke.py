@@ -33,8 +33,11 @@ def test_benchmark_command_runs_every_server_and_workload(tmp_path: Path) -> Non
     for result in results:
         assert result["errors"] == 0, result
         assert result["connected"] == result["chargers"]
+    by_simulator = [r for r in results if r["workload"] != "a-cross-check"]
+    assert all(r["driver_lag_p99_ms"] is not None for r in by_simulator)
     table = sorted(tmp_path.glob("*.md"))[-1].read_text()
     assert "| a-throughput | echo |" in table
+    assert "driver lag p99 ms" in table
 
 
 def test_each_scale_step_charges_with_tags_of_its_own() -> None:

@@ -64,6 +64,7 @@ def test_simulate_reports_json_and_fails_on_errors(
     assert summary["actions"]["BootNotification"]["count"] == 3
     assert summary["actions"]["Heartbeat"]["count"] >= 1  # how many fit in 1.5 s depends on load
     assert summary["messages_per_s"] > 0
+    assert summary["driver_lag_p99_ms"] is not None  # the simulator watched its own loop
 
 
 def test_the_default_connect_window_fits_in_half_the_run() -> None:

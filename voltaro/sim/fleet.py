@@ -194,6 +194,7 @@ async def _run_measured(
 
         if options.measure_after > 0:
             nursery.start_soon(mark_window)
+        nursery.start_soon(watch_lag, stats)
         with trio.move_on_after(options.duration) as run:
             if stop_signals:
                 stopping = await nursery.start(_stop_on_signal, stop_signals, run, nursery)
@@ -206,6 +207,18 @@ async def _run_measured(
         await _close_all(chargers, stats)
         nursery.cancel_scope.cancel()
     return window, elapsed, stopping.is_set()
+
+
+LAG_PERIOD = 0.05  # seconds between two looks at the loop's lag
+
+
+async def watch_lag(stats: FleetStats) -> None:
+    """Until cancelled: how much later than asked this loop wakes a sleeping task, into
+    ``stats.lag`` (the scheduling delay every answer to the simulated chargers sees too)."""
+    while True:
+        asked = trio.current_time() + LAG_PERIOD
+        await trio.sleep_until(asked)
+        stats.lag.add(max(trio.current_time() - asked, 0.0))
 
 
 async def _stop_on_signal(
@@ -435,6 +448,8 @@ def summary_table(summary: dict[str, Any]) -> str:
         f"messages          {summary['messages']} ({summary['messages_per_s']:.1f}/s)",
         f"latency           p50 {summary['p50_ms']} ms  p95 {summary['p95_ms']} ms"
         f"  p99 {summary['p99_ms']} ms",
+        f"driver's own lag  p50 {summary['driver_lag_p50_ms']} ms"
+        f"  p99 {summary['driver_lag_p99_ms']} ms",
         f"sessions          {summary['sessions_started']} started,"
         f" {summary['sessions_completed']} completed, {summary['sessions_refused']} refused",
         f"queued, replayed  {summary['queued_replayed']}",

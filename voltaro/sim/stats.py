@@ -103,6 +103,10 @@ class FleetStats:
     sessions_completed: int = 0
     queued_replayed: int = 0
     latency: dict[str, Histogram] = field(default_factory=dict)
+    lag: Histogram = field(default_factory=Histogram)
+    """How late the simulator's own loop woke a task that slept
+    (:func:`voltaro.sim.fleet.watch_lag`). An answer waits as long before its latency is
+    taken, so a long lag says a latency is the load generator's, not the server's."""
 
     def record_latency(self, action: str, seconds: float) -> None:
         histogram = self.latency.get(action)
@@ -133,6 +137,7 @@ class FleetStats:
         self.protocol_errors.update(other.protocol_errors)
         for action, histogram in other.latency.items():
             self.latency.setdefault(action, Histogram()).merge(histogram)
+        self.lag.merge(other.lag)
 
     def window_since(self, earlier: FleetStats) -> FleetStats:
         """Latencies and message counts since the snapshot ``earlier``; the gauges (connected,
@@ -144,6 +149,7 @@ class FleetStats:
             for action, histogram in self.latency.items()
         }
         window.latency = {a: h for a, h in window.latency.items() if h.count}
+        window.lag = self.lag.minus(earlier.lag)
         return window
 
     def to_json(self) -> dict[str, Any]:
@@ -152,6 +158,7 @@ class FleetStats:
             "call_errors": dict(self.call_errors),
             "protocol_errors": dict(self.protocol_errors),
             "latency": {action: h.to_json() for action, h in self.latency.items()},
+            "lag": self.lag.to_json(),
         }
 
     @classmethod
@@ -162,6 +169,7 @@ class FleetStats:
         stats.call_errors = Counter(data["call_errors"])
         stats.protocol_errors = Counter(data["protocol_errors"])
         stats.latency = {a: Histogram.from_json(h) for a, h in data["latency"].items()}
+        stats.lag = Histogram.from_json(data["lag"])
         return stats
 
 
@@ -201,5 +209,7 @@ def summarize(stats: FleetStats, elapsed: float) -> dict[str, Any]:
         "sessions_refused": stats.sessions_refused,
         "sessions_completed": stats.sessions_completed,
         "queued_replayed": stats.queued_replayed,
+        "driver_lag_p50_ms": ms(stats.lag.percentile(0.50)),
+        "driver_lag_p99_ms": ms(stats.lag.percentile(0.99)),
         "actions": actions,
     }
