@@ -116,10 +116,12 @@ async def test_lost_listener_never_answers_from_a_stale_cache(
         pg_server.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         pg_server.execute(f"SELECT pg_terminate_backend({cache.listener_pid})")
 
+    assert [r.id_tag for r in cache.records() or []] == ["CARD"]
     await trio.to_thread.run_sync(drop_listener)
     with trio.fail_after(10):
         while cache.valid:
             await trio.sleep(0.01)
+    assert cache.records() is None  # whoever wants them all reads the table meanwhile
 
     # A change no notification can announce is still seen at once: lookups go to the table.
     assert await central.store.id_tags.set_status("CARD", "Blocked")

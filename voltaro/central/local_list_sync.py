@@ -270,9 +270,14 @@ class LocalListSync:
     async def round(self, marked: dict[str, bool]) -> None:
         """Bring every charger of ``marked`` up to date (a few at a time). What is needed to
         see that a charger's list is right is read for all of them at once, so a round over
-        many chargers whose lists are right costs three queries."""
+        many chargers whose lists are right costs two queries (the tags come from the id tag
+        cache while it is valid: reading a table of 40,000 tags was ~1% of a worker's time
+        while a fleet of 20,000 came online)."""
         self.rounds += 1
-        records = await self._ctx.domain.store.id_tags.list_all()
+        store = self._ctx.domain.store
+        records = store.id_tag_cache.records()
+        if records is None:
+            records = await store.id_tags.list_all()
         now = utc_now()
         upcoming = next_change(records, now)
         if upcoming is not None:

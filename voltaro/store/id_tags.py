@@ -134,6 +134,10 @@ class IdTagCache:
         self.misses += 1
         return await self._database.run(_fetch_one, id_tag)
 
+    def records(self) -> list[IdTagRecord] | None:
+        """Every tag's row from memory (in no order), or None while the cache is invalid."""
+        return list(self._tags.values()) if self._valid else None
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep the cache valid: connect, LISTEN, load, watch; on any loss invalidate and
         start over. Reports started once the first load is done (or failed: then lookups
