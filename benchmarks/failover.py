@@ -15,14 +15,18 @@ Reported:
 - the simulator's errors and latencies over the whole run (a charger whose node dies sees
   its connection close and reconnects; calls in flight at the kill are sent again).
 
-Results go to ``benchmarks/results/failover-<timestamp>.json`` and ``.md``. It needs
-Debian's ``haproxy``. Loopback only; bounded by ``--seconds``.
+Results go to ``benchmarks/results/failover-<timestamp>.json`` and ``.md``. With ``--logs
+DIR`` the run's logs are kept there: each node's (``node1.log`` ..., at ``--log-level``),
+HAProxy's (``haproxy.log``: servers going down and up, and a line per connection: the server
+chosen, the status, retries), the simulator's (``simulate.log``) and its summary
+(``simulate.json``). It needs Debian's ``haproxy``. Loopback only; bounded by ``--seconds``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -43,7 +47,8 @@ from voltaro.store.embedded import embedded_url, start_embedded, stop_embedded
 from voltaro.store.migrate import migrate
 
 POLL = 0.1  # seconds between looks at the database during recovery
-SETTINGS = {"VOLTARO_LOG_LEVEL": "WARNING", "VOLTARO_INSTANCE_LEASE": "10"}
+SETTINGS = {"VOLTARO_INSTANCE_LEASE": "10"}
+LOGS = ("node1.log", "node2.log", "node3.log", "haproxy.log", "simulate.log", "simulate.json")
 
 
 async def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -68,7 +73,10 @@ async def run(args: argparse.Namespace, workdir: Path, haproxy: str) -> dict[str
             for connector in (1, 2)
         ]
         await query(url, "INSERT INTO id_tags (id_tag) SELECT unnest($1::text[])", tags)
-        with cluster(url, workdir, haproxy=haproxy, settings=SETTINGS) as nodes:
+        settings = {**SETTINGS, "VOLTARO_LOG_LEVEL": args.log_level}
+        with cluster(
+            url, workdir, haproxy=haproxy, settings=settings, log_connections=args.logs is not None
+        ) as nodes:
             for node in nodes.nodes:
                 await healthy(node.admin_url)
             await trio.sleep(2.5)  # the proxy's health checks see every node up
@@ -86,8 +94,9 @@ async def failover(args: argparse.Namespace, nodes: Any, url: str, workdir: Path
         "--quiet",
     ]
     output = workdir / "simulate.json"
-    with open(output, "wb") as out:
-        fleet = subprocess.Popen(simulate, stdout=out, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, VOLTARO_LOG_LEVEL=args.log_level)
+    with open(output, "wb") as out, open(workdir / "simulate.log", "wb") as err:
+        fleet = subprocess.Popen(simulate, stdout=out, stderr=err, env=env)
         try:
             await trio.sleep(args.kill_at)
             victim = nodes.nodes[0]
@@ -111,6 +120,7 @@ async def failover(args: argparse.Namespace, nodes: Any, url: str, workdir: Path
         "recovery_s": recovered,
         **await acknowledged_and_stored(url, summary),
         "simulator": {k: summary[k] for k in ("messages", "errors", "p50_ms", "p99_ms")},
+        "simulator_errors": {**summary["call_errors"], **summary["protocol_errors"]},
         "simulator_connects": summary["connects"],
         "simulator_connect_failures": summary["connect_failures"],
     }
@@ -166,6 +176,13 @@ def table(result: dict[str, Any]) -> str:
     )
 
 
+def keep_logs(workdir: Path, logs: Path) -> None:
+    logs.mkdir(parents=True, exist_ok=True)
+    for name in LOGS:
+        if (workdir / name).exists():
+            shutil.copy(workdir / name, logs / name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chargers", type=int, default=300)
@@ -175,6 +192,17 @@ def main(argv: list[str] | None = None) -> int:
         "--time-scale", type=float, default=10.0, help="simulated time speed: sessions end"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument(
+        "--logs",
+        type=Path,
+        default=None,
+        help="keep the nodes', HAProxy's and the simulator's logs here",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        help="of the nodes and the simulator (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     haproxy = shutil.which("haproxy")
     if haproxy is None:
@@ -184,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     async def main_task() -> dict[str, Any]:
         async with trio_asyncio.open_loop():
             with tempfile.TemporaryDirectory(prefix="voltaro-failover-") as tmp:
-                return await run(args, Path(tmp), haproxy)
+                try:
+                    return await run(args, Path(tmp), haproxy)
+                finally:
+                    if args.logs is not None:
+                        keep_logs(Path(tmp), args.logs)
 
     result = trio.run(main_task)
     written = write_results(args.out, "failover", result, table(result))
