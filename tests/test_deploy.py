@@ -6,7 +6,8 @@ checks the unit; docker-compose's `config` validates the compose file, whose nod
 ports and HAProxy configuration are checked against Voltaro's; the Dockerfile's command,
 ports, variables and health check are checked against the settings (its health check is
 run against the live server); both HAProxy configurations run in front of two real nodes
-(the compose variant with its service names replaced by loopback ports). No image is built
+(the compose variant with its service names replaced by loopback ports), and send the
+handshakes a node killed under them left unanswered to the other node. No image is built
 and no container runs here: there is no Docker daemon."""
 
 from __future__ import annotations
