@@ -99,8 +99,11 @@ def cluster(
     nodes: int = 3,
     haproxy: str = "haproxy",
     settings: Mapping[str, str] | None = None,
+    log_connections: bool = False,
 ) -> Iterator[Cluster]:
-    """``nodes`` nodes and HAProxy in front, stopped (SIGTERM, then -9) at the end."""
+    """``nodes`` nodes and HAProxy in front, stopped (SIGTERM, then -9) at the end. Each
+    node logs to ``workdir/<name>.log``, HAProxy to ``workdir/haproxy.log`` (its servers
+    going up and down; with ``log_connections``, a line per connection as well)."""
     started = [start_node(f"node{n}", database_url, workdir, settings) for n in range(1, 4)]
     started = started[:nodes]
     lb_ocpp, lb_admin = free_port(), free_port()
@@ -110,8 +113,12 @@ def cluster(
         env[f"VOLTARO_NODE{n}"] = "127.0.0.1"
         env[f"VOLTARO_NODE{n}_OCPP"] = str(node.ocpp if node else free_port())
         env[f"VOLTARO_NODE{n}_ADMIN"] = str(node.admin if node else free_port())
+    config = HAPROXY_CONFIG
+    if log_connections:
+        config = workdir / "haproxy.cfg"
+        config.write_text(with_connection_log(HAPROXY_CONFIG.read_text()))
     proxy = subprocess.Popen(
-        [haproxy, "-db", "-f", str(HAPROXY_CONFIG)],
+        [haproxy, "-db", "-f", str(config)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=open(workdir / "haproxy.log", "wb"),  # noqa: SIM115
@@ -133,6 +140,13 @@ def cluster(
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def with_connection_log(config: str) -> str:
+    """``config`` logging every connection to stderr (HAProxy's HTTP log format: times,
+    server chosen, status, termination state, retries), timestamped."""
+    config = config.replace("\nglobal\n", "\nglobal\n    log stderr format iso local0 info\n", 1)
+    return config.replace("\ndefaults\n", "\ndefaults\n    log global\n    option httplog\n", 1)
 
 
 async def healthy(admin_url: str, within: float = 60.0) -> None:

@@ -6,8 +6,10 @@ stress profile through the proxy, one node killed with -9 in the middle.
 
 Reported:
 
-- the chargers the dead node held, and the time from the kill until every charger of the
-  fleet is recorded online at a live node again (polled in the database every 0.1 s);
+- the chargers the dead node held, and the time from the kill until each of them is
+  recorded online at a live node again (polled in the database every 0.1 s); and, apart,
+  until every charger of the fleet is (with a kill inside the connect window, the first half
+  of the run, that is when the last charger's first connect comes: the ramp, not the kill);
 - acknowledged messages lost: every MeterValues and StopTransaction the simulator had
   answered must be in the database at the end (MeterValues retries of the same content are
   stored once, and a charger only resends what it was not answered, so the counts must be
@@ -15,14 +17,18 @@ Reported:
 - the simulator's errors and latencies over the whole run (a charger whose node dies sees
   its connection close and reconnects; calls in flight at the kill are sent again).
 
-Results go to ``benchmarks/results/failover-<timestamp>.json`` and ``.md``. It needs
-Debian's ``haproxy``. Loopback only; bounded by ``--seconds``.
+Results go to ``benchmarks/results/failover-<timestamp>.json`` and ``.md``. With ``--logs
+DIR`` the run's logs are kept there: each node's (``node1.log`` ..., at ``--log-level``),
+HAProxy's (``haproxy.log``: servers going down and up, and a line per connection: the server
+chosen, the status, retries), the simulator's (``simulate.log``) and its summary
+(``simulate.json``). It needs Debian's ``haproxy``. Loopback only; bounded by ``--seconds``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -43,7 +49,8 @@ from voltaro.store.embedded import embedded_url, start_embedded, stop_embedded
 from voltaro.store.migrate import migrate
 
 POLL = 0.1  # seconds between looks at the database during recovery
-SETTINGS = {"VOLTARO_LOG_LEVEL": "WARNING", "VOLTARO_INSTANCE_LEASE": "10"}
+SETTINGS = {"VOLTARO_INSTANCE_LEASE": "10"}
+LOGS = ("node1.log", "node2.log", "node3.log", "haproxy.log", "simulate.log", "simulate.json")
 
 
 async def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -68,7 +75,10 @@ async def run(args: argparse.Namespace, workdir: Path, haproxy: str) -> dict[str
             for connector in (1, 2)
         ]
         await query(url, "INSERT INTO id_tags (id_tag) SELECT unnest($1::text[])", tags)
-        with cluster(url, workdir, haproxy=haproxy, settings=SETTINGS) as nodes:
+        settings = {**SETTINGS, "VOLTARO_LOG_LEVEL": args.log_level}
+        with cluster(
+            url, workdir, haproxy=haproxy, settings=settings, log_connections=args.logs is not None
+        ) as nodes:
             for node in nodes.nodes:
                 await healthy(node.admin_url)
             await trio.sleep(2.5)  # the proxy's health checks see every node up
@@ -86,19 +96,21 @@ async def failover(args: argparse.Namespace, nodes: Any, url: str, workdir: Path
         "--quiet",
     ]
     output = workdir / "simulate.json"
-    with open(output, "wb") as out:
-        fleet = subprocess.Popen(simulate, stdout=out, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, VOLTARO_LOG_LEVEL=args.log_level)
+    with open(output, "wb") as out, open(workdir / "simulate.log", "wb") as err:
+        fleet = subprocess.Popen(simulate, stdout=out, stderr=err, env=env)
         try:
             await trio.sleep(args.kill_at)
             victim = nodes.nodes[0]
             held = await query(
-                url,
-                "SELECT count(*) FROM charge_points WHERE online AND instance_id = $1",
-                victim.name,
+                url, "SELECT id FROM charge_points WHERE online AND instance_id = $1", victim.name
             )
             killed_at = time.monotonic()
             victim.kill()
-            recovered = await recovery(url, victim.name, args.chargers, killed_at, args.seconds)
+            held_ids = [row["id"] for row in held]
+            recovered = await recovery(url, victim.name, held_ids, killed_at, args.seconds)
+            fleet_ids = [charger_id("SIM-", index) for index in range(1, args.chargers + 1)]
+            all_online = await recovery(url, victim.name, fleet_ids, killed_at, args.seconds)
         finally:
             await trio.to_thread.run_sync(fleet.wait, args.seconds + 60)
     summary = json.loads(output.read_text())
@@ -107,27 +119,32 @@ async def failover(args: argparse.Namespace, nodes: Any, url: str, workdir: Path
         "seconds": args.seconds,
         "kill_at": args.kill_at,
         "time_scale": args.time_scale,
-        "victim_chargers": held[0][0],
+        "victim_chargers": len(held),
         "recovery_s": recovered,
+        "fleet_online_s": all_online,
         **await acknowledged_and_stored(url, summary),
         "simulator": {k: summary[k] for k in ("messages", "errors", "p50_ms", "p99_ms")},
+        "simulator_errors": {**summary["call_errors"], **summary["protocol_errors"]},
         "simulator_connects": summary["connects"],
         "simulator_connect_failures": summary["connect_failures"],
     }
 
 
 async def recovery(
-    url: str, victim: str, chargers: int, killed_at: float, limit: float
+    url: str, victim: str, chargers: list[str], killed_at: float, limit: float
 ) -> float | None:
-    """Seconds from the kill until every charger is online at a live node (None: never)."""
+    """Seconds from the kill until every one of ``chargers`` is online at a live node (None:
+    not within ``limit`` seconds)."""
     with trio.move_on_after(limit):
         while True:
             rows = await query(
                 url,
-                "SELECT count(*) FROM charge_points WHERE online AND instance_id <> $1",
+                "SELECT count(*) FROM charge_points"
+                " WHERE id = ANY($1::text[]) AND online AND instance_id <> $2",
+                chargers,
                 victim,
             )
-            if rows[0][0] >= chargers:
+            if rows[0][0] >= len(chargers):
                 return round(time.monotonic() - killed_at, 2)
             await trio.sleep(POLL)
     return None
@@ -154,16 +171,23 @@ async def acknowledged_and_stored(url: str, summary: dict[str, Any]) -> dict[str
 def table(result: dict[str, Any]) -> str:
     sim = result["simulator"]
     return (
-        "| chargers | on the killed node | all served again after | acknowledged lost |"
-        " MeterValues answered / stored | StopTransaction answered / stored |"
+        "| chargers | on the killed node | all served again after | whole fleet online after |"
+        " acknowledged lost | MeterValues answered / stored | StopTransaction answered / stored |"
         " messages | errors | p99 ms |\n"
-        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
         f"| {result['chargers']} | {result['victim_chargers']} | {result['recovery_s']} s |"
-        f" {result['acknowledged_lost']} |"
+        f" {result['fleet_online_s']} s | {result['acknowledged_lost']} |"
         f" {result['meter_values_answered']} / {result['meter_values_stored']} |"
         f" {result['stops_answered']} / {result['stops_stored']} |"
         f" {sim['messages']} | {sim['errors']} | {sim['p99_ms']} |\n"
     )
+
+
+def keep_logs(workdir: Path, logs: Path) -> None:
+    logs.mkdir(parents=True, exist_ok=True)
+    for name in LOGS:
+        if (workdir / name).exists():
+            shutil.copy(workdir / name, logs / name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,6 +199,17 @@ def main(argv: list[str] | None = None) -> int:
         "--time-scale", type=float, default=10.0, help="simulated time speed: sessions end"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument(
+        "--logs",
+        type=Path,
+        default=None,
+        help="keep the nodes', HAProxy's and the simulator's logs here",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        help="of the nodes and the simulator (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     haproxy = shutil.which("haproxy")
     if haproxy is None:
@@ -184,7 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     async def main_task() -> dict[str, Any]:
         async with trio_asyncio.open_loop():
             with tempfile.TemporaryDirectory(prefix="voltaro-failover-") as tmp:
-                return await run(args, Path(tmp), haproxy)
+                try:
+                    return await run(args, Path(tmp), haproxy)
+                finally:
+                    if args.logs is not None:
+                        keep_logs(Path(tmp), args.logs)
 
     result = trio.run(main_task)
     written = write_results(args.out, "failover", result, table(result))

@@ -6,7 +6,8 @@ checks the unit; docker-compose's `config` validates the compose file, whose nod
 ports and HAProxy configuration are checked against Voltaro's; the Dockerfile's command,
 ports, variables and health check are checked against the settings (its health check is
 run against the live server); both HAProxy configurations run in front of two real nodes
-(the compose variant with its service names replaced by loopback ports). No image is built
+(the compose variant with its service names replaced by loopback ports), and send the
+handshakes a node killed under them left unanswered to the other node. No image is built
 and no container runs here: there is no Docker daemon."""
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import yaml
 from trio_websocket import ConnectionClosed
 
 from benchmarks.cluster import TOKEN as CLUSTER_TOKEN
-from benchmarks.cluster import Node, free_port, healthy, start_node
+from benchmarks.cluster import Node, free_port, healthy, start_node, with_connection_log
 from tests.harness import RawCharger
 from tests.threaded import run_asyncio
 from tests.tools import installed_tool
@@ -392,6 +393,33 @@ def shipped_env(nodes: list[Node], lb_ocpp: int, lb_admin: int) -> dict[str, str
     return env
 
 
+def start_proxy(
+    haproxy: str,
+    config: str,
+    nodes: list[Node],
+    lb_ocpp: int,
+    lb_admin: int,
+    workdir: Path,
+    *,
+    log_connections: bool = False,
+) -> subprocess.Popen[bytes]:
+    """HAProxy with the shipped ``config`` (deploy/haproxy.cfg or the compose variant) in
+    front of ``nodes``, logging to ``workdir/haproxy.log`` (a line per connection as well
+    with ``log_connections``)."""
+    if config == "haproxy.cfg":
+        path, env = DEPLOY / config, shipped_env(nodes, lb_ocpp, lb_admin)
+    else:
+        path, env = compose_variant(workdir, nodes, lb_ocpp, lb_admin), {}
+    if log_connections:
+        logged = workdir / "haproxy-logged.cfg"
+        logged.write_text(with_connection_log(path.read_text()))
+        path = logged
+    with (workdir / "haproxy.log").open("wb") as log:
+        return subprocess.Popen(
+            [haproxy, "-db", "-f", str(path)], env={**os.environ, **env}, stdout=log, stderr=log
+        )
+
+
 async def handshake_from(
     local: str, port: int, charge_point_id: str, password: str | None
 ) -> int | None:
@@ -488,18 +516,7 @@ def test_haproxy_spreads_chargers_and_forwards_the_operator_address(
     trusted = {"VOLTARO_TRUSTED_PROXIES": "127.0.0.1"}  # where HAProxy connects from here
     nodes = [start_node(name, url, tmp_path, trusted) for name in ("node1", "node2")]
     lb_ocpp, lb_admin = free_port(), free_port()
-    if config == "haproxy.cfg":
-        argv, env = (
-            [haproxy, "-db", "-f", str(DEPLOY / config)],
-            shipped_env(nodes, lb_ocpp, lb_admin),
-        )
-    else:
-        argv, env = (
-            [haproxy, "-db", "-f", str(compose_variant(tmp_path, nodes, lb_ocpp, lb_admin))],
-            {},
-        )
-    with (tmp_path / "haproxy.log").open("wb") as log:
-        proxy = subprocess.Popen(argv, env={**os.environ, **env}, stdout=log, stderr=log)
+    proxy = start_proxy(haproxy, config, nodes, lb_ocpp, lb_admin, tmp_path)
     try:
         holders, entry = trio.run(through_the_proxy, nodes, lb_ocpp, lb_admin)
         assert holders == {"node1", "node2"}
@@ -513,6 +530,108 @@ def test_haproxy_spreads_chargers_and_forwards_the_operator_address(
         for node in nodes:
             node.process.send_signal(signal.SIGTERM)
         for process in [proxy, *(node.process for node in nodes)]:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        pg_server.drop_database(url)
+
+
+# ---- a node dying under a charger's handshake ----------------------------------------------
+
+
+async def held_handshake(
+    port: int, charge_point_id: str, outcomes: dict[str, int | None], release: trio.Event
+) -> None:
+    """A charger's handshake through the proxy at ``port``: its outcome into ``outcomes``
+    (the HTTP status refusing it; None when admitted). An admitted charger holds its
+    connection until ``release``, so that the proxy's least-connections count keeps it."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    try:
+        try:
+            await open_client(
+                stream, f"127.0.0.1:{port}", f"/ocpp/{charge_point_id}", subprotocols=["ocpp1.6"]
+            )
+        except HandshakeFailed as failed:
+            outcomes[charge_point_id] = failed.status_code
+            return
+        outcomes[charge_point_id] = None
+        await release.wait()
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def wait_for_line(path: Path, pattern: str, count: int = 1) -> list[str]:
+    """The lines of ``path`` matching ``pattern`` once there are ``count`` of them."""
+    with trio.fail_after(60):
+        while True:
+            lines = [line for line in path.read_text().splitlines() if re.search(pattern, line)]
+            if len(lines) >= count:
+                return lines
+            await trio.sleep(0.1)
+
+
+HELD = 6  # handshakes in flight: least connections sends about half to the frozen node
+
+
+async def handshakes_across_a_kill(
+    victim: Node, lb_ocpp: int, workdir: Path
+) -> tuple[dict[str, int | None], int, list[str]]:
+    """Freeze ``victim`` (SIGSTOP: its kernel still accepts connections, nobody answers),
+    start ``HELD`` handshakes through the proxy, and once the proxy has marked the victim
+    down (every handshake long sent) kill it with -9: the handshakes it held are reset
+    unanswered. Each handshake's outcome, how many the proxy had sent to the victim (its
+    sessions when marked down), and the proxy's log line of each connection."""
+    log = workdir / "haproxy.log"
+    outcomes: dict[str, int | None] = {}
+    release = trio.Event()
+    async with trio.open_nursery() as nursery:
+        os.kill(victim.process.pid, signal.SIGSTOP)
+        for n in range(HELD):
+            nursery.start_soon(held_handshake, lb_ocpp, f"HELD-{n}", outcomes, release)
+        down = await wait_for_line(log, rf"voltaro_ocpp/{victim.name} is DOWN")
+        victim.kill()
+        with trio.fail_after(60):
+            while len(outcomes) < HELD:
+                await trio.sleep(0.1)
+        release.set()
+    held = re.search(r"(\d+) sessions active", down[0])
+    assert held is not None, down[0]
+    return outcomes, int(held[1]), await wait_for_line(log, r'"GET /ocpp/HELD-', HELD)
+
+
+@pytest.mark.parametrize("config", ["haproxy-compose.cfg", "haproxy.cfg"])
+def test_a_handshake_on_a_node_that_dies_is_sent_to_another(
+    config: str, pg_server: TestPostgres, tmp_path: Path
+) -> None:
+    """A node killed with -9 while chargers' handshakes wait on it (sent, not answered): each
+    shipped HAProxy configuration sends those handshakes again, to the node alive, and the
+    chargers are let in. Without ``retry-on ... empty-response`` the proxy answered them 502
+    Bad Gateway: the failover benchmark's one failed connect (issue 17 (f))."""
+    haproxy = installed_tool("haproxy", "VOLTARO_REQUIRE_HAPROXY")
+    url = pg_server.new_database()
+    nodes = [start_node(name, url, tmp_path) for name in ("node1", "node2")]
+    proxy = None
+    try:
+        for node in nodes:  # up before the proxy starts: its first checks find both up
+            trio.run(healthy, node.admin_url, 120)
+        lb_ocpp, lb_admin = free_port(), free_port()
+        proxy = start_proxy(
+            haproxy, config, nodes, lb_ocpp, lb_admin, tmp_path, log_connections=True
+        )
+        trio.run(healthy, f"http://127.0.0.1:{lb_admin}")
+        outcomes, on_victim, lines = trio.run(handshakes_across_a_kill, nodes[0], lb_ocpp, tmp_path)
+        assert on_victim > 0  # handshakes were waiting on node1 when it died
+        assert outcomes == {f"HELD-{n}": None for n in range(HELD)}, "\n".join(lines)
+        assert all(" voltaro_ocpp/node2 " in line for line in lines), "\n".join(lines)
+    finally:
+        if proxy is not None:
+            proxy.terminate()
+        for node in nodes:
+            if node.process.poll() is None:
+                os.kill(node.process.pid, signal.SIGCONT)
+                node.process.send_signal(signal.SIGTERM)
+        for process in [*([proxy] if proxy else []), *(node.process for node in nodes)]:
             try:
                 process.wait(30)
             except subprocess.TimeoutExpired:

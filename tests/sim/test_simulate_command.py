@@ -25,7 +25,9 @@ def last_json(out: str) -> dict[str, Any]:
 
 
 def test_simulate_reports_json_and_fails_on_errors(
-    voltaro_settings: Settings, capsys: pytest.CaptureFixture[str]
+    voltaro_settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     fields = {f.name for f in dataclasses.fields(voltaro_settings)}
     ports = {name: 0 for name in ("ocpp_port", "admin_port") if name in fields}
@@ -46,6 +48,15 @@ def test_simulate_reports_json_and_fails_on_errors(
         refused = last_json(capsys.readouterr().out)
         assert refused["accepted"] == 0
         assert refused["protocol_errors"]["handshake:HTTP 404"] >= 2
+        # each refusal is logged: which charger, and what the server answered
+        refusals = {
+            record.getMessage().split(":")[0]
+            for record in caplog.records
+            if record.name == "voltaro.sim"
+            and record.levelname == "WARNING"
+            and "connect failed: the server answered HTTP 404" in record.getMessage()
+        }
+        assert refusals == {"NOBODY-000001", "NOBODY-000002"}
 
     # known chargers whose id tags are known: a session that starts is accepted; and a run
     # so short that none was due yet is no failure

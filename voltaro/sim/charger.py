@@ -466,8 +466,10 @@ class SimulatedChargePoint:
             except HandshakeFailed as error:
                 self.stats.connect_failures += 1
                 self.stats.protocol_errors[f"handshake:{_handshake_reason(error)}"] += 1
-            except CONNECT_FAILURES:
+                log.warning("%s: connect failed: %s %.200r", self.id, error, error.body)
+            except CONNECT_FAILURES as error:
                 self.stats.connect_failures += 1
+                log.debug("%s: connect failed: %r", self.id, error)
             if self.ever_registered and self._registered_this_time:
                 delay = self.options.backoff_min
             if self._reconnect_now:
