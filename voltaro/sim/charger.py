@@ -465,8 +465,9 @@ class SimulatedChargePoint:
                 await self._connection()
             except HandshakeFailed as error:
                 self.stats.connect_failures += 1
-                self.stats.protocol_errors[f"handshake:{_handshake_reason(error)}"] += 1
-                log.warning("%s: connect failed: %s %.200r", self.id, error, error.body)
+                kind = f"handshake:{_handshake_reason(error)}"
+                self.stats.protocol_errors[kind] += 1
+                _log_refusal(self.id, error, self.stats.protocol_errors[kind])
             except CONNECT_FAILURES as error:
                 self.stats.connect_failures += 1
                 log.debug("%s: connect failed: %r", self.id, error)
@@ -1362,3 +1363,14 @@ def default_id_tag(charge_point_id: str, connector_id: int) -> str:
 
 def _handshake_reason(error: HandshakeFailed) -> str:
     return f"HTTP {error.status_code}" if error.status_code is not None else "broken"
+
+
+REFUSALS_LOGGED = 5  # refused handshakes of one kind logged at WARNING per process; then DEBUG
+
+
+def _log_refusal(charge_point_id: str, error: HandshakeFailed, nth: int) -> None:
+    """A refused handshake, with what the server answered: the first few of each kind are
+    warnings, the rest (a whole fleet refused, retrying) debug lines."""
+    level = logging.WARNING if nth <= REFUSALS_LOGGED else logging.DEBUG
+    more = " (more refusals like it: DEBUG)" if nth == REFUSALS_LOGGED else ""
+    log.log(level, "%s: connect failed: %s %.200r%s", charge_point_id, error, error.body, more)
