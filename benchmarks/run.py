@@ -368,12 +368,13 @@ def scale(server: Server, args: argparse.Namespace) -> list[dict[str, Any]]:
     results = []
     for step in args.scale_steps:
         window = max(0.2, step / args.connect_rate)
+        settled = window + args.scale_settle  # the last to connect have booted
         options = FleetOptions(
             url=server.url,
             chargers=step,
             profile=profile("stress", time_scale=args.time_scale, connect_window=window),
-            duration=window + args.scale_seconds,
-            measure_after=window,
+            duration=settled + args.scale_seconds,
+            measure_after=settled,
             id_prefix=scale_prefix(step),
             workers=max(args.workers, math.ceil(step / 10_000)),
         )
@@ -743,6 +744,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=_ints("1000,2500,5000,7500,10000,12500,15000,17500,20000,22500"),
     )
     parser.add_argument("--scale-seconds", type=float, default=60.0, help="after connecting")
+    parser.add_argument(
+        "--scale-settle",
+        type=float,
+        default=15.0,
+        help="seconds from the ramp's end to the measured window: the last chargers' boots "
+        "and statuses are the ramp's, not the steady state's",
+    )
     parser.add_argument("--connect-rate", type=float, default=100.0, help="chargers/s ramp")
     parser.add_argument("--time-scale", type=float, default=1.0, help="for the stress profile")
     parser.add_argument("--storm-chargers", type=int, default=10_000)

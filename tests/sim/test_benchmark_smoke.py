@@ -17,7 +17,8 @@ from voltaro.sim.fleet import charger_id
 def test_benchmark_command_runs_every_server_and_workload(tmp_path: Path) -> None:
     tiny = ["--throughput-chargers", "3", "--throughput-seconds", "0.5", "--workers", "1"]
     tiny += ["--throughput-warmup", "0"]
-    tiny += ["--scale-steps", "2,4", "--scale-seconds", "0.5", "--storm-chargers", "4"]
+    tiny += ["--scale-steps", "2,4", "--scale-seconds", "0.5", "--scale-settle", "0.2"]
+    tiny += ["--storm-chargers", "4"]
     tiny += ["--storm-seconds", "0.5", "--quiet", "--out", str(tmp_path)]
     assert main(["--servers", "voltaro", "--workloads", "a,x", *tiny]) == 0
     assert main(["--servers", "baseline,echo", "--workloads", "a,x,b,c", *tiny]) == 0
