@@ -181,15 +181,15 @@ async def test_a_dead_instances_chargers_go_offline_when_its_lease_runs_out(
     assert events == [{"reason": "instance lease expired"}]
 
 
-async def test_live_events_reach_every_instance(
-    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
-) -> None:
-    first = await start(nursery, voltaro_settings, tmp_path, "a")
-    second = await start(nursery, voltaro_settings, tmp_path, "b")
+async def boot_and_see_relayed(
+    nursery: trio.Nursery, first: Voltaro, second: Voltaro, *, instances: int
+) -> Booted:
+    """Once ``first`` knows of all ``instances``, boot charger FAR on it; the Booted event
+    as ``second`` publishes it."""
     membership = first.central._membership
     assert membership is not None
-    with trio.fail_after(15):  # the first learns of the second at its next renewal
-        while membership.alive < 2:
+    with trio.fail_after(15):  # the first learns of the others at its next renewal
+        while membership.alive < instances:
             await trio.sleep(0.05)
     with second.central.events.subscribe() as events:
         charger = await RawCharger.connect(nursery, ws_url(first, "FAR"))
@@ -197,7 +197,16 @@ async def test_live_events_reach_every_instance(
         with trio.fail_after(15):
             async for event in events:
                 if isinstance(event, Booted) and event.charge_point_id == "FAR":
-                    break
+                    return event
+    raise AssertionError("the event stream ended")
+
+
+async def test_live_events_reach_every_instance(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
+) -> None:
+    first = await start(nursery, voltaro_settings, tmp_path, "a")
+    second = await start(nursery, voltaro_settings, tmp_path, "b")
+    event = await boot_and_see_relayed(nursery, first, second, instances=2)
     assert event.origin == first.central.instance_id
     assert (event.vendor, event.model, event.status) == ("Acme", "Volt 1", "Accepted")
     assert event_json(event)["type"] == "boot"
@@ -217,18 +226,7 @@ async def test_a_worker_without_a_dashboard_is_not_sent_the_live_events_of_other
         voltaro_settings, unknown_chargers="accept", data_dir=tmp_path / "w", instance_lease=3
     )
     worker: Voltaro = await nursery.start(start_ocpp_worker, worker_settings, 0)
-    membership = first.central._membership
-    assert membership is not None
-    with trio.fail_after(15):
-        while membership.alive < 3:
-            await trio.sleep(0.05)
-    with second.central.events.subscribe() as events:
-        charger = await RawCharger.connect(nursery, ws_url(first, "FAR"))
-        assert (await charger.call("BootNotification", BOOT))[0] == 3
-        with trio.fail_after(15):
-            async for event in events:
-                if isinstance(event, Booted) and event.charge_point_id == "FAR":
-                    break
+    await boot_and_see_relayed(nursery, first, second, instances=3)
     await trio.sleep(1)  # the relay's notification reached every listener at once
     assert [e for e in worker.central.events.recent if e.charge_point_id == "FAR"] == []
 
