@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -402,18 +402,20 @@ def start_proxy(
     workdir: Path,
     *,
     log_connections: bool = False,
+    edit: Callable[[str], str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """HAProxy with the shipped ``config`` (deploy/haproxy.cfg or the compose variant) in
     front of ``nodes``, logging to ``workdir/haproxy.log`` (a line per connection as well
-    with ``log_connections``)."""
+    with ``log_connections``); ``edit``: a change the test makes to the configuration."""
     if config == "haproxy.cfg":
         path, env = DEPLOY / config, shipped_env(nodes, lb_ocpp, lb_admin)
     else:
         path, env = compose_variant(workdir, nodes, lb_ocpp, lb_admin), {}
-    if log_connections:
-        logged = workdir / "haproxy-logged.cfg"
-        logged.write_text(with_connection_log(path.read_text()))
-        path = logged
+    if log_connections or edit is not None:
+        text = path.read_text()
+        text = with_connection_log(text) if log_connections else text
+        path = workdir / "haproxy-edited.cfg"
+        path.write_text(edit(text) if edit is not None else text)
     with (workdir / "haproxy.log").open("wb") as log:
         return subprocess.Popen(
             [haproxy, "-db", "-f", str(path)], env={**os.environ, **env}, stdout=log, stderr=log
@@ -600,6 +602,21 @@ async def handshakes_across_a_kill(
     return outcomes, int(held[1]), await wait_for_line(log, r'"GET /ocpp/HELD-', HELD)
 
 
+def stop_all(proxy: subprocess.Popen[bytes] | None, nodes: list[Node]) -> None:
+    """Stop the proxy and the nodes still running (a frozen one is woken first)."""
+    if proxy is not None:
+        proxy.terminate()
+    for node in nodes:
+        if node.process.poll() is None:
+            os.kill(node.process.pid, signal.SIGCONT)
+            node.process.send_signal(signal.SIGTERM)
+    for process in [*([proxy] if proxy else []), *(node.process for node in nodes)]:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 @pytest.mark.parametrize("config", ["haproxy-compose.cfg", "haproxy.cfg"])
 def test_a_handshake_on_a_node_that_dies_is_sent_to_another(
     config: str, pg_server: TestPostgres, tmp_path: Path
@@ -625,15 +642,65 @@ def test_a_handshake_on_a_node_that_dies_is_sent_to_another(
         assert outcomes == {f"HELD-{n}": None for n in range(HELD)}, "\n".join(lines)
         assert all(" voltaro_ocpp/node2 " in line for line in lines), "\n".join(lines)
     finally:
-        if proxy is not None:
-            proxy.terminate()
+        stop_all(proxy, nodes)
+        pg_server.drop_database(url)
+
+
+# ---- an operator's request on a node that dies --------------------------------------------
+
+
+def admin_to_the_first_node(config: str) -> str:
+    """The admin backend sending every request to node1 while it is up (``balance first``),
+    so that the test knows which requests the node that dies holds."""
+    old = "backend voltaro_admin\n    balance roundrobin\n"
+    assert config.count(old) == 1
+    return config.replace(old, "backend voltaro_admin\n    balance first\n")
+
+
+async def requests_across_a_kill(victim: Node, lb_admin: int, workdir: Path) -> dict[str, int]:
+    """Freeze ``victim``, send three GETs and two POSTs through the proxy's admin port (all
+    to the victim: ``balance first``), kill it with -9 once the proxy has marked it down;
+    each request's status."""
+    outcomes: dict[str, int] = {}
+
+    async def send(name: str, method: str) -> None:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{lb_admin}") as http:
+            answer = await http.request(method, "/healthz", timeout=60)
+            outcomes[name] = answer.status_code
+
+    async with trio.open_nursery() as nursery:
+        os.kill(victim.process.pid, signal.SIGSTOP)
+        for n in range(3):
+            nursery.start_soon(send, f"GET-{n}", "GET")
+        for n in range(2):
+            nursery.start_soon(send, f"POST-{n}", "POST")
+        await wait_for_line(workdir / "haproxy.log", rf"voltaro_admin/{victim.name} is DOWN")
+        victim.kill()
+    return outcomes
+
+
+@pytest.mark.parametrize("config", ["haproxy-compose.cfg", "haproxy.cfg"])
+def test_an_operators_read_on_a_node_that_dies_is_sent_to_another_a_command_is_not(
+    config: str, pg_server: TestPostgres, tmp_path: Path
+) -> None:
+    """A node killed with -9 while operators' requests wait on it: each shipped HAProxy
+    configuration sends the reads (GET) again to the node alive, and answers the others
+    502 rather than carry out a command twice."""
+    haproxy = installed_tool("haproxy", "VOLTARO_REQUIRE_HAPROXY")
+    url = pg_server.new_database()
+    nodes = [start_node(name, url, tmp_path) for name in ("node1", "node2")]
+    proxy = None
+    try:
         for node in nodes:
-            if node.process.poll() is None:
-                os.kill(node.process.pid, signal.SIGCONT)
-                node.process.send_signal(signal.SIGTERM)
-        for process in [*([proxy] if proxy else []), *(node.process for node in nodes)]:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            trio.run(healthy, node.admin_url, 120)
+        lb_ocpp, lb_admin = free_port(), free_port()
+        proxy = start_proxy(
+            haproxy, config, nodes, lb_ocpp, lb_admin, tmp_path, edit=admin_to_the_first_node
+        )
+        trio.run(healthy, f"http://127.0.0.1:{lb_admin}")
+        outcomes = trio.run(requests_across_a_kill, nodes[0], lb_admin, tmp_path)
+        # the node alive answered each GET; a POST replayed to it would have been answered 405
+        assert outcomes == {"GET-0": 200, "GET-1": 200, "GET-2": 200, "POST-0": 502, "POST-1": 502}
+    finally:
+        stop_all(proxy, nodes)
         pg_server.drop_database(url)
