@@ -51,6 +51,11 @@ def is_outage(exc: BaseException, connection: Any = None) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         sqlstate = getattr(exc, "sqlstate", None) or ""
         return sqlstate[:2] in _OUTAGE_SQLSTATE_CLASSES
+    if isinstance(exc, asyncpg.InternalClientError):
+        # an operation on a connection whose protocol is still taking in an error: the
+        # server ended the backend while it sat in the pool ("cannot switch to state 12;
+        # another operation (2) is in progress"). The link failed, not the data.
+        return True
     if isinstance(exc, asyncpg.InterfaceError):
         # asyncpg also uses InterfaceError for bad query arguments; only a closed or
         # never-opened connection is an outage.
