@@ -18,11 +18,10 @@ which was the p99 of the whole fleet (189-286 ms). Freezing every second walks a
 many at a time: 20-65 ms, and the same fleet's p99 fell to 73 ms (the simulator, which uses
 this policy too, changed alike, so part of that is the load generator's). The simulator
 freezes every quarter of a second: with 20,000 chargers over four processes sharing two
-cores with the server, a young collection took 15-22 ms of CPU but 35-140 ms of wall time
-(the process was preempted in it). Freezing every quarter of a second (the server too, in
-that A/B) took the simulator's own loop lag (p99) from 129-163 to 36-47 ms at the same
-server CPU; with only the simulator's changed, 41-80 ms in the runs whose measured window
-held no ramp.
+cores with the server, its young collection took 15-22 ms of CPU but 35-140 ms of wall time
+(the process was preempted in it). In an A/B with the server freezing as often too, the
+simulator's own loop lag (p99) fell from 129-163 to 36-47 ms at the same server CPU; with
+only the simulator's interval changed, 41-80 ms in the runs whose window held no ramp.
 
 The youngest generation is also collected less often: every 50,000 allocations instead of
 CPython's 700. At a few thousand messages a second the default ran hundreds of collections a

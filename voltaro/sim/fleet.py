@@ -213,6 +213,9 @@ LAG_PERIOD = 0.05  # seconds between two looks at the loop's lag
 # Survivors frozen more often than in the server: see voltaro.process_limits (a shorter pause
 # of a load generator preempted on a busy machine is less of every latency it measures).
 GC_FREEZE_INTERVAL = 0.25
+_with_short_gc_pauses = functools.partial(
+    run_with_short_gc_pauses, freeze_interval=GC_FREEZE_INTERVAL
+)
 
 
 async def watch_lag(stats: FleetStats) -> None:
@@ -309,7 +312,7 @@ def run_fleet(
     if workers == 1:
         signals = (signal.SIGINT,) if interruptible else ()
         return trio.run(
-            functools.partial(run_with_short_gc_pauses, freeze_interval=GC_FREEZE_INTERVAL),
+            _with_short_gc_pauses,
             functools.partial(run_fleet_in_process, stop_signals=signals),
             options,
             progress,
@@ -422,14 +425,7 @@ def _worker_main(
     options: FleetOptions, indexes: list[int], pipe: Connection, interval: float
 ) -> None:
     raise_open_file_limit()
-    trio.run(
-        functools.partial(run_with_short_gc_pauses, freeze_interval=GC_FREEZE_INTERVAL),
-        _worker,
-        options,
-        indexes,
-        pipe,
-        interval,
-    )
+    trio.run(_with_short_gc_pauses, _worker, options, indexes, pipe, interval)
     pipe.close()
 
 
