@@ -28,6 +28,7 @@ from tests.admin.conftest import Live, booted_peer, live_settings
 from tests.e2e import start_voltaro_with_loop
 from tests.threaded import run_asyncio, trio_in_thread
 from tests.tools import counting_pool_operations
+from voltaro.central import local_list_sync
 from voltaro.central.local_list_entries import apply_update
 from voltaro.store.testing import TestPostgres
 
@@ -576,3 +577,31 @@ async def until_async(
         if time.monotonic() > deadline:
             raise AssertionError(f"not seen within {timeout} s: {what}")
         await asyncio.sleep(0.02)
+
+
+def test_a_busy_instance_sends_lists_when_it_is_not_busy_or_after_the_limit(
+    live: LiveLists, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lists give way to the chargers' own messages: while the instance is busy (here made
+    so by a busy level every process is over) a charger's update waits, and goes out once
+    the instance is not busy; on an instance busy all along, it goes out after the limit."""
+    load = live.voltaro.central.load
+    busy_level = load.busy_cpu_share
+    monkeypatch.setattr(local_list_sync, "BUSY_WAIT_LIMIT", 3.0)
+
+    async def scenario() -> None:
+        await sql(live, add_tags("TAG-A", "TAG-B"))
+        load.busy_cpu_share = -1.0
+        async with connected(live, "LL-BUSY") as charger:
+            await asyncio.sleep(1.5)  # debounce 0.3 s, so it would have begun by now
+            assert charger.received == []
+            load.busy_cpu_share = busy_level
+            await until(lambda: charger.entries == accepted("TAG-A", "TAG-B"), "not busy")
+        load.busy_cpu_share = -1.0
+        async with connected(live, "LL-BUSY-ALL-ALONG") as charger:
+            waited = time.monotonic()
+            await until(lambda: charger.entries == accepted("TAG-A", "TAG-B"), "the limit")
+            assert time.monotonic() - waited > 2.0  # the 3 s limit, less the debounce
+        load.busy_cpu_share = busy_level
+
+    run(scenario)

@@ -65,8 +65,8 @@ def _watch_counters(voltaro: Voltaro) -> None:
     """The counters the parts keep, as Prometheus counters (read at each scrape)."""
     central = voltaro.central
 
-    def running(read: Callable[[], int]) -> Callable[[], int | None]:
-        def value() -> int | None:
+    def running(read: Callable[[], float]) -> Callable[[], float | None]:
+        def value() -> float | None:
             try:
                 return read()
             except RuntimeError:  # the central system is not running (yet, or any more)
@@ -132,11 +132,32 @@ def _watch_counters(voltaro: Voltaro) -> None:
         ),
     ):
         voltaro.metrics.watch_count(name, documentation, running(read))
-    voltaro.metrics.watch_level(
-        "voltaro_db_queued_background_bytes",
-        "Bytes of background writes (message log, last-seen) waiting for a commit",
-        running(lambda: central.store.writer.queued_posted_bytes),
+    levels: tuple[tuple[str, str, Callable[[], float]], ...] = (
+        (
+            "voltaro_db_queued_background_bytes",
+            "Bytes of background writes (message log, last-seen) waiting for a commit",
+            lambda: central.store.writer.queued_posted_bytes,
+        ),
+        (
+            "voltaro_db_oldest_write_seconds",
+            "Seconds the oldest write waiting for a commit has waited",
+            lambda: central.store.writer.lag(),
+        ),
+        (
+            "voltaro_event_loop_lag_seconds",
+            "Seconds the event loop woke late, averaged over about the last second (background"
+            " work waits while it is over 0.02)",
+            lambda: central.load.average_loop_lag,
+        ),
+        (
+            "voltaro_process_cpu_share",
+            "Share of one core this process used, averaged over about the last second"
+            " (background work waits while it is over 0.7)",
+            lambda: central.load.cpu_share,
+        ),
     )
+    for name, documentation, level in levels:
+        voltaro.metrics.watch_level(name, documentation, running(level))
 
 
 def server_options(settings: Settings, *, reuse_port: bool = False) -> ServerOptions:

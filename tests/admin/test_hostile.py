@@ -546,6 +546,19 @@ def test_unsolicited_error_codes_do_not_grow_the_metrics(live: Live) -> None:
     assert 'voltaro_ocpp_callerrors_total{code="unknown",direction="in"}' in text
 
 
+def test_how_loaded_the_process_is_is_on_metrics(live: Live) -> None:
+    """The three levels background work gives way at (voltaro/central/overload.py)."""
+    text = httpx.get(live.base + "/metrics").text
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert 0.0 <= values["voltaro_process_cpu_share"] < 64.0  # cores: all threads count
+    assert values["voltaro_event_loop_lag_seconds"] >= 0.0
+    assert values["voltaro_db_oldest_write_seconds"] >= 0.0
+
+
 def test_what_was_refused_dropped_or_cut_is_counted_on_metrics(live: Live) -> None:
     text = httpx.get(live.base + "/metrics").text
     for name in (

@@ -1,13 +1,16 @@
 """A process behind on its work says so: its writer's oldest write has waited too long, or
-its event loop wakes late (the CPU is the limit)."""
+its event loop wakes late (the CPU is the limit). A busy one too, at lower levels: its writes
+wait, it uses most of a core, or its event loop wakes late on average; a single pause (the
+garbage collector's) does not make it busy."""
 
 from __future__ import annotations
 
+import math
 import time
 
 import trio
 
-from voltaro.central.overload import PROBE_INTERVAL, LoadWatch
+from voltaro.central.overload import BUSY_LOOP_LAG, PROBE_INTERVAL, SMOOTHING, LoadWatch
 
 
 async def test_a_writer_that_lags_makes_the_process_behind() -> None:
@@ -33,4 +36,59 @@ async def test_an_event_loop_that_wakes_late_makes_the_process_behind() -> None:
         with trio.fail_after(5):
             while watch.behind():  # caught up: the next probe is on time
                 await trio.sleep(PROBE_INTERVAL)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_writer_that_lags_a_little_makes_the_process_busy_not_behind() -> None:
+    lag = 0.0
+    watch = LoadWatch(lambda: lag, max_writer_lag=2.0, busy_writer_lag=0.5)
+    assert not watch.busy()
+    lag = 0.8
+    assert watch.busy()
+    assert not watch.behind()
+    lag = 2.5
+    assert watch.busy() and watch.behind()
+
+
+def burn(seconds: float) -> None:
+    """Take the CPU without yielding, as a charger's work does between checkpoints."""
+    until = time.process_time() + seconds
+    while time.process_time() < until:
+        pass
+
+
+async def test_a_process_using_most_of_a_core_is_busy_until_it_is_not() -> None:
+    # the CPU alone (the machine running the tests may have other work: its lag is not
+    # what this is about)
+    watch = LoadWatch(lambda: 0.0, busy_cpu_share=0.5, busy_loop_lag=math.inf)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch.run)
+        with trio.fail_after(10):
+            while not watch.busy():  # short slices: the work of many chargers
+                burn(0.005)
+                await trio.sleep(0)
+        assert watch.cpu_share > 0.5
+        with trio.fail_after(10):
+            while watch.busy():  # idle now: the average falls
+                await trio.sleep(PROBE_INTERVAL)
+        nursery.cancel_scope.cancel()
+
+
+async def test_one_pause_of_the_event_loop_does_not_make_the_process_busy() -> None:
+    watch = LoadWatch(lambda: 0.0, busy_cpu_share=math.inf)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch.run)
+        await trio.sleep(PROBE_INTERVAL * 3)
+        await trio.sleep(PROBE_INTERVAL / 2)  # the probe is asleep
+        before = watch.average_loop_lag
+        # Longer than a probe's interval, so that one probe wakes at least 50 ms late: the
+        # garbage collector's pause at 15,000 chargers was 20-65 ms.
+        burn(PROBE_INTERVAL + 0.05)
+        with trio.fail_after(5):
+            while watch.loop_lag < 0.05:
+                await trio.sleep(0)
+        # The late probe counts a tenth, so a pause of up to 0.15 s on an idle loop stays
+        # below the busy level.
+        assert before < watch.average_loop_lag <= before + SMOOTHING * watch.loop_lag + 1e-9
+        assert SMOOTHING * 0.15 < BUSY_LOOP_LAG
         nursery.cancel_scope.cancel()

@@ -111,12 +111,12 @@ class VoltaroMetrics:
     def watch_writer(self, writer: Callable[[], object | None]) -> None:
         self.registry.register(_WriterCollector(writer))
 
-    def watch_count(self, name: str, documentation: str, read: Callable[[], int | None]) -> None:
+    def watch_count(self, name: str, documentation: str, read: Callable[[], float | None]) -> None:
         """A counter kept elsewhere (a plain int attribute), read at each scrape; ``read``
         answering None (the part is not running) leaves it out of that scrape."""
         self.registry.register(_ReadValue(CounterMetricFamily, name, documentation, read))
 
-    def watch_level(self, name: str, documentation: str, read: Callable[[], int | None]) -> None:
+    def watch_level(self, name: str, documentation: str, read: Callable[[], float | None]) -> None:
         """Like :meth:`watch_count`, for a value that goes up and down (a gauge)."""
         self.registry.register(_ReadValue(GaugeMetricFamily, name, documentation, read))
 
@@ -174,7 +174,7 @@ class _ReadValue(Collector):
         family: type[CounterMetricFamily | GaugeMetricFamily],
         name: str,
         documentation: str,
-        read: Callable[[], int | None],
+        read: Callable[[], float | None],
     ) -> None:
         self._family = family
         self._name = name

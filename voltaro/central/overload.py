@@ -1,5 +1,7 @@
-"""Whether this process is behind on its work: while it is, the OCPP server takes on no new
-connection (:class:`voltaro.transport.accepting.Acceptor`'s ``busy``).
+"""How loaded this process is, at two levels. **Behind** on its work: the OCPP server takes
+on no new connection (:class:`voltaro.transport.accepting.Acceptor`'s ``busy``). **Busy**:
+background work that can wait (keeping the chargers' local lists in sync) gives way to the
+chargers' own messages.
 
 Why: in a storm (tens of thousands of chargers connecting at once, after a power cut or a
 restart of Voltaro) each new connection brings a handshake, a registration, a boot, a
@@ -15,11 +17,24 @@ queue, and is taken on once the work in hand is done. So the accept loop pauses 
   turn: the CPU is the limit).
 
 Connections already accepted are served as before; only the intake waits.
+
+Busy is the level below: this process used more than :data:`BUSY_CPU_SHARE` of a core on
+average over about the last second (one event loop, and the GIL: near one core it has no
+room left for the chargers' bursts), or its event loop woke :data:`BUSY_LOOP_LAG` late on
+average (the machine's cores are taken by others), or the oldest waiting write has waited
+:data:`BUSY_WRITER_LAG` (the database is the limit). Why: a new fleet's first local-list
+sync (ten SendLocalList of a hundred tags each per charger, every answer recorded) took a
+third of the machine's CPU while 10,000 stress-profile chargers were served, and more than
+doubled their latency (benchmarks/README.md, session 15). Not the chargers' answer times
+themselves: those include the database's commit, which on slow storage is long on an idle
+server too. Averages, not the last probe: the garbage collector's pause once a second makes
+single probes late on an otherwise idle loop.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 import trio
@@ -31,6 +46,10 @@ log = logging.getLogger(__name__)
 WRITER_LAG = 2.0  # seconds the oldest waiting write may have waited
 LOOP_LAG = 0.5  # seconds late the event loop may wake
 PROBE_INTERVAL = 0.1  # seconds between the event loop's probes
+BUSY_CPU_SHARE = 0.7  # of one core, on average, this process may use for background work
+BUSY_LOOP_LAG = 0.02  # seconds late the event loop may wake on average for background work
+BUSY_WRITER_LAG = 0.5  # seconds the oldest waiting write may have waited for background work
+SMOOTHING = 0.1  # each probe's weight in the averages (~the last second's ten probes)
 QUIET_SECONDS = 10.0  # caught up for this long: the episode is over (and logged)
 
 
@@ -38,8 +57,10 @@ class LoadWatch:
     """Is this process behind? Run :meth:`run` in a nursery; ask :meth:`behind`.
 
     ``writer_lag``: seconds the writer's oldest waiting write has waited (see
-    :meth:`voltaro.store.writer.GroupCommitWriter.lag`). Gauge (read it): ``loop_lag``,
-    seconds the last probe of the event loop woke late.
+    :meth:`voltaro.store.writer.GroupCommitWriter.lag`). Gauges (read them): ``loop_lag``,
+    seconds the last probe of the event loop woke late, ``average_loop_lag``, the probes'
+    exponentially weighted average, and ``cpu_share``, the same average of the share of one
+    core this process used between probes (all its threads).
     """
 
     def __init__(
@@ -48,24 +69,45 @@ class LoadWatch:
         *,
         max_writer_lag: float = WRITER_LAG,
         max_loop_lag: float = LOOP_LAG,
+        busy_writer_lag: float = BUSY_WRITER_LAG,
+        busy_loop_lag: float = BUSY_LOOP_LAG,
+        busy_cpu_share: float = BUSY_CPU_SHARE,
     ) -> None:
         self._writer_lag = writer_lag
         self._max_writer_lag = max_writer_lag
         self._max_loop_lag = max_loop_lag
+        self.busy_writer_lag = busy_writer_lag
+        self.busy_loop_lag = busy_loop_lag
+        self.busy_cpu_share = busy_cpu_share
         self.loop_lag = 0.0
+        self.average_loop_lag = 0.0
+        self.cpu_share = 0.0
         self._episode = Episode(QUIET_SECONDS, clock=trio.current_time)
         self._worst = (0.0, 0.0)  # the episode's largest loop and writer lags
 
     def behind(self) -> bool:
         return self.loop_lag > self._max_loop_lag or self._writer_lag() > self._max_writer_lag
 
+    def busy(self) -> bool:
+        """Whether background work should wait (behind implies busy)."""
+        return (
+            self.cpu_share > self.busy_cpu_share
+            or self.average_loop_lag > self.busy_loop_lag
+            or self._writer_lag() > self.busy_writer_lag
+            or self.behind()
+        )
+
     async def run(self) -> None:
         """Probe the event loop until cancelled; log when the process falls behind (once per
         episode) and when it has caught up."""
         while True:
-            asked = trio.current_time()
+            asked, cpu = trio.current_time(), time.process_time()
             await trio.sleep(PROBE_INTERVAL)
-            self.loop_lag = max(0.0, trio.current_time() - asked - PROBE_INTERVAL)
+            woke = trio.current_time()
+            self.loop_lag = max(0.0, woke - asked - PROBE_INTERVAL)
+            self.average_loop_lag += SMOOTHING * (self.loop_lag - self.average_loop_lag)
+            share = (time.process_time() - cpu) / max(woke - asked, PROBE_INTERVAL)
+            self.cpu_share += SMOOTHING * (share - self.cpu_share)
             self._note()
 
     def _note(self) -> None:

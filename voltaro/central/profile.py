@@ -213,6 +213,11 @@ class ProfileContext:
     """Whether this instance is behind on the chargers' own messages (a storm of
     connections: see :mod:`voltaro.central.overload`); background work that can wait
     (updating many chargers' lists, say) waits while it is."""
+    busy: Callable[[], bool] = lambda: False
+    """Whether this instance is busy enough that background work should give way to the
+    chargers' own messages (its event loop late on average, its writes waiting; see
+    :mod:`voltaro.central.overload`). Behind implies busy. Work that must progress
+    nevertheless waits for a while at most (the local-list sync: ``BUSY_WAIT_LIMIT``)."""
 
 
 ProfileTask = Callable[[ProfileContext], Awaitable[None]]

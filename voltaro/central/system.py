@@ -214,6 +214,7 @@ class CentralSystem:
             holds=self._holds,
             instance_id=self.instance_id,
             behind=self.behind,
+            busy=self._load.busy,
         )
 
     def _holds(self, charge_point_id: str) -> bool:
@@ -486,6 +487,11 @@ class CentralSystem:
         """Whether this process is behind on its work (see :mod:`voltaro.central.overload`):
         the OCPP server takes on no new charger meanwhile."""
         return self._load.behind()
+
+    @property
+    def load(self) -> LoadWatch:
+        """How loaded this process is (see :mod:`voltaro.central.overload`)."""
+        return self._load
 
     def seen(self, charge_point_id: str) -> None:
         """A WebSocket pong arrived from the charge point (frames are seen by the session
