@@ -465,6 +465,24 @@ async def test_stale_connection_is_closed_by_keepalive(nursery: trio.Nursery) ->
     await stream.aclose()
 
 
+async def test_only_a_quiet_connection_is_pinged(nursery: trio.Nursery) -> None:
+    """A charger that talks shows by that that its connection lives: it is pinged (and
+    pongs) only once it has been quiet for an interval."""
+    pongs: list[str] = []
+    server = await start_test_server(
+        nursery, core_handlers, ping_interval=0.1, ping_timeout=5.0, on_pong=pongs.append
+    )
+    charger = await connect(nursery, server, "TALKER")
+    talking_until = trio.current_time() + 0.6  # six looks of the keepalive
+    while trio.current_time() < talking_until:
+        assert (await charger.call("Heartbeat", {}))[0] == 3
+        await trio.sleep(0.03)
+    assert pongs == []
+    with trio.fail_after(5):  # quiet now
+        while "TALKER" not in pongs:
+            await trio.sleep(0.05)
+
+
 async def test_a_ping_while_the_server_closes_does_not_break_the_server(
     nursery: trio.Nursery, server: LiveServer
 ) -> None:

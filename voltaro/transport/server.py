@@ -2,7 +2,7 @@
 
 One task per connection runs the handshake, then the session (the RPC endpoint, given by the
 caller); when the session ends the connection is closed: nothing a connection started
-outlives it. One task of the server pings every connection (:mod:`.keepalive`): a stale
+outlives it. One task of the server pings every quiet connection (:mod:`.keepalive`): a stale
 connection is dropped, and its session ends as its reader finds it closed.
 
 Handshake rules (OCPP-J 1.6 section 3): the URL is ``/ocpp/{chargePointId}`` (percent-encoded),

@@ -295,6 +295,7 @@ class WebSocket:
         "_read_lock",
         "_size",
         "closed",
+        "messages_received",
         "on_pong",
         "pongs",
         "subprotocol",
@@ -323,6 +324,7 @@ class WebSocket:
         self._read_lock = OnDemandLock()
         self._pong_waiters: deque[trio.Event] | None = None
         self.pongs = 0  # pongs received
+        self.messages_received = 0  # text and binary messages (the keepalive's sign of life)
         self.on_pong: Callable[[], None] | None = None
         """Called at each pong received."""
 
@@ -461,6 +463,7 @@ class WebSocket:
         if finished:
             message = data if parts is None else _joined([*parts, data])
             self._parts, self._size = None, 0
+            self.messages_received += 1
             if self._inbox is None:
                 self._inbox = deque()
             self._inbox.append(message)
