@@ -640,11 +640,14 @@ async def test_a_pending_simulator_is_registered_by_a_triggered_boot_notificatio
         await nursery.start(charger.run)
 
         async def pending() -> bool:
+            # Voltaro commits the charger Pending before it answers: the simulator counts
+            # the boot when the answer comes (a CI run once read the status in between)
             found = await r.http.get("/api/v1/charge-points/SIM-TRIG-PENDING")
-            return found.status_code == 200 and found.json()["registrationStatus"] == "Pending"
+            status = found.json()["registrationStatus"] if found.status_code == 200 else None
+            return status == "Pending" and charger.boots == 1
 
         await wait_for(pending, WAIT)
-        assert charger.boots == 1 and not charger.registered
+        assert not charger.registered
         accepted = await r.http.put(
             "/api/v1/charge-points/SIM-TRIG-PENDING", json={"registrationStatus": "Accepted"}
         )

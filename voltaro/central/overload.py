@@ -54,7 +54,8 @@ QUIET_SECONDS = 10.0  # caught up for this long: the episode is over (and logged
 
 
 class LoadWatch:
-    """Is this process behind? Run :meth:`run` in a nursery; ask :meth:`behind`.
+    """Is this process behind, or busy? Run :meth:`run` in a nursery; ask :meth:`behind`
+    and :meth:`busy`.
 
     ``writer_lag``: seconds the writer's oldest waiting write has waited (see
     :meth:`voltaro.store.writer.GroupCommitWriter.lag`). Gauges (read them): ``loop_lag``,

@@ -215,7 +215,7 @@ class ProfileContext:
     (updating many chargers' lists, say) waits while it is."""
     busy: Callable[[], bool] = lambda: False
     """Whether this instance is busy enough that background work should give way to the
-    chargers' own messages (its event loop late on average, its writes waiting; see
+    chargers' own messages (most of a core used, its event loop late, its writes waiting; see
     :mod:`voltaro.central.overload`). Behind implies busy. Work that must progress
     nevertheless waits for a while at most (the local-list sync: ``BUSY_WAIT_LIMIT``)."""
 

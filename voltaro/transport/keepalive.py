@@ -1,4 +1,4 @@
-"""WebSocket pings for every connection of a server, from one task.
+"""WebSocket pings for the quiet connections of a server, from one task.
 
 A connection is looked at every ``interval`` seconds. One whose peer sent a message since
 the last look is alive, and is not pinged; a quiet one is pinged, and if its peer sends no
