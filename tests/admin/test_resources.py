@@ -86,6 +86,13 @@ def test_generated_token_is_kept_private_and_reused(tmp_path: Any) -> None:
     assert configured == AdminToken("configured-token-123456")
 
 
+def test_a_generated_token_can_follow_an_option_on_the_command_line(tmp_path: Any) -> None:
+    """None starts with "-" (argparse would take `--token -x...` for two options)."""
+    tokens = [admin_token(None, tmp_path / f"data-{n}").value for n in range(200)]
+    assert not [token for token in tokens if token.startswith("-")]
+    assert len(set(tokens)) == 200 and all(len(token) >= 32 for token in tokens)
+
+
 def test_admin_settings_from_environment() -> None:
     settings = Settings.from_env(
         {

@@ -73,7 +73,9 @@ def admin_token(configured: str | None, data_dir: Path) -> AdminToken:
     if existing:
         return AdminToken(existing, kept_in=path)
     data_dir.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
+    # hexadecimal: a URL-safe token starts with "-" one time in 64, and `voltaro command ...
+    # --token $TOKEN` then reads it as an option (a CI run of the tests did)
+    token = secrets.token_hex(32)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     try:
         fd = os.open(path, flags, 0o600)
