@@ -26,6 +26,7 @@ from voltaro.admin.metrics import VoltaroMetrics
 from voltaro.admin.server import run_admin_server
 from voltaro.central import CentralSystem
 from voltaro.central.operations import Operations
+from voltaro.central.overload import BUSY_CPU_SHARE, BUSY_LOOP_LAG
 from voltaro.central.profile import Profile
 from voltaro.central.profiles import PROFILES
 from voltaro.central.sessions import CLOSE_GOING_AWAY, SessionRegistry
@@ -146,13 +147,13 @@ def _watch_counters(voltaro: Voltaro) -> None:
         (
             "voltaro_event_loop_lag_seconds",
             "Seconds the event loop woke late, averaged over about the last second (background"
-            " work waits while it is over 0.02)",
+            f" work waits while it is over {BUSY_LOOP_LAG})",
             lambda: central.load.average_loop_lag,
         ),
         (
             "voltaro_process_cpu_share",
             "Share of one core this process used, averaged over about the last second"
-            " (background work waits while it is over 0.7)",
+            f" (background work waits while it is over {BUSY_CPU_SHARE})",
             lambda: central.load.cpu_share,
         ),
     )

@@ -99,8 +99,8 @@ class LoadWatch:
         )
 
     async def run(self) -> None:
-        """Probe the event loop until cancelled; log when the process falls behind (once per
-        episode) and when it has caught up."""
+        """Probe the event loop (and the CPU used since the last probe) until cancelled; log
+        when the process falls behind (once per episode) and when it has caught up."""
         while True:
             asked, cpu = trio.current_time(), time.process_time()
             await trio.sleep(PROBE_INTERVAL)
