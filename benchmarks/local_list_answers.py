@@ -1,25 +1,26 @@
-"""What recording a charger's accepted SendLocalList costs: the whole-list path Voltaro had
-before migration 0018 (the baseline, measured in the same run) against
-:meth:`~voltaro.store.local_lists.LocalListRepository.record_update`.
+"""What recording a charger's accepted SendLocalList costs: the path Voltaro had from
+migration 0018 to 0019, each charger's list in its own row and rewritten at every answer (the
+baseline, measured in the same run, on a table of its own), against
+:meth:`~voltaro.store.local_lists.LocalListRepository.record_update`, each distinct list
+stored once (migration 0019).
 
     .venv/bin/python -m benchmarks.local_list_answers   # ~20 s alone
 
 Two workloads, on an embedded PostgreSQL of its own: a Full list of 1,000 tags sent in 10
 messages of 100 (a Full and 9 Differentials, as the sync task splits it), each recorded as
 its answer comes; and a Differential of 10 tags to a charger holding 1,000 (a few tags
-changed). The two paths take turns, charger by charger, so the machine's noise falls on
-both. Per answer: wall time (the round trips and PostgreSQL's work included) and this
-process's CPU time (Voltaro's side: encoding, decoding, hashing), median and 90th
-percentile, and per Full list the totals; and PostgreSQL's CPU time (all its processes,
-from ``/proc``, in clock ticks: a mean per answer over the run, not per answer), since the
-work moved there. Results:
+changed). Every charger gets the same list, as a fleet does. The two paths take turns,
+charger by charger, so the machine's noise falls on both. Per answer: wall time (the round
+trips and PostgreSQL's work included) and this process's CPU time (Voltaro's side: encoding,
+decoding, hashing), median and 90th percentile, and per Full list the totals; PostgreSQL's
+CPU time (all its processes, from ``/proc``, in clock ticks: a mean per answer over the run,
+not per answer); and what each path stored in the end. Results:
 ``benchmarks/results/local-list-answers-<time>.json`` and ``.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import statistics
 import sys
@@ -35,10 +36,11 @@ import trio_asyncio
 
 from benchmarks.cluster import write_results
 from benchmarks.run import ROOT
-from voltaro.central.local_list_entries import apply_update, digest, full_update
+from voltaro.central.local_list_entries import apply_update, full_update
 from voltaro.central.profiles.local_list import record_accepted
-from voltaro.store.database import Connection, Database
+from voltaro.store.database import Database
 from voltaro.store.embedded import embedded_url, start_embedded, stop_embedded
+from voltaro.store.list_digests import digest
 from voltaro.store.local_lists import LocalListRepository
 from voltaro.store.store import open_store
 
@@ -62,45 +64,61 @@ def server_cpu(pgdata: Path) -> float:
     return total
 
 
-def whole_list_digest(entries: dict[str, Any]) -> str:
-    """The digest before migration 0018: a hash of the whole list."""
-    data = orjson.dumps(dict(sorted(entries.items())), option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(data).hexdigest()[:32]
+# The baseline's table: ``local_lists`` as migrations 0013 and 0018 made it, every charger's
+# list in its own row (migration 0019 moved the lists out).
+BASELINE_TABLE = """
+    CREATE TABLE IF NOT EXISTS local_lists_0018 (LIKE local_lists INCLUDING ALL);
+    ALTER TABLE local_lists_0018 ADD COLUMN IF NOT EXISTS entries jsonb NOT NULL DEFAULT '{}';
+"""
+ANSWER_COLUMNS = ("state", "version", "check_version", "failures", "retry_at", "last_status")
 
 
-async def whole_list(database: Database, charge_point_id: str, request: dict[str, Any]) -> None:
-    """The baseline: the path before migration 0018 (``LocalListRepository.change`` with
-    ``list_sent``'s changes): the row read whole with the lock, the update applied and the
-    list hashed in Python, the whole list written back, in one transaction."""
+def per_charger_statement(full: bool) -> str:
+    """The statement that recorded an accepted update from migration 0018 to 0019 (as
+    ``record_accepted`` sets the columns): the charger's own list changed in SQL (``-`` and
+    ``||``, the whole jsonb value rewritten), the digest moved by the touched entries'
+    hashes, all computed in SQL. $1 the charger, $2 the set entries, $3 the touched tags,
+    $4 the removed ones, $5 how many are set, $6 whether it is a Full, then the columns."""
+    columns = [*ANSWER_COLUMNS, *(["needs_full"] if full else [])]
+    names = "".join(f", {name}" for name in columns)
+    values = "".join(f", ${i + 7}" for i in range(len(columns)))
+    updates = "".join(f", {name} = EXCLUDED.{name}" for name in columns)
+    return f"""
+        INSERT INTO local_lists_0018 AS l (charge_point_id, entries, digest, size{names},
+                                           updated_at)
+        VALUES ($1, $2::jsonb, local_list_digest($2::jsonb), $5{values}, now())
+        ON CONFLICT (charge_point_id) DO UPDATE SET
+            entries = CASE WHEN $6 THEN EXCLUDED.entries
+                           ELSE (l.entries - $4::text[]) || EXCLUDED.entries END,
+            (size, digest) = (
+                SELECT CASE WHEN $6 THEN EXCLUDED.size
+                            ELSE l.size - held.present + EXCLUDED.size END,
+                       CASE WHEN $6 THEN EXCLUDED.digest
+                            ELSE local_list_digest_moved(
+                                l.digest, substr(EXCLUDED.digest, 5)::numeric, held.hashes)
+                       END
+                FROM local_list_hashes(
+                    CASE WHEN $6 OR NOT l.entries ?| $3::text[] THEN '{{}}'::jsonb
+                         ELSE l.entries END,
+                    $3::text[]) AS held
+            ){updates}, updated_at = now()
+    """
+
+
+async def per_charger(database: Database, charge_point_id: str, request: dict[str, Any]) -> None:
+    """The baseline: the path from migration 0018 to 0019, each charger's list its own."""
     full = request["updateType"] == "Full"
-
-    async def write(connection: Connection) -> None:
-        await connection.execute(
-            "INSERT INTO local_lists (charge_point_id) VALUES ($1) ON CONFLICT DO NOTHING",
-            charge_point_id,
-        )
-        row = await connection.fetchrow(
-            "SELECT * FROM local_lists WHERE charge_point_id = $1 FOR UPDATE", charge_point_id
-        )
-        entries = apply_update({} if full else row["entries"] or {}, request)
-        await connection.execute(
-            "INSERT INTO local_lists (charge_point_id, state, version, entries, digest, size,"
-            " needs_full, check_version, failures, retry_at, last_status, updated_at)"
-            " VALUES ($1, 'synced', $2, $3, $4, $5, $6, false, 0, NULL, 'Accepted', now())"
-            " ON CONFLICT (charge_point_id) DO UPDATE SET state = EXCLUDED.state,"
-            " version = EXCLUDED.version, entries = EXCLUDED.entries,"
-            " digest = EXCLUDED.digest, size = EXCLUDED.size, needs_full = EXCLUDED.needs_full,"
-            " check_version = false, failures = 0, retry_at = NULL,"
-            " last_status = EXCLUDED.last_status, updated_at = now()",
-            charge_point_id,
-            request["listVersion"],
-            entries,
-            whole_list_digest(entries),
-            len(entries),
-            False if full else row["needs_full"],
-        )
-
-    await database.run_in_transaction(write)
+    touched: dict[str, Any] = {}
+    for entry in request["localAuthorizationList"]:
+        touched[entry["idTag"]] = entry.get("idTagInfo")
+    sets = {tag: info for tag, info in touched.items() if info is not None}
+    removed = [tag for tag, info in touched.items() if info is None]
+    values = ("synced", request["listVersion"], False, 0, None, "Accepted")
+    arguments = (sets, list(touched), removed, len(sets), full, *values)
+    if full:
+        arguments += (False,)
+    sql = per_charger_statement(full)
+    await database.run(lambda c: c.execute(sql, charge_point_id, *arguments))
 
 
 async def by_update(database: Database, charge_point_id: str, request: dict[str, Any]) -> None:
@@ -108,7 +126,7 @@ async def by_update(database: Database, charge_point_id: str, request: dict[str,
     await record_accepted(LocalListRepository(database), charge_point_id, request)
 
 
-PATHS: dict[str, Record] = {"whole-list (before)": whole_list, "by-update (now)": by_update}
+PATHS: dict[str, Record] = {"per-charger (before)": per_charger, "shared (now)": by_update}
 
 
 async def timed(record: Record, database: Database, cp: str, request: dict[str, Any]) -> Any:
@@ -155,6 +173,7 @@ async def measure(
         open_store(url, data_dir, background=False) as store,
     ):
         database = store.database
+        await database.run(lambda c: c.execute(BASELINE_TABLE))
         for charger in range(args.chargers):
             order = list(PATHS.items())
             if charger % 2:
@@ -168,12 +187,25 @@ async def measure(
                 diffs[name].append(await timed(record, database, cp, differential))
                 server[name] += server_cpu(pgdata) - before
             print(f"charger {charger + 1}/{args.chargers}", file=sys.stderr)
-        # both paths ended with the list the charger holds (and today's with its digest)
+        # both paths ended with the list the charger holds, under its digest
         expected = apply_update(wanted, differential)
-        rows = await database.run(lambda c: c.fetch("SELECT * FROM local_lists"))
-        assert len(rows) == 2 * args.chargers
-        assert all(row["entries"] == expected for row in rows)
-        assert all(row["digest"] == digest(expected) for row in rows if "by-" in row[0])
+        before = await database.run(lambda c: c.fetch("SELECT * FROM local_lists_0018"))
+        now = await database.run(
+            lambda c: c.fetch(
+                "SELECT l.digest, c.entries FROM local_lists l"
+                " JOIN local_list_contents c ON c.digest = l.digest"
+            )
+        )
+        assert len(before) == len(now) == args.chargers
+        assert all(row["entries"] == expected for row in [*before, *now])
+        assert all(row["digest"] == digest(expected) for row in [*before, *now])
+        stored = await database.run(
+            lambda c: c.fetchrow(
+                "SELECT pg_total_relation_size('local_lists_0018') AS before,"
+                " pg_total_relation_size('local_lists')"
+                " + pg_total_relation_size('local_list_contents') AS now"
+            )
+        )
     return {
         "full_list_per_answer": {name: summary(s) for name, s in fulls.items()},
         "full_list_total": {name: summary(s) for name, s in totals.items()},
@@ -183,6 +215,7 @@ async def measure(
             for name, used in server.items()
         },
         "list_json_bytes": len(orjson.dumps(wanted)),
+        "stored_bytes": dict(zip(PATHS, (stored["before"], stored["now"]), strict=True)),
     }
 
 
@@ -207,6 +240,9 @@ def markdown(result: dict[str, Any]) -> str:
     for path, used in result["postgres_cpu_ms_per_answer"].items():
         lines.append(f"- {path}: {used}")
     lines.append(f"\nThe whole list as JSON: {result['list_json_bytes']:,} bytes.")
+    lines.append("\nStored in the end (the tables' total sizes, bytes):")
+    for path, size in result["stored_bytes"].items():
+        lines.append(f"- {path}: {size:,}")
     return "\n".join(lines) + "\n"
 
 

@@ -335,6 +335,24 @@ def test_failed_is_retried_with_a_full_list(live: LiveLists) -> None:
     run(scenario)
 
 
+def test_a_charger_whose_stored_list_is_gone_gets_the_whole_list(live: LiveLists) -> None:
+    """A charger naming a stored list that was deleted (it moved to the list as the list was
+    deleted, migration 0019): what it holds is not known, so the next change sends it the
+    whole list rather than a Differential from entries Voltaro no longer has."""
+
+    async def scenario() -> None:
+        await sql(live, add_tags("TAG-A", "TAG-B"))
+        async with connected(live, "LL-GONE") as charger:
+            await until(lambda: recorded(live, "LL-GONE", version=1), "synced")
+            await sql(live, "DELETE FROM local_list_contents", add_tags("TAG-C"))
+            await until(lambda: recorded(live, "LL-GONE", version=2), "synced again")
+            assert charger.entries == accepted("TAG-A", "TAG-B", "TAG-C")
+            sent = [(m["updateType"], m["listVersion"]) for m in charger.sent()]
+            assert sent == [("Full", 1), ("Full", 2)]
+
+    run(scenario)
+
+
 def test_many_tag_changes_give_one_differential(pg_server: TestPostgres, tmp_path: Path) -> None:
     with live_voltaro(pg_server, tmp_path, debounce=3.0) as live:
 

@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 from voltaro.central.local_list_entries import (
     apply_update,
     differential_update,
-    digest,
     full_update,
     next_change,
     wanted_list,
 )
 from voltaro.ocppj.actions import Direction
 from voltaro.ocppj.validation import SchemaRegistry
+from voltaro.store.list_digests import digest
 from voltaro.store.records import IdTagRecord
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -1,13 +1,15 @@
 """A charger's recorded local list (migration 0018): an accepted SendLocalList is recorded
 in SQL by what it changes, and the list's digest is moved by the changed entries alone, to
 the value computed from the whole list, in Python (the wanted lists') as in SQL; digests of
-the old form are recomputed at the upgrade, so no charger's list looks out of sync then."""
+the old form are recomputed at the upgrade, so no charger's list looks out of sync then.
+Each distinct list is stored once (migration 0019)."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +19,11 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from voltaro.central.local_list_entries import (
-    DIGEST_MODULUS,
-    INFO_KEYS,
-    apply_update,
-    digest,
-    entry_hash,
-    full_update,
-)
+from voltaro.central.local_list_entries import apply_update, full_update
+from voltaro.central.timestamps import utc_now
 from voltaro.store import Store, open_store
 from voltaro.store.database import open_database
+from voltaro.store.list_digests import DIGEST_MODULUS, INFO_KEYS, digest, entry_hash
 from voltaro.store.local_lists import LocalListRepository
 from voltaro.store.migrate import available_migrations, migrate
 from voltaro.store.testing import TestPostgres
@@ -79,12 +76,22 @@ def legacy_digest(held: dict[str, Any]) -> str:
 
 
 async def row(store: Store, charge_point_id: str) -> Any:
+    """The charger's row with the entries of the list it names (migration 0019), their size
+    as stored with them and their digest computed in SQL."""
     return await store.database.run(
         lambda c: c.fetchrow(
-            "SELECT entries, size, digest, local_list_digest(entries) AS sql_digest,"
-            " needs_full, state, version FROM local_lists WHERE charge_point_id = $1",
+            "SELECT c.entries, l.size, c.size AS stored_size, l.digest,"
+            " local_list_digest(c.entries) AS sql_digest, l.needs_full, l.state, l.version"
+            " FROM local_lists l LEFT JOIN local_list_contents c ON c.digest = l.digest"
+            " WHERE l.charge_point_id = $1",
             charge_point_id,
         )
+    )
+
+
+async def stored_lists(store: Store) -> int:
+    return await store.database.run(  # type: ignore[no-any-return]
+        lambda c: c.fetchval("SELECT count(*) FROM local_list_contents")
     )
 
 
@@ -134,13 +141,14 @@ async def test_recorded_updates_give_the_list_and_its_digest(store: Store) -> No
 
     async def check(sequence: list[dict[str, Any]]) -> None:
         await store.database.run(lambda c: c.execute("DELETE FROM local_lists"))
+        await store.database.run(lambda c: c.execute("DELETE FROM local_list_contents"))
         held: dict[str, Any] = {}
         for update in sequence:
             held = apply_update(held, update)
             await lists.record_update("CP", update, state="synced", version=update["listVersion"])
             found = await row(store, "CP")
             assert found["entries"] == held
-            assert found["size"] == len(held)
+            assert found["size"] == found["stored_size"] == len(held)
             assert found["digest"] == found["sql_digest"] == digest(held)
             assert found["version"] == update["listVersion"] and found["state"] == "synced"
 
@@ -179,6 +187,17 @@ async def test_a_full_list_in_many_messages_ends_as_the_whole_list(store: Store)
     assert found["entries"] == expected and found["size"] == 1000
     assert found["digest"] == digest(expected) != digest(wanted)
 
+    # touching many held tags: the list is read once and filtered, not looked up per tag
+    many = [{"idTag": f"TAG{n:04d}"} for n in range(100, 120)] + [
+        {"idTag": f"TAG{n:04d}", "idTagInfo": {"status": "Blocked"}} for n in range(200, 230)
+    ]
+    differential = {"listVersion": 15, "localAuthorizationList": many, "updateType": "Differential"}
+    await lists.record_update("CP", differential)
+    expected = apply_update(expected, differential)
+    found = await row(store, "CP")
+    assert found["entries"] == expected and found["size"] == 980 == found["stored_size"]
+    assert found["digest"] == digest(expected) == found["sql_digest"]
+
 
 async def test_answers_recorded_at_once_each_see_the_other(store: Store) -> None:
     lists = LocalListRepository(store.database)
@@ -200,24 +219,33 @@ async def test_answers_recorded_at_once_each_see_the_other(store: Store) -> None
     assert found["digest"] == digest(expected)
 
 
-async def test_digests_of_the_old_form_are_recomputed_at_the_upgrade(
+async def test_the_upgrades_keep_every_list_and_store_each_once(
     pg_server: TestPostgres, aio_loop: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Before 0018 a digest hashed the whole list: kept so, every charger's list would look
-    out of sync after the upgrade and get a Full list, the whole fleet at once."""
+    out of sync after the upgrade and get a Full list, the whole fleet at once. 0019 moves
+    the lists out of the chargers' rows, each distinct list stored once, a digest of the old
+    form written in between (by an instance not yet upgraded) recomputed first."""
     await trio.to_thread.run_sync(pg_server.execute, 'CREATE DATABASE "blank_list_digests"')
     url = pg_server.url("blank_list_digests")
     every = available_migrations()
-    before = [m for m in every if m.version < 18]
     held = {f"TAG{n}": {"status": "Accepted"} for n in range(30)}
-    try:
-        monkeypatch.setattr(migrate_module, "available_migrations", lambda: before)
+    insert = (
+        "INSERT INTO local_lists (charge_point_id, state, version, entries, digest,"
+        " size, needs_full) VALUES ($1, 'synced', 3, $2::jsonb, $3, $4, false)"
+    )
+
+    async def upgrade_to(version: int) -> None:
+        upto = [m for m in every if m.version <= version]
+        monkeypatch.setattr(migrate_module, "available_migrations", lambda: upto)
         await migrate(url)
+
+    try:
+        await upgrade_to(17)
         async with open_database(url) as database:
             await database.run(
                 lambda c: c.executemany(
-                    "INSERT INTO local_lists (charge_point_id, state, version, entries, digest,"
-                    " size, needs_full) VALUES ($1, 'synced', 3, $2::jsonb, $3, $4, false)",
+                    insert,
                     [
                         ("CP1", held, legacy_digest(held), len(held)),
                         ("CP2", {}, legacy_digest({}), 0),
@@ -227,27 +255,87 @@ async def test_digests_of_the_old_form_are_recomputed_at_the_upgrade(
             await database.run(
                 lambda c: c.execute("INSERT INTO local_lists (charge_point_id) VALUES ('CP3')")
             )
-        monkeypatch.setattr(migrate_module, "available_migrations", lambda: every)
-        await migrate(url)
+        await upgrade_to(18)
+        async with open_database(url) as database:
+            await database.run(lambda c: c.execute(insert, "CP4", held, legacy_digest(held), 30))
+        await upgrade_to(max(m.version for m in every))
         async with open_store(url, tmp_path) as store:
-            assert (await row(store, "CP1"))["digest"] == digest(held)
+            for charge_point_id in ("CP1", "CP4"):
+                found = await row(store, charge_point_id)
+                assert found["digest"] == digest(held) == found["sql_digest"]
+                assert found["entries"] == held and found["stored_size"] == 30
+            assert (await row(store, "CP2"))["entries"] == {}
             assert (await row(store, "CP2"))["digest"] == digest({})
             assert (await row(store, "CP3"))["digest"] is None  # nothing accepted yet
+            assert await stored_lists(store) == 2  # CP1's and CP4's list once
 
-            # and a digest of the old form written later (an instance not yet upgraded) is
-            # recomputed at the next accepted update
-            await store.database.run(
-                lambda c: c.execute(
-                    "UPDATE local_lists SET digest = $1 WHERE charge_point_id = 'CP1'",
-                    legacy_digest(held),
-                )
-            )
             update = {
                 "listVersion": 4,
                 "localAuthorizationList": [{"idTag": "TAG1"}],
                 "updateType": "Differential",
             }
             await LocalListRepository(store.database).record_update("CP1", update)
-            assert (await row(store, "CP1"))["digest"] == digest(apply_update(held, update))
+            found = await row(store, "CP1")
+            assert found["digest"] == digest(apply_update(held, update))
+            assert found["entries"] == apply_update(held, update) and found["size"] == 29
     finally:
         await trio.to_thread.run_sync(pg_server.drop_database, url)
+
+
+async def test_chargers_holding_the_same_list_share_it(store: Store) -> None:
+    """A fleet's chargers getting the same Full in ten messages store each step of it once;
+    the steps no charger holds any more are deleted an hour after they were stored."""
+    lists = LocalListRepository(store.database)
+    wanted = {f"TAG{n:04d}": {"status": "Accepted"} for n in range(1000)}
+    update = full_update(wanted, 0, 100)
+    for charge_point_id in ("CP1", "CP2", "CP3"):
+        for message in update.messages:
+            await lists.record_update(charge_point_id, message)
+    for charge_point_id in ("CP1", "CP2", "CP3"):
+        found = await row(store, charge_point_id)
+        assert found["entries"] == wanted and found["digest"] == digest(wanted)
+        assert found["size"] == 1000
+    assert await stored_lists(store) == 10
+
+    assert await lists.forget_unused(utc_now() - timedelta(hours=1)) == 0  # too recent
+    assert await lists.forget_unused(utc_now() + timedelta(seconds=1)) == 9
+    assert await stored_lists(store) == 1
+    assert await lists.held_entries(digest(wanted)) == wanted
+    assert await lists.held_entries(None) == {}
+
+
+async def test_a_list_whose_entries_are_gone_is_not_known(store: Store) -> None:
+    """A charger left naming a list that was deleted (it moved to it as it was deleted):
+    after a Differential what it holds is not known, and it needs a Full."""
+    lists = LocalListRepository(store.database)
+    first = {"listVersion": 1, "localAuthorizationList": [], "updateType": "Full"}
+    await lists.record_update("CP", first, needs_full=False)
+    held = (await row(store, "CP"))["digest"]
+    await store.database.run(lambda c: c.execute("DELETE FROM local_list_contents"))
+    assert await LocalListRepository(store.database).held_entries(held) is None
+
+    added = [{"idTag": "NEW", "idTagInfo": {"status": "Accepted"}}]
+    update = {"listVersion": 2, "localAuthorizationList": added, "updateType": "Differential"}
+    await lists.record_update("CP", update, version=2)
+    found = await row(store, "CP")
+    assert found["digest"] is None and found["needs_full"] is True and found["size"] == 0
+    assert found["version"] == 2
+
+    await lists.record_update("CP", {**update, "updateType": "Full", "listVersion": 3})
+    found = await row(store, "CP")
+    assert found["entries"] == {"NEW": {"status": "Accepted"}} and found["size"] == 1
+
+
+async def test_entries_are_hashed_as_postgresql_stores_them(store: Store) -> None:
+    """An operator's list may hold U+0000, which PostgreSQL's jsonb and text cannot hold: it
+    is recorded as U+FFFD (as the message log stores it), and the hashes Voltaro computes
+    for the update are those of what is stored, or the list would be stored under a digest
+    that is not its own. (Recording such an answer failed before.)"""
+    lists = LocalListRepository(store.database)
+    sent = [{"idTag": "A\x00B", "idTagInfo": {"status": "Accepted", "parentIdTag": "\x00"}}]
+    await lists.record_update(
+        "CP", {"listVersion": 1, "localAuthorizationList": sent, "updateType": "Full"}
+    )
+    found = await row(store, "CP")
+    assert found["entries"] == {"A\ufffdB": {"status": "Accepted", "parentIdTag": "\ufffd"}}
+    assert found["digest"] == found["sql_digest"] == digest(found["entries"])

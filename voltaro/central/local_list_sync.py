@@ -72,7 +72,6 @@ from voltaro.central.domain_events import Booted, CommandAnswered, Connected, Do
 from voltaro.central.local_list_entries import (
     LocalList,
     differential_update,
-    digest,
     full_update,
     next_change,
     wanted_list,
@@ -81,6 +80,7 @@ from voltaro.central.profile import Payload, ProfileContext
 from voltaro.central.timestamps import utc_now
 from voltaro.store import id_tags
 from voltaro.store.errors import StoreError
+from voltaro.store.list_digests import digest
 from voltaro.store.local_lists import (
     MAX_LENGTH_KEY,
     SEND_MAX_KEY,
@@ -128,8 +128,8 @@ def failure_changes(why: str, first_backoff: float) -> Callable[[LocalListRecord
 
 @dataclass(frozen=True, slots=True)
 class Seen:
-    """What a round read about one charger at its start: its row without the entries (None:
-    it had none) and its list size limits. Looking at the charger then need not read them
+    """What a round read about one charger at its start: its row (None: it had none) and its
+    list size limits. Looking at the charger then need not read them
     again: in a storm of new chargers those reads, several per charger, took the pool."""
 
     row: LocalListRecord | None
@@ -320,7 +320,7 @@ class LocalListSync:
     def _in_sync(
         self, charge_point_id: str, seen: Seen, wanted: WantedLists, now: datetime
     ) -> bool:
-        """Whether nothing need be sent to the charger (without reading its entries): its
+        """Whether nothing need be sent to the charger (without reading its list): its
         list is the wanted one, or it supports none, or its retry is not due yet."""
         row = seen.row
         if row is None:
@@ -422,11 +422,12 @@ class LocalListSync:
         send_max, max_length = await self._limits(charge_point_id, seen)
         wanted = wanted_lists.entries(max_length)
         version = record.version or 0
-        if record.needs_full or record.entries is None:
+        held = None if record.needs_full else await self._lists.held_entries(record.digest)
+        if held is None:  # not known: the whole list
             base = max(version, record.reported_version or 0)
             update = full_update(wanted, base, send_max)
         else:
-            update = differential_update(record.entries, wanted, version, send_max)
+            update = differential_update(held, wanted, version, send_max)
         if record.max_length != max_length:
             await self._lists.update(charge_point_id, max_length=max_length)
         for message in update.messages:

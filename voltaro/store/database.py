@@ -64,14 +64,18 @@ def json_bytes(value: object) -> bytes:
     return orjson.dumps(value, default=_plain)
 
 
-def _encode_jsonb(value: object) -> bytes:
-    # Binary jsonb is a version byte (1) then the JSON text. PostgreSQL cannot store the
-    # character U+0000 in jsonb, which JSON allows: it becomes U+FFFD rather than failing the
-    # whole write (the only change Voltaro ever makes to what a charger sent).
+def stored_json(value: object) -> bytes:
+    """``value`` as compact JSON, as a jsonb column stores it. PostgreSQL cannot store the
+    character U+0000 in jsonb, which JSON allows: it becomes U+FFFD rather than failing the
+    whole write (the only change Voltaro ever makes to what a charger sent)."""
     data = json_bytes(value)
     if b"\\u0000" in data:
         data = _replace_nul_escapes(data)
-    return b"\x01" + data
+    return data
+
+
+def _encode_jsonb(value: object) -> bytes:
+    return b"\x01" + stored_json(value)  # binary jsonb: a version byte (1), the JSON text
 
 
 class JsonbElement:

@@ -9,10 +9,12 @@ its Local Authorization List, and Voltaro keeps it so.
   a ``listVersion``, Voltaro's whole list now, see :func:`complete_list`) and
   ``GetLocalListVersion`` (also Voltaro's own check: a version other than the one Voltaro
   recorded makes the task send the whole list again; an operator's "sync now").
-- What Voltaro knows of each charger's list (its version, its entries, whether it is the
-  list Voltaro wants) is the table ``local_lists`` (:mod:`voltaro.store.local_lists`),
-  written by the commands' effects below, whoever sent the command; shown as the listing
-  ``local-lists`` and as facts of the charge point.
+- What Voltaro knows of each charger's list (its version, which list it holds, whether it
+  is the list Voltaro wants) is the table ``local_lists`` (:mod:`voltaro.store.local_lists`;
+  each distinct list's entries stored once, migration 0019), written by the commands'
+  effects below, whoever sent the command; shown as the listing ``local-lists`` and as
+  facts of the charge point. The lists no charger holds are deleted by
+  :func:`forget_unused_lists`.
 
 The states of a charger's list: ``unknown`` (nothing accepted yet), ``synced`` (its last
 update was accepted), ``mismatch`` (it answered VersionMismatch: Voltaro asks its version and
@@ -23,13 +25,16 @@ NotImplemented/NotSupported: Voltaro stops trying until an operator's command is
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
+
+import trio
 
 from voltaro.central.commands import InvalidCommand
 from voltaro.central.domain import Domain
 from voltaro.central.local_list_entries import (
-    digest,
     full_update,
     send_local_list,
     wanted_list,
@@ -40,12 +45,24 @@ from voltaro.central.local_list_sync import (
     failure_changes,
     keep_local_lists_in_sync,
 )
-from voltaro.central.profile import Command, Failure, Field, Listing, Payload, Profile
+from voltaro.central.profile import (
+    Command,
+    Failure,
+    Field,
+    Listing,
+    Payload,
+    Profile,
+    ProfileContext,
+)
 from voltaro.central.timestamps import format_timestamp, utc_now
 from voltaro.ocppj.errors import ErrorCode
 from voltaro.ocppj.validation import Violation
+from voltaro.store.errors import StoreError
+from voltaro.store.list_digests import digest
 from voltaro.store.local_lists import STATES, ListSummary, LocalListRecord, LocalListRepository
 from voltaro.store.records import IdTagRecord
+
+log = logging.getLogger(__name__)
 
 LIST_KEY = "localAuthorizationList"
 
@@ -175,6 +192,29 @@ async def list_refused(
         )
 
 
+# ---- the stored lists ---------------------------------------------------------------------
+
+UNUSED_LIST_KEPT = timedelta(hours=1)  # a list no charger holds is kept this long after stored
+FORGET_PERIOD = 3600.0  # seconds between deletions of the lists no charger holds
+
+
+async def forget_unused_lists(ctx: ProfileContext) -> None:
+    """Delete the stored lists that no charger holds (migration 0019: a list is stored once
+    for all the chargers that hold it; a Full sent in ten messages leaves nine lists behind),
+    once an hour on every instance (each deletes what is still there), the first time at
+    once. A database outage postpones it to the next hour."""
+    lists = LocalListRepository(ctx.domain.store.database)
+    while True:
+        try:
+            forgotten = await lists.forget_unused(utc_now() - UNUSED_LIST_KEPT)
+        except StoreError as error:
+            log.debug("unused local lists kept for now: %s", error)
+        else:
+            if forgotten:
+                log.info("deleted %d stored local lists that no charger holds", forgotten)
+        await trio.sleep(FORGET_PERIOD)
+
+
 # ---- what operators see -----------------------------------------------------------------
 
 
@@ -285,8 +325,12 @@ LOCAL_LIST = Profile(
             fills={"listVersion": 1},
         ),
     ),
-    migrations=("0013_local_lists.sql", "0018_local_list_digest_sums.sql"),
-    tasks=(keep_local_lists_in_sync,),
+    migrations=(
+        "0013_local_lists.sql",
+        "0018_local_list_digest_sums.sql",
+        "0019_local_list_contents.sql",
+    ),
+    tasks=(keep_local_lists_in_sync, forget_unused_lists),
     listings=(
         Listing(
             "local-lists",
