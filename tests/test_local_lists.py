@@ -92,6 +92,7 @@ class ListCharger(ChargePoint):  # type: ignore[misc]
         self.version = version  # -1: "no local list here", as GetLocalListVersion says it
         self.entries: dict[str, Any] = {}
         self.received: list[tuple[str, dict[str, Any], str]] = []
+        self.accepted_hook: Callable[[], None] = lambda: None  # after each accepted update
 
     async def route_message(self, raw_msg: str) -> None:
         frame = orjson.loads(raw_msg)
@@ -132,6 +133,7 @@ class ListCharger(ChargePoint):  # type: ignore[misc]
         if len(result) > int(self.configuration["LocalAuthListMaxLength"]):
             return call_result.SendLocalList(status="Failed")
         self.entries, self.version = result, list_version
+        self.accepted_hook()
         return call_result.SendLocalList(status="Accepted")
 
 
@@ -621,5 +623,33 @@ def test_a_busy_instance_sends_lists_when_it_is_not_busy_or_after_the_limit(
             await until(lambda: charger.entries == accepted("TAG-A", "TAG-B"), "the limit")
             assert time.monotonic() - waited > 2.0  # the 3 s limit, less the debounce
         load.busy_cpu_share = busy_level
+
+    run(scenario)
+
+
+def test_an_update_of_many_messages_gives_way_between_them(live: LiveLists) -> None:
+    """Each message of an update waits while the instance is busy: an update that went out
+    whole once the instance was not busy made it busy again."""
+    load = live.voltaro.central.load
+    busy_level = load.busy_cpu_share
+
+    def busy() -> None:
+        load.busy_cpu_share = -1.0
+
+    async def scenario() -> None:
+        await sql(live, add_tags("TAG-A", "TAG-B", "TAG-C", "TAG-D", "TAG-E", "TAG-F"))
+        try:
+            async with connected(live, "LL-STEPS", send_max=2) as charger:
+                charger.accepted_hook = busy  # busy from the first message's answer on
+                await until(lambda: len(charger.sent()) == 1, "the first message")
+                await asyncio.sleep(1.5)
+                assert len(charger.sent()) == 1  # the rest wait
+                charger.accepted_hook = lambda: None
+                load.busy_cpu_share = busy_level
+                wanted = accepted("TAG-A", "TAG-B", "TAG-C", "TAG-D", "TAG-E", "TAG-F")
+                await until(lambda: charger.entries == wanted, "the rest")
+                assert len(charger.sent()) == 3
+        finally:
+            load.busy_cpu_share = busy_level
 
     run(scenario)

@@ -26,7 +26,7 @@ from voltaro.admin.metrics import VoltaroMetrics
 from voltaro.admin.server import run_admin_server
 from voltaro.central import CentralSystem
 from voltaro.central.operations import Operations
-from voltaro.central.overload import BUSY_CPU_SHARE, BUSY_LOOP_LAG
+from voltaro.central.overload import BUSY_CPU_SHARE, BUSY_LOOP_LAG, BUSY_MACHINE_SHARE
 from voltaro.central.profile import Profile
 from voltaro.central.profiles import PROFILES
 from voltaro.central.sessions import CLOSE_GOING_AWAY, SessionRegistry
@@ -155,6 +155,12 @@ def _watch_counters(voltaro: Voltaro) -> None:
             "Share of one core this process used, averaged over about the last second"
             f" (background work waits while it is over {BUSY_CPU_SHARE})",
             lambda: central.load.cpu_share,
+        ),
+        (
+            "voltaro_machine_cpu_share",
+            "Share of all the machine's cores used (by every process), averaged over about the"
+            f" last second (background work waits while it is over {BUSY_MACHINE_SHARE})",
+            lambda: central.load.machine_share,
         ),
     )
     for name, documentation, level in levels:

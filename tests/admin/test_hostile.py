@@ -547,7 +547,7 @@ def test_unsolicited_error_codes_do_not_grow_the_metrics(live: Live) -> None:
 
 
 def test_how_loaded_the_process_is_is_on_metrics(live: Live) -> None:
-    """The three levels background work gives way at (voltaro/central/overload.py)."""
+    """The four levels background work gives way at (voltaro/central/overload.py)."""
     text = httpx.get(live.base + "/metrics").text
     values = {
         line.split()[0]: float(line.split()[1])
@@ -555,6 +555,7 @@ def test_how_loaded_the_process_is_is_on_metrics(live: Live) -> None:
         if line and not line.startswith("#")
     }
     assert 0.0 <= values["voltaro_process_cpu_share"] < 64.0  # cores: all threads count
+    assert 0.0 <= values["voltaro_machine_cpu_share"] <= 1.0  # of all the cores
     assert values["voltaro_event_loop_lag_seconds"] >= 0.0
     assert values["voltaro_db_oldest_write_seconds"] >= 0.0
 

@@ -10,7 +10,14 @@ import time
 
 import trio
 
-from voltaro.central.overload import BUSY_LOOP_LAG, PROBE_INTERVAL, SMOOTHING, LoadWatch
+from voltaro.central.overload import (
+    BUSY_LOOP_LAG,
+    BUSY_MACHINE_SHARE,
+    PROBE_INTERVAL,
+    SMOOTHING,
+    LoadWatch,
+    read_machine_cpu,
+)
 
 
 async def test_a_writer_that_lags_makes_the_process_behind() -> None:
@@ -60,7 +67,7 @@ def burn(seconds: float) -> None:
 async def test_a_process_using_most_of_a_core_is_busy_until_it_is_not() -> None:
     # the CPU alone (the machine running the tests may have other work: its lag is not
     # what this is about)
-    watch = LoadWatch(lambda: 0.0, busy_cpu_share=0.5, busy_loop_lag=math.inf)
+    watch = LoadWatch(lambda: 0.0, busy_cpu_share=0.5, busy_loop_lag=math.inf, machine_cpu=None)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch.run)
         with trio.fail_after(10):
@@ -72,6 +79,43 @@ async def test_a_process_using_most_of_a_core_is_busy_until_it_is_not() -> None:
             while watch.busy():  # idle now: the average falls
                 await trio.sleep(PROBE_INTERVAL)
         nursery.cancel_scope.cancel()
+
+
+async def test_a_machine_whose_cores_are_taken_makes_the_process_busy() -> None:
+    """Three workers on two cores each use a third of a core, and the machine is full: the
+    machine's share tells. Counters as Linux's /proc/stat gives them (ticks, all cores)."""
+    ticks = [0, 0]  # used, total
+    used_per_probe = 19  # of 20 ticks a probe (two cores, 100 Hz, 0.1 s)
+
+    def machine() -> tuple[int, int]:
+        ticks[0] += used_per_probe
+        ticks[1] += 20
+        return ticks[0], ticks[1]
+
+    watch = LoadWatch(
+        lambda: 0.0, busy_cpu_share=math.inf, busy_loop_lag=math.inf, machine_cpu=machine
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch.run)
+        with trio.fail_after(10):
+            while not watch.busy():
+                await trio.sleep(PROBE_INTERVAL)
+        assert 0.95 * BUSY_MACHINE_SHARE < watch.machine_share <= 0.95
+        used_per_probe = 10  # half of the machine
+        with trio.fail_after(10):
+            while watch.busy():
+                await trio.sleep(PROBE_INTERVAL)
+        assert watch.machine_share < BUSY_MACHINE_SHARE
+        nursery.cancel_scope.cancel()
+
+
+def test_the_machines_cpu_is_read_where_linux_gives_it() -> None:
+    first = read_machine_cpu()
+    assert first is not None  # the tests run on Linux
+    burn(0.05)
+    second = read_machine_cpu()
+    assert second is not None
+    assert 0 <= first[0] <= first[1] and second[1] > first[1] and second[0] > first[0]
 
 
 async def test_one_pause_of_the_event_loop_does_not_make_the_process_busy() -> None:

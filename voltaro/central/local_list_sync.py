@@ -18,14 +18,14 @@ one instance updates a charger. A charger is looked at ("marked") when
 Updates give way to the chargers' own messages. While the instance is behind on them
 (``ctx.behind``: in a storm of connections every charger that comes online is marked, and
 their lists can wait; their boots and statuses cannot) they wait. While it is merely busy
-(``ctx.busy``: most of a core used, its event loop late, its writes waiting; see
-:mod:`voltaro.central.overload`) each charger's update
-waits too, but :data:`BUSY_WAIT_LIMIT` at most, so that lists still reach the chargers of
-an instance that is busy all day (at least :data:`CONCURRENT_UPDATES` chargers per limit).
-A new fleet's first sync is ten SendLocalList per charger (a list of 1,000 tags in
-messages of 100), each answer recorded: about 4 ms of CPU each, server and database
-together, and without giving way it took a third of the machine while 10,000
-stress-profile chargers were served (benchmarks/README.md, session 15).
+(``ctx.busy``: most of a core or of the machine used, its event loop late, its writes
+waiting; see :mod:`voltaro.central.overload`) each command of an update waits too, but
+:data:`BUSY_WAIT_LIMIT` at most, so that lists still reach the chargers of an instance that
+is busy all day (at least :data:`CONCURRENT_UPDATES` commands per limit). A new fleet's
+first sync is ten SendLocalList per charger (a list of 1,000 tags in messages of 100), each
+answer recorded: about 3.5 ms of CPU each, server and database together, and without giving
+way it took a third of the machine while 10,000 stress-profile chargers were served
+(benchmarks/README.md, sessions 15 and 16).
 
 Marks are debounced: the first mark starts a wait of ``VOLTARO_LOCAL_LIST_DEBOUNCE`` seconds
 and every charger marked by then is looked at once, so many tag changes made together give
@@ -299,7 +299,8 @@ class LocalListSync:
 
         async def one(charge_point_id: str, check: bool) -> None:
             async with limiter:
-                await self._give_way()
+                while self._ctx.behind():  # a storm: not even the reads (busy: see _send)
+                    await trio.sleep(LOAD_RECHECK)
                 seen = Seen(rows.get(charge_point_id), limits.get(charge_point_id, (None, None)))
                 if not check and self._in_sync(charge_point_id, seen, wanted, now):
                     return
@@ -311,7 +312,9 @@ class LocalListSync:
 
     async def _give_way(self) -> None:
         """Wait while the instance is behind, or busy (for :data:`BUSY_WAIT_LIMIT` at most):
-        the chargers' own messages come first."""
+        the chargers' own messages come first. Before every command the task sends: an
+        update of ten messages that went out at once when the instance was no longer busy
+        made it busy again (three workers on two cores, benchmarks/README.md, session 16)."""
         waited = 0.0
         while self._ctx.behind() or (self._ctx.busy() and waited < BUSY_WAIT_LIMIT):
             await trio.sleep(LOAD_RECHECK)
@@ -452,6 +455,7 @@ class LocalListSync:
     async def _send(self, charge_point_id: str, action: str, payload: Payload) -> Payload:
         """``ctx.send``, noting that the answer event to come is the task's own (it marks
         nothing: the task has acted on the answer already)."""
+        await self._give_way()
         if action in LIST_ACTIONS:
             self._own[charge_point_id] = self._own.get(charge_point_id, 0) + 1
         try:
