@@ -77,12 +77,24 @@ def _clock_ticks() -> int:
     return os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, reaped: bool = False) -> float:
+    """The CPU time of process ``pid`` so far; ``reaped``: with its children that exited
+    (and were waited for) too."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / _clock_ticks()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / _clock_ticks()
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """The CPU time of ``pid`` and its children so far, those that exited included: what a
+    run used is the difference of two readings (a PostgreSQL backend that closes during a
+    run, as an idle pool connection does, takes its seconds along to its parent)."""
+    return cpu_seconds(pid, reaped=True) + sum(cpu_seconds(child) for child in children_of(pid))
 
 
 def rss_bytes(pid: int) -> int:
@@ -145,14 +157,13 @@ class Server:
         return [self.process.pid, *children_of(self.process.pid)]
 
     def cpu(self) -> float:
-        return sum(cpu_seconds(pid) for pid in self.pids())
+        """CPU seconds of the server so far: itself and its workers, a restarted one's too."""
+        return tree_cpu_seconds(self.process.pid)
 
-    def db_cpu(self) -> dict[int, float]:
-        """CPU seconds of each PostgreSQL process (the postmaster and its children)."""
-        if self.postmaster is None:
-            return {}
-        pids = [self.postmaster, *children_of(self.postmaster)]
-        return {pid: cpu_seconds(pid) for pid in pids}
+    def db_cpu(self) -> float:
+        """CPU seconds of PostgreSQL so far (the postmaster and its backends, those that
+        closed too); 0 without one."""
+        return 0.0 if self.postmaster is None else tree_cpu_seconds(self.postmaster)
 
     def rss(self) -> int:
         return sum(rss_bytes(pid) for pid in self.pids())
@@ -315,11 +326,7 @@ def measured(
         "errors": summary["errors"],
         "failed_connects": summary["connect_failures"],
         "server_cpu_s": round(server.cpu() - cpu_before, 2),
-        # per process: a backend that exits during the run takes its seconds along, so
-        # this is a lower bound
-        "db_cpu_s": round(
-            sum(max(0.0, t - db_before.get(pid, 0.0)) for pid, t in server.db_cpu().items()), 2
-        ),
+        "db_cpu_s": round(server.db_cpu() - db_before, 2),
         "server_rss_mib": round(sampler.peak / 2**20, 1),
         "rss_per_connection_kib": round(grown / connected / 1024, 1) if connected else None,
         "server_file_limit": server.file_limit(),
