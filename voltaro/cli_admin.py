@@ -406,6 +406,13 @@ def chargepoint_add(args: argparse.Namespace, settings: Settings) -> int:
             args.id, status=args.status, password_hash=hashed, lenient=args.lenient
         )
         print(f"{'added' if added else 'updated'} charge point {args.id}")
+        record = None if added or args.status else await store.charge_points.get(args.id)
+        if record is not None and record.registration_status != "Accepted":
+            # it connected before it was added (Pending): add changes only what it is given
+            print(
+                f"its status stays {record.registration_status}:"
+                f" 'voltaro chargepoint accept {args.id}' accepts it"
+            )
         request = {"registrationStatus": args.status, "lenient": args.lenient}
         if hashed is not None:
             request["password"] = "(redacted)"

@@ -39,6 +39,13 @@ def test_chargepoint_commands(
     assert cp2[:2] == ["CP-2", "Pending"] and cp2[4:6] == ["no", "no"]
     assert "k3y" not in "\n".join(out)
 
+    # adding one that is there already (a charger that connected first is Pending) changes
+    # only what is given, and says how to accept it
+    assert run(s, "chargepoint", "add", "CP-2") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "updated charge point CP-2",
+        "its status stays Pending: 'voltaro chargepoint accept CP-2' accepts it",
+    ]
     assert run(s, "chargepoint", "accept", "CP-2") == 0
     assert run(s, "chargepoint", "add", "CP-1", "--no-lenient") == 0
     assert "updated charge point CP-1" in capsys.readouterr().out
