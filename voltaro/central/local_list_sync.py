@@ -129,8 +129,8 @@ def failure_changes(why: str, first_backoff: float) -> Callable[[LocalListRecord
 @dataclass(frozen=True, slots=True)
 class Seen:
     """What a round read about one charger at its start: its row (None: it had none) and its
-    list size limits. Looking at the charger then need not read them
-    again: in a storm of new chargers those reads, several per charger, took the pool."""
+    list size limits. Looking at the charger then need not read them again: in a storm of
+    new chargers those reads, several per charger, took the pool."""
 
     row: LocalListRecord | None
     limits: tuple[int | None, int | None]

@@ -25,10 +25,10 @@ room left for the chargers' bursts), or the machine's cores were more than
 others share them: each worker's own share stays low while together they take every core),
 or its event loop woke :data:`BUSY_LOOP_LAG` late on average (the machine's cores are taken
 by others), or the oldest waiting write has waited :data:`BUSY_WRITER_LAG` (the database is
-the limit). Why: a new fleet's first local-list
-sync (ten SendLocalList of a hundred tags each per charger, every answer recorded) took a
-third of the machine's CPU while 10,000 stress-profile chargers were served, and more than
-doubled their latency (benchmarks/README.md, session 15); with three workers on two cores,
+the limit). Why: a new fleet's first local-list sync (ten SendLocalList of a hundred tags
+each per charger, every answer recorded) took a third of the machine's CPU while 10,000
+stress-profile chargers were served, and more than doubled their latency
+(benchmarks/README.md, session 15); with three workers on two cores,
 20,000 such chargers were served at p99 195 ms without the sync and 630-990 ms with it
 (session 16), none of the workers above 0.35 of a core. Not the chargers' answer times
 themselves: those include the database's commit, which on slow storage is long on an idle
