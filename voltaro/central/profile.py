@@ -215,9 +215,10 @@ class ProfileContext:
     (updating many chargers' lists, say) waits while it is."""
     busy: Callable[[], bool] = lambda: False
     """Whether this instance is busy enough that background work should give way to the
-    chargers' own messages (most of a core used, its event loop late, its writes waiting; see
-    :mod:`voltaro.central.overload`). Behind implies busy. Work that must progress
-    nevertheless waits for a while at most (the local-list sync: ``BUSY_WAIT_LIMIT``)."""
+    chargers' own messages (most of a core or of the machine used, its event loop late, its
+    writes waiting; see :mod:`voltaro.central.overload`). Behind implies busy. Work that must
+    progress nevertheless waits for a while at most (the local-list sync:
+    ``BUSY_WAIT_LIMIT``)."""
 
 
 ProfileTask = Callable[[ProfileContext], Awaitable[None]]

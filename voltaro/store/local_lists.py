@@ -151,6 +151,8 @@ def _recorded(columns: list[str]) -> str:
     """
 
 
+# The charger's row with the defaults, unless it has one.
+_ENSURE_ROW = "INSERT INTO local_lists (charge_point_id) VALUES ($1) ON CONFLICT DO NOTHING"
 HELD_LISTS_KEPT = 8  # distinct lists a repository keeps read (a fleet holds a few)
 HASHED_UPDATES_KEPT = 64  # distinct updates whose hash sums are kept (one Full: ten messages)
 
@@ -211,10 +213,7 @@ class LocalListRepository:
         the entries is :meth:`record_update`'s."""
 
         async def write(connection: Connection) -> None:
-            await connection.execute(
-                "INSERT INTO local_lists (charge_point_id) VALUES ($1) ON CONFLICT DO NOTHING",
-                charge_point_id,
-            )
+            await connection.execute(_ENSURE_ROW, charge_point_id)
             row = await connection.fetchrow(
                 "SELECT * FROM local_lists WHERE charge_point_id = $1 FOR UPDATE",
                 charge_point_id,
@@ -254,10 +253,7 @@ class LocalListRepository:
 
         async def write(connection: Connection) -> None:
             if await connection.execute(sql, charge_point_id, *arguments) == "UPDATE 0":
-                await connection.execute(
-                    "INSERT INTO local_lists (charge_point_id) VALUES ($1) ON CONFLICT DO NOTHING",
-                    charge_point_id,
-                )
+                await connection.execute(_ENSURE_ROW, charge_point_id)
                 await connection.execute(sql, charge_point_id, *arguments)
 
         await self._database.run(write)
