@@ -293,6 +293,7 @@ async def _run_instance(
             if role is None
             else role_instance_id(settings, ocpp_port, role)
         ),
+        node_id=settings.instance_id or default_instance_id(ocpp_port),
         others_live_events=admin,
     )
     voltaro = Voltaro(settings, central, server, Operations(central), metrics)

@@ -64,7 +64,7 @@ def _add_simulate_command(
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from voltaro.app import run_server, run_worker
-    from voltaro.store.errors import StoreUnavailable
+    from voltaro.store.errors import SchemaMismatch, StoreUnavailable
     from voltaro.supervisor import run_supervisor
     from voltaro.transport.server import leaf_exceptions
 
@@ -82,7 +82,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             trio.run(run_supervisor, settings)
         else:
             trio.run(run_server, settings)
-    except* (CannotStart, StoreUnavailable) as group:  # a port in use, no database: no traceback
+    # a port in use, no database, a schema of another version: said, without a traceback
+    except* (CannotStart, StoreUnavailable, SchemaMismatch) as group:
         failures = leaf_exceptions(group)
     for failure in failures:
         print(f"error: {failure}", file=sys.stderr)

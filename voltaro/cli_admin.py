@@ -14,8 +14,13 @@ database: the data directory is relative to where the command runs, and a comman
 the wrong directory would otherwise act on a new, empty database nobody serves (answering
 "no charge points", adding id tags no charger is ever checked against).
 
+Each command migrates the database first, as a server does, and like one refuses to under
+instances of an older Voltaro, or to use a database a newer one migrated
+(:mod:`voltaro.store.migrate`; ``voltaro db migrate --force`` migrates anyway).
+
 Each command is ``func(args, settings) -> exit code``: 0 done, 1 refused (unknown id, bad
-value), 2 database unavailable (or no database where the settings point). Each change is
+value), 2 database unavailable (or no database where the settings point, or a schema of
+another version). Each change is
 written to the audit log as the API's would be, by ``cli:<login name>`` with the admin role
 (whoever can reach the database can do anything), through ``cli``.
 """
@@ -55,6 +60,7 @@ from voltaro.store.audit import AuditEntry
 from voltaro.store.charge_points import ChargePointChange
 from voltaro.store.database import redacted_url
 from voltaro.store.embedded import embedded_exists
+from voltaro.store.errors import SchemaMismatch
 from voltaro.store.id_tags import IdTagChange
 from voltaro.store.store import database_url
 from voltaro.transport.handshake import charge_point_id_problem
@@ -89,9 +95,20 @@ def add_commands(subparsers: SubParsers) -> None:
 
     db = subparsers.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", metavar="COMMAND", required=True)
-    db_commands.add_parser(
-        "migrate", parents=[common], help="apply pending schema migrations"
-    ).set_defaults(func=db_migrate)
+    migrate_command = db_commands.add_parser(
+        "migrate",
+        parents=[common],
+        help="apply pending schema migrations",
+        description="Apply this Voltaro's pending schema migrations. Refused while instances"
+        " of an older Voltaro run on the database (they would fail on the new schema: stop"
+        " them first), unless --force.",
+    )
+    migrate_command.add_argument(
+        "--force",
+        action="store_true",
+        help="apply them even while other instances run on the database",
+    )
+    migrate_command.set_defaults(func=db_migrate)
 
     cp = subparsers.add_parser("chargepoint", help="manage charge points")
     cp_commands = cp.add_subparsers(dest="chargepoint_command", metavar="COMMAND", required=True)
@@ -285,7 +302,7 @@ def _run(settings: Settings, operation: Callable[[Store], Awaitable[None]]) -> i
             except CommandError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 1
-            except StoreUnavailable as exc:
+            except (StoreUnavailable, SchemaMismatch) as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
         return 0
@@ -378,8 +395,8 @@ def db_migrate(args: argparse.Namespace, settings: Settings) -> int:
         async with trio_asyncio.open_loop():
             try:
                 async with database_url(settings.database_url, settings.data_dir) as url:
-                    applied = await migrate(url)
-            except StoreUnavailable as exc:
+                    applied = await migrate(url, force=args.force)
+            except (StoreUnavailable, SchemaMismatch) as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
         print("applied: " + ", ".join(applied) if applied else "database is up to date")

@@ -83,10 +83,15 @@ class CentralSystem:
         schemas: SchemaRegistry | None = None,
         observer: RpcHooks | None = None,
         instance_id: str | None = None,
+        node_id: str | None = None,
         others_live_events: bool = True,
     ) -> None:
         """``observer``: hooks every session's endpoint also reports to (the metrics);
         ``instance_id``: this instance's name (default: the setting, else host and port);
+        ``node_id``: the node whose process it is, with ``--workers`` (default: the instance
+        itself): the migration at start counts the node's earlier processes, killed before
+        they retired, as its own rather than as older instances running (see
+        :mod:`voltaro.store.migrate`);
         ``others_live_events``: whether other instances' live events are published on this
         one's bus too. Only a dashboard needs them: a worker of ``--workers`` serves none,
         and taking in every event of the installation was ~5% of its time (py-spy) at 20,000
@@ -98,6 +103,7 @@ class CentralSystem:
         self.instance_id = (
             instance_id or settings.instance_id or default_instance_id(settings.ocpp_port)
         )
+        self._node_id = node_id or self.instance_id
         self.data_transfer = data_transfer or DataTransferRegistry()
         self.events = EventBus()  # what happened, for live views (published after commits)
         self._others_live_events = others_live_events
@@ -138,6 +144,7 @@ class CentralSystem:
             settings.data_dir,
             deadline=settings.database_deadline,
             message_log_limits=limits,
+            node_id=self._node_id,
         ) as store:
             try:
                 await self._start(store)

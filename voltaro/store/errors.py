@@ -36,6 +36,12 @@ class StoreUnavailable(StoreError):
     """
 
 
+class SchemaMismatch(StoreError):
+    """The database's schema and this Voltaro do not go together, and nothing was changed:
+    a newer Voltaro migrated it, or migrating it now would break the older instances running
+    on it. The message says which, and what to do."""
+
+
 class WriteFailed(StoreError):
     """This one write was rejected by the database; its batch-mates were committed."""
 

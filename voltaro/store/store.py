@@ -87,6 +87,7 @@ async def open_store(
     background: bool = True,
     deadline: float = DEFAULT_DEADLINE,
     message_log_limits: MessageLogLimits | None = None,
+    node_id: str | None = None,
 ) -> AsyncIterator[Store]:
     """A running :class:`Store` for the block (inside ``trio_asyncio.open_loop()``).
 
@@ -104,12 +105,14 @@ async def open_store(
     :mod:`.database`). Migrations are not bounded (only their connect is): how long one takes
     depends on the data, and one stopped halfway would only start over at the next start.
     ``message_log_limits``: the message log's bounds (default :class:`MessageLogLimits`).
+    ``node_id``: the node that migrates (see :func:`~voltaro.store.migrate.migrate`); None
+    (an operator's command) counts every live instance as another.
     """
     with collapse_single_exception():
         async with AsyncExitStack() as stack:
             resolved = await stack.enter_async_context(database_url(url, data_dir))
             if migrate_first:
-                await migrate(resolved)
+                await migrate(resolved, node_id=node_id)
             database = await stack.enter_async_context(open_database(resolved, deadline=deadline))
             writer_database = batch_database = database
             if background:
