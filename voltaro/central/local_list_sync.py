@@ -19,15 +19,13 @@ Updates give way to the chargers' own messages. While the instance is behind on 
 (``ctx.behind``: in a storm of connections every charger that comes online is marked, and
 their lists can wait; their boots and statuses cannot) they wait. While it is merely busy
 (``ctx.busy``: most of a core or of the machine used, its event loop late, its writes
-waiting; see :mod:`voltaro.central.overload`) the task's commands, all chargers' together,
-go out one per :data:`BUSY_SPACING`, so that lists still reach the chargers of an instance
-that is busy all day, at a cost it can bear. A new fleet's first sync is ten SendLocalList
-per charger (a list of 1,000 tags in messages of 100), each answer recorded: about 3.5 ms of
-CPU each, server and database together, and without giving way it took a third of the
-machine while 10,000 stress-profile chargers were served (benchmarks/README.md, sessions 15
-and 16). Paced, it takes under 2% of a core; each command of an update waits its turn, as
-an update of ten messages that went out at once, whenever the instance was not busy for a
-moment, made it busy again (session 16).
+waiting; see :mod:`voltaro.central.overload`) each command of an update waits too, but
+:data:`BUSY_WAIT_LIMIT` at most, so that lists still reach the chargers of an instance that
+is busy all day (at least :data:`CONCURRENT_UPDATES` commands per limit). A new fleet's
+first sync is ten SendLocalList per charger (a list of 1,000 tags in messages of 100), each
+answer recorded: about 3.5 ms of CPU each, server and database together, and without giving
+way it took a third of the machine while 10,000 stress-profile chargers were served
+(benchmarks/README.md, sessions 15 and 16).
 
 Marks are debounced: the first mark starts a wait of ``VOLTARO_LOCAL_LIST_DEBOUNCE`` seconds
 and every charger marked by then is looked at once, so many tag changes made together give
@@ -100,10 +98,7 @@ MAX_RETRY_BACKOFF = 3600.0  # seconds: the longest wait before a failed update i
 # connections (10), so that the chargers' own reads always find one.
 CONCURRENT_UPDATES = 8
 LOAD_RECHECK = 0.5  # seconds between asking whether the instance is still behind or busy
-# Seconds between the task's commands while the instance is busy: five a second, ~2% of a
-# core. Each waited up to 10 s before (eight chargers at once): on an instance busy all
-# day, a fleet of 50,000 got its first lists (~12 commands each) in nine days, now in 33 h.
-BUSY_SPACING = 0.2
+BUSY_WAIT_LIMIT = 10.0  # seconds an update waits at most while the instance is busy
 REFUSED = frozenset({"NotImplemented", "NotSupported"})  # CALLERRORs meaning "no lists here"
 
 
@@ -179,7 +174,6 @@ class LocalListSync:
         self._running = False  # the listener acts while run() runs
         self._limits_asked: set[str] = set()  # asked for their limits since they came online
         self._own: dict[str, int] = {}  # answer events to come of the task's own commands
-        self._last_command = -math.inf  # trio time the task's last command went out
         self.rounds = 0
 
     # ---- marking -------------------------------------------------------------------------
@@ -317,19 +311,14 @@ class LocalListSync:
                 nursery.start_soon(one, charge_point_id, check)
 
     async def _give_way(self) -> None:
-        """Wait while the instance is behind, and while it is busy until
-        :data:`BUSY_SPACING` after the task's last command: the chargers' own messages come
-        first. Asked before every command the task sends (see the module doc)."""
-        while True:
-            if self._ctx.behind():
-                await trio.sleep(LOAD_RECHECK)
-                continue
-            now = trio.current_time()
-            turn = self._last_command + BUSY_SPACING
-            if now >= turn or not self._ctx.busy():
-                self._last_command = now
-                return
-            await trio.sleep(min(turn - now, LOAD_RECHECK))
+        """Wait while the instance is behind, or busy (for :data:`BUSY_WAIT_LIMIT` at most):
+        the chargers' own messages come first. Before every command the task sends: an
+        update of ten messages that went out at once when the instance was no longer busy
+        made it busy again (three workers on two cores, benchmarks/README.md, session 16)."""
+        waited = 0.0
+        while self._ctx.behind() or (self._ctx.busy() and waited < BUSY_WAIT_LIMIT):
+            await trio.sleep(LOAD_RECHECK)
+            waited += LOAD_RECHECK
 
     def _in_sync(
         self, charge_point_id: str, seen: Seen, wanted: WantedLists, now: datetime

@@ -217,8 +217,8 @@ class ProfileContext:
     """Whether this instance is busy enough that background work should give way to the
     chargers' own messages (most of a core or of the machine used, its event loop late, its
     writes waiting; see :mod:`voltaro.central.overload`). Behind implies busy. Work that must
-    progress nevertheless slows down rather than stops (the local-list sync: one command
-    per ``BUSY_SPACING``)."""
+    progress nevertheless waits for a while at most (the local-list sync:
+    ``BUSY_WAIT_LIMIT``)."""
 
 
 ProfileTask = Callable[[ProfileContext], Awaitable[None]]
