@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import ConnectionClosed
 
 from tests.harness import RawCharger, admit_everyone
@@ -319,4 +321,20 @@ async def test_the_parents_admin_api_reaches_chargers_on_every_worker(
                 )
                 assert sent.status_code == 200, (worker, sent.text)
                 assert sent.json() == {"result": {"status": "Accepted"}}
+            # the parent's /metrics covers every worker, each sample labelled with its process
+            scraped = await http.get("/metrics")
+        assert scraped.status_code == 200, scraped.text
+        families = {f.name: f for f in text_string_to_metric_families(scraped.text)}
+        assert [s.value for s in families["voltaro_workers_answering"].samples] == [2]
+        connected = {
+            s.labels["process"]: s.value for s in families["voltaro_connected_chargers"].samples
+        }
+        held = Counter(on.values())
+        assert connected == {"admin": 0, "w0": held["w0"], "w1": held["w1"]}, connected
+        resets = {
+            s.labels["process"]
+            for s in families["voltaro_ocpp_frames"].samples
+            if s.labels.get("action") == "Reset"
+        }
+        assert resets == {"w0", "w1"}
         nursery.cancel_scope.cancel()

@@ -388,7 +388,7 @@ async def run_worker(settings: Settings, index: int, link_fd: int) -> None:
         async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
             voltaro: Voltaro = await nursery.start(start_ocpp_worker, settings, index)
             nursery.start_soon(freeze_long_lived_objects)
-            nursery.start_soon(_stop_when_parent_gone, link, nursery.cancel_scope)
+            nursery.start_soon(_stop_when_parent_gone, link, voltaro, nursery.cancel_scope)
             log.info(
                 "worker %d ready: instance %s, pid %d, open-file limit %d",
                 index,
@@ -409,7 +409,9 @@ async def _stop_at_signal(signals: AsyncIterator[int], scope: trio.CancelScope) 
         return
 
 
-async def _stop_when_parent_gone(link: ParentLink, scope: trio.CancelScope) -> None:
-    await link.wait_parent_gone()
+async def _stop_when_parent_gone(
+    link: ParentLink, voltaro: Voltaro, scope: trio.CancelScope
+) -> None:
+    await link.wait_parent_gone(voltaro.metrics.render)  # the parent's /metrics asks for them
     log.warning("the parent process is gone: closing connections and stopping")
     scope.cancel()

@@ -17,6 +17,10 @@ The parent:
    trio loop and listening socket on the shared port (``SO_REUSEPORT``); waits until every
    one accepts chargers, then lets go of the port and says it is ready.
 
+The parent's ``/metrics`` covers the workers: each scrape asks every ready worker for its
+metrics over its line (:mod:`voltaro.worker_link`) and labels each sample with its process
+(:mod:`voltaro.admin.metrics_merge`).
+
 Afterwards a worker that exits (killed, crashed, failed) is started again after a pause that
 doubles from 1 s to 30 s while it keeps failing (back to 1 s once one ran a minute); the log
 says which worker, its pid and how it ended. Its chargers reconnect meanwhile, and the
@@ -44,6 +48,7 @@ from collections.abc import Callable
 import trio
 import trio_asyncio
 
+from voltaro.admin.metrics import WORKER_ANSWER_SECONDS
 from voltaro.app import Voltaro, ready_line, start_admin_instance
 from voltaro.config import CannotStart, Settings, settings_env
 from voltaro.process_limits import raise_open_file_limit
@@ -95,6 +100,20 @@ class WorkerPool:
         self._count = count
         self._env = {**os.environ, **settings_env(settings)}
         self._stopping = trio.Event()
+        self._ready: dict[int, WorkerLink] = {}  # the lines of the workers that are ready
+
+    async def metrics(self) -> dict[str, bytes | None]:
+        """Each worker's ``/metrics`` text by its name (``w0``, ...), asked of all at once;
+        None for one that is not ready (restarting) or did not answer in time."""
+        answers: dict[str, bytes | None] = {f"w{index}": None for index in range(self._count)}
+
+        async def ask(index: int, link: WorkerLink) -> None:
+            answers[f"w{index}"] = await link.ask_metrics(WORKER_ANSWER_SECONDS)
+
+        async with trio.open_nursery() as nursery:
+            for index, link in list(self._ready.items()):
+                nursery.start_soon(ask, index, link)
+        return answers
 
     def stop(self) -> None:
         """Stop every worker (SIGTERM, then SIGKILL after the grace); :meth:`run` returns
@@ -171,6 +190,7 @@ class WorkerPool:
                     nursery.start_soon(self._terminate_when_stopping, process)
                     was_ready = await link.wait_ready()
                     if was_ready:
+                        self._ready[index] = link
                         ready(process.pid)
                     returncode = await process.wait()
                     nursery.cancel_scope.cancel()
@@ -178,6 +198,7 @@ class WorkerPool:
                 with trio.CancelScope(shield=True):
                     await _reap(process)
         finally:
+            self._ready.pop(index, None)
             with trio.CancelScope(shield=True):
                 await link.aclose()
         return was_ready, returncode, process.pid
@@ -217,6 +238,7 @@ async def run_supervisor(settings: Settings) -> None:
                 settings = dataclasses.replace(settings, database_url=url, ocpp_port=port)
                 admin: Voltaro = await nursery.start(start_admin_instance, settings, port)
                 pool = WorkerPool(settings, settings.workers)
+                admin.metrics.include_workers(pool.metrics)
                 async with trio.open_nursery() as workers:
                     await workers.start(pool.run)
                     for holder in holders:

@@ -2,10 +2,15 @@
 
 One Unix socket pair per worker: the parent keeps one end, the worker inherits the other
 (its descriptor number is given with the internal ``serve --internal-worker INDEX:FD``).
-Over it the worker says ``ready`` once it accepts chargers, and nothing else is sent. Its
-real job is the end of the line: when the parent dies, however (kill -9 included), the
-kernel closes the parent's end and the worker reads end-of-file, so it stops instead of
-outliving the installation; when the worker dies, the parent reads end-of-file too.
+Over it the worker says ``ready`` once it accepts chargers; after that the parent may ask
+for the worker's metrics (``metrics N``, N counting the questions) and the worker answers
+``N LENGTH`` and that many bytes of its ``/metrics`` text, so that the parent's ``/metrics``
+covers every worker. Each side keeps what it received in a buffer and takes only whole
+messages from it, so a question given up on (the parent's wait has a limit) leaves the line
+in step: its late answer is read and dropped before the next one. The line's other job is
+its end: when the parent dies, however (kill -9 included), the kernel closes the parent's
+end and the worker reads end-of-file, so it stops instead of outliving the installation;
+when the worker dies, the parent reads end-of-file too.
 
 The parent's ends are not inheritable (Python's default), so no worker holds another's line
 open and each end-of-file means what it says.
@@ -14,12 +19,16 @@ open and each end-of-file means what it says.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socket
+from collections.abc import Awaitable, Callable
 
 import trio
 
 WORKER_FLAG = "--internal-worker"
 READY = b"ready\n"
+METRICS = b"metrics"
+MAX_LINE = 64  # bytes: the longest line either side sends (the body is counted, not a line)
 
 
 def link_argument(index: int, fd: int) -> str:
@@ -33,27 +42,78 @@ def parse_link_argument(text: str) -> tuple[int, int]:
     return int(index), int(fd)
 
 
+class _Receiver:
+    """What one end has received and not yet taken: whole lines and counted bodies only,
+    so a reader cancelled while it waits loses nothing."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._stream = stream
+        self._buffer = bytearray()
+
+    async def line(self) -> bytes | None:
+        """The next line without its newline; None at end-of-file (or a line too long)."""
+        while (end := self._buffer.find(b"\n")) < 0:
+            if len(self._buffer) > MAX_LINE or not await self._receive():
+                return None
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
+        return line
+
+    async def answer(self) -> tuple[bytes, bytes] | None:
+        """The next answer, ``NUMBER LENGTH`` and its body: (NUMBER, body), taken only once
+        whole. None at end-of-file, or for a line that is no answer."""
+        while (end := self._buffer.find(b"\n")) < 0:
+            if len(self._buffer) > MAX_LINE or not await self._receive():
+                return None
+        number, _, length = bytes(self._buffer[:end]).partition(b" ")
+        if not length.isdigit():
+            return None
+        whole = end + 1 + int(length)
+        while len(self._buffer) < whole:
+            if not await self._receive():
+                return None
+        body = bytes(self._buffer[end + 1 : whole])
+        del self._buffer[:whole]
+        return number, body
+
+    async def _receive(self) -> bool:
+        try:
+            chunk = await self._stream.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        self._buffer += chunk
+        return bool(chunk)
+
+
 class ParentLink:
-    """The worker's end: say ready, and hear the parent go."""
+    """The worker's end: say ready, answer the parent's questions, and hear the parent go."""
 
     def __init__(self, fd: int) -> None:
         sock = socket.socket(fileno=fd)
         sock.set_inheritable(False)
         self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+        self._sending = trio.Lock()
 
     async def report_ready(self) -> None:
         """Tell the parent this worker accepts chargers. A parent already gone is fine:
         :meth:`wait_parent_gone` hears it."""
-        with contextlib.suppress(trio.BrokenResourceError):
-            await self._stream.send_all(READY)
+        await self._send(READY)
 
-    async def wait_parent_gone(self) -> None:
-        """Return once the parent's end is closed (the parent exited or was killed)."""
-        try:
-            while await self._stream.receive_some(64):
-                pass  # the parent sends nothing today; whatever it is, it is not the end
-        except trio.BrokenResourceError:
-            pass
+    async def wait_parent_gone(self, metrics: Callable[[], Awaitable[bytes]]) -> None:
+        """Return once the parent's end is closed (the parent exited or was killed);
+        meanwhile answer its questions (``metrics``: this worker's ``/metrics`` text)."""
+        received = _Receiver(self._stream)
+        while (line := await received.line()) is not None:
+            question, _, number = line.partition(b" ")
+            if question == METRICS and number.isdigit():
+                body = await metrics()
+                await self._send(b"%s %d\n" % (number, len(body)) + body)
+            # anything else is not the end, and not a question this worker knows
+
+    async def _send(self, data: bytes) -> None:
+        async with self._sending:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._stream.send_all(data)
 
     async def aclose(self) -> None:
         await self._stream.aclose()
@@ -66,6 +126,9 @@ class WorkerLink:
         ours, theirs = socket.socketpair()
         self._theirs: socket.socket | None = theirs
         self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+        self._received = _Receiver(self._stream)
+        self._asking = trio.Lock()
+        self._questions = itertools.count(1)
 
     @property
     def child_fd(self) -> int:
@@ -84,16 +147,24 @@ class WorkerLink:
     async def wait_ready(self) -> bool:
         """True once the worker says it is ready; False when its end closed first (it
         exited, or failed to start)."""
-        received = b""
-        while not received.endswith(b"\n"):
-            try:
-                chunk = await self._stream.receive_some(64)
-            except trio.BrokenResourceError:
-                return False
-            if not chunk:
-                return False
-            received += chunk
-        return received == READY
+        return await self._received.line() == READY.rstrip(b"\n")
+
+    async def ask_metrics(self, timeout: float) -> bytes | None:
+        """The worker's ``/metrics`` text; None when it does not answer within ``timeout``
+        seconds or its line is closed. Only after :meth:`wait_ready`."""
+        number = next(self._questions)
+        with trio.move_on_after(timeout):
+            async with self._asking:
+                try:
+                    await self._stream.send_all(b"%s %d\n" % (METRICS, number))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return None
+                while (answer := await self._received.answer()) is not None:
+                    answered, body = answer
+                    if answered == b"%d" % number:
+                        return body
+                    # a late answer to a question given up on: dropped
+        return None
 
     async def aclose(self) -> None:
         self.handed_over()

@@ -12,7 +12,7 @@ can grow the registry, and a scrape stays small. A scrape is rendered on a worke
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import trio
@@ -25,6 +25,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from voltaro.admin.metrics_merge import merged_exposition
 from voltaro.ocppj.dialect import OCPP16
 from voltaro.ocppj.endpoint import FrameDirection, RpcHooks
 from voltaro.ocppj.frames import Call, CallError, CallResult, Frame
@@ -51,6 +52,8 @@ LATENCY_BUCKETS = (
 CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PARENT_PROCESS = "admin"  # the parent's process label in a scrape that covers workers
+WORKER_ANSWER_SECONDS = 2.0  # how long a scrape waits for each worker's metrics
 
 
 def _action_label(action: str | None) -> str:
@@ -72,6 +75,7 @@ class VoltaroMetrics:
     def __init__(self) -> None:
         self._children: dict[tuple[object, ...], Any] = {}
         self._scrapes = trio.CapacityLimiter(1)
+        self._workers: Callable[[], Awaitable[Mapping[str, bytes | None]]] | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         self.connected = Gauge(
             "voltaro_connected_chargers",
@@ -163,9 +167,33 @@ class VoltaroMetrics:
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
+    def include_workers(self, ask: Callable[[], Awaitable[Mapping[str, bytes | None]]]) -> None:
+        """Make a scrape cover the workers of ``voltaro serve --workers N`` too (this being
+        the parent's): ``ask()`` gives each worker's text by its name (``w0``, ...), None for
+        one that did not answer. Every sample is then labelled with its process (see
+        :mod:`voltaro.admin.metrics_merge`), and ``voltaro_workers`` and
+        ``voltaro_workers_answering`` say whether all are there."""
+        self._workers = ask
+
     async def render(self) -> bytes:
-        """:meth:`exposition` on a worker thread, one scrape at a time (callers queue)."""
-        return await trio.to_thread.run_sync(self.exposition, limiter=self._scrapes)
+        """:meth:`exposition` on a worker thread, one scrape at a time (callers queue); with
+        :meth:`include_workers`, merged with the workers'."""
+        own = await trio.to_thread.run_sync(self.exposition, limiter=self._scrapes)
+        if self._workers is None:
+            return own
+        answers = await self._workers()
+        texts = {PARENT_PROCESS: own}
+        texts.update((name, text) for name, text in answers.items() if text is not None)
+        extra = [
+            GaugeMetricFamily("voltaro_workers", "Worker processes configured", len(answers)),
+            GaugeMetricFamily(
+                "voltaro_workers_answering",
+                "Worker processes whose metrics are in this scrape (one that did not answer"
+                f" within {WORKER_ANSWER_SECONDS:g} s, or is restarting, is missing)",
+                len(texts) - 1,
+            ),
+        ]
+        return await trio.to_thread.run_sync(merged_exposition, texts, extra, limiter=self._scrapes)
 
 
 class _ReadValue(Collector):
