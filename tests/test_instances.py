@@ -181,6 +181,33 @@ async def test_a_dead_instances_chargers_go_offline_when_its_lease_runs_out(
     assert events == [{"reason": "instance lease expired"}]
 
 
+async def test_the_instances_are_listed_with_the_chargers_each_holds(
+    nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
+) -> None:
+    first = await start(nursery, voltaro_settings, tmp_path, "a")
+    second = await start(nursery, voltaro_settings, tmp_path, "b")
+    charger = await RawCharger.connect(nursery, ws_url(first, "LISTED"))
+    assert (await charger.call("BootNotification", BOOT))[0] == 3
+    ids = sorted([first.central.instance_id, second.central.instance_id])
+    async with api(second) as through_second:
+        listed = await through_second.get("/api/v1/instances")
+        assert listed.status_code == 200, listed.text
+        items = {item["id"]: item for item in listed.json()["items"]}
+        assert sorted(items) == ids and listed.json()["total"] == 2
+        assert items[first.central.instance_id]["chargers"] == 1
+        assert items[second.central.instance_id]["chargers"] == 0
+        assert all(item["live"] and item["pid"] > 0 for item in items.values())
+        dead = await through_second.get("/api/v1/instances", params={"live": "false"})
+        assert dead.json()["total"] == 0
+    async with httpx.AsyncClient(base_url=second.admin_url or "") as browser:
+        signed_in = await browser.post("/login", data={"token": TOKEN, "next": "/"})
+        assert signed_in.status_code == 302
+        page = (await browser.get("/instances")).text
+        assert '<a href="/instances" aria-current="page">Instances</a>' in page
+        assert '<th scope="col">Chargers online</th>' in page
+        assert all(instance_id in page for instance_id in ids)
+
+
 async def boot_and_see_relayed(
     nursery: trio.Nursery, first: Voltaro, second: Voltaro, *, instances: int
 ) -> Booted:

@@ -25,6 +25,7 @@ import trio
 from voltaro.central.accounts import Accounts
 from voltaro.central.commands import CommandCatalog
 from voltaro.central.events import EventBus
+from voltaro.central.instances_listing import INSTANCES
 from voltaro.central.passwords import hash_password
 from voltaro.central.profile import CONNECTOR_NOTES, Listing, Payload
 from voltaro.central.sessions import CLOSE_POLICY_VIOLATION
@@ -50,8 +51,10 @@ class Operations:
 
     @property
     def listings(self) -> tuple[Listing, ...]:
-        """The records the served profiles let operators list (known before the start)."""
-        return tuple(listing for profile in self._central.profiles for listing in profile.listings)
+        """The records operators can list (known before the start): the installation's
+        instances, then what the served profiles let them list."""
+        profiles = self._central.profiles
+        return (INSTANCES, *(listing for profile in profiles for listing in profile.listings))
 
     @property
     def facts_schema(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 from voltaro.store.database import (
     Connection,
@@ -39,6 +40,20 @@ class Renewal:
 
     alive: int
     rejoined: bool
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """A row of ``instances``, with the chargers recorded online at it."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    alive_until: datetime
+    live: bool
+    """Its lease has not run out (the database's clock)."""
+    chargers: int
 
 
 class InstanceRepository:
@@ -146,6 +161,23 @@ class InstanceRepository:
             return expired
 
         return await self._database.run_in_transaction(apply)
+
+    async def list_all(self) -> list[InstanceRecord]:
+        """Every registered instance by id: the live ones, and those whose lease ran out
+        that no live instance has expired yet."""
+        rows = await self._database.run(
+            lambda c: c.fetch(
+                """
+                SELECT i.id, i.host, i.pid, i.started_at, i.alive_until,
+                       i.alive_until > now() AS live, coalesce(held.chargers, 0) AS chargers
+                FROM instances i
+                LEFT JOIN (SELECT instance_id, count(*) AS chargers FROM charge_points
+                           WHERE online GROUP BY instance_id) held ON held.instance_id = i.id
+                ORDER BY i.id
+                """
+            )
+        )
+        return [InstanceRecord(**dict(row)) for row in rows]
 
     async def holder(self, charge_point_id: str) -> str | None:
         """The live instance the charger is recorded online at, or None."""
