@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import trio
@@ -32,3 +33,15 @@ async def start_voltaro_with_loop(
 async def fetch(voltaro: Voltaro, sql: str, *args: Any) -> list[dict[str, Any]]:
     rows = await voltaro.central.store.database.run(lambda c: c.fetch(sql, *args))
     return [dict(row) for row in rows]
+
+
+def never_busy(voltaro: Voltaro) -> None:
+    """Make the instance never *busy* (``voltaro.central.overload``: its own CPU, the
+    machine's, its event loop, its writes): background work such as the local-list sync
+    then never waits for the load. For tests about that work, not about the machine they run
+    on: on a CI machine whose two cores the suite keeps full, each list command waited up to
+    10 s and a three-command sync missed a 30 s bound. Tests of busy force it themselves;
+    *behind* (a storm) still applies."""
+    load = voltaro.central.load
+    load.busy_cpu_share = load.busy_machine_share = math.inf
+    load.busy_loop_lag = load.busy_writer_lag = math.inf

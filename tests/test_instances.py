@@ -15,7 +15,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
-from tests.e2e import e2e_settings, fetch, ws_url
+from tests.e2e import e2e_settings, fetch, never_busy, ws_url
 from tests.harness import RawCharger
 from voltaro.app import Voltaro, start_ocpp_worker, start_voltaro
 from voltaro.central.domain_events import BackOnline, Booted, event_json
@@ -41,7 +41,19 @@ async def start(nursery: trio.Nursery, settings: Settings, tmp: Path, name: str)
         instance_lease=3,
     )
     voltaro: Voltaro = await nursery.start(start_voltaro, changed)
+    never_busy(voltaro)
     return voltaro
+
+
+async def two_with_a_charger(
+    nursery: trio.Nursery, settings: Settings, tmp: Path, charge_point_id: str
+) -> tuple[Voltaro, Voltaro, RawCharger]:
+    """Instances ``a`` and ``b``, and the charger booted on ``a``."""
+    first = await start(nursery, settings, tmp, "a")
+    second = await start(nursery, settings, tmp, "b")
+    charger = await RawCharger.connect(nursery, ws_url(first, charge_point_id))
+    assert (await charger.call("BootNotification", BOOT))[0] == 3
+    return first, second, charger
 
 
 def api(voltaro: Voltaro) -> httpx.AsyncClient:
@@ -95,10 +107,7 @@ async def test_a_command_sent_to_any_instance_reaches_the_charger(
 async def test_a_routed_command_keeps_the_http_answers(
     nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
 ) -> None:
-    first = await start(nursery, voltaro_settings, tmp_path, "a")
-    second = await start(nursery, voltaro_settings, tmp_path, "b")
-    charger = await RawCharger.connect(nursery, ws_url(first, "PICKY"))
-    assert (await charger.call("BootNotification", BOOT))[0] == 3
+    _, second, charger = await two_with_a_charger(nursery, voltaro_settings, tmp_path, "PICKY")
 
     async def refuse_then_stay_silent() -> None:
         frame = await charger.receive()
@@ -184,10 +193,7 @@ async def test_a_dead_instances_chargers_go_offline_when_its_lease_runs_out(
 async def test_the_instances_are_listed_with_the_chargers_each_holds(
     nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
 ) -> None:
-    first = await start(nursery, voltaro_settings, tmp_path, "a")
-    second = await start(nursery, voltaro_settings, tmp_path, "b")
-    charger = await RawCharger.connect(nursery, ws_url(first, "LISTED"))
-    assert (await charger.call("BootNotification", BOOT))[0] == 3
+    first, second, _ = await two_with_a_charger(nursery, voltaro_settings, tmp_path, "LISTED")
     ids = sorted([first.central.instance_id, second.central.instance_id])
     async with api(second) as through_second:
         listed = await through_second.get("/api/v1/instances")
@@ -261,10 +267,7 @@ async def test_a_worker_without_a_dashboard_is_not_sent_the_live_events_of_other
 async def test_a_registration_change_through_any_instance_applies_at_once(
     nursery: trio.Nursery, voltaro_settings: Settings, aio_loop: Any, tmp_path: Path
 ) -> None:
-    first = await start(nursery, voltaro_settings, tmp_path, "a")
-    second = await start(nursery, voltaro_settings, tmp_path, "b")
-    charger = await RawCharger.connect(nursery, ws_url(first, "DEMOTED"))
-    assert (await charger.call("BootNotification", BOOT))[0] == 3
+    _, second, charger = await two_with_a_charger(nursery, voltaro_settings, tmp_path, "DEMOTED")
     authorize = {"idTag": "ANY"}
     assert (await charger.call("Authorize", authorize))[0] == 3
     async with api(second) as http:

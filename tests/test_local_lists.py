@@ -25,7 +25,7 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
 from tests.admin.conftest import Live, booted_peer, live_settings
-from tests.e2e import start_voltaro_with_loop
+from tests.e2e import never_busy, start_voltaro_with_loop
 from tests.threaded import run_asyncio, trio_in_thread
 from tests.tools import counting_pool_operations
 from voltaro.central import local_list_sync
@@ -50,6 +50,7 @@ def live_voltaro(
         with trio_in_thread(
             lambda nursery: nursery.start(start_voltaro_with_loop, settings)
         ) as voltaro:
+            never_busy(voltaro)
             token = (tmp_path / "data" / "admin-token").read_text().strip()
             yield LiveLists(voltaro, voltaro.admin_url or "", token, url)
     finally:

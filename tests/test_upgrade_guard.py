@@ -9,7 +9,6 @@ own, which knows only the real ones: to this process, an older Voltaro.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import re
@@ -25,7 +24,8 @@ from typing import Any
 import pytest
 import trio
 
-from voltaro import cli, cli_admin
+from tests.central.test_cli_admin import run
+from voltaro import cli
 from voltaro.config import Settings
 from voltaro.store.errors import SchemaMismatch
 from voltaro.store.migrate import Migration, available_migrations
@@ -45,14 +45,6 @@ def with_one_more(monkeypatch: pytest.MonkeyPatch, name: str) -> str:
     extra = Migration(every[-1].version + 1, name, f"CREATE TABLE {name} (x integer)")
     monkeypatch.setattr(migrate_module, "available_migrations", lambda: [*every, extra])
     return f"{extra.version:04d}_{extra.name}"
-
-
-def run(settings: Settings, *argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="voltaro")
-    cli_admin.add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    code: int = args.func(args, settings)
-    return code
 
 
 @contextmanager
