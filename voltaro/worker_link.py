@@ -52,9 +52,9 @@ class _Receiver:
 
     async def line(self) -> bytes | None:
         """The next line without its newline; None at end-of-file (or a line too long)."""
-        while (end := self._buffer.find(b"\n")) < 0:
-            if len(self._buffer) > MAX_LINE or not await self._receive():
-                return None
+        end = await self._line_end()
+        if end is None:
+            return None
         line = bytes(self._buffer[:end])
         del self._buffer[: end + 1]
         return line
@@ -62,9 +62,9 @@ class _Receiver:
     async def answer(self) -> tuple[bytes, bytes] | None:
         """The next answer, ``NUMBER LENGTH`` and its body: (NUMBER, body), taken only once
         whole. None at end-of-file, or for a line that is no answer."""
-        while (end := self._buffer.find(b"\n")) < 0:
-            if len(self._buffer) > MAX_LINE or not await self._receive():
-                return None
+        end = await self._line_end()
+        if end is None:
+            return None
         number, _, length = bytes(self._buffer[:end]).partition(b" ")
         if not length.isdigit():
             return None
@@ -75,6 +75,13 @@ class _Receiver:
         body = bytes(self._buffer[end + 1 : whole])
         del self._buffer[:whole]
         return number, body
+
+    async def _line_end(self) -> int | None:
+        """Where the buffer's first line ends, once it holds one; None at end-of-file."""
+        while (end := self._buffer.find(b"\n")) < 0:
+            if len(self._buffer) > MAX_LINE or not await self._receive():
+                return None
+        return end
 
     async def _receive(self) -> bool:
         try:
