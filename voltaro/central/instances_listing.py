@@ -13,6 +13,7 @@ from typing import Any
 
 from voltaro.central.domain import Domain
 from voltaro.central.profile import Field, Listing, Payload
+from voltaro.central.timestamps import format_timestamp
 
 ITEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -42,8 +43,8 @@ async def instances(
             "chargers": r.chargers,
             "host": r.host,
             "pid": r.pid,
-            "startedAt": r.started_at.isoformat(),
-            "aliveUntil": r.alive_until.isoformat(),
+            "startedAt": format_timestamp(r.started_at),
+            "aliveUntil": format_timestamp(r.alive_until),
         }
         for r in records
     ]
